@@ -1,0 +1,39 @@
+# meshbench: the two commands are `make demo` and `make test`.
+# Both build .venv from nothing (pinned by requirements.lock); a no-op when it is up to date.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.9
+
+.PHONY: demo test lint unit lock bench wasm clean
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q uv==$(UV_VERSION)
+	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/meshbench demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check meshbench tests extensions
+	$(BIN)/ruff format --check meshbench tests extensions
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --timeout=300 -q
+
+test: lint unit
+
+bench: $(STAMP)
+	$(BIN)/meshbench bench all
+
+# Re-pin every dependency (run by a developer, never by CI).
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra bench --python-version 3.11 \
+	    --python-platform x86_64-unknown-linux-gnu -o requirements.lock -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,159 @@
+"""meshbench: a workbench and runtime for verifiable mesh compute (the ICN Mesh Compute Overlay).
+
+The public API is what ``__all__`` lists; ``tests/test_api.py`` pins it.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
+from meshbench.core.encoding import CID, blob_cid, decode, encode, object_cid, parse_cid
+from meshbench.core.errors import (
+    BlobNotFound,
+    BlobTooLarge,
+    CIDMismatch,
+    DecryptionError,
+    EncodingError,
+    ExecutionError,
+    ExecutionTimeout,
+    GuestTrap,
+    IdentityError,
+    InsufficientFunds,
+    InvalidCID,
+    InvalidDID,
+    InvalidModule,
+    InvalidSignature,
+    IOLimitExceeded,
+    KeyNotFound,
+    LedgerError,
+    MemoryLimitExceeded,
+    MeshError,
+    NetworkError,
+    NonCanonicalEncoding,
+    OutOfFuel,
+    PolicyValidationError,
+    ProtocolError,
+    SchemaError,
+    StoreError,
+    UnknownPeer,
+)
+from meshbench.core.events import (
+    EscrowDispute,
+    EscrowStateChanged,
+    MeshPolicyActivated,
+    MeshPolicyProposal,
+    MeshPolicyVote,
+    Mint,
+    Payout,
+    QuorumReached,
+    RewardDistributed,
+    TaskAssigned,
+    TaskExpired,
+    Transfer,
+)
+from meshbench.core.identity import Identity
+from meshbench.core.model import Model, Signed, decode_object
+from meshbench.core.policy import (
+    BondingRequirements,
+    MeshPolicy,
+    MeshPolicyFragment,
+    RewardSettings,
+    SchedulingParams,
+    VerificationQuorum,
+)
+from meshbench.core.types import (
+    CapabilityScope,
+    ComputeOffer,
+    Credential,
+    ExecutionReceipt,
+    ExecutionSummary,
+    HardwareProfile,
+    PeerInfo,
+    ReputationSnapshot,
+    ResultCommitment,
+    TaskIntent,
+    VerificationReceipt,
+    result_commitment,
+)
+from meshbench.store.blobs import BlobStore, EncryptedBlob
+from meshbench.store.keystore import Keystore
+
+try:
+    __version__ = _version("meshbench")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "CID",
+    "BlobNotFound",
+    "BlobStore",
+    "BlobTooLarge",
+    "BondingRequirements",
+    "CIDMismatch",
+    "CapabilityScope",
+    "ComputeOffer",
+    "Credential",
+    "DecryptionError",
+    "EncodingError",
+    "EncryptedBlob",
+    "EscrowDispute",
+    "EscrowStateChanged",
+    "ExecutionError",
+    "ExecutionReceipt",
+    "ExecutionSummary",
+    "ExecutionTimeout",
+    "GuestTrap",
+    "HardwareProfile",
+    "IOLimitExceeded",
+    "Identity",
+    "IdentityError",
+    "InsufficientFunds",
+    "InvalidCID",
+    "InvalidDID",
+    "InvalidModule",
+    "InvalidSignature",
+    "KeyNotFound",
+    "Keystore",
+    "LedgerError",
+    "MemoryLimitExceeded",
+    "MeshError",
+    "MeshPolicy",
+    "MeshPolicyActivated",
+    "MeshPolicyFragment",
+    "MeshPolicyProposal",
+    "MeshPolicyVote",
+    "Mint",
+    "Model",
+    "NetworkError",
+    "NonCanonicalEncoding",
+    "OutOfFuel",
+    "Payout",
+    "PeerInfo",
+    "PolicyValidationError",
+    "ProtocolError",
+    "QuorumReached",
+    "ReputationSnapshot",
+    "ResultCommitment",
+    "RewardDistributed",
+    "RewardSettings",
+    "SchedulingParams",
+    "SchemaError",
+    "Signed",
+    "StoreError",
+    "TaskAssigned",
+    "TaskExpired",
+    "TaskIntent",
+    "Transfer",
+    "UnknownPeer",
+    "VerificationQuorum",
+    "VerificationReceipt",
+    "__version__",
+    "blob_cid",
+    "decode",
+    "decode_object",
+    "encode",
+    "object_cid",
+    "parse_cid",
+    "result_commitment",
+]

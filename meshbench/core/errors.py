@@ -1,0 +1,159 @@
+"""The one error hierarchy of meshbench.
+
+Every failure a user can cause (bad bytes, a bad signature, a hostile module, an invalid
+policy, too little money) raises a subclass of :class:`MeshError` whose message says what
+was wrong and, where possible, what to do about it. Nothing below ever raises a bare
+``ValueError`` across the public API.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BlobNotFound",
+    "BlobTooLarge",
+    "CIDMismatch",
+    "DecryptionError",
+    "EncodingError",
+    "ExecutionError",
+    "ExecutionTimeout",
+    "GuestTrap",
+    "IOLimitExceeded",
+    "IdentityError",
+    "InsufficientFunds",
+    "InvalidCID",
+    "InvalidDID",
+    "InvalidModule",
+    "InvalidSignature",
+    "KeyNotFound",
+    "LedgerError",
+    "MemoryLimitExceeded",
+    "MeshError",
+    "NetworkError",
+    "NonCanonicalEncoding",
+    "OutOfFuel",
+    "PolicyValidationError",
+    "ProtocolError",
+    "SchemaError",
+    "StoreError",
+    "UnknownPeer",
+]
+
+
+class MeshError(Exception):
+    """Root of every error meshbench raises on purpose."""
+
+
+# --- encoding and content addressing -------------------------------------------------
+class EncodingError(MeshError):
+    """Bytes that are not a valid DAG-CBOR object (malformed, truncated, absurd lengths)."""
+
+
+class NonCanonicalEncoding(EncodingError):
+    """Valid CBOR that is not canonical DAG-CBOR (key order, duplicate keys, floats...)."""
+
+
+class InvalidCID(MeshError):
+    """A string or bytes that do not parse as a CIDv1 of the expected codec."""
+
+
+class CIDMismatch(MeshError):
+    """Content whose hash does not match the CID it was asked for or claims."""
+
+
+class SchemaError(MeshError):
+    """A decoded object whose fields are missing, unknown, of the wrong type or out of range."""
+
+
+# --- identity ----------------------------------------------------------------------------
+class IdentityError(MeshError):
+    """Problems with keys and identities."""
+
+
+class InvalidDID(IdentityError):
+    """A string that is not an Ed25519 ``did:key``."""
+
+
+class InvalidSignature(IdentityError):
+    """A signature that is missing, malformed, or not made by the claimed signer."""
+
+
+class KeyNotFound(IdentityError):
+    """A key name that the keystore does not hold."""
+
+
+# --- storage -------------------------------------------------------------------------------
+class StoreError(MeshError):
+    """Blob store and ledger failures."""
+
+
+class BlobNotFound(StoreError):
+    """No blob with that CID is stored here."""
+
+
+class BlobTooLarge(StoreError):
+    """A blob over the store's configured size limit."""
+
+
+class DecryptionError(StoreError):
+    """An encrypted blob that cannot be opened with the keys at hand, or was tampered with."""
+
+
+class LedgerError(StoreError):
+    """An event that the ledger refuses (unknown parent, broken invariant, conflict)."""
+
+
+# --- economics and governance -------------------------------------------------------------
+class InsufficientFunds(MeshError):
+    """An account that cannot cover the fee, stake or transfer asked of it."""
+
+
+class PolicyValidationError(MeshError):
+    """A MeshPolicy or MeshPolicyFragment that breaks a rule (sums, ranges, token types)."""
+
+
+class ProtocolError(MeshError):
+    """An event that the protocol state machine does not allow in the task's state."""
+
+
+class UnknownPeer(MeshError):
+    """A message from, or about, a peer that this node does not know."""
+
+
+class NetworkError(MeshError):
+    """Transport failures: unreachable peers, closed streams, refused messages."""
+
+
+# --- execution -----------------------------------------------------------------------------
+class ExecutionError(MeshError):
+    """A task execution that did not produce a result.
+
+    ``fuel_used`` is the fuel consumed up to the failure, when the engine knows it.
+    """
+
+    def __init__(self, message: str, *, fuel_used: int | None = None) -> None:
+        super().__init__(message)
+        self.fuel_used = fuel_used
+
+
+class InvalidModule(ExecutionError):
+    """Bytes that are not a loadable WebAssembly module for this engine."""
+
+
+class OutOfFuel(ExecutionError):
+    """The guest used all the fuel its CapabilityScope allows."""
+
+
+class MemoryLimitExceeded(ExecutionError):
+    """The guest asked for more linear memory than its CapabilityScope allows."""
+
+
+class IOLimitExceeded(ExecutionError):
+    """The guest read or wrote more bytes than its CapabilityScope's ``io_mb``."""
+
+
+class ExecutionTimeout(ExecutionError):
+    """The wall-clock backstop interrupted the guest."""
+
+
+class GuestTrap(ExecutionError):
+    """The guest trapped (unreachable, out-of-bounds access, stack overflow, ...)."""

@@ -1,0 +1,201 @@
+"""DAG events: every change of state in the mesh, signed and linked to what it follows.
+
+Participants' own objects (TaskIntent, ComputeOffer, ResultCommitment, ExecutionReceipt,
+VerificationReceipt, Credential, PeerInfo) are events in their own right. The events below
+record decisions: those of a federation's ledger authority (assignment, quorum, escrow,
+rewards, reputation, policy activation) and those of members (proposals, votes).
+
+Field names of the policy and escrow events follow upstream ICN (``reference.md``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from msgspec import Meta
+
+from meshbench.core.encoding import CID
+from meshbench.core.model import DID, Amount, Model, Signed, TimestampMs
+from meshbench.core.policy import MeshPolicy, MeshPolicyFragment
+
+__all__ = [
+    "EscrowDispute",
+    "EscrowState",
+    "EscrowStateChanged",
+    "MeshPolicyActivated",
+    "MeshPolicyProposal",
+    "MeshPolicyVote",
+    "Mint",
+    "Payout",
+    "QuorumReached",
+    "RewardDistributed",
+    "TaskAssigned",
+    "TaskExpired",
+    "Transfer",
+]
+
+EscrowState = Literal["Created", "InProgress", "Completed", "Failed", "Disputed", "Expired"]
+Reason = Annotated[str, Meta(max_length=1024)]
+
+
+class Mint(Signed, tag="Mint"):
+    """Genesis or faucet: the only way tokens come into existence."""
+
+    SIGNER: ClassVar[str] = "authority"
+    authority: DID
+    account: DID
+    amount: Annotated[int, Meta(ge=1, le=2**53 - 1)]
+    memo: Reason = ""
+    timestamp: TimestampMs
+    parents: tuple[CID, ...] = ()
+
+
+class Transfer(Signed, tag="Transfer"):
+    """A holder moves tokens to another account."""
+
+    SIGNER: ClassVar[str] = "sender"
+    sender: DID
+    recipient: DID
+    amount: Annotated[int, Meta(ge=1, le=2**53 - 1)]
+    nonce: Annotated[int, Meta(ge=0)]
+    timestamp: TimestampMs
+    parents: tuple[CID, ...] = ()
+
+
+class TaskAssigned(Signed, tag="TaskAssigned"):
+    """The publisher's node chose a worker (and verifiers) for a task."""
+
+    SIGNER: ClassVar[str] = "assigner"
+    assigner: DID
+    task_cid: CID
+    offer_cid: CID
+    worker: DID
+    verifiers: tuple[DID, ...] = ()
+    attempt: Annotated[int, Meta(ge=0, le=1000)] = 0
+    timestamp: TimestampMs
+    parents: tuple[CID, ...] = ()
+
+
+class TaskExpired(Signed, tag="TaskExpired"):
+    """A timeout fired: the task is reassigned or, past its deadline, expired."""
+
+    SIGNER: ClassVar[str] = "authority"
+    authority: DID
+    task_cid: CID
+    stage: Annotated[str, Meta(max_length=64)]
+    reason: Reason = ""
+    timestamp: TimestampMs
+    parents: tuple[CID, ...] = ()
+
+
+class QuorumReached(Signed, tag="QuorumReached"):
+    """The verification outcome of a task, with the receipts that decided it."""
+
+    SIGNER: ClassVar[str] = "authority"
+    authority: DID
+    task_cid: CID
+    outcome: Literal["Accepted", "Rejected", "Disputed", "NoConsensus"]
+    output_cid: CID | None = None
+    approvals: tuple[CID, ...] = ()
+    rejections: tuple[CID, ...] = ()
+    timestamp: TimestampMs
+    parents: tuple[CID, ...] = ()
+
+
+class EscrowStateChanged(Signed, tag="EscrowStateChanged"):
+    SIGNER: ClassVar[str] = "authority"
+    authority: DID
+    task_cid: CID
+    from_state: EscrowState | None = None
+    to_state: EscrowState
+    amount: Amount
+    reason: Reason = ""
+    timestamp: TimestampMs
+    parents: tuple[CID, ...] = ()
+
+
+class Payout(Model, tag="Payout"):
+    """One line of a settlement."""
+
+    account: DID
+    amount: Amount
+    role: Literal["worker", "verifier", "platform", "refund", "penalty"]
+
+
+class RewardDistributed(Signed, tag="RewardDistributed"):
+    """A settlement: the escrowed fee split exactly; the payouts sum to ``total``."""
+
+    SIGNER: ClassVar[str] = "authority"
+    authority: DID
+    task_cid: CID
+    total: Amount
+    payouts: tuple[Payout, ...]
+    policy_cid: CID | None = None
+    timestamp: TimestampMs
+    parents: tuple[CID, ...] = ()
+
+    def _validate(self) -> None:
+        paid = sum(p.amount for p in self.payouts)
+        if paid != self.total:
+            raise ValueError(f"payouts sum to {paid}, not to the escrowed total {self.total}")
+
+
+class EscrowDispute(Signed, tag="EscrowDispute"):
+    SIGNER: ClassVar[str] = "authority"
+    authority: DID
+    task_cid: CID
+    reason: Reason
+    extra_verifiers: tuple[DID, ...] = ()
+    timestamp: TimestampMs
+    parents: tuple[CID, ...] = ()
+
+
+class MeshPolicyProposal(Signed, tag="MeshPolicyProposal"):
+    """A member proposes to amend the policy ``base_policy_cid`` with ``fragment``."""
+
+    SIGNER: ClassVar[str] = "proposer_did"
+    federation_did: DID
+    proposer_did: DID
+    base_policy_cid: CID
+    fragment: MeshPolicyFragment
+    description: Annotated[str, Meta(max_length=4096)]
+    timestamp: TimestampMs
+    expires_at: TimestampMs
+    parents: tuple[CID, ...] = ()
+
+    def _validate(self) -> None:
+        if self.expires_at <= self.timestamp:
+            raise ValueError("expires_at must be after timestamp")
+
+
+class MeshPolicyVote(Signed, tag="MeshPolicyVote"):
+    """``policy_cid`` is the CID of the proposal voted on."""
+
+    SIGNER: ClassVar[str] = "voter_did"
+    policy_cid: CID
+    federation_did: DID
+    voter_did: DID
+    approved: bool
+    timestamp: TimestampMs
+    parents: tuple[CID, ...] = ()
+
+
+class MeshPolicyActivated(Signed, tag="MeshPolicyActivated"):
+    """The ledger authority activates ``policy`` (whose CID is ``policy_cid``)."""
+
+    SIGNER: ClassVar[str] = "authority"
+    authority: DID
+    policy_cid: CID
+    federation_did: DID
+    policy_version: Annotated[int, Meta(ge=1)]
+    proposer_did: DID | None = None
+    previous_policy_cid: CID | None = None
+    policy: MeshPolicy
+    timestamp: TimestampMs
+    parents: tuple[CID, ...] = ()
+
+    def _validate(self) -> None:
+        if self.policy.cid != self.policy_cid:
+            raise ValueError("policy_cid is not the CID of the policy carried")
+        if self.policy.policy_version != self.policy_version:
+            raise ValueError("policy_version does not match the policy carried")

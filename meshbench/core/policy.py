@@ -1,0 +1,227 @@
+"""MeshPolicy: every parameter a federation governs, with upstream defaults and validation.
+
+Defaults follow ``reference.md`` (upstream ICN), except the reward split, which follows the
+spec: worker 90, verifier 10, platform 0. A :class:`MeshPolicyFragment` holds only the
+fields a proposal changes (nested sections may be partial); :meth:`MeshPolicy.apply`
+overwrites exactly those fields, raises the version by one and records the previous
+policy's CID.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import msgspec
+from msgspec import Meta
+
+from meshbench.core.encoding import CID
+from meshbench.core.errors import PolicyValidationError, SchemaError
+from meshbench.core.model import DID, Amount, Model
+from meshbench.core.types import CapabilityScope
+
+__all__ = [
+    "DAY_S",
+    "KNOWN_TOKENS",
+    "BondingRequirements",
+    "MeshPolicy",
+    "MeshPolicyFragment",
+    "RewardSettings",
+    "SchedulingParams",
+    "VerificationQuorum",
+]
+
+DAY_S: Final = 24 * 3600
+#: Token types a policy may name for bonds.
+KNOWN_TOKENS: Final = frozenset({"ICN"})
+Fraction = Annotated[float, Meta(ge=0.0, le=1.0)]
+Percent = Annotated[int, Meta(ge=0, le=100)]
+Seconds = Annotated[int, Meta(ge=1, le=365 * DAY_S)]
+
+
+class RewardSettings(Model, tag="RewardSettings"):
+    worker_percentage: Percent = 90
+    verifier_percentage: Percent = 10
+    platform_fee_percentage: Percent = 0
+    use_reputation_weighting: bool = True
+
+
+class BondingRequirements(Model, tag="BondingRequirements"):
+    min_stake: Amount = 100
+    lock_period: Seconds = 7 * DAY_S
+    tokens: tuple[Annotated[str, Meta(min_length=1, max_length=32)], ...] = ("ICN",)
+
+
+class SchedulingParams(Model, tag="SchedulingParams"):
+    use_fair_queuing: bool = True
+    max_queue_length: Annotated[int, Meta(ge=1, le=1_000_000)] = 100
+    reputation_priority_boost: Annotated[float, Meta(ge=0.0, le=100.0)] = 1.5
+    task_timeout: Seconds = 30 * 60
+
+
+class VerificationQuorum(Model, tag="VerificationQuorum"):
+    required_percentage: Percent = 66
+    minimum_verifiers: Annotated[int, Meta(ge=0, le=64)] = 3
+    maximum_verifiers: Annotated[int, Meta(ge=0, le=64)] = 7
+    verification_timeout: Seconds = 15 * 60
+
+
+class MeshPolicy(Model, tag="MeshPolicy"):
+    """The active parameters of one federation's mesh."""
+
+    federation: DID | None = None
+    policy_version: Annotated[int, Meta(ge=1)] = 1
+    alpha: Fraction = 0.6
+    beta: Fraction = 0.3
+    gamma: Fraction = 0.1
+    lambda_: Fraction = msgspec.field(default=0.05, name="lambda")
+    stake_weight: Fraction = 0.4
+    min_fee: Amount = 10
+    base_capability_scope: CapabilityScope = CapabilityScope()
+    reward_settings: RewardSettings = RewardSettings()
+    bonding_requirements: BondingRequirements = BondingRequirements()
+    scheduling: SchedulingParams = SchedulingParams()
+    verification_quorum: VerificationQuorum = VerificationQuorum()
+    #: Require a valid federation Credential from workers and verifiers.
+    require_credentials: bool = False
+    #: Pin the execution engine identity (empty: any engine, outputs compared only).
+    engine_pin: Annotated[str, Meta(max_length=256)] = ""
+    previous_policy_cid: CID | None = None
+
+    def _validate(self) -> None:
+        problems = policy_problems(self)
+        if problems:
+            raise PolicyValidationError("invalid MeshPolicy: " + "; ".join(problems))
+
+    def apply(self, fragment: MeshPolicyFragment) -> MeshPolicy:
+        """The policy that ``fragment`` makes of this one (version + 1, linked to this one)."""
+        merged = _deep_merge(self.to_jsonable(), fragment.updates)
+        merged["policy_version"] = self.policy_version + 1
+        merged["previous_policy_cid"] = str(self.cid)
+        return _policy_from_jsonable(merged)
+
+    def diff(self, other: MeshPolicy) -> dict[str, tuple[Any, Any]]:
+        """Field paths whose values differ, as ``{path: (self's, other's)}``."""
+        out: dict[str, tuple[Any, Any]] = {}
+        _diff(self.to_jsonable(), other.to_jsonable(), "", out)
+        return out
+
+
+def policy_problems(p: MeshPolicy) -> list[str]:
+    """Every rule ``p`` breaks, in words (empty when valid)."""
+    out: list[str] = []
+    r = p.reward_settings
+    total = r.worker_percentage + r.verifier_percentage + r.platform_fee_percentage
+    if total != 100:
+        out.append(
+            f"reward percentages sum to {total} (worker {r.worker_percentage} + verifier "
+            f"{r.verifier_percentage} + platform {r.platform_fee_percentage}); they must sum to 100"
+        )
+    q = p.verification_quorum
+    if not 50 <= q.required_percentage <= 100:
+        out.append(f"required_percentage {q.required_percentage} must be within 50 to 100")
+    if q.minimum_verifiers > q.maximum_verifiers:
+        out.append(
+            f"minimum_verifiers {q.minimum_verifiers} is above maximum_verifiers "
+            f"{q.maximum_verifiers}"
+        )
+    unknown = sorted(set(p.bonding_requirements.tokens) - KNOWN_TOKENS)
+    if unknown:
+        out.append(f"unknown token types {unknown}; known: {sorted(KNOWN_TOKENS)}")
+    if not p.bonding_requirements.tokens:
+        out.append("bonding_requirements.tokens must name at least one token")
+    if p.lambda_ >= 1.0:
+        out.append("lambda (daily decay) must be below 1")
+    return out
+
+
+class MeshPolicyFragment(Model, tag="MeshPolicyFragment"):
+    """The fields a proposal changes, as a nested map of MeshPolicy's JSON form.
+
+    Checked on construction: every key must name a MeshPolicy field (or a field of one of
+    its sections) and every value must have that field's type. Whether the result is a valid
+    policy (sums, ranges) depends on the policy it amends and is checked by ``apply``.
+    """
+
+    updates: dict[str, Any]
+
+    def _validate(self) -> None:
+        if not self.updates:
+            raise ValueError("a fragment must change at least one field")
+        _check_paths(self.updates, MeshPolicy, "")
+        for key in ("policy_version", "previous_policy_cid", "federation"):
+            if key in self.updates:
+                raise PolicyValidationError(f"{key} is set by activation, not by a fragment")
+        # type-check every value by applying to the defaults (ranges are checked by apply)
+        try:
+            _policy_from_jsonable(_deep_merge(MeshPolicy().to_jsonable(), self.updates))
+        except PolicyValidationError:
+            pass  # rule violations relative to the defaults are for apply to judge
+        except SchemaError as exc:
+            raise PolicyValidationError(f"invalid policy fragment: {exc}") from exc
+
+    @classmethod
+    def from_update_json(cls, text: str | bytes) -> MeshPolicyFragment:
+        """Read a fragment in the spec's JSON form (``{"reward_settings": {...}, ...}``)."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PolicyValidationError(f"policy update is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise PolicyValidationError("a policy update is a JSON object of fields to change")
+        try:
+            return cls(updates=data)
+        except SchemaError as exc:
+            raise PolicyValidationError(str(exc)) from exc
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> MeshPolicyFragment:
+        return cls.from_update_json(Path(path).read_bytes())
+
+
+def _policy_from_jsonable(data: dict[str, Any]) -> MeshPolicy:
+    data = {k: v for k, v in data.items() if k != "@type"}
+    try:
+        return MeshPolicy.from_json(msgspec.json.encode(data))
+    except SchemaError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, PolicyValidationError):
+            raise cause from None
+        text = str(exc)
+        if "invalid MeshPolicy:" in text and "must" in text:
+            raise PolicyValidationError(text) from exc
+        raise
+
+
+def _deep_merge(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in updates.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _check_paths(updates: dict[str, Any], cls: type[Model], prefix: str) -> None:
+    fields = dict(zip(cls.__struct_encode_fields__, cls.__struct_fields__, strict=True))
+    defaults = cls()
+    for key, value in updates.items():
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise PolicyValidationError(f"unknown policy field {prefix}{key!r}; known: {known}")
+        current = getattr(defaults, fields[key])
+        if isinstance(current, Model):
+            if not isinstance(value, dict):
+                raise PolicyValidationError(f"{prefix}{key} is a section: give an object")
+            _check_paths(value, type(current), f"{prefix}{key}.")
+
+
+def _diff(a: Any, b: Any, path: str, out: dict[str, tuple[Any, Any]]) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if k != "@type":
+                _diff(a.get(k), b.get(k), f"{path}.{k}" if path else k, out)
+    elif a != b:
+        out[path] = (a, b)
