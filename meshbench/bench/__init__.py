@@ -1,1 +1,23 @@
-"""meshbench.bench."""
+"""Benchmarks, run with ``meshbench bench NAME``. Each reports ratios measured in one run.
+
+A benchmark is a module ``meshbench.bench.<name>`` with ``run(quick: bool) -> dict``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from meshbench.core.errors import MeshError
+
+#: name -> module path; add a line here to register a benchmark.
+BENCHMARKS: dict[str, str] = {
+    "encoding": "meshbench.bench.encoding",
+}
+
+
+def run_benchmark(name: str, *, quick: bool = False) -> dict[str, Any]:
+    if name not in BENCHMARKS:
+        raise MeshError(f"no benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
+    module = importlib.import_module(BENCHMARKS[name])
+    return module.run(quick=quick)

@@ -1,2 +1,195 @@
-def main() -> None:
-    raise SystemExit("not yet")
+"""``meshbench``: the workbench CLI (content, keys, inspection, demo, benchmarks).
+
+Example::
+
+    meshbench put module.wasm          # store a blob, print its CID
+    meshbench key new                  # make the default identity, print its did:key
+    meshbench inspect receipt.cbor     # decode, check CID and signature, print JSON
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+import meshbench
+from meshbench.cli.common import data_dir_option, emit, resolve_data_dir, run_cli
+from meshbench.core import encoding
+from meshbench.core.errors import BlobNotFound, EncodingError, MeshError, SchemaError
+from meshbench.core.model import Signed, decode_object
+from meshbench.store.blobs import BlobStore
+from meshbench.store.keystore import Keystore
+
+
+@click.group(name="meshbench", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(meshbench.__version__, prog_name="meshbench")
+def main_group() -> None:
+    """Workbench and runtime for verifiable mesh compute.
+
+    \b
+    Example:
+      meshbench put hello.wasm
+      meshbench inspect bafyrei...
+    """
+
+
+@main_group.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def cid(file: Path) -> None:
+    """Print the raw CID of FILE (stores nothing).
+
+    Example: meshbench cid input.bin
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    with file.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    click.echo(str(encoding.sha256_cid(h.digest(), encoding.RAW)))
+
+
+@main_group.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@data_dir_option
+def put(file: Path, data_dir: Path | None) -> None:
+    """Store FILE in the blob store and print its CID.
+
+    Example: meshbench put module.wasm
+    """
+    store = BlobStore(resolve_data_dir(data_dir) / "blobs")
+    click.echo(str(store.put_file(file)))
+
+
+@main_group.command()
+@click.argument("cid_text", metavar="CID")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@data_dir_option
+def get(cid_text: str, output: Path | None, data_dir: Path | None) -> None:
+    """Write the blob CID to stdout or to -o FILE, after checking its hash.
+
+    Example: meshbench get bafkrei... -o out.bin
+    """
+    store = BlobStore(resolve_data_dir(data_dir) / "blobs")
+    if output is None:
+        sys.stdout.buffer.write(store.get(cid_text))
+        sys.stdout.buffer.flush()
+    else:
+        store.export(cid_text, output)
+
+
+@main_group.group()
+def key() -> None:
+    """Manage Ed25519 identities (did:key)."""
+
+
+@key.command("new")
+@click.option("--name", default="default", show_default=True)
+@data_dir_option
+def key_new(name: str, data_dir: Path | None) -> None:
+    """Create an identity and print its did:key (the secret stays in the keystore, 0600).
+
+    Example: meshbench key new --name alice
+    """
+    ident = Keystore(resolve_data_dir(data_dir) / "keys").create(name)
+    click.echo(ident.did)
+
+
+@key.command("show")
+@click.option("--name", default="default", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@data_dir_option
+def key_show(name: str, as_json: bool, data_dir: Path | None) -> None:
+    """Print the did:key of an identity (never its secret).
+
+    Example: meshbench key show --name alice
+    """
+    store = Keystore(resolve_data_dir(data_dir) / "keys")
+    ident = store.load(name)
+    if as_json:
+        emit({"name": name, "did": ident.did}, as_json=True)
+    else:
+        click.echo(ident.did)
+
+
+@main_group.command()
+@click.argument("target")
+@data_dir_option
+def inspect(target: str, data_dir: Path | None) -> None:
+    """Decode an object (a file, or a CID in the store), check CID and signature, print JSON.
+
+    Example: meshbench inspect task.cbor
+    """
+    path = Path(target)
+    if path.is_file():
+        data = path.read_bytes()
+        try:
+            obj = decode_object(data, max_bytes=max(len(data), encoding.MAX_OBJECT_BYTES))
+        except (EncodingError, SchemaError):
+            if path.suffix in {".cbor", ".dagcbor"}:
+                raise
+            emit(
+                {"kind": "blob", "cid": str(encoding.blob_cid(data)), "bytes": len(data)},
+                as_json=True,
+            )
+            return
+    else:
+        c = encoding.parse_cid(target)
+        store = BlobStore(resolve_data_dir(data_dir) / "blobs")
+        if c.codec.name == encoding.RAW:
+            size = len(store.get(c))
+            emit({"kind": "blob", "cid": str(c), "bytes": size, "hash": "verified"}, as_json=True)
+            return
+        try:
+            obj = decode_object(store.get_object(c), expected_cid=c)
+        except BlobNotFound:
+            raise
+    report = {
+        "kind": "object",
+        "type": type(obj).__name__,
+        "cid": str(obj.cid),
+        "signature": f"valid, by {obj.signer}" if isinstance(obj, Signed) else "n/a",
+        "object": obj.to_jsonable(),
+    }
+    emit(report, as_json=True)
+
+
+@main_group.command()
+@data_dir_option
+def demo(data_dir: Path | None) -> None:
+    """Run the embedded demo end to end and print what happened."""
+    from meshbench.demo import run_demo
+
+    run_demo(data_dir)
+
+
+@main_group.command()
+@click.argument("name", default="all")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--quick", is_flag=True, help="Fewer repetitions (for smoke tests).")
+def bench(name: str, as_json: bool, quick: bool) -> None:
+    """Run benchmarks (ratios measured side by side in one run).
+
+    Example: meshbench bench encoding --json
+    """
+    from meshbench.bench import BENCHMARKS, run_benchmark
+
+    names = list(BENCHMARKS) if name == "all" else [name]
+    results = {n: run_benchmark(n, quick=quick) for n in names}
+    out = results[names[0]] if len(names) == 1 else results
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+    else:
+        for n, r in results.items():
+            click.echo(f"== {n}")
+            emit(r, as_json=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_cli(main_group, argv)
+
+
+__all__ = ["MeshError", "main", "main_group"]

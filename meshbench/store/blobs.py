@@ -169,6 +169,36 @@ class BlobStore:
         for p in sorted((self.root / "blobs").glob("*/*")):
             yield encoding.parse_cid(p.name)
 
+    # --- protocol objects (DAG-CBOR), kept beside the blobs -------------------------------
+    def put_object(self, encoded: bytes) -> CID:
+        """Keep an encoded protocol object under its ``dag-cbor`` CID (atomic write)."""
+        cid = encoding.object_cid(encoded)
+        dest = self._object_path(cid)
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix="put-", dir=self._tmp)
+            with os.fdopen(fd, "wb") as out:
+                out.write(encoded)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp_name, dest)
+        return cid
+
+    def get_object(self, cid: CID | str) -> bytes:
+        """The encoded object with that CID, its hash checked."""
+        c = encoding.parse_cid(cid, codec=encoding.DAG_CBOR)
+        try:
+            data = self._object_path(c).read_bytes()
+        except FileNotFoundError:
+            raise BlobNotFound(f"no object {c} in this store") from None
+        if encoding.object_cid(data) != c:
+            raise CIDMismatch(f"stored object {c} is corrupted")
+        return data
+
+    def _object_path(self, cid: CID) -> Path:
+        text = str(cid)
+        return self.root / "objects" / text[-2:] / text
+
     # --- encryption -------------------------------------------------------------------
     def put_encrypted(self, source: Source, recipients: Iterable[str]) -> EncryptedBlob:
         """Encrypt while storing; only ``recipients`` (did:keys) can open the result."""
