@@ -139,7 +139,7 @@ def inspect(target: str, data_dir: Path | None) -> None:
     else:
         c = encoding.parse_cid(target)
         store = BlobStore(resolve_data_dir(data_dir) / "blobs")
-        if c.codec.name == encoding.RAW:
+        if c.codec == encoding.RAW:
             size = len(store.get(c))
             emit({"kind": "blob", "cid": str(c), "bytes": size, "hash": "verified"}, as_json=True)
             return
