@@ -324,7 +324,7 @@ def _classify(
         return exc
     if isinstance(exc, wasmtime.Trap):
         code = exc.trap_code
-        message = _first_line(exc)
+        message = _trap_reason(exc)
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
             return OutOfFuel(
                 f"the guest used all {fuel} fuel its scope allows (cpu_cycles); raise cpu_cycles",
@@ -353,6 +353,17 @@ def _classify(
     if isinstance(exc, MemoryError | RecursionError):
         return ExecutionError(f"the host ran out of resources: {exc!r}", fuel_used=used)
     return exc
+
+
+def _trap_reason(trap: wasmtime.Trap) -> str:
+    """``integer divide by zero (INTEGER_DIVISION_BY_ZERO)``: the cause, not the backtrace."""
+    text = trap.message
+    reason = next(
+        (ln.split("wasm trap:", 1)[1].strip() for ln in text.splitlines() if "wasm trap:" in ln),
+        _first_line(trap),
+    )
+    code = trap.trap_code
+    return f"{reason} ({code.name})" if code is not None else reason
 
 
 def _first_line(exc: BaseException) -> str:
