@@ -116,7 +116,14 @@ class Books:
         self._policy_cache: dict[str, MeshPolicy] = {}
         self.dirty: set[tuple[str, str]] = set()
 
-    # --- reading --------------------------------------------------------------------------
+    def load(self, tables: dict[str, dict[str, Any]]) -> None:
+        """Replace every table with stored rows (a ledger reopening its derived tables)."""
+        self._tables = {t: {} for t in TABLES}
+        for name, rows in tables.items():
+            self._tables[name] = dict(rows)
+        self.dirty.clear()
+
+    # --- reading ---
     def get(self, table: str, key: str, default: Any = None) -> Any:
         if self._pending is not None:
             value = self._pending.get((table, key), _MISSING)
@@ -173,7 +180,7 @@ class Books:
             raise InsufficientFunds(f"{account} holds {have}, cannot pay {amount} for {what}")
         self.put("accounts", account, have - amount)
 
-    # --- folding -------------------------------------------------------------------------
+    # --- folding ---
     def apply(self, *events: Model) -> None:
         """Fold ``events`` atomically: all of them, or (on any error) none of them.
 
@@ -214,7 +221,7 @@ class Books:
             self.apply(event)
         return self
 
-    # --- invariants ---------------------------------------------------------------------
+    # --- invariants ---
     def token_total(self) -> int:
         """Every token that exists: balances + escrowed + bonded + unbonding."""
         return sum(

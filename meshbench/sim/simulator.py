@@ -143,7 +143,7 @@ class Simulation:
         self.disputed: set[CID] = set()
         self.nonce = 0
 
-    # --- setup -----------------------------------------------------------------------------------
+    # --- setup ---
     def _assign_behaviours(self, n: int) -> dict[str, str]:
         order = list(range(n))
         self.rng.shuffle(order)
@@ -184,7 +184,7 @@ class Simulation:
                 Faucet(account=pub.did, amount=self.cfg.fee * self.cfg.tasks + 1, memo="genesis")
             )
 
-    # --- the loop -------------------------------------------------------------------------------------
+    # --- the loop ---
     def push(self, at: int, item: Any) -> None:
         self._seq += 1
         heapq.heappush(self.queue, (at, self._seq, item))
@@ -238,7 +238,7 @@ class Simulation:
         elif isinstance(cmd, SealKey):
             pass  # keys are sealed by the runtime's blob store; nothing to simulate
 
-    # --- publishers and workers ---------------------------------------------------------------------
+    # --- publishers and workers ---
     def _publish(self, i: int) -> None:
         pub = self.publishers[i % len(self.publishers)]
         data = f"sim-input-{self.cfg.seed}-{i}".encode()
@@ -339,7 +339,7 @@ class Simulation:
         ).sign(self.by_did[did])
         self.push(self.now + LATENCY_MS, vr)
 
-    # --- results ---------------------------------------------------------------------------------------
+    # --- results ---
     def _report(self, tokens_before: int, seconds: float) -> SimReport:
         books = self.state.books
         outcomes: Counter[str] = Counter()
