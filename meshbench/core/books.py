@@ -512,3 +512,9 @@ def _fold_policy(books: Books, ev: MeshPolicyActivated) -> None:
         ev.federation_did,
         {"cid": cid_key(ev.policy_cid), "version": ev.policy_version, "json": ev.policy.to_json()},
     )
+
+
+# Governance (federations, credentials, proposals, votes, policy activation, lineage) is part
+# of every ledger's fold: importing it registers its handlers (it replaces the default
+# MeshPolicyActivated handler above with the governed one).
+from meshbench.core import governance as _governance  # noqa: E402, F401

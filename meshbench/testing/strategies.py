@@ -91,6 +91,10 @@ def _build(draw: st.DrawFn, cls: type[Model]) -> Model:
         kwargs["result_commitment"] = result_commitment(
             kwargs["task_cid"], kwargs["worker"], kwargs["output_cid"], kwargs["salt"]
         )
+    if "policy" in kwargs and "federation_did" in kwargs and "policy_cid" not in kwargs:
+        kwargs["policy"] = msgspec.structs.replace(  # FederationCreated names itself
+            kwargs["policy"], federation=kwargs["federation_did"]
+        )
     if "policy" in kwargs and "policy_cid" in kwargs:  # MeshPolicyActivated
         kwargs["policy_cid"] = kwargs["policy"].cid
         kwargs["policy_version"] = kwargs["policy"].policy_version
