@@ -62,6 +62,7 @@ from meshbench.core.policy import DAY_S, MeshPolicy, MeshPolicyFragment
 from meshbench.core.types import Credential
 
 __all__ = [
+    "BooksMembership",
     "CredentialRevoked",
     "FederationCreated",
     "FederationSucceeded",
@@ -535,3 +536,31 @@ def _set_policy(
             activated_at=at,
         ),
     )
+
+
+class BooksMembership:
+    """The :class:`~meshbench.core.views.MembershipView` of governed federations.
+
+    A federation with a :class:`FederationCreated` event admits exactly its credentialed,
+    unrevoked members, and its tasks go to its own members (and those of federations it
+    was renamed or merged into). An ungoverned federation is open to everyone.
+    """
+
+    def __init__(self, books: Books) -> None:
+        self.books = books
+
+    def _governed(self, fed: str) -> bool:
+        return self.books.get("federations", fed) is not None
+
+    def is_member(self, federation: str, did: str, now_ms: int) -> bool:
+        if not self._governed(federation):
+            return True
+        return is_member(self.books, resolve_federation(self.books, federation), did, now_ms)
+
+    def has_credential(self, federation: str, did: str, now_ms: int) -> bool:
+        return self._governed(federation) and self.is_member(federation, did, now_ms)
+
+    def federations_allowed(self, task_federation: str) -> frozenset[str]:
+        if not self._governed(task_federation):
+            return frozenset()  # no restriction
+        return frozenset({task_federation, resolve_federation(self.books, task_federation)})
