@@ -95,8 +95,11 @@ def register_fold(
 
 @functools.lru_cache(maxsize=1 << 16)
 def cid_key(cid: CID) -> str:
-    """The text key of a CID in the derived tables (cached: base32 is costly)."""
-    return str(cid)
+    """The text key of a CID in the derived tables: base32 whatever base it was decoded in
+    (cached: encoding base32 is costly)."""
+    if cid.base.name != "base32":
+        cid = cid.set(base="base32")
+    return cid.encode("base32")
 
 
 _MISSING: Final = object()

@@ -185,7 +185,7 @@ def test_settlements_under_random_behaviour_conserve_tokens(scenarios):
     minted = h.state.books.minted()
     for fee, cost, worker_out, verifier_outs, timeout in scenarios:
         try:
-            task, a = h.publish_and_assign(fee=fee, cost=min(cost, fee))
+            task, _ = h.publish_and_assign(fee=fee, cost=min(cost, fee))
         except (MeshError, AssertionError):
             continue
         rec = h.state.tasks[task.cid]

@@ -61,7 +61,7 @@ def slashes(h: ProtocolHarness) -> list[StakeSlashed]:
     ]
 
 
-# --- publish -----------------------------------------------------------------------------------
+# --- publish ---
 def test_publish_locks_the_fee_in_escrow():
     h = ProtocolHarness()
     task = h.task(fee=120)
@@ -108,7 +108,7 @@ def test_non_member_publisher_is_refused():
     unchanged(h, UnknownPeer, h.task())
 
 
-# --- offers --------------------------------------------------------------------------------------
+# --- offers ---
 @pytest.mark.parametrize(
     "kwargs, who",
     [
@@ -166,7 +166,7 @@ def test_required_credential_is_checked():
     unchanged(h, ProtocolError, h.offer(task, outsider))
 
 
-# --- assignment ----------------------------------------------------------------------------------
+# --- assignment ---
 def test_offer_window_assigns_best_offer_and_draws_verifiers():
     h = ProtocolHarness()
     task = h.task()
@@ -405,7 +405,7 @@ def test_policy_activated_mid_run_governs_the_next_settlement():
     assert reward.policy_cid == new.cid
 
 
-# --- stake -----------------------------------------------------------------------------------------
+# --- stake ---
 def test_bond_unbond_withdraw_respects_the_lock_period():
     h = ProtocolHarness(bond=0)
     p = h.peers[0]
@@ -421,7 +421,7 @@ def test_bond_unbond_withdraw_respects_the_lock_period():
     unchanged(h, InsufficientFunds, h.stake(p, "bond", 10_000))
 
 
-# --- the table -------------------------------------------------------------------------------------
+# --- the table ---
 def test_transition_table_is_data_and_drawn_from_itself():
     dot = transition_diagram()
     assert dot.startswith("digraph")
