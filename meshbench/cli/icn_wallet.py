@@ -182,7 +182,10 @@ def balance(acting: str, as_json: bool, data_dir: Path | None) -> None:
 @click.option("--amount", type=click.IntRange(min=1), required=True)
 @data_dir_option
 def faucet(to_name: str, amount: int, data_dir: Path | None) -> None:
-    """Mint tokens (the ledger authority only). Example: icn-wallet faucet --to alice --amount 500"""
+    """Mint tokens (the ledger authority only).
+
+    Example: icn-wallet faucet --to alice --amount 500
+    """
     with open_wallet(data_dir, "default") as w:
         did = to_name if to_name.startswith("did:") else w.keys.load(to_name).did
         w.run(Faucet(account=did, amount=amount, memo="icn-wallet faucet"))
@@ -448,7 +451,10 @@ def policy_list(fed_name: str | None, as_json: bool, data_dir: Path | None) -> N
 @acting_option
 @data_dir_option
 def policy_vote(policy_cid: str, approve: bool, acting: str, data_dir: Path | None) -> None:
-    """Vote on a proposal (once). Example: icn-wallet mesh policy vote --policy-cid bafy... --approve"""
+    """Vote on a proposal (once; a second vote is refused).
+
+    Example: icn-wallet mesh policy vote --policy-cid bafy... --approve
+    """
     with open_wallet(data_dir, acting) as w:
         me = w.me()
         row = gov.proposal(w.ledger.books, parse_cid(policy_cid, codec="dag-cbor"))

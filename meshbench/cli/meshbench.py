@@ -188,6 +188,13 @@ def bench(name: str, as_json: bool, quick: bool) -> None:
             emit(r, as_json=False)
 
 
+from meshbench.cli.ledger_cmd import ledger  # noqa: E402
+from meshbench.cli.sim_cmd import sim  # noqa: E402
+
+main_group.add_command(ledger)
+main_group.add_command(sim)
+
+
 def main(argv: list[str] | None = None) -> None:
     run_cli(main_group, argv)
 

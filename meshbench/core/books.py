@@ -20,7 +20,6 @@ event, that ``minted == sum(accounts) + sum(escrows) + sum(stakes)`` (exactly, i
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, TypeVar
 
@@ -93,9 +92,8 @@ def register_fold(
     return deco
 
 
-@functools.lru_cache(maxsize=1 << 16)
 def cid_key(cid: CID) -> str:
-    """The text key of a CID in the derived tables (cached: base32 is costly)."""
+    """The text key of a CID in the derived tables (base32; cached inside the CID)."""
     return str(cid)
 
 

@@ -42,6 +42,7 @@ from meshbench.core.books import Books, cid_key
 from meshbench.core.encoding import CID
 from meshbench.core.errors import (
     InsufficientFunds,
+    MeshError,
     ProtocolError,
     UnknownPeer,
 )
@@ -308,7 +309,12 @@ class MeshState:
             rec = self.tasks.get(event.task_cid)
             if rec is None or rec.timers.get(event.stage) != event.token:
                 return []  # stale timer: the phase it guarded is over
-            return self._dispatch(rec, f"Timeout:{event.stage}", event, now)
+            del rec.timers[event.stage]  # a timer fires once
+            try:
+                return self._dispatch(rec, f"Timeout:{event.stage}", event, now)
+            except MeshError:
+                rec.timers[event.stage] = event.token
+                raise
         if isinstance(event, Faucet):
             return self._on_faucet(event, now)
         if isinstance(event, PrivateInput):

@@ -237,6 +237,8 @@ class Ledger:
             except MeshError as exc:
                 report.problems.append(f"event #{seq} {cid}: refused by the fold: {exc}")
             seen.add(cid)
+        if len(report.problems) > 100:
+            report.problems[100:] = [f"... and {len(report.problems) - 100} more problems"]
         try:
             books.check_conservation()
         except LedgerError as exc:
