@@ -382,3 +382,53 @@ def test_refold_gives_identical_books(books: Books) -> None:
     events.append(act)
     again = Books(AUTH.did).fold(mb.decode_object(e.encode()) for e in events)
     assert list(again) == list(books)
+
+
+class _LiveBooksPolicy:
+    """The policy view a node uses: whatever its books say at the moment of asking."""
+
+    def __init__(self) -> None:
+        self.harness: object = None
+
+    def policy_for(self, federation_did: str) -> mb.MeshPolicy:
+        if self.harness is None:  # while the harness sets itself up
+            return mb.MeshPolicy()
+        return self.harness.state.books.policy_for(federation_did)  # type: ignore[attr-defined]
+
+
+def test_activated_policy_pays_the_next_settled_task_75_20_5() -> None:
+    from meshbench.core.events import RewardDistributed
+    from meshbench.core.protocol import AppendToLedger
+    from meshbench.testing.protocol import ProtocolHarness, output_cid
+
+    view = _LiveBooksPolicy()
+    h = ProtocolHarness(policies=view)
+    view.harness = h
+    books = h.state.books
+    books.apply(create_federation(h.federation, h.authority, now_ms=h.now))
+    trio = h.peers[:3]
+    for m in trio:
+        books.apply(admit(h.federation, m.did, now_ms=h.now))
+    frag = mb.MeshPolicyFragment.from_update_json(SPEC_EXAMPLE)
+    p = propose(books, h.federation.did, trio[0], frag, description="spec", now_ms=h.now)
+    books.apply(p)
+    for m in trio[:2]:
+        books.apply(vote(p, m, approve=True, now_ms=h.now))
+    books.apply(gov.activation_for(books, p.cid, h.authority, now_ms=h.now))
+    assert books.policy_for(h.federation.did).policy_version == 2
+
+    task, a = h.publish_and_assign(fee=100, cost=100)
+    good = output_cid("good")
+    h.execute(task, dict.fromkeys(a.verifiers, good), worker_output=good)
+    rewards = [
+        e
+        for c in h.log
+        if isinstance(c, AppendToLedger)
+        for e in c.events
+        if isinstance(e, RewardDistributed)
+    ]
+    roles: dict[str, int] = {}
+    for payout in rewards[-1].payouts:
+        roles[payout.role] = roles.get(payout.role, 0) + payout.amount
+    assert roles == {"worker": 75, "verifier": 20, "platform": 5}
+    assert rewards[-1].policy_cid == books.policy_for(h.federation.did).cid
