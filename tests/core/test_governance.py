@@ -432,3 +432,30 @@ def test_activated_policy_pays_the_next_settled_task_75_20_5() -> None:
         roles[payout.role] = roles.get(payout.role, 0) + payout.amount
     assert roles == {"worker": 75, "verifier": 20, "platform": 5}
     assert rewards[-1].policy_cid == books.policy_for(h.federation.did).cid
+
+
+def test_a_second_node_picks_the_policy_up_from_the_dag(tmp_path: object) -> None:
+    """Node B replays node A's ledger (every event checked) and reaches the same policy."""
+    from pathlib import Path
+
+    from meshbench.store.ledger import Ledger
+
+    root = Path(str(tmp_path))
+    with Ledger(root / "a.sqlite", authority=AUTH.did) as a:
+        a.append(create_federation(FED, AUTH, now_ms=T0))
+        for m in (ALICE, BOB, CAROL):
+            a.append(admit(FED, m.did, now_ms=T0))
+        frag = mb.MeshPolicyFragment.from_update_json(SPEC_EXAMPLE)
+        p = propose(a.books, FED.did, ALICE, frag, description="x", now_ms=T0 + 1)
+        a.append(p)
+        for m in (ALICE, BOB):
+            a.append(vote(p, m, approve=True, now_ms=T0 + 2))
+        a.append(gov.activation_for(a.books, p.cid, AUTH, now_ms=T0 + 3))
+        with Ledger(root / "b.sqlite", authority=AUTH.did) as b:
+            before = b.books.policy_for(FED.did)
+            for _, _, event in a.iter_events():
+                b.append(mb.decode_object(event.encode()))
+            after = b.books.policy_for(FED.did)
+            assert before.policy_version == 1 and after == a.books.policy_for(FED.did)
+            assert after.reward_settings.worker_percentage == 75
+            assert b.verify().ok
