@@ -158,12 +158,17 @@ def inspect(target: str, data_dir: Path | None) -> None:
 
 
 @main_group.command()
+@click.option("--workers", type=click.IntRange(2, 64), default=4, show_default=True)
+@click.option("--threads", is_flag=True, help="Dask workers as threads, not processes.")
 @data_dir_option
-def demo(data_dir: Path | None) -> None:
-    """Run the embedded demo end to end and print what happened."""
+def demo(workers: int, threads: bool, data_dir: Path | None) -> None:
+    """Run the embedded demo mesh end to end and print what happened.
+
+    Example: meshbench demo --workers 4
+    """
     from meshbench.demo import run_demo
 
-    run_demo(data_dir)
+    run_demo(data_dir, workers=workers, processes=not threads)
 
 
 @main_group.command()
