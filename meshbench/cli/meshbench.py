@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 import meshbench
+from meshbench.cli import run_cmd
 from meshbench.cli.common import data_dir_option, emit, resolve_data_dir, run_cli
 from meshbench.core import encoding
 from meshbench.core.errors import BlobNotFound, EncodingError, MeshError, SchemaError
@@ -186,6 +187,9 @@ def bench(name: str, as_json: bool, quick: bool) -> None:
         for n, r in results.items():
             click.echo(f"== {n}")
             emit(r, as_json=False)
+
+
+main_group.add_command(run_cmd.run)
 
 
 def main(argv: list[str] | None = None) -> None:

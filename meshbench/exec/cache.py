@@ -26,12 +26,19 @@ from typing import Final
 import platformdirs
 import wasmtime
 
-from meshbench.core.encoding import CID, blob_cid
+from meshbench.core.encoding import CID
 from meshbench.core.errors import InvalidModule
 from meshbench.exec.engine import engine_identity, get_engine
+from meshbench.exec.plugins import blob_cid_fast
 from meshbench.exec.wasi import define_host_functions, provided_imports
 
-__all__ = ["DEFAULT_LRU_SIZE", "LoadedModule", "ModuleCache", "default_cache_dir", "shared_linker"]
+__all__ = [
+    "DEFAULT_LRU_SIZE",
+    "LoadedModule",
+    "ModuleCache",
+    "default_cache_dir",
+    "shared_linker",
+]
 
 DEFAULT_LRU_SIZE: Final = 64
 _WASM_MAGIC: Final = b"\0asm\x01\0\0\0"
@@ -79,7 +86,7 @@ class ModuleCache:
     def __init__(self, directory: str | os.PathLike[str] | None = None, *, lru_size: int = 0):
         self.directory = Path(directory) if directory is not None else default_cache_dir()
         self._dir = self.directory / engine_identity().replace("/", "-")
-        self._lru: OrderedDict[str, LoadedModule] = OrderedDict()
+        self._lru: OrderedDict[bytes, LoadedModule] = OrderedDict()
         self._lru_size = lru_size or DEFAULT_LRU_SIZE
         self._lock = threading.Lock()
         self.compiled = 0  # how many modules this cache compiled (tests and benchmarks)
@@ -89,13 +96,14 @@ class ModuleCache:
 
     def load(self, wasm: bytes, cid: CID | None = None) -> LoadedModule:
         """The loaded module for ``wasm``; ``cid`` skips hashing when the caller has it."""
-        key = str(cid if cid is not None else blob_cid(wasm))
+        cid = cid if cid is not None else blob_cid_fast(wasm)
+        key = cid.digest  # (raw_digest costs 60 us: it re-validates)
         with self._lock:
             hit = self._lru.get(key)
             if hit is not None:
                 self._lru.move_to_end(key)
                 return hit
-        loaded = self._load_uncached(wasm, blob_cid(wasm) if cid is None else cid)
+        loaded = self._load_uncached(wasm, cid)
         with self._lock:
             self._lru[key] = loaded
             self._lru.move_to_end(key)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from importlib.metadata import version as _dist_version
@@ -105,12 +106,12 @@ class _EpochTicker:
 
     def _loop(self) -> None:
         engine = get_engine()
-        with self._cond:
-            while True:
+        while True:
+            with self._cond:
                 while self._active == 0:
                     self._cond.wait()
-                self._cond.wait(timeout=EPOCH_TICK_S)
-                engine.increment_epoch()
+            time.sleep(EPOCH_TICK_S)  # outside the lock: starting a run never waits on it
+            engine.increment_epoch()
 
     @contextmanager
     def active(self) -> Iterator[None]:
@@ -121,7 +122,8 @@ class _EpochTicker:
                 )
                 self._thread.start()
             self._active += 1
-            self._cond.notify_all()
+            if self._active == 1:
+                self._cond.notify()
         try:
             yield
         finally:
