@@ -29,6 +29,7 @@ import wasmtime
 from meshbench.core.encoding import CID
 from meshbench.core.errors import InvalidModule
 from meshbench.exec.engine import engine_identity, get_engine
+from meshbench.exec.instrument import REFUSED_EXPORT, instrument_memory_grow
 from meshbench.exec.plugins import blob_cid_fast
 from meshbench.exec.wasi import define_host_functions, provided_imports
 
@@ -76,6 +77,10 @@ class LoadedModule:
     pre: wasmtime.InstancePre
     #: Minimum linear memory the module declares, in bytes (checked against the scope).
     min_memory_bytes: int
+    #: The most pages the module's own memory type allows (a grow past it is the guest's bug).
+    max_memory_pages: int
+    #: Whether the module was rewritten to record refused grows (it has a memory.grow).
+    records_refusals: bool
     size: int
     from_disk: bool = field(default=False, compare=False)
 
@@ -156,10 +161,15 @@ def compile_module(wasm: bytes) -> wasmtime.Module:
         )
     if wasm[:8] != _WASM_MAGIC:
         raise InvalidModule("not a core WebAssembly module (a component or an unknown version)")
+    engine = get_engine()
     try:
-        return wasmtime.Module(get_engine(), wasm)
+        wasmtime.Module.validate(engine, wasm)
     except wasmtime.WasmtimeError as e:
         raise InvalidModule(f"invalid WebAssembly module: {_first_line(e)}") from None
+    try:
+        return wasmtime.Module(engine, instrument_memory_grow(wasm))
+    except wasmtime.WasmtimeError as e:  # pragma: no cover (a bug in the rewrite)
+        raise InvalidModule(f"the instrumented module does not compile: {_first_line(e)}") from e
 
 
 def _prepare(module: wasmtime.Module, cid: CID, size: int, from_disk: bool) -> LoadedModule:
@@ -175,15 +185,18 @@ def _prepare(module: wasmtime.Module, cid: CID, size: int, from_disk: bool) -> L
     start = exports.get("_start")
     if not isinstance(start, wasmtime.FuncType) or start.params or start.results:
         raise InvalidModule("the module has no '_start' export of type () -> ()")
-    min_memory = 0
+    min_memory, max_pages = 0, 65536
     for e in module.exports:
         if isinstance(e.type, wasmtime.MemoryType):
             min_memory += e.type.limits.min * 65536
+            if e.type.limits.max is not None:
+                max_pages = min(max_pages, e.type.limits.max)
+    records = REFUSED_EXPORT in exports
     try:
         pre = shared_linker().instantiate_pre(module)
     except wasmtime.WasmtimeError as e:
         raise InvalidModule(f"the module's imports do not link: {_first_line(e)}") from None
-    return LoadedModule(cid, module, pre, min_memory, size, from_disk)
+    return LoadedModule(cid, module, pre, min_memory, max_pages, records, size, from_disk)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -29,6 +29,8 @@ from typing import Final
 
 import wasmtime
 
+from meshbench.exec.instrument import INSTRUMENT_VERSION
+
 __all__ = [
     "ENGINE_SETTINGS",
     "EPOCH_TICK_S",
@@ -89,7 +91,9 @@ def get_engine() -> wasmtime.Engine:
 
 def engine_identity() -> str:
     """``wasmtime-<version>/<16 hex of sha256(settings)>``: what fuel counts depend on."""
-    blob = json.dumps(ENGINE_SETTINGS, sort_keys=True, separators=(",", ":")).encode()
+    # The memory.grow rewrite changes fuel counts, so its version is part of the identity.
+    described = {**ENGINE_SETTINGS, "meshbench_instrument": INSTRUMENT_VERSION}
+    blob = json.dumps(described, sort_keys=True, separators=(",", ":")).encode()
     return f"wasmtime-{WASMTIME_VERSION}/{hashlib.sha256(blob).hexdigest()[:16]}"
 
 

@@ -12,10 +12,10 @@ Limits from :class:`~meshbench.core.types.CapabilityScope`:
   charged fuel; their bytes are charged to the I/O budget instead.
 - **memory**: ``memory_mb`` caps linear memory (plus :data:`MAX_TABLE_ELEMENTS` table
   elements, one instance, one memory). wasmtime refuses a ``memory.grow`` past the cap by
-  returning -1 (no trap); a run that then fails (trap or non-zero exit) with its memory
-  within 1/16 of the cap raises :class:`~meshbench.core.errors.MemoryLimitExceeded` instead
-  of reporting the guest's own exit code (see :func:`_memory_exhausted` for the limits of
-  that rule).
+  returning -1 (no trap); modules are rewritten to record such refusals
+  (:mod:`meshbench.exec.instrument`), and a run that fails (trap or non-zero exit) after one
+  raises :class:`~meshbench.core.errors.MemoryLimitExceeded` instead of reporting the
+  guest's own exit code. A guest that copes with the refusal and succeeds keeps its result.
 - **I/O**: ``io_mb`` bounds all bytes in and out (see :mod:`meshbench.exec.wasi`).
 - **wall clock**: a backstop only (epoch interruption), ``timeout_s`` or by default
   ``5 s + fuel / 20e6 s``; hitting it raises
@@ -30,7 +30,7 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import wasmtime
 
@@ -47,6 +47,7 @@ from meshbench.core.errors import (
 from meshbench.core.types import MB, CapabilityScope, ExecutionSummary, TaskIntent
 from meshbench.exec.cache import LoadedModule, ModuleCache
 from meshbench.exec.engine import EPOCH_TICK_S, engine_identity, epoch_ticking, get_engine
+from meshbench.exec.instrument import REFUSED_EXPORT
 from meshbench.exec.plugins import ExecutionResult
 from meshbench.exec.wasi import GuestContext, ProcExit, Tree, bind
 
@@ -61,9 +62,6 @@ __all__ = [
 
 FUEL_PER_CYCLE: Final = 1
 MAX_TABLE_ELEMENTS: Final = 1_000_000
-#: A failed run whose memory is within cap/MEMORY_HEADROOM (at least a page) of its cap
-#: raises MemoryLimitExceeded.
-MEMORY_HEADROOM: Final = 16
 MAX_ARGS: Final = 4096
 MAX_ARGV_BYTES: Final = 1024 * 1024
 #: Largest single file and whole tree that ``tree_from_host_dir`` will read.
@@ -202,6 +200,7 @@ class WasmExecutor:
         timeout = timeout_s if timeout_s is not None else 5.0 + fuel / 20e6
         store.set_epoch_deadline(max(1, math.ceil(timeout / EPOCH_TICK_S)))
         exit_code = 0
+        exports = None
         t0 = time.perf_counter_ns()
         try:
             with epoch_ticking(), bind(ctx):
@@ -215,10 +214,11 @@ class WasmExecutor:
         except ProcExit as e:
             exit_code = e.code
         except BaseException as e:
-            raise _classify(e, store, fuel, ctx, memory_cap) from None
+            refused = _grow_refused(loaded, store, exports, memory_cap)
+            raise _classify(e, store, fuel, refused, memory_cap) from None
         wall_us = (time.perf_counter_ns() - t0) // 1000
         fuel_used = fuel - store.get_fuel()
-        if exit_code != 0 and _memory_exhausted(ctx, store, memory_cap):
+        if exit_code != 0 and _grow_refused(loaded, store, exports, memory_cap):
             raise MemoryLimitExceeded(
                 f"the guest exited with status {exit_code} after a memory.grow past its "
                 f"limit of {memory_cap} bytes was refused (memory_mb={scope.memory_mb})",
@@ -279,22 +279,23 @@ def _result_bytes(ctx: GuestContext, output: str, fuel_used: int) -> bytes:
     return data
 
 
-def _memory_exhausted(ctx: GuestContext, store: wasmtime.Store, memory_cap: int) -> bool:
-    """Did a failed run fail because its memory was full?
+def _grow_refused(
+    loaded: LoadedModule, store: wasmtime.Store, exports: Any, memory_cap: int
+) -> bool:
+    """Was a ``memory.grow`` refused because of the scope's cap (not the module's own max)?
 
-    wasmtime refuses a ``memory.grow`` past the store limit by returning -1, without a trap
-    or a callback the Python API exposes, so the refusal itself cannot be observed. A
-    failure (trap or non-zero exit) with linear memory within :data:`MEMORY_HEADROOM` of
-    the cap is taken as one. The rule is deterministic (memory size is), so every honest
-    verifier classifies a run the same way.
+    Exact: the module was rewritten (:mod:`meshbench.exec.instrument`) to record the size
+    every refused grow asked for.
     """
-    if ctx.memory is None:
+    if not loaded.records_refusals or exports is None:
         return False
-    try:
-        size = ctx.memory.data_len(store)
-    except wasmtime.WasmtimeError:
+    refused = exports.get(REFUSED_EXPORT)
+    if not isinstance(refused, wasmtime.Global):
         return False
-    return size + max(65536, memory_cap // MEMORY_HEADROOM) > memory_cap
+    pages = refused.value(store)
+    return (
+        isinstance(pages, int) and pages * 65536 > memory_cap and pages <= loaded.max_memory_pages
+    )
 
 
 def _fuel_used(store: wasmtime.Store, fuel: int) -> int:
@@ -308,11 +309,10 @@ def _classify(
     exc: BaseException,
     store: wasmtime.Store,
     fuel: int,
-    ctx: GuestContext,
+    exhausted: bool,
     memory_cap: int,
 ) -> BaseException:
     used = _fuel_used(store, fuel)
-    exhausted = _memory_exhausted(ctx, store, memory_cap)
     if isinstance(exc, ExecutionError):
         exc.fuel_used = used
         if isinstance(exc, GuestTrap) and exhausted:
