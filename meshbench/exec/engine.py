@@ -22,8 +22,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from importlib.metadata import version as _dist_version
 from typing import Final
 
@@ -117,8 +116,7 @@ class _EpochTicker:
             time.sleep(EPOCH_TICK_S)  # outside the lock: starting a run never waits on it
             engine.increment_epoch()
 
-    @contextmanager
-    def active(self) -> Iterator[None]:
+    def __enter__(self) -> None:
         with self._cond:
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -128,11 +126,10 @@ class _EpochTicker:
             self._active += 1
             if self._active == 1:
                 self._cond.notify()
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._active -= 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._active -= 1
 
 
 _ticker = _EpochTicker()
@@ -140,4 +137,4 @@ _ticker = _EpochTicker()
 
 def epoch_ticking() -> AbstractContextManager[None]:
     """Context manager: keep the epoch advancing while the body runs a guest."""
-    return _ticker.active()
+    return _ticker

@@ -38,8 +38,7 @@ import ctypes
 import hashlib
 import struct
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import wasmtime
@@ -402,7 +401,11 @@ class GuestContext:
         h = self._handle(fd)
         if not h.writable:
             return EBADF
-        data = b"".join(self._read(caller, p, ln) for p, ln in self._iovs(caller, iovs, n))
+        vecs = self._iovs(caller, iovs, n)
+        if len(vecs) == 1:
+            data = self._read(caller, *vecs[0])
+        else:
+            data = b"".join(self._read(caller, p, ln) for p, ln in vecs)
         self._put(h, data, None)
         self._u32(caller, nwritten_ptr, len(data))
         return ESUCCESS
@@ -887,15 +890,21 @@ del G
 _local = threading.local()
 
 
-@contextmanager
-def bind(ctx: GuestContext) -> Iterator[GuestContext]:
+class bind:
     """Make ``ctx`` the context of host calls made on this thread while the body runs."""
-    previous = getattr(_local, "ctx", None)
-    _local.ctx = ctx
-    try:
-        yield ctx
-    finally:
-        _local.ctx = previous
+
+    __slots__ = ("_ctx", "_previous")
+
+    def __init__(self, ctx: GuestContext) -> None:
+        self._ctx = ctx
+
+    def __enter__(self) -> GuestContext:
+        self._previous = getattr(_local, "ctx", None)
+        _local.ctx = self._ctx
+        return self._ctx
+
+    def __exit__(self, *exc: object) -> None:
+        _local.ctx = self._previous
 
 
 def _host_function(
@@ -903,14 +912,18 @@ def _host_function(
 ) -> Callable[..., Any]:
     # wasmtime hands i32s over as signed ints; guest pointers and sizes are unsigned.
     unsigned = tuple(i for i, p in enumerate(params) if p == "i")
+    all_i32 = len(unsigned) == len(params)
 
     def call(caller: wasmtime.Caller, *args: int) -> Any:
         ctx: GuestContext | None = getattr(_local, "ctx", None)
         if ctx is None:
             raise ExecutionError("a host function was called outside of a meshbench run")
-        values = list(args)
-        for i in unsigned:
-            values[i] &= 0xFFFFFFFF
+        if all_i32:
+            values = [a & 0xFFFFFFFF for a in args]
+        else:
+            values = list(args)
+            for i in unsigned:
+                values[i] &= 0xFFFFFFFF
         ctx._view = None
         try:
             return method(ctx, caller, *values)
