@@ -55,3 +55,26 @@ def test_exact_validator(executor, module):
 
 def _fields(s):
     return {f: getattr(s, f) for f in s.__struct_fields__}
+
+
+def test_package_exports_are_stable():
+    import meshbench.exec as ex
+
+    assert sorted(ex.__all__) == [
+        "ExactCIDValidator",
+        "ExecutionResult",
+        "Executor",
+        "LoadedModule",
+        "ModuleCache",
+        "Validator",
+        "WasmExecutor",
+        "engine_identity",
+        "executor_names",
+        "fuel_for",
+        "load_executor",
+        "load_validator",
+        "tree_from_host_dir",
+        "validator_names",
+    ]
+    for name in ex.__all__:
+        assert getattr(ex, name) is not None
