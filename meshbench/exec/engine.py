@@ -13,7 +13,8 @@ Determinism choices:
 - threads and shared memory off; relaxed SIMD on but in its deterministic mode;
 - the standard features real toolchains emit on: bulk memory, SIMD, multi-value, reference
   types, tail calls, exception handling;
-- a fixed wasm stack limit, so deep recursion overflows at the same depth everywhere.
+- a fixed wasm stack limit, so deep recursion overflows at the same depth everywhere;
+- linear memory reserved whole and never moved (host functions cache its address).
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ ENGINE_SETTINGS: Final[dict[str, object]] = {
     "wasm_multi_memory": False,
     "wasm_memory64": False,
     "max_wasm_stack": 1024 * 1024,
+    # 32-bit memories live in a fixed 4 GiB reservation and never move, so host functions
+    # may keep the base address for the whole run (meshbench.exec.wasi).
+    "memory_reservation": 4 * 1024**3,
+    "memory_may_move": False,
 }
 
 #: How often the epoch advances while a run is in flight (the timeout's resolution).

@@ -42,6 +42,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import wasmtime
+from wasmtime import _ffi
+from wasmtime import _func as _wasmtime_func
+from wasmtime._extern import wrap_extern
 
 from meshbench.core.errors import ExecutionError, GuestTrap, IOLimitExceeded
 
@@ -263,10 +266,15 @@ class GuestContext:
             )
         self.io_used += n
 
-    def _mem(self, caller: wasmtime.Caller) -> tuple[int, int]:
-        # Memory cannot grow during a host call, so one look per call is enough.
+    def _mem(self, caller: wasmtime.Caller, need: int = 0) -> tuple[int, int]:
+        """(base address, size) of the guest's memory, covering ``need`` bytes if it can.
+
+        The base never moves (the engine sets ``memory_may_move`` off) and memory only
+        grows, so the view is kept for the whole run and refreshed only when an access
+        reaches past the size last seen.
+        """
         view = self._view
-        if view is not None:
+        if view is not None and need <= view[1]:
             return view
         mem = self.memory
         if mem is None:
@@ -279,13 +287,13 @@ class GuestContext:
         return view
 
     def _read(self, caller: wasmtime.Caller, ptr: int, n: int) -> bytes:
-        base, size = self._mem(caller)
+        base, size = self._mem(caller, ptr + n)
         if ptr < 0 or n < 0 or ptr + n > size:
             raise _WasiErr(EFAULT)
         return ctypes.string_at(base + ptr, n)
 
     def _write(self, caller: wasmtime.Caller, ptr: int, data: bytes) -> None:
-        base, size = self._mem(caller)
+        base, size = self._mem(caller, ptr + len(data))
         if ptr < 0 or ptr + len(data) > size:
             raise _WasiErr(EFAULT)
         ctypes.memmove(base + ptr, data, len(data))
@@ -907,32 +915,78 @@ class bind:
         _local.ctx = self._previous
 
 
-def _host_function(
-    method: Callable[..., Any], params: str, returns_errno: bool
-) -> Callable[..., Any]:
-    # wasmtime hands i32s over as signed ints; guest pointers and sizes are unsigned.
-    unsigned = tuple(i for i, p in enumerate(params) if p == "i")
-    all_i32 = len(unsigned) == len(params)
+class _RawCaller:
+    """The slice of :class:`wasmtime.Caller` that :class:`GuestContext` uses, over a raw pointer."""
 
-    def call(caller: wasmtime.Caller, *args: int) -> Any:
+    __slots__ = ("_ptr",)
+
+    def __init__(self, ptr: Any) -> None:
+        self._ptr = ptr
+
+    def _context(self) -> Any:
+        return _ffi.wasmtime_caller_context(self._ptr)
+
+    def get(self, name: str) -> Any:
+        raw = name.encode()
+        item = _ffi.wasmtime_extern_t()
+        if not _ffi.wasmtime_caller_export_get(self._ptr, raw, len(raw), ctypes.byref(item)):
+            return None
+        return wrap_extern(item)
+
+
+def _trap(exc: BaseException) -> int:
+    # wasmtime-py re-raises its LAST_EXCEPTION when the guest call returns with a trap: the
+    # same protocol its own define_func trampoline uses.
+    _wasmtime_func.LAST_EXCEPTION = exc
+    msg = b"meshbench host function raised"
+    return ctypes.cast(_ffi.wasmtime_trap_new(msg, len(msg)), ctypes.c_void_p).value or 0
+
+
+def _host_function(method: Callable[..., Any], params: str, results: str, module: str) -> Any:
+    """``method`` as a wasmtime *unchecked* host function (a raw ctypes callback).
+
+    wasmtime-py's own trampoline builds a Caller and a Val per argument and per result, which
+    costs more than a small WASI call itself; the unchecked ABI hands over a raw array of
+    values. i32 arguments are made unsigned (guest pointers and sizes are); a bad guest pointer
+    is ``EFAULT`` for WASI calls and a trap for the ICN ABI.
+    """
+    returns_errno = module == WASI_MODULE and results == "i"
+    has_result = bool(results)
+    kinds = tuple(p == "i" for p in params)
+    all_i32 = all(kinds)
+    n_params = len(params)
+
+    def trampoline(env: int, caller: Any, values: Any, n: int) -> int:
         ctx: GuestContext | None = getattr(_local, "ctx", None)
-        if ctx is None:
-            raise ExecutionError("a host function was called outside of a meshbench run")
-        if all_i32:
-            values = [a & 0xFFFFFFFF for a in args]
-        else:
-            values = list(args)
-            for i in unsigned:
-                values[i] &= 0xFFFFFFFF
-        ctx._view = None
         try:
-            return method(ctx, caller, *values)
-        except _WasiErr as e:
-            if returns_errno:
-                return e.errno
-            raise GuestTrap(f"the guest passed a bad pointer to {method.__name__}") from None
+            if ctx is None:
+                raise ExecutionError("a host function was called outside of a meshbench run")
+            if all_i32:
+                args = [values[i].i32 & 0xFFFFFFFF for i in range(n_params)]
+            else:
+                args = [
+                    values[i].i32 & 0xFFFFFFFF if k else values[i].i64 for i, k in enumerate(kinds)
+                ]
+            try:
+                result = method(ctx, _RawCaller(caller), *args)
+            except _WasiErr as e:
+                if not returns_errno:
+                    raise GuestTrap(
+                        f"the guest passed a bad pointer to {method.__name__}"
+                    ) from None
+                result = e.errno
+            if has_result:
+                values[0].i32 = result
+            return 0
+        except BaseException as e:
+            return _trap(e)
 
-    return call
+    return _ffi.wasmtime_func_unchecked_callback_t(trampoline)
+
+
+#: ctypes callbacks must outlive the linker that points at them: the process.
+_KEEP_ALIVE: list[Any] = []
+_NO_FINALIZER = ctypes.cast(0, ctypes.CFUNCTYPE(None, ctypes.c_void_p))
 
 
 def define_host_functions(linker: wasmtime.Linker) -> None:
@@ -940,8 +994,14 @@ def define_host_functions(linker: wasmtime.Linker) -> None:
     kinds = {"i": wasmtime.ValType.i32, "l": wasmtime.ValType.i64}
     for (module, name), (params, results, method) in _SIGNATURES.items():
         ty = wasmtime.FuncType([kinds[p]() for p in params], [kinds[r]() for r in results])
-        returns_errno = module == WASI_MODULE and results == "i"
-        linker.define_func(module, name, ty, _host_function(method, params, returns_errno), True)
+        raw = _host_function(method, params, results, module)
+        _KEEP_ALIVE.append((raw, ty))
+        m, n = module.encode(), name.encode()
+        error = _ffi.wasmtime_linker_define_func_unchecked(
+            linker.ptr(), m, len(m), n, len(n), ty.ptr(), raw, None, _NO_FINALIZER
+        )
+        if error:
+            raise wasmtime.WasmtimeError._from_ptr(error)
 
 
 def provided_imports() -> frozenset[tuple[str, str]]:
