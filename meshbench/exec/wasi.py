@@ -69,6 +69,8 @@ EPOCH_NS: Final = 1_704_067_200 * 10**9
 #: Each clock read advances virtual time by one microsecond.
 CLOCK_STEP_NS: Final = 1_000
 ARGV0: Final = "main.wasm"
+#: The trap message of a host function that unwound the guest (see GuestContext.pending).
+HOST_TRAP_MESSAGE: Final = "meshbench host function raised"
 
 #: An input directory: names to file contents or to sub-directories.
 Tree = Mapping[str, "bytes | Tree"]
@@ -206,6 +208,8 @@ class GuestContext:
         self.random = SeededRandom(seed)
         self.clock_ns = 0
         self.memory: wasmtime.Memory | None = None
+        #: The exception a host function unwound the guest with (re-raised by the executor).
+        self.pending: BaseException | None = None
         self._view: tuple[int, int] | None = None
         self._next_ino = 1
         self.fds: dict[int, _Handle] = {
@@ -934,11 +938,17 @@ class _RawCaller:
         return wrap_extern(item)
 
 
-def _trap(exc: BaseException) -> int:
-    # wasmtime-py re-raises its LAST_EXCEPTION when the guest call returns with a trap: the
-    # same protocol its own define_func trampoline uses.
-    _wasmtime_func.LAST_EXCEPTION = exc
-    msg = b"meshbench host function raised"
+def _trap(ctx: GuestContext | None, exc: BaseException) -> int:
+    """Unwind the guest with a trap; the executor re-raises ``exc`` when the call returns.
+
+    The exception waits on the run's own context (thread-safe), not in wasmtime-py's
+    process-wide ``LAST_EXCEPTION``, which is used only outside of any run.
+    """
+    if ctx is not None and ctx.pending is None:
+        ctx.pending = exc
+    elif ctx is None:
+        _wasmtime_func.LAST_EXCEPTION = exc
+    msg = HOST_TRAP_MESSAGE.encode()
     return ctypes.cast(_ffi.wasmtime_trap_new(msg, len(msg)), ctypes.c_void_p).value or 0
 
 
@@ -979,7 +989,7 @@ def _host_function(method: Callable[..., Any], params: str, results: str, module
                 values[0].i32 = result
             return 0
         except BaseException as e:
-            return _trap(e)
+            return _trap(ctx, e)
 
     return _ffi.wasmtime_func_unchecked_callback_t(trampoline)
 

@@ -211,11 +211,13 @@ class WasmExecutor:
                 start = exports["_start"]
                 assert isinstance(start, wasmtime.Func)
                 start(store)
-        except ProcExit as e:
-            exit_code = e.code
-        except BaseException as e:
-            refused = _grow_refused(loaded, store, exports, memory_cap)
-            raise _classify(e, store, fuel, refused, memory_cap) from None
+        except BaseException as raised:
+            e = ctx.pending if ctx.pending is not None else raised
+            if isinstance(e, ProcExit):
+                exit_code = e.code
+            else:
+                refused = _grow_refused(loaded, store, exports, memory_cap)
+                raise _classify(e, store, fuel, refused, memory_cap) from None
         wall_us = (time.perf_counter_ns() - t0) // 1000
         fuel_used = fuel - store.get_fuel()
         if exit_code != 0 and _grow_refused(loaded, store, exports, memory_cap):

@@ -178,3 +178,29 @@ def test_the_host_survives_and_still_runs_tasks(executor, module):
         with pytest.raises(ExecutionError):
             executor.run(module(name), scope=CapabilityScope(memory_mb=8))
     assert executor.run(module("hello")).output == b"hello, mesh\n"
+
+
+def test_threads_each_get_their_own_outcome(executor, module):
+    from concurrent.futures import ThreadPoolExecutor
+
+    stdout_bomb = wasmtime.wat2wasm(GIGABYTES_TO_STDOUT)
+    exit7 = wasmtime.wat2wasm(
+        """(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+        (memory (export "memory") 1) (func (export "_start") (call $exit (i32.const 7))))"""
+    )
+
+    def outcome(job: int) -> str:
+        try:
+            if job % 3 == 0:
+                executor.run(stdout_bomb, scope=CapabilityScope(io_mb=2, cpu_cycles=10**12))
+            elif job % 3 == 1:
+                return f"exit {executor.run(exit7).exit_code}"
+            else:
+                return executor.run(module("hello")).output.decode()
+        except IOLimitExceeded:
+            return "io"
+        return "no error"
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(outcome, range(60)))
+    assert results == [["io", "exit 7", "hello, mesh\n"][i % 3] for i in range(60)]
