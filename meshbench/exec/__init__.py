@@ -17,7 +17,7 @@ from meshbench.exec.plugins import (
     load_validator,
     validator_names,
 )
-from meshbench.exec.wasm import WasmExecutor, fuel_for, tree_from_host_dir
+from meshbench.exec.wasm import WasmExecutor, fuel_for, tree_from_host_dir, tree_from_manifest
 
 __all__ = [
     "ExactCIDValidator",
@@ -33,5 +33,6 @@ __all__ = [
     "load_executor",
     "load_validator",
     "tree_from_host_dir",
+    "tree_from_manifest",
     "validator_names",
 ]

@@ -34,7 +34,7 @@ from typing import Any, Final
 
 import wasmtime
 
-from meshbench.core.encoding import CID, blob_cid
+from meshbench.core.encoding import CID, RAW, blob_cid, parse_cid
 from meshbench.core.errors import (
     ExecutionError,
     ExecutionTimeout,
@@ -50,6 +50,7 @@ from meshbench.exec.engine import EPOCH_TICK_S, engine_identity, epoch_ticking, 
 from meshbench.exec.instrument import REFUSED_EXPORT
 from meshbench.exec.plugins import ExecutionResult
 from meshbench.exec.wasi import GuestContext, ProcExit, Tree, bind
+from meshbench.store.blobs import BlobStore
 
 __all__ = [
     "FUEL_PER_CYCLE",
@@ -58,6 +59,7 @@ __all__ = [
     "WasmExecutor",
     "fuel_for",
     "tree_from_host_dir",
+    "tree_from_manifest",
 ]
 
 FUEL_PER_CYCLE: Final = 1
@@ -98,6 +100,21 @@ def tree_from_host_dir(path: str | os.PathLike[str]) -> dict[str, bytes | dict]:
     return walk(root)
 
 
+def tree_from_manifest(manifest: Mapping[str, Any], store: BlobStore) -> dict[str, bytes | dict]:
+    """An input tree from a directory manifest: names to raw CIDs (files) or sub-manifests.
+
+    This is how a task carries directories by CID: the manifest (a small DAG-CBOR map or
+    JSON object) names each file's CID; every blob is fetched from ``store`` and hash-checked.
+    """
+    out: dict[str, bytes | dict] = {}
+    for name, ref in manifest.items():
+        if isinstance(ref, Mapping):
+            out[name] = tree_from_manifest(ref, store)
+        else:
+            out[name] = store.get(parse_cid(ref, codec=RAW))
+    return out
+
+
 class WasmExecutor:
     """Runs WASI command modules and ICN-ABI modules on wasmtime, deterministically.
 
@@ -117,9 +134,17 @@ class WasmExecutor:
         cache: ModuleCache | None = None,
         *,
         cache_dir: str | os.PathLike[str] | None = None,
+        pinned_engine: str | None = None,
     ) -> None:
-        self.cache = cache if cache is not None else ModuleCache(cache_dir)
+        """``pinned_engine``: refuse to start unless this host's engine identity is that one
+        (a policy that pins the engine makes every worker's fuel comparable)."""
         self.engine = engine_identity()
+        if pinned_engine is not None and pinned_engine != self.engine:
+            raise ExecutionError(
+                f"this host runs engine {self.engine}, but {pinned_engine} is pinned; "
+                "install the pinned wasmtime version"
+            )
+        self.cache = cache if cache is not None else ModuleCache(cache_dir)
 
     def load(self, wasm: bytes, cid: CID | None = None) -> LoadedModule:
         """Compile (or fetch from the cache) and link-check a module."""

@@ -74,6 +74,7 @@ def test_package_exports_are_stable():
         "load_executor",
         "load_validator",
         "tree_from_host_dir",
+        "tree_from_manifest",
         "validator_names",
     ]
     for name in ex.__all__:

@@ -123,9 +123,7 @@ def test_scratch_is_private_to_each_run(executor, module):
     assert a.output == b.output
 
 
-def test_input_dirs_are_readable(executor):
-    wasm = wasmtime.wat2wasm(
-        """(module
+READ_SUB_IN = """(module
       (import "wasi_snapshot_preview1" "path_open"
         (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
       (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
@@ -142,7 +140,10 @@ def test_input_dirs_are_readable(executor):
         (drop (call $read (i32.load (i32.const 0)) (i32.const 8) (i32.const 1) (i32.const 16)))
         (i32.store (i32.const 12) (i32.load (i32.const 16)))
         (drop (call $write (i32.const 1) (i32.const 8) (i32.const 1) (i32.const 16)))))"""
-    )
+
+
+def test_input_dirs_are_readable(executor):
+    wasm = wasmtime.wat2wasm(READ_SUB_IN)
     r = executor.run(wasm, dirs={"/data": {"sub": {"in.txt": b"from a CID'd dir"}}})
     assert r.output == b"from a CID'd dir"
 
@@ -167,3 +168,23 @@ def test_fast_cid_equals_the_canonical_cid():
 def test_scope_defaults_are_the_policy_defaults():
     scope = CapabilityScope()
     assert (scope.memory_mb, scope.cpu_cycles, scope.io_mb) == (128, 1_000_000, 50)
+
+
+def test_directories_by_cid_from_a_manifest(executor, tmp_path):
+    from meshbench.exec.wasm import tree_from_manifest
+    from meshbench.store.blobs import BlobStore
+
+    store = BlobStore(tmp_path / "blobs")
+    manifest = {"sub": {"in.txt": str(store.put(b"from a CID'd dir"))}}
+    tree = tree_from_manifest(manifest, store)
+    assert tree == {"sub": {"in.txt": b"from a CID'd dir"}}
+    wasm = wasmtime.wat2wasm(READ_SUB_IN)
+    assert executor.run(wasm, dirs={"/data": tree}).output == b"from a CID'd dir"
+
+
+def test_pinned_engine(tmp_path):
+    from meshbench.exec.wasm import WasmExecutor
+
+    assert WasmExecutor(cache_dir=tmp_path, pinned_engine=engine_identity()).engine
+    with pytest.raises(ExecutionError, match="pinned"):
+        WasmExecutor(cache_dir=tmp_path, pinned_engine="wasmtime-1.0.0/0000")
