@@ -143,7 +143,7 @@ class Model(
         except msgspec.DecodeError as exc:
             raise SchemaError(f"not valid JSON for {cls.__name__}: {exc}") from exc
 
-    # --- notebooks ---------------------------------------------------------------------
+    # --- notebooks ---
     def _repr_html_(self) -> str:
         rows = "".join(
             f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
