@@ -26,11 +26,10 @@ from typing import Final
 import platformdirs
 import wasmtime
 
-from meshbench.core.encoding import CID
+from meshbench.core.encoding import CID, blob_cid
 from meshbench.core.errors import InvalidModule
 from meshbench.exec.engine import engine_identity, get_engine
 from meshbench.exec.instrument import REFUSED_EXPORT, instrument_memory_grow
-from meshbench.exec.plugins import blob_cid_fast
 from meshbench.exec.wasi import define_host_functions, provided_imports
 
 __all__ = [
@@ -101,8 +100,8 @@ class ModuleCache:
 
     def load(self, wasm: bytes, cid: CID | None = None) -> LoadedModule:
         """The loaded module for ``wasm``; ``cid`` skips hashing when the caller has it."""
-        cid = cid if cid is not None else blob_cid_fast(wasm)
-        key = cid.digest  # (raw_digest costs 60 us: it re-validates)
+        cid = cid if cid is not None else blob_cid(wasm)
+        key = cid.digest
         with self._lock:
             hit = self._lru.get(key)
             if hit is not None:

@@ -9,16 +9,13 @@ packages under ``extensions/`` add more (a GPU executor with a tolerance validat
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib.metadata import entry_points
 from typing import Any, Final, Protocol, runtime_checkable
 
-from multiformats import multibase, multicodec, multihash
-
-from meshbench.core.encoding import CID
+from meshbench.core.encoding import CID, blob_cid
 from meshbench.core.errors import MeshError
 from meshbench.core.types import CapabilityScope, ExecutionSummary
 
@@ -29,25 +26,11 @@ __all__ = [
     "ExecutionResult",
     "Executor",
     "Validator",
-    "blob_cid_fast",
     "executor_names",
     "load_executor",
     "load_validator",
     "validator_names",
 ]
-
-_BASE32, _RAW, _SHA256 = multibase.get("base32"), multicodec.get("raw"), multihash.get("sha2-256")
-
-
-def blob_cid_fast(data: bytes | bytearray | memoryview) -> CID:
-    """Same value as :func:`meshbench.core.encoding.blob_cid`, without the argument checks.
-
-    ``multiformats`` validates every constructor argument at run time, which costs more than
-    a whole hello-world task; here every argument is known good. A test pins the equality.
-    """
-    digest = b"\x12\x20" + hashlib.sha256(data).digest()
-    return CID._new_instance(CID, _BASE32, 1, _RAW, _SHA256, digest)
-
 
 EXECUTOR_GROUP: Final = "meshbench.executors"
 VALIDATOR_GROUP: Final = "meshbench.validators"
@@ -68,7 +51,7 @@ class ExecutionResult:
     @cached_property
     def output_cid(self) -> CID:
         """The raw CID of ``output`` (computed on first use)."""
-        return blob_cid_fast(self.output)
+        return blob_cid(self.output)
 
     def to_jsonable(self) -> dict[str, Any]:
         s = self.summary

@@ -13,7 +13,6 @@ from meshbench.core.encoding import blob_cid
 from meshbench.core.errors import ExecutionError
 from meshbench.core.types import CapabilityScope, ExecutionSummary
 from meshbench.exec.engine import engine_identity
-from meshbench.exec.plugins import blob_cid_fast
 
 
 def test_hello_prints_and_reports(executor, module):
@@ -157,12 +156,6 @@ def test_run_task_checks_cids(executor, module):
     assert r.output.startswith(hashlib.sha256(data).hexdigest().encode())
     with pytest.raises(ExecutionError):
         executor.run_task(task, wasm, b"other input")
-
-
-def test_fast_cid_equals_the_canonical_cid():
-    for data in (b"", b"abc", os.urandom(1000)):
-        fast, slow = blob_cid_fast(data), blob_cid(data)
-        assert fast == slow and str(fast) == str(slow) and bytes(fast) == bytes(slow)
 
 
 def test_scope_defaults_are_the_policy_defaults():
