@@ -34,6 +34,8 @@ from meshbench.exec.instrument import INSTRUMENT_VERSION
 __all__ = [
     "ENGINE_SETTINGS",
     "EPOCH_TICK_S",
+    "HOST_CALL_FUEL",
+    "IO_BYTES_PER_FUEL",
     "WASMTIME_VERSION",
     "engine_identity",
     "epoch_ticking",
@@ -67,6 +69,11 @@ ENGINE_SETTINGS: Final[dict[str, object]] = {
     "memory_may_move": False,
 }
 
+#: Fuel a guest pays per host call, and bytes of I/O per further unit of fuel: host work is
+#: priced too, so a guest cannot burn the host's CPU through cheap imports.
+HOST_CALL_FUEL: Final = 100
+IO_BYTES_PER_FUEL: Final = 64
+
 #: How often the epoch advances while a run is in flight (the timeout's resolution).
 EPOCH_TICK_S: Final = 0.01
 
@@ -96,7 +103,12 @@ def get_engine() -> wasmtime.Engine:
 def engine_identity() -> str:
     """``wasmtime-<version>/<16 hex of sha256(settings)>``: what fuel counts depend on."""
     # The memory.grow rewrite changes fuel counts, so its version is part of the identity.
-    described = {**ENGINE_SETTINGS, "meshbench_instrument": INSTRUMENT_VERSION}
+    described = {
+        **ENGINE_SETTINGS,
+        "meshbench_instrument": INSTRUMENT_VERSION,
+        "host_call_fuel": HOST_CALL_FUEL,
+        "io_bytes_per_fuel": IO_BYTES_PER_FUEL,
+    }
     blob = json.dumps(described, sort_keys=True, separators=(",", ":")).encode()
     return f"wasmtime-{WASMTIME_VERSION}/{hashlib.sha256(blob).hexdigest()[:16]}"
 

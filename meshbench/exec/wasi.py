@@ -15,6 +15,8 @@ never reproduce that. So every import a guest may use is implemented here, over 
   counter instead of waiting;
 - **random** bytes come from SHA-256 in counter mode over the task seed
   (:class:`SeededRandom`), which no Python or OS version can change;
+- **host calls cost fuel**: :data:`~meshbench.exec.engine.HOST_CALL_FUEL` per call plus
+  one per :data:`~meshbench.exec.engine.IO_BYTES_PER_FUEL` bytes it moved;
 - **I/O budget**: every byte read from stdin/files/``input_load`` and written to
   stdout/stderr/files/``output_store``/``log``, and every random byte, is charged against
   ``io_mb``; going over raises :class:`~meshbench.core.errors.IOLimitExceeded` at once, so a
@@ -46,7 +48,8 @@ from wasmtime import _ffi
 from wasmtime import _func as _wasmtime_func
 from wasmtime._extern import wrap_extern
 
-from meshbench.core.errors import ExecutionError, GuestTrap, IOLimitExceeded
+from meshbench.core.errors import ExecutionError, GuestTrap, IOLimitExceeded, OutOfFuel
+from meshbench.exec.engine import HOST_CALL_FUEL, IO_BYTES_PER_FUEL
 
 __all__ = [
     "CLOCK_STEP_NS",
@@ -952,6 +955,19 @@ def _trap(ctx: GuestContext | None, exc: BaseException) -> int:
     return ctypes.cast(_ffi.wasmtime_trap_new(msg, len(msg)), ctypes.c_void_p).value or 0
 
 
+def _charge_fuel(caller: Any, cost: int) -> None:
+    """Take ``cost`` fuel from the calling store; OutOfFuel when it has less."""
+    context = _ffi.wasmtime_caller_context(caller)
+    left = ctypes.c_uint64(0)
+    _ffi.wasmtime_context_get_fuel(context, ctypes.byref(left))
+    if left.value < cost:
+        _ffi.wasmtime_context_set_fuel(context, 0)
+        raise OutOfFuel(
+            "the guest used all the fuel its scope allows (cpu_cycles); raise cpu_cycles"
+        )
+    _ffi.wasmtime_context_set_fuel(context, left.value - cost)
+
+
 def _host_function(method: Callable[..., Any], params: str, results: str, module: str) -> Any:
     """``method`` as a wasmtime *unchecked* host function (a raw ctypes callback).
 
@@ -977,6 +993,7 @@ def _host_function(method: Callable[..., Any], params: str, results: str, module
                 args = [
                     values[i].i32 & 0xFFFFFFFF if k else values[i].i64 for i, k in enumerate(kinds)
                 ]
+            io_before = ctx.io_used
             try:
                 result = method(ctx, _RawCaller(caller), *args)
             except _WasiErr as e:
@@ -985,6 +1002,7 @@ def _host_function(method: Callable[..., Any], params: str, results: str, module
                         f"the guest passed a bad pointer to {method.__name__}"
                     ) from None
                 result = e.errno
+            _charge_fuel(caller, HOST_CALL_FUEL + (ctx.io_used - io_before) // IO_BYTES_PER_FUEL)
             if has_result:
                 values[0].i32 = result
             return 0

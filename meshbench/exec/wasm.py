@@ -8,8 +8,8 @@ Limits from :class:`~meshbench.core.types.CapabilityScope`:
 
 - **fuel** = ``cpu_cycles`` × :data:`FUEL_PER_CYCLE` (1): one unit of wasmtime fuel is
   about one executed wasm instruction (``nop``, ``drop``, ``block``, ``loop`` and friends are
-  free), so a scope's ``cpu_cycles`` is its budget of wasm instructions. Host calls are not
-  charged fuel; their bytes are charged to the I/O budget instead.
+  free), so a scope's ``cpu_cycles`` is its budget of wasm instructions. Each host call
+  (WASI or ICN ABI) costs 100 fuel plus 1 per 64 bytes it moved, so host work is priced too.
 - **memory**: ``memory_mb`` caps linear memory (plus :data:`MAX_TABLE_ELEMENTS` table
   elements, one instance, one memory). wasmtime refuses a ``memory.grow`` past the cap by
   returning -1 (no trap); modules are rewritten to record such refusals

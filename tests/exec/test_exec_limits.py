@@ -204,3 +204,19 @@ def test_threads_each_get_their_own_outcome(executor, module):
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(outcome, range(60)))
     assert results == [["io", "exit 7", "hello, mesh\n"][i % 3] for i in range(60)]
+
+
+def test_host_calls_cost_fuel(executor, module):
+    # hello: 12 wasm instructions and one fd_write of 12 bytes (100 + 12 // 64)
+    assert executor.run(module("hello")).summary.fuel_used == 112
+    clock_spin = wasmtime.wat2wasm(
+        """(module
+        (import "wasi_snapshot_preview1" "clock_time_get"
+          (func $now (param i32 i64 i32) (result i32)))
+        (memory (export "memory") 1)
+        (func (export "_start")
+          (loop $spin (drop (call $now (i32.const 1) (i64.const 0) (i32.const 0))) (br $spin))))"""
+    )
+    with pytest.raises(OutOfFuel) as info:
+        executor.run(clock_spin, scope=CapabilityScope(cpu_cycles=100_000))
+    assert info.value.fuel_used == 100_000
