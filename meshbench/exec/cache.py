@@ -29,9 +29,16 @@ import wasmtime
 from meshbench.core.encoding import CID, blob_cid
 from meshbench.core.errors import InvalidModule
 from meshbench.exec.engine import engine_identity, get_engine
+from meshbench.exec.instrument import REFUSED_EXPORT, instrument_memory_grow
 from meshbench.exec.wasi import define_host_functions, provided_imports
 
-__all__ = ["DEFAULT_LRU_SIZE", "LoadedModule", "ModuleCache", "default_cache_dir", "shared_linker"]
+__all__ = [
+    "DEFAULT_LRU_SIZE",
+    "LoadedModule",
+    "ModuleCache",
+    "default_cache_dir",
+    "shared_linker",
+]
 
 DEFAULT_LRU_SIZE: Final = 64
 _WASM_MAGIC: Final = b"\0asm\x01\0\0\0"
@@ -69,6 +76,10 @@ class LoadedModule:
     pre: wasmtime.InstancePre
     #: Minimum linear memory the module declares, in bytes (checked against the scope).
     min_memory_bytes: int
+    #: The most pages the module's own memory type allows (a grow past it is the guest's bug).
+    max_memory_pages: int
+    #: Whether the module was rewritten to record refused grows (it has a memory.grow).
+    records_refusals: bool
     size: int
     from_disk: bool = field(default=False, compare=False)
 
@@ -79,7 +90,7 @@ class ModuleCache:
     def __init__(self, directory: str | os.PathLike[str] | None = None, *, lru_size: int = 0):
         self.directory = Path(directory) if directory is not None else default_cache_dir()
         self._dir = self.directory / engine_identity().replace("/", "-")
-        self._lru: OrderedDict[str, LoadedModule] = OrderedDict()
+        self._lru: OrderedDict[bytes, LoadedModule] = OrderedDict()
         self._lru_size = lru_size or DEFAULT_LRU_SIZE
         self._lock = threading.Lock()
         self.compiled = 0  # how many modules this cache compiled (tests and benchmarks)
@@ -89,13 +100,14 @@ class ModuleCache:
 
     def load(self, wasm: bytes, cid: CID | None = None) -> LoadedModule:
         """The loaded module for ``wasm``; ``cid`` skips hashing when the caller has it."""
-        key = str(cid if cid is not None else blob_cid(wasm))
+        cid = cid if cid is not None else blob_cid(wasm)
+        key = cid.digest
         with self._lock:
             hit = self._lru.get(key)
             if hit is not None:
                 self._lru.move_to_end(key)
                 return hit
-        loaded = self._load_uncached(wasm, blob_cid(wasm) if cid is None else cid)
+        loaded = self._load_uncached(wasm, cid)
         with self._lock:
             self._lru[key] = loaded
             self._lru.move_to_end(key)
@@ -148,10 +160,15 @@ def compile_module(wasm: bytes) -> wasmtime.Module:
         )
     if wasm[:8] != _WASM_MAGIC:
         raise InvalidModule("not a core WebAssembly module (a component or an unknown version)")
+    engine = get_engine()
     try:
-        return wasmtime.Module(get_engine(), wasm)
+        wasmtime.Module.validate(engine, wasm)
     except wasmtime.WasmtimeError as e:
         raise InvalidModule(f"invalid WebAssembly module: {_first_line(e)}") from None
+    try:
+        return wasmtime.Module(engine, instrument_memory_grow(wasm))
+    except wasmtime.WasmtimeError as e:  # pragma: no cover (a bug in the rewrite)
+        raise InvalidModule(f"the instrumented module does not compile: {_first_line(e)}") from e
 
 
 def _prepare(module: wasmtime.Module, cid: CID, size: int, from_disk: bool) -> LoadedModule:
@@ -167,15 +184,18 @@ def _prepare(module: wasmtime.Module, cid: CID, size: int, from_disk: bool) -> L
     start = exports.get("_start")
     if not isinstance(start, wasmtime.FuncType) or start.params or start.results:
         raise InvalidModule("the module has no '_start' export of type () -> ()")
-    min_memory = 0
+    min_memory, max_pages = 0, 65536
     for e in module.exports:
         if isinstance(e.type, wasmtime.MemoryType):
             min_memory += e.type.limits.min * 65536
+            if e.type.limits.max is not None:
+                max_pages = min(max_pages, e.type.limits.max)
+    records = REFUSED_EXPORT in exports
     try:
         pre = shared_linker().instantiate_pre(module)
     except wasmtime.WasmtimeError as e:
         raise InvalidModule(f"the module's imports do not link: {_first_line(e)}") from None
-    return LoadedModule(cid, module, pre, min_memory, size, from_disk)
+    return LoadedModule(cid, module, pre, min_memory, max_pages, records, size, from_disk)
 
 
 def _first_line(exc: BaseException) -> str:

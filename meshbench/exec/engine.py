@@ -13,7 +13,8 @@ Determinism choices:
 - threads and shared memory off; relaxed SIMD on but in its deterministic mode;
 - the standard features real toolchains emit on: bulk memory, SIMD, multi-value, reference
   types, tail calls, exception handling;
-- a fixed wasm stack limit, so deep recursion overflows at the same depth everywhere.
+- a fixed wasm stack limit, so deep recursion overflows at the same depth everywhere;
+- linear memory reserved whole and never moved (host functions cache its address).
 """
 
 from __future__ import annotations
@@ -21,16 +22,20 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+import time
+from contextlib import AbstractContextManager
 from importlib.metadata import version as _dist_version
 from typing import Final
 
 import wasmtime
 
+from meshbench.exec.instrument import INSTRUMENT_VERSION
+
 __all__ = [
     "ENGINE_SETTINGS",
     "EPOCH_TICK_S",
+    "HOST_CALL_FUEL",
+    "IO_BYTES_PER_FUEL",
     "WASMTIME_VERSION",
     "engine_identity",
     "epoch_ticking",
@@ -58,7 +63,16 @@ ENGINE_SETTINGS: Final[dict[str, object]] = {
     "wasm_multi_memory": False,
     "wasm_memory64": False,
     "max_wasm_stack": 1024 * 1024,
+    # 32-bit memories live in a fixed 4 GiB reservation and never move, so host functions
+    # may keep the base address for the whole run (meshbench.exec.wasi).
+    "memory_reservation": 4 * 1024**3,
+    "memory_may_move": False,
 }
+
+#: Fuel a guest pays per host call, and bytes of I/O per further unit of fuel: host work is
+#: priced too, so a guest cannot burn the host's CPU through cheap imports.
+HOST_CALL_FUEL: Final = 100
+IO_BYTES_PER_FUEL: Final = 64
 
 #: How often the epoch advances while a run is in flight (the timeout's resolution).
 EPOCH_TICK_S: Final = 0.01
@@ -88,7 +102,14 @@ def get_engine() -> wasmtime.Engine:
 
 def engine_identity() -> str:
     """``wasmtime-<version>/<16 hex of sha256(settings)>``: what fuel counts depend on."""
-    blob = json.dumps(ENGINE_SETTINGS, sort_keys=True, separators=(",", ":")).encode()
+    # The memory.grow rewrite changes fuel counts, so its version is part of the identity.
+    described = {
+        **ENGINE_SETTINGS,
+        "meshbench_instrument": INSTRUMENT_VERSION,
+        "host_call_fuel": HOST_CALL_FUEL,
+        "io_bytes_per_fuel": IO_BYTES_PER_FUEL,
+    }
+    blob = json.dumps(described, sort_keys=True, separators=(",", ":")).encode()
     return f"wasmtime-{WASMTIME_VERSION}/{hashlib.sha256(blob).hexdigest()[:16]}"
 
 
@@ -105,15 +126,14 @@ class _EpochTicker:
 
     def _loop(self) -> None:
         engine = get_engine()
-        with self._cond:
-            while True:
+        while True:
+            with self._cond:
                 while self._active == 0:
                     self._cond.wait()
-                self._cond.wait(timeout=EPOCH_TICK_S)
-                engine.increment_epoch()
+            time.sleep(EPOCH_TICK_S)  # outside the lock: starting a run never waits on it
+            engine.increment_epoch()
 
-    @contextmanager
-    def active(self) -> Iterator[None]:
+    def __enter__(self) -> None:
         with self._cond:
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -121,12 +141,12 @@ class _EpochTicker:
                 )
                 self._thread.start()
             self._active += 1
-            self._cond.notify_all()
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._active -= 1
+            if self._active == 1:
+                self._cond.notify()
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._active -= 1
 
 
 _ticker = _EpochTicker()
@@ -134,4 +154,4 @@ _ticker = _EpochTicker()
 
 def epoch_ticking() -> AbstractContextManager[None]:
     """Context manager: keep the epoch advancing while the body runs a guest."""
-    return _ticker.active()
+    return _ticker

@@ -50,7 +50,7 @@ class ExecutionResult:
 
     @cached_property
     def output_cid(self) -> CID:
-        """The raw CID of ``output`` (computed on first use: it costs more than a hello run)."""
+        """The raw CID of ``output`` (computed on first use)."""
         return blob_cid(self.output)
 
     def to_jsonable(self) -> dict[str, Any]:

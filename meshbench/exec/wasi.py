@@ -15,6 +15,8 @@ never reproduce that. So every import a guest may use is implemented here, over 
   counter instead of waiting;
 - **random** bytes come from SHA-256 in counter mode over the task seed
   (:class:`SeededRandom`), which no Python or OS version can change;
+- **host calls cost fuel**: :data:`~meshbench.exec.engine.HOST_CALL_FUEL` per call plus
+  one per :data:`~meshbench.exec.engine.IO_BYTES_PER_FUEL` bytes it moved;
 - **I/O budget**: every byte read from stdin/files/``input_load`` and written to
   stdout/stderr/files/``output_store``/``log``, and every random byte, is charged against
   ``io_mb``; going over raises :class:`~meshbench.core.errors.IOLimitExceeded` at once, so a
@@ -38,13 +40,16 @@ import ctypes
 import hashlib
 import struct
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import wasmtime
+from wasmtime import _ffi
+from wasmtime import _func as _wasmtime_func
+from wasmtime._extern import wrap_extern
 
-from meshbench.core.errors import ExecutionError, GuestTrap, IOLimitExceeded
+from meshbench.core.errors import ExecutionError, GuestTrap, IOLimitExceeded, OutOfFuel
+from meshbench.exec.engine import HOST_CALL_FUEL, IO_BYTES_PER_FUEL
 
 __all__ = [
     "CLOCK_STEP_NS",
@@ -67,6 +72,8 @@ EPOCH_NS: Final = 1_704_067_200 * 10**9
 #: Each clock read advances virtual time by one microsecond.
 CLOCK_STEP_NS: Final = 1_000
 ARGV0: Final = "main.wasm"
+#: The trap message of a host function that unwound the guest (see GuestContext.pending).
+HOST_TRAP_MESSAGE: Final = "meshbench host function raised"
 
 #: An input directory: names to file contents or to sub-directories.
 Tree = Mapping[str, "bytes | Tree"]
@@ -204,6 +211,8 @@ class GuestContext:
         self.random = SeededRandom(seed)
         self.clock_ns = 0
         self.memory: wasmtime.Memory | None = None
+        #: The exception a host function unwound the guest with (re-raised by the executor).
+        self.pending: BaseException | None = None
         self._view: tuple[int, int] | None = None
         self._next_ino = 1
         self.fds: dict[int, _Handle] = {
@@ -264,10 +273,15 @@ class GuestContext:
             )
         self.io_used += n
 
-    def _mem(self, caller: wasmtime.Caller) -> tuple[int, int]:
-        # Memory cannot grow during a host call, so one look per call is enough.
+    def _mem(self, caller: wasmtime.Caller, need: int = 0) -> tuple[int, int]:
+        """(base address, size) of the guest's memory, covering ``need`` bytes if it can.
+
+        The base never moves (the engine sets ``memory_may_move`` off) and memory only
+        grows, so the view is kept for the whole run and refreshed only when an access
+        reaches past the size last seen.
+        """
         view = self._view
-        if view is not None:
+        if view is not None and need <= view[1]:
             return view
         mem = self.memory
         if mem is None:
@@ -280,13 +294,13 @@ class GuestContext:
         return view
 
     def _read(self, caller: wasmtime.Caller, ptr: int, n: int) -> bytes:
-        base, size = self._mem(caller)
+        base, size = self._mem(caller, ptr + n)
         if ptr < 0 or n < 0 or ptr + n > size:
             raise _WasiErr(EFAULT)
         return ctypes.string_at(base + ptr, n)
 
     def _write(self, caller: wasmtime.Caller, ptr: int, data: bytes) -> None:
-        base, size = self._mem(caller)
+        base, size = self._mem(caller, ptr + len(data))
         if ptr < 0 or ptr + len(data) > size:
             raise _WasiErr(EFAULT)
         ctypes.memmove(base + ptr, data, len(data))
@@ -402,7 +416,11 @@ class GuestContext:
         h = self._handle(fd)
         if not h.writable:
             return EBADF
-        data = b"".join(self._read(caller, p, ln) for p, ln in self._iovs(caller, iovs, n))
+        vecs = self._iovs(caller, iovs, n)
+        if len(vecs) == 1:
+            data = self._read(caller, *vecs[0])
+        else:
+            data = b"".join(self._read(caller, p, ln) for p, ln in vecs)
         self._put(h, data, None)
         self._u32(caller, nwritten_ptr, len(data))
         return ESUCCESS
@@ -887,39 +905,116 @@ del G
 _local = threading.local()
 
 
-@contextmanager
-def bind(ctx: GuestContext) -> Iterator[GuestContext]:
+class bind:
     """Make ``ctx`` the context of host calls made on this thread while the body runs."""
-    previous = getattr(_local, "ctx", None)
-    _local.ctx = ctx
-    try:
-        yield ctx
-    finally:
-        _local.ctx = previous
+
+    __slots__ = ("_ctx", "_previous")
+
+    def __init__(self, ctx: GuestContext) -> None:
+        self._ctx = ctx
+
+    def __enter__(self) -> GuestContext:
+        self._previous = getattr(_local, "ctx", None)
+        _local.ctx = self._ctx
+        return self._ctx
+
+    def __exit__(self, *exc: object) -> None:
+        _local.ctx = self._previous
 
 
-def _host_function(
-    method: Callable[..., Any], params: str, returns_errno: bool
-) -> Callable[..., Any]:
-    # wasmtime hands i32s over as signed ints; guest pointers and sizes are unsigned.
-    unsigned = tuple(i for i, p in enumerate(params) if p == "i")
+class _RawCaller:
+    """The slice of :class:`wasmtime.Caller` that :class:`GuestContext` uses, over a raw pointer."""
 
-    def call(caller: wasmtime.Caller, *args: int) -> Any:
+    __slots__ = ("_ptr",)
+
+    def __init__(self, ptr: Any) -> None:
+        self._ptr = ptr
+
+    def _context(self) -> Any:
+        return _ffi.wasmtime_caller_context(self._ptr)
+
+    def get(self, name: str) -> Any:
+        raw = name.encode()
+        item = _ffi.wasmtime_extern_t()
+        if not _ffi.wasmtime_caller_export_get(self._ptr, raw, len(raw), ctypes.byref(item)):
+            return None
+        return wrap_extern(item)
+
+
+def _trap(ctx: GuestContext | None, exc: BaseException) -> int:
+    """Unwind the guest with a trap; the executor re-raises ``exc`` when the call returns.
+
+    The exception waits on the run's own context (thread-safe), not in wasmtime-py's
+    process-wide ``LAST_EXCEPTION``, which is used only outside of any run.
+    """
+    if ctx is not None and ctx.pending is None:
+        ctx.pending = exc
+    elif ctx is None:
+        _wasmtime_func.LAST_EXCEPTION = exc
+    msg = HOST_TRAP_MESSAGE.encode()
+    return ctypes.cast(_ffi.wasmtime_trap_new(msg, len(msg)), ctypes.c_void_p).value or 0
+
+
+def _charge_fuel(caller: Any, cost: int) -> None:
+    """Take ``cost`` fuel from the calling store; OutOfFuel when it has less."""
+    context = _ffi.wasmtime_caller_context(caller)
+    left = ctypes.c_uint64(0)
+    _ffi.wasmtime_context_get_fuel(context, ctypes.byref(left))
+    if left.value < cost:
+        _ffi.wasmtime_context_set_fuel(context, 0)
+        raise OutOfFuel(
+            "the guest used all the fuel its scope allows (cpu_cycles); raise cpu_cycles"
+        )
+    _ffi.wasmtime_context_set_fuel(context, left.value - cost)
+
+
+def _host_function(method: Callable[..., Any], params: str, results: str, module: str) -> Any:
+    """``method`` as a wasmtime *unchecked* host function (a raw ctypes callback).
+
+    wasmtime-py's own trampoline builds a Caller and a Val per argument and per result, which
+    costs more than a small WASI call itself; the unchecked ABI hands over a raw array of
+    values. i32 arguments are made unsigned (guest pointers and sizes are); a bad guest pointer
+    is ``EFAULT`` for WASI calls and a trap for the ICN ABI.
+    """
+    returns_errno = module == WASI_MODULE and results == "i"
+    has_result = bool(results)
+    kinds = tuple(p == "i" for p in params)
+    all_i32 = all(kinds)
+    n_params = len(params)
+
+    def trampoline(env: int, caller: Any, values: Any, n: int) -> int:
         ctx: GuestContext | None = getattr(_local, "ctx", None)
-        if ctx is None:
-            raise ExecutionError("a host function was called outside of a meshbench run")
-        values = list(args)
-        for i in unsigned:
-            values[i] &= 0xFFFFFFFF
-        ctx._view = None
         try:
-            return method(ctx, caller, *values)
-        except _WasiErr as e:
-            if returns_errno:
-                return e.errno
-            raise GuestTrap(f"the guest passed a bad pointer to {method.__name__}") from None
+            if ctx is None:
+                raise ExecutionError("a host function was called outside of a meshbench run")
+            if all_i32:
+                args = [values[i].i32 & 0xFFFFFFFF for i in range(n_params)]
+            else:
+                args = [
+                    values[i].i32 & 0xFFFFFFFF if k else values[i].i64 for i, k in enumerate(kinds)
+                ]
+            io_before = ctx.io_used
+            try:
+                result = method(ctx, _RawCaller(caller), *args)
+            except _WasiErr as e:
+                if not returns_errno:
+                    raise GuestTrap(
+                        f"the guest passed a bad pointer to {method.__name__}"
+                    ) from None
+                result = e.errno
+            _charge_fuel(caller, HOST_CALL_FUEL + (ctx.io_used - io_before) // IO_BYTES_PER_FUEL)
+            if has_result:
+                values[0].i32 = result
+            return 0
+        except BaseException as e:
+            return _trap(ctx, e)
 
-    return call
+    return _ffi.wasmtime_func_unchecked_callback_t(trampoline)
+
+
+#: ctypes callbacks must outlive the linker that points at them: the process.
+_KEEP_ALIVE: list[Any] = []
+_NO_FINALIZER = ctypes.cast(0, ctypes.CFUNCTYPE(None, ctypes.c_void_p))
 
 
 def define_host_functions(linker: wasmtime.Linker) -> None:
@@ -927,8 +1022,14 @@ def define_host_functions(linker: wasmtime.Linker) -> None:
     kinds = {"i": wasmtime.ValType.i32, "l": wasmtime.ValType.i64}
     for (module, name), (params, results, method) in _SIGNATURES.items():
         ty = wasmtime.FuncType([kinds[p]() for p in params], [kinds[r]() for r in results])
-        returns_errno = module == WASI_MODULE and results == "i"
-        linker.define_func(module, name, ty, _host_function(method, params, returns_errno), True)
+        raw = _host_function(method, params, results, module)
+        _KEEP_ALIVE.append((raw, ty))
+        m, n = module.encode(), name.encode()
+        error = _ffi.wasmtime_linker_define_func_unchecked(
+            linker.ptr(), m, len(m), n, len(n), ty.ptr(), raw, None, _NO_FINALIZER
+        )
+        if error:
+            raise wasmtime.WasmtimeError._from_ptr(error)
 
 
 def provided_imports() -> frozenset[tuple[str, str]]:

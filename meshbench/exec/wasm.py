@@ -8,14 +8,14 @@ Limits from :class:`~meshbench.core.types.CapabilityScope`:
 
 - **fuel** = ``cpu_cycles`` × :data:`FUEL_PER_CYCLE` (1): one unit of wasmtime fuel is
   about one executed wasm instruction (``nop``, ``drop``, ``block``, ``loop`` and friends are
-  free), so a scope's ``cpu_cycles`` is its budget of wasm instructions. Host calls are not
-  charged fuel; their bytes are charged to the I/O budget instead.
+  free), so a scope's ``cpu_cycles`` is its budget of wasm instructions. Each host call
+  (WASI or ICN ABI) costs 100 fuel plus 1 per 64 bytes it moved, so host work is priced too.
 - **memory**: ``memory_mb`` caps linear memory (plus :data:`MAX_TABLE_ELEMENTS` table
   elements, one instance, one memory). wasmtime refuses a ``memory.grow`` past the cap by
-  returning -1 (no trap); a run that then fails (trap or non-zero exit) with its memory
-  within 1/16 of the cap raises :class:`~meshbench.core.errors.MemoryLimitExceeded` instead
-  of reporting the guest's own exit code (see :func:`_memory_exhausted` for the limits of
-  that rule).
+  returning -1 (no trap); modules are rewritten to record such refusals
+  (:mod:`meshbench.exec.instrument`), and a run that fails (trap or non-zero exit) after one
+  raises :class:`~meshbench.core.errors.MemoryLimitExceeded` instead of reporting the
+  guest's own exit code. A guest that copes with the refusal and succeeds keeps its result.
 - **I/O**: ``io_mb`` bounds all bytes in and out (see :mod:`meshbench.exec.wasi`).
 - **wall clock**: a backstop only (epoch interruption), ``timeout_s`` or by default
   ``5 s + fuel / 20e6 s``; hitting it raises
@@ -30,11 +30,11 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import wasmtime
 
-from meshbench.core.encoding import CID, blob_cid
+from meshbench.core.encoding import CID, RAW, blob_cid, parse_cid
 from meshbench.core.errors import (
     ExecutionError,
     ExecutionTimeout,
@@ -47,8 +47,10 @@ from meshbench.core.errors import (
 from meshbench.core.types import MB, CapabilityScope, ExecutionSummary, TaskIntent
 from meshbench.exec.cache import LoadedModule, ModuleCache
 from meshbench.exec.engine import EPOCH_TICK_S, engine_identity, epoch_ticking, get_engine
+from meshbench.exec.instrument import REFUSED_EXPORT
 from meshbench.exec.plugins import ExecutionResult
 from meshbench.exec.wasi import GuestContext, ProcExit, Tree, bind
+from meshbench.store.blobs import BlobStore
 
 __all__ = [
     "FUEL_PER_CYCLE",
@@ -57,13 +59,11 @@ __all__ = [
     "WasmExecutor",
     "fuel_for",
     "tree_from_host_dir",
+    "tree_from_manifest",
 ]
 
 FUEL_PER_CYCLE: Final = 1
 MAX_TABLE_ELEMENTS: Final = 1_000_000
-#: A failed run whose memory is within cap/MEMORY_HEADROOM (at least a page) of its cap
-#: raises MemoryLimitExceeded.
-MEMORY_HEADROOM: Final = 16
 MAX_ARGS: Final = 4096
 MAX_ARGV_BYTES: Final = 1024 * 1024
 #: Largest single file and whole tree that ``tree_from_host_dir`` will read.
@@ -100,6 +100,21 @@ def tree_from_host_dir(path: str | os.PathLike[str]) -> dict[str, bytes | dict]:
     return walk(root)
 
 
+def tree_from_manifest(manifest: Mapping[str, Any], store: BlobStore) -> dict[str, bytes | dict]:
+    """An input tree from a directory manifest: names to raw CIDs (files) or sub-manifests.
+
+    This is how a task carries directories by CID: the manifest (a small DAG-CBOR map or
+    JSON object) names each file's CID; every blob is fetched from ``store`` and hash-checked.
+    """
+    out: dict[str, bytes | dict] = {}
+    for name, ref in manifest.items():
+        if isinstance(ref, Mapping):
+            out[name] = tree_from_manifest(ref, store)
+        else:
+            out[name] = store.get(parse_cid(ref, codec=RAW))
+    return out
+
+
 class WasmExecutor:
     """Runs WASI command modules and ICN-ABI modules on wasmtime, deterministically.
 
@@ -119,9 +134,17 @@ class WasmExecutor:
         cache: ModuleCache | None = None,
         *,
         cache_dir: str | os.PathLike[str] | None = None,
+        pinned_engine: str | None = None,
     ) -> None:
-        self.cache = cache if cache is not None else ModuleCache(cache_dir)
+        """``pinned_engine``: refuse to start unless this host's engine identity is that one
+        (a policy that pins the engine makes every worker's fuel comparable)."""
         self.engine = engine_identity()
+        if pinned_engine is not None and pinned_engine != self.engine:
+            raise ExecutionError(
+                f"this host runs engine {self.engine}, but {pinned_engine} is pinned; "
+                "install the pinned wasmtime version"
+            )
+        self.cache = cache if cache is not None else ModuleCache(cache_dir)
 
     def load(self, wasm: bytes, cid: CID | None = None) -> LoadedModule:
         """Compile (or fetch from the cache) and link-check a module."""
@@ -202,6 +225,7 @@ class WasmExecutor:
         timeout = timeout_s if timeout_s is not None else 5.0 + fuel / 20e6
         store.set_epoch_deadline(max(1, math.ceil(timeout / EPOCH_TICK_S)))
         exit_code = 0
+        exports = None
         t0 = time.perf_counter_ns()
         try:
             with epoch_ticking(), bind(ctx):
@@ -212,13 +236,16 @@ class WasmExecutor:
                 start = exports["_start"]
                 assert isinstance(start, wasmtime.Func)
                 start(store)
-        except ProcExit as e:
-            exit_code = e.code
-        except BaseException as e:
-            raise _classify(e, store, fuel, ctx, memory_cap) from None
+        except BaseException as raised:
+            e = ctx.pending if ctx.pending is not None else raised
+            if isinstance(e, ProcExit):
+                exit_code = e.code
+            else:
+                refused = _grow_refused(loaded, store, exports, memory_cap)
+                raise _classify(e, store, fuel, refused, memory_cap) from None
         wall_us = (time.perf_counter_ns() - t0) // 1000
         fuel_used = fuel - store.get_fuel()
-        if exit_code != 0 and _memory_exhausted(ctx, store, memory_cap):
+        if exit_code != 0 and _grow_refused(loaded, store, exports, memory_cap):
             raise MemoryLimitExceeded(
                 f"the guest exited with status {exit_code} after a memory.grow past its "
                 f"limit of {memory_cap} bytes was refused (memory_mb={scope.memory_mb})",
@@ -279,22 +306,23 @@ def _result_bytes(ctx: GuestContext, output: str, fuel_used: int) -> bytes:
     return data
 
 
-def _memory_exhausted(ctx: GuestContext, store: wasmtime.Store, memory_cap: int) -> bool:
-    """Did a failed run fail because its memory was full?
+def _grow_refused(
+    loaded: LoadedModule, store: wasmtime.Store, exports: Any, memory_cap: int
+) -> bool:
+    """Was a ``memory.grow`` refused because of the scope's cap (not the module's own max)?
 
-    wasmtime refuses a ``memory.grow`` past the store limit by returning -1, without a trap
-    or a callback the Python API exposes, so the refusal itself cannot be observed. A
-    failure (trap or non-zero exit) with linear memory within :data:`MEMORY_HEADROOM` of
-    the cap is taken as one. The rule is deterministic (memory size is), so every honest
-    verifier classifies a run the same way.
+    Exact: the module was rewritten (:mod:`meshbench.exec.instrument`) to record the size
+    every refused grow asked for.
     """
-    if ctx.memory is None:
+    if not loaded.records_refusals or exports is None:
         return False
-    try:
-        size = ctx.memory.data_len(store)
-    except wasmtime.WasmtimeError:
+    refused = exports.get(REFUSED_EXPORT)
+    if not isinstance(refused, wasmtime.Global):
         return False
-    return size + max(65536, memory_cap // MEMORY_HEADROOM) > memory_cap
+    pages = refused.value(store)
+    return (
+        isinstance(pages, int) and pages * 65536 > memory_cap and pages <= loaded.max_memory_pages
+    )
 
 
 def _fuel_used(store: wasmtime.Store, fuel: int) -> int:
@@ -308,11 +336,10 @@ def _classify(
     exc: BaseException,
     store: wasmtime.Store,
     fuel: int,
-    ctx: GuestContext,
+    exhausted: bool,
     memory_cap: int,
 ) -> BaseException:
     used = _fuel_used(store, fuel)
-    exhausted = _memory_exhausted(ctx, store, memory_cap)
     if isinstance(exc, ExecutionError):
         exc.fuel_used = used
         if isinstance(exc, GuestTrap) and exhausted:
