@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +111,8 @@ class Ledger:
             raise LedgerError(f"{self.path} belongs to authority {stored}, not {authority}")
         self.authority = stored
         self.books = self._load_books()
+        #: Test hook: called inside the transaction, just before COMMIT (crash tests).
+        self.before_commit: Callable[[tuple[Model, ...]], None] | None = None
 
     # --- reading ---
     def _meta(self, key: str) -> str | None:
@@ -193,6 +195,8 @@ class Ledger:
             )
             db.executemany("INSERT OR IGNORE INTO parents VALUES (?, ?)", links)
             self._write_dirty()
+            if self.before_commit is not None:
+                self.before_commit(events)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
