@@ -67,6 +67,7 @@ from meshbench.core.types import (
     ComputeOffer,
     ExecutionReceipt,
     PeerInfo,
+    ReputationSnapshot,
     ResultCommitment,
     TaskIntent,
     VerificationReceipt,
@@ -88,6 +89,7 @@ __all__ = [
     "RunVerification",
     "ScheduleTimeout",
     "SealKey",
+    "SnapshotReputation",
     "TaskState",
     "TimeoutFired",
     "transition_diagram",
@@ -127,6 +129,13 @@ class Faucet:
     account: str
     amount: int
     memo: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotReputation:
+    """Record every known peer's current (decayed) reputation as signed snapshot events."""
+
+    federation: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -317,6 +326,8 @@ class MeshState:
                 raise
         if isinstance(event, Faucet):
             return self._on_faucet(event, now)
+        if isinstance(event, SnapshotReputation):
+            return self._on_snapshot(event, now)
         if isinstance(event, PrivateInput):
             rec = self._record(event.task_cid)
             rec.private = True
@@ -395,6 +406,27 @@ class MeshState:
             )
         )
         return [self._commit([mint])]
+
+    def _on_snapshot(self, ev: SnapshotReputation, now: int) -> list[Command]:
+        policy = self.policy(ev.federation)
+        snaps: list[Model] = []
+        for peer, rec in sorted(self.books.table("reputation").items()):
+            snaps.append(
+                self._sign(
+                    ReputationSnapshot(
+                        authority=self.authority.did,
+                        peer=peer,
+                        federation=ev.federation,
+                        score=reputation.decayed(rec, now, policy),
+                        executions_ok=rec["executions_ok"],
+                        executions_bad=rec["executions_bad"],
+                        verifications_ok=rec["verifications_ok"],
+                        verifications_bad=rec["verifications_bad"],
+                        at=now,
+                    )
+                )
+            )
+        return [self._commit(snaps)] if snaps else []
 
     def _on_peer(self, info: PeerInfo, now: int) -> list[Command]:
         self._member(info.federation, info.did, now)
