@@ -33,7 +33,7 @@ so a policy activated mid-run governs the very next selection, tally and settlem
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -391,6 +391,88 @@ class MeshState:
     def _member(self, federation: str, did: str, now: int) -> None:
         if not self.membership.is_member(federation, did, now):
             raise UnknownPeer(f"{did} is not a member of federation {federation}")
+
+    # --- recovery ---
+    def restore(self, events: Iterable[Model], now: int) -> list[Command]:
+        """Rebuild this (fresh) state from the ledger's events after a restart.
+
+        The events are folded into the books again and every task's protocol record is
+        reconstructed; then, for each task still open, the outstanding requests are issued
+        again and its timers are scheduled afresh, so no task is left stuck by a crash.
+        """
+        if self.tasks or self._seen or self.books.minted():
+            raise ProtocolError("restore() needs a fresh MeshState (empty books)")
+        for ev in events:
+            self.books.apply(ev)
+            if isinstance(ev, Signed):
+                self._seen.add(ev.cid)
+            self._replay(ev)
+        out: list[Command] = []
+        for rec in self.tasks.values():
+            if rec.state not in OPEN_STATES:
+                continue
+            if rec.assignment is not None and rec.state != "Published":
+                self.load[rec.assignment.worker] = self.load.get(rec.assignment.worker, 0) + 1
+            out += self._resume(rec, now)
+        return out
+
+    def _replay(self, ev: Model) -> None:
+        if isinstance(ev, TaskIntent):
+            self.tasks[ev.cid] = _Task(task=ev)
+            return
+        if isinstance(ev, PeerInfo):
+            self.peers[ev.did] = ev
+            return
+        rec = self.tasks.get(getattr(ev, "task_cid", None))  # type: ignore[arg-type]
+        if rec is None:
+            return
+        if isinstance(ev, ComputeOffer):
+            rec.offers[ev.worker] = ev
+            rec.state = "Offered" if rec.state == "Published" else rec.state
+        elif isinstance(ev, TaskAssigned):
+            rec.state, rec.attempt, rec.assignment = "Assigned", ev.attempt, ev
+            rec.assigned_at, rec.tried = ev.timestamp, (*rec.tried, ev.worker)
+            rec.verifiers, rec.commitments, rec.verdicts = ev.verifiers, {}, {}
+            rec.worker_committed_at, rec.receipt = None, None
+        elif isinstance(ev, ResultCommitment) and rec.assignment is not None:
+            rec.commitments[ev.worker] = ev
+            if ev.worker == rec.assignment.worker:
+                rec.worker_committed_at, rec.state = ev.created_at, "Executed"
+            if rec.state == "Executed" and all(v in rec.commitments for v in rec.verifiers):
+                rec.state = "Verifying"
+        elif isinstance(ev, ExecutionReceipt):
+            rec.receipt, rec.state = ev, "Verifying" if rec.state != "Disputed" else "Disputed"
+        elif isinstance(ev, VerificationReceipt):
+            rec.verdicts[ev.verifier] = ev
+        elif isinstance(ev, EscrowDispute):
+            rec.state, rec.disputed = "Disputed", True
+            rec.verifiers = (*rec.verifiers, *ev.extra_verifiers)
+        elif isinstance(ev, TaskExpired):
+            rec.state = "Reassigned" if ev.stage != "deadline" else "Expired"
+        elif isinstance(ev, RewardDistributed):
+            rec.state = "Settled"
+
+    def _resume(self, rec: _Task, now: int) -> list[Command]:
+        policy = self.policy(rec.task.federation)
+        out: list[Command] = [self._timer(rec, "deadline", max(now, rec.task.deadline))]
+        a = rec.assignment
+        if rec.state in ("Published", "Offered") or a is None:
+            rec.state = "Offered" if rec.offers else "Published"
+            return [*out, self._timer(rec, "offers", now + policy.selection.offer_window_ms)]
+        if rec.state == "Assigned":
+            out.append(RunExecution(task=rec.task, worker=a.worker, assignment=a))
+            out.append(self._timer(rec, "execution", now + policy.scheduling.task_timeout * 1000))
+        verification_at = now + policy.verification_quorum.verification_timeout * 1000
+        for v in rec.verifiers:
+            if v not in rec.commitments:
+                out.append(RunVerification(task=rec.task, verifier=v, assignment=a))
+            elif rec.receipt is not None and v not in rec.verdicts:
+                out.append(RequestVerdict(task_cid=rec.task.cid, verifier=v, receipt=rec.receipt))
+        if rec.state == "Verifying" and rec.receipt is None:
+            out.append(RequestReveal(task_cid=rec.task.cid, worker=a.worker))
+        if rec.state != "Assigned":
+            out.append(self._timer(rec, "verification", verification_at))
+        return out
 
     # --- faucet, peers, stake ----------------------------------------------------------------
     def _on_faucet(self, ev: Faucet, now: int) -> list[Command]:
