@@ -582,6 +582,7 @@ class MeshState:
         policy = self.policy(task.federation)
         if offer.worker in rec.offers:
             raise ProtocolError(f"{offer.worker} already offered for this task (double offer)")
+        self._member(offer.federation, offer.worker, now)
         problems = selection.offer_problems(
             task,
             offer,
@@ -780,6 +781,9 @@ class MeshState:
         commitment = rec.commitments[receipt.worker]
         if commitment.commitment != receipt.result_commitment:
             raise ProtocolError("the receipt does not open the worker's commitment")
+        pin = self.policy(rec.task.federation).engine_pin
+        if pin and receipt.summary.engine != pin:
+            raise ProtocolError(f"engine {receipt.summary.engine!r} is not the pinned {pin!r}")
         cmd = self._commit([receipt])
         rec.receipt = receipt
         out: list[Command] = [cmd]
@@ -808,6 +812,9 @@ class MeshState:
                 raise ProtocolError("approved must say whether the verifier's output matches")
         elif vr.approved:
             raise ProtocolError("a verifier without an output cannot approve")
+        pin = self.policy(rec.task.federation).engine_pin
+        if pin and vr.engine != pin:
+            raise ProtocolError(f"verifier engine {vr.engine!r} is not the pinned {pin!r}")
         cmd = self._commit([vr])
         rec.verdicts[vr.verifier] = vr
         out: list[Command] = [cmd]

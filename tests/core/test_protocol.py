@@ -21,7 +21,7 @@ from meshbench.core.protocol import (
     transition_diagram,
 )
 from meshbench.core.types import CapabilityScope, Credential, HardwareProfile
-from meshbench.core.views import CredentialMembership
+from meshbench.core.views import CredentialMembership, OpenMembership
 from meshbench.testing.factories import make_identity
 from meshbench.testing.protocol import ProtocolHarness, output_cid
 
@@ -163,7 +163,39 @@ def test_required_credential_is_checked():
     h.feed(h.offer(task, h.peers[0]))  # member with a credential: fine
     outsider = make_identity(9999)
     h.by_did[outsider.did] = outsider
-    unchanged(h, ProtocolError, h.offer(task, outsider))
+    unchanged(h, UnknownPeer, h.offer(task, outsider))  # a non-member's signed offer
+
+
+class MembersWithoutCredentials(OpenMembership):
+    def __init__(self, credentialed: set[str]) -> None:
+        self.credentialed = credentialed
+
+    def has_credential(self, federation: str, did: str, now_ms: int) -> bool:
+        return did in self.credentialed
+
+
+def test_member_without_credential_is_refused_when_the_policy_requires_one():
+    peers = {make_identity(2000 + i).did for i in range(4)}
+    h = ProtocolHarness(
+        policy=MeshPolicy(require_credentials=True), membership=MembersWithoutCredentials(peers)
+    )
+    task = h.task()
+    h.feed(task)
+    h.feed(h.offer(task, h.peers[0]))
+    unchanged(h, ProtocolError, h.offer(task, h.peers[5]))
+    h.advance(5_000)
+    h.fire(task, "offers")
+    rec = h.state.tasks[task.cid]
+    assert set(rec.verifiers) <= peers  # verifiers need the credential too
+
+
+def test_engine_pin_refuses_other_engines():
+    h = ProtocolHarness(policy=MeshPolicy(engine_pin="wasmtime-x/abc"))
+    task, a = h.publish_and_assign()
+    h.feed(h.commit(task, a.worker, GOOD))
+    for v in a.verifiers:
+        h.feed(h.commit(task, v, GOOD))
+    unchanged(h, ProtocolError, h.receipt(task, a.worker, GOOD))  # engine ""
 
 
 # --- assignment ---
