@@ -119,6 +119,12 @@ class Books:
         self._policy_cache: dict[str, MeshPolicy] = {}
         self.dirty: set[tuple[str, str]] = set()
 
+    def copy(self) -> Books:
+        """An independent copy (values are replaced, never mutated, so a shallow copy works)."""
+        other = Books(self.authority)
+        other.load(self._tables)
+        return other
+
     def load(self, tables: dict[str, dict[str, Any]]) -> None:
         """Replace every table with stored rows (a ledger reopening its derived tables)."""
         self._tables = {t: {} for t in TABLES}

@@ -467,3 +467,14 @@ def test_unknown_pair_raises_protocol_error():
     task = h.task()
     h.feed(task)
     unchanged(h, ProtocolError, h.commit(task, h.peers[0].did, GOOD))  # Published + commit
+
+
+def test_negative_or_zero_faucet_and_unknown_task_receipts_are_refused():
+    from meshbench.core.protocol import Faucet
+
+    h = ProtocolHarness()
+    unchanged(h, ProtocolError, Faucet(account=h.peers[0].did, amount=-5))
+    unchanged(h, ProtocolError, Faucet(account=h.peers[0].did, amount=0))
+    ghost = h.task()  # never published
+    unchanged(h, ProtocolError, h.receipt(ghost, h.peers[0].did, GOOD))
+    unchanged(h, ProtocolError, h.commit(ghost, h.peers[0].did, GOOD))
