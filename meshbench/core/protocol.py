@@ -93,6 +93,7 @@ __all__ = [
     "TaskState",
     "TimeoutFired",
     "transition_diagram",
+    "transition_table_markdown",
 ]
 
 TaskState = Literal[
@@ -247,6 +248,13 @@ TRANSITIONS: Final[dict[tuple[str, str], str]] = {
     },
 }
 OPEN_STATES: Final = frozenset(s for s, _ in TRANSITIONS)
+
+
+def transition_table_markdown() -> str:
+    """The transition table as Markdown (``docs/protocol.md`` embeds exactly this)."""
+    rows = ["| state | stimulus | handler |", "|---|---|---|"]
+    rows += [f"| {s} | {k} | `{h}` |" for (s, k), h in sorted(TRANSITIONS.items())]
+    return "\n".join(rows)
 
 
 def transition_diagram() -> str:

@@ -114,3 +114,12 @@ def test_every_transition_pair_was_exercised():
             fn()
     missing = set(TRANSITIONS) - SEEN
     assert not missing, sorted(missing)
+
+
+def test_docs_embed_the_current_transition_table():
+    from pathlib import Path
+
+    from meshbench.core.protocol import transition_table_markdown
+
+    doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    assert transition_table_markdown() in doc
