@@ -117,3 +117,28 @@ def test_reputation_snapshots_are_signed_events_of_the_fold():
     assert h.state.books.get("snapshots", a.worker)["score"] == next(
         s.score for s in snaps if s.peer == a.worker
     )
+
+
+def test_ledger_task_state_follows_the_lifecycle():
+    h = ProtocolHarness()
+    task = h.task()
+    h.feed(task)
+    states = [h.state.books.task(task.cid)["state"]]
+    h.feed(h.offer(task, h.peers[0]))
+    states.append(h.state.books.task(task.cid)["state"])
+    h.advance(5_000)
+    h.fire(task, "offers")
+    a = h.state.tasks[task.cid].assignment
+    states.append(h.state.books.task(task.cid)["state"])
+    good = output_cid("good")
+    h.feed(h.commit(task, a.worker, good))
+    states.append(h.state.books.task(task.cid)["state"])
+    for v in a.verifiers:
+        h.feed(h.commit(task, v, good))
+    receipt = h.receipt(task, a.worker, good)
+    h.feed(receipt)
+    states.append(h.state.books.task(task.cid)["state"])
+    for v in a.verifiers:
+        h.feed(h.verdict(task, v, good, receipt))
+    states.append(h.state.books.task(task.cid)["state"])
+    assert states == ["Published", "Offered", "Assigned", "Executed", "Verifying", "Settled"]
