@@ -417,7 +417,7 @@ class MeshState:
             self._replay(ev)
         out: list[Command] = []
         for rec in self.tasks.values():
-            if rec.state not in OPEN_STATES:
+            if rec.state not in OPEN_STATES and rec.state != "Reassigned":
                 continue
             if rec.assignment is not None and rec.state != "Published":
                 self.load[rec.assignment.worker] = self.load.get(rec.assignment.worker, 0) + 1
@@ -457,6 +457,8 @@ class MeshState:
             rec.verifiers = (*rec.verifiers, *ev.extra_verifiers)
         elif isinstance(ev, TaskExpired):
             rec.state = "Reassigned" if ev.stage != "deadline" else "Expired"
+            if ev.stage != "deadline":
+                rec.assignment = None  # a TaskAssigned follows unless offers reopened
         elif isinstance(ev, RewardDistributed):
             rec.state = "Settled"
 
@@ -464,7 +466,7 @@ class MeshState:
         policy = self.policy(rec.task.federation)
         out: list[Command] = [self._timer(rec, "deadline", max(now, rec.task.deadline))]
         a = rec.assignment
-        if rec.state in ("Published", "Offered") or a is None:
+        if rec.state in ("Published", "Offered", "Reassigned") or a is None:
             rec.state = "Offered" if rec.offers else "Published"
             return [*out, self._timer(rec, "offers", now + policy.selection.offer_window_ms)]
         if rec.state == "Assigned":
@@ -673,15 +675,17 @@ class MeshState:
             load_of=lambda d: self.load.get(d, 0),
         )
         attempt = rec.attempt + 1
-        if not offers or attempt >= policy.selection.max_attempts:
-            return self._expire(rec, now, events, "no eligible worker left")
+        if attempt >= policy.selection.max_attempts:
+            return self._expire(rec, now, events, f"{attempt} assignments failed")
+        if not offers:
+            return self._reopen(rec, now, events, policy)
         offer = offers[0]
         q = policy.verification_quorum
         k = min(max(task.verifier_count, q.minimum_verifiers), q.maximum_verifiers)
         candidates = self._verifier_candidates(rec, offer.worker, policy, now, ())
         verifiers = selection.draw_verifiers(self._draw_seed(rec, f"a{attempt}"), candidates, k)
         if len(verifiers) < max(1, q.minimum_verifiers):
-            return self._expire(rec, now, events, f"only {len(verifiers)} eligible verifiers")
+            return self._reopen(rec, now, events, policy)
         assignment = self._sign(
             TaskAssigned(
                 assigner=self.authority.did,
@@ -741,6 +745,23 @@ class MeshState:
         out += [RunVerification(task=task, verifier=v, assignment=assignment) for v in verifiers]
         timeout = policy.scheduling.task_timeout * 1000
         out.append(self._timer(rec, "execution", now + timeout))
+        return out
+
+    def _reopen(
+        self, rec: _Task, now: int, events: list[Model], policy: MeshPolicy
+    ) -> list[Command]:
+        """No worker (or too few verifiers) now: collect offers again until the deadline."""
+        out: list[Command] = [self._commit(events)] if events else []
+        if rec.assignment is not None and rec.state != "Published":
+            self._release(rec.assignment.worker)
+            rec.assignment = None
+        rec.state = "Offered" if rec.offers else "Published"
+        rec.commitments, rec.verdicts, rec.receipt = {}, {}, None
+        rec.worker_committed_at = None
+        for stage in ("execution", "verification"):
+            rec.timers.pop(stage, None)
+        out.append(Broadcast(topic="tasks", obj=rec.task))
+        out.append(self._timer(rec, "offers", now + max(1, policy.selection.offer_window_ms)))
         return out
 
     def _release(self, worker: str) -> None:
