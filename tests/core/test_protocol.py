@@ -478,3 +478,19 @@ def test_negative_or_zero_faucet_and_unknown_task_receipts_are_refused():
     ghost = h.task()  # never published
     unchanged(h, ProtocolError, h.receipt(ghost, h.peers[0].did, GOOD))
     unchanged(h, ProtocolError, h.commit(ghost, h.peers[0].did, GOOD))
+
+
+def test_a_copied_commitment_cannot_be_opened_by_the_copier():
+    h = ProtocolHarness()
+    task, a = h.publish_and_assign()
+    verifier = a.verifiers[0]
+    honest = h.commit(task, verifier, GOOD)
+    copied = msgspec.structs.replace(
+        h.commit(task, a.worker, GOOD), commitment=honest.commitment, signature=b""
+    ).sign(h.by_did[a.worker])
+    h.feed(copied)
+    h.feed(honest)
+    for v in a.verifiers[1:]:
+        h.feed(h.commit(task, v, GOOD))
+    # whatever the copier reveals is bound to its own DID, never to the verifier's
+    unchanged(h, ProtocolError, h.receipt(task, a.worker, GOOD))
