@@ -168,3 +168,33 @@ def test_ledger_refuses_another_authority(tmp_path):
         Ledger(path, authority=ALICE.did)
     with pytest.raises(LedgerError):
         Ledger(tmp_path / "new.sqlite")
+
+
+def test_verify_re_derives_every_settlement_and_catches_a_skewed_split(tmp_path):
+    import msgspec
+
+    auth = make_identity(1000)
+    h = ProtocolHarness()
+    good = output_cid("good")
+    t1, a1 = h.publish_and_assign(cost=80)
+    h.execute(t1, {v: good for v in a1.verifiers}, worker_output=good)
+    events = [e for c in h.log if isinstance(c, AppendToLedger) for e in c.events]
+    with Ledger(tmp_path / "ok.sqlite", authority=auth.did) as led:
+        led.append(*events)
+        report = led.verify()
+        assert report.ok and report.settlements_audited == 1
+    skewed = []
+    for e in events:
+        if isinstance(e, RewardDistributed):
+            lines = list(e.payouts)
+            worker = next(i for i, p in enumerate(lines) if p.role == "worker")
+            refund = next(i for i, p in enumerate(lines) if p.role == "refund")
+            lines[worker] = msgspec.structs.replace(lines[worker], amount=lines[worker].amount + 5)
+            lines[refund] = msgspec.structs.replace(lines[refund], amount=lines[refund].amount - 5)
+            e = msgspec.structs.replace(e, payouts=tuple(lines), signature=b"").sign(auth)
+        skewed.append(e)
+    with Ledger(tmp_path / "bad.sqlite", authority=auth.did) as led:
+        led.append(*skewed)  # the fold accepts it: the payouts still sum to the escrow
+        report = led.verify()
+        assert not report.ok
+        assert any("the rules give" in p for p in report.problems)
