@@ -20,6 +20,7 @@ event, that ``minted == sum(accounts) + sum(escrows) + sum(stakes)`` (exactly, i
 
 from __future__ import annotations
 
+import base64
 import functools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, TypeVar
@@ -104,9 +105,8 @@ def register_fold(
 def cid_key(cid: CID) -> str:
     """The text key of a CID in the derived tables: base32 whatever base it was decoded in
     (cached: encoding base32 is costly)."""
-    if cid.base.name != "base32":
-        cid = cid.set(base="base32")
-    return cid.encode("base32")
+    # CIDv1 text in base32: multibase prefix "b" + RFC 4648 base32, lower case, unpadded
+    return "b" + base64.b32encode(bytes(cid)).decode().lower().rstrip("=")
 
 
 _MISSING: Final = object()

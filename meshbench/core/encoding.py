@@ -253,6 +253,9 @@ def parse_cid(value: str | bytes | CID, *, codec: str | Iterable[str] | None = N
 @functools.lru_cache(maxsize=1 << 16)
 def _cid_facts(cid: CID) -> tuple[int, str, int, str]:
     """(version, hash name, digest length, codec name); cached: the library recomputes them."""
+    digest = cid.digest  # the multihash: code, length, bytes (sha2-256 is 0x12 0x20 ...)
+    if digest[:2] == b"\x12\x20":
+        return cid.version, "sha2-256", len(digest) - 2, cid.codec.name
     return cid.version, cid.hashfun.name, len(cid.raw_digest), cid.codec.name
 
 

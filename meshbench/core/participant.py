@@ -7,8 +7,9 @@ judge (``RequestVerdict``). The runtime runs the executor and hands the result t
 the rules the authority checks:
 
 * :meth:`Participant.commit` - a :class:`ResultCommitment` bound to the task, this node's
-  DID, the output CID and a salt; the salt is derived by signing the task CID, so it is
-  unpredictable to others, needs no random source, and survives a restart;
+  DID, the output CID and a salt; the salt is a keyed hash (by a key derived from this node's
+  secret) of the task CID, so it is unpredictable to others, needs no random source, and
+  survives a restart;
 * :meth:`Participant.reveal` - the :class:`ExecutionReceipt` that opens it;
 * :meth:`Participant.verdict` - the :class:`VerificationReceipt` that opens this node's own
   commitment and approves exactly when its output equals the worker's.
@@ -45,14 +46,15 @@ class Participant:
     def __init__(self, identity: Identity) -> None:
         self.identity = identity
         self._results: dict[CID, _Result] = {}
+        self._salt_key = hashlib.sha256(b"meshbench/salt-key/v1\0" + identity.seed()).digest()
 
     @property
     def did(self) -> str:
         return self.identity.did
 
     def salt(self, task_cid: CID) -> bytes:
-        signed = self.identity.sign(b"meshbench/salt/v1\0" + bytes(task_cid))
-        return hashlib.sha256(signed).digest()[:16]
+        """16 bytes keyed by this node's secret: unpredictable to others, stable across restarts."""
+        return hashlib.blake2b(bytes(task_cid), key=self._salt_key, digest_size=16).digest()
 
     def commit(
         self,
