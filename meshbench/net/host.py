@@ -18,6 +18,7 @@ thread-safe face). It wires py-libp2p 0.8.1 as the mesh needs it:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
@@ -605,7 +606,5 @@ class MeshHost:
 
 
 async def _close(stream: INetStream) -> None:
-    try:
+    with contextlib.suppress(Exception):
         await stream.close()
-    except Exception:
-        pass
