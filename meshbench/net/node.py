@@ -213,6 +213,13 @@ class Libp2pNode:
     async def _stats(self) -> dict[str, Any]:
         return self.host.stats()
 
+    def events(self) -> list[tuple[Topic, bytes]]:
+        """The accepted events this node keeps for late joiners, oldest first."""
+        return self._trio.call(self._events)
+
+    async def _events(self) -> list[tuple[Topic, bytes]]:
+        return list(self.host.events)
+
     def set_event_source(self, source: Callable[[], Iterable[tuple[Topic, bytes]]]) -> None:
         """Serve late joiners from ``source`` (e.g. the ledger) instead of the gossip log."""
         self.host.event_source = source
