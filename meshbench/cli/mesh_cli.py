@@ -54,6 +54,14 @@ def main_group() -> None:
 @click.option("--no-mdns", is_flag=True, help="Do not discover or announce peers on the LAN.")
 @click.option("--key", "key_name", default="default", show_default=True, help="Keystore identity.")
 @click.option("--muxer", type=click.Choice(["yamux", "mplex"]), default="yamux", show_default=True)
+@click.option(
+    "--gossip-rate",
+    type=float,
+    default=100.0,
+    show_default=True,
+    help="New gossip messages per second a peer may send before it is penalised.",
+)
+@click.option("--gossip-burst", type=int, default=1000, show_default=True)
 @click.option("-v", "--verbose", count=True, help="Log more (-vv: py-libp2p's debug log too).")
 @data_dir_option
 def start(
@@ -62,6 +70,8 @@ def start(
     no_mdns: bool,
     key_name: str,
     muxer: str,
+    gossip_rate: float,
+    gossip_burst: int,
     verbose: int,
     data_dir: Path | None,
 ) -> None:
@@ -74,6 +84,7 @@ def start(
       mesh-cli start --listen /ip4/0.0.0.0/tcp/9000 \\
         --bootstrap /ip4/10.0.0.2/tcp/9000/p2p/12D3KooW...
     """
+    from meshbench.net.guard import GuardConfig
     from meshbench.net.service import NodeService
 
     _configure_logging(verbose)
@@ -84,6 +95,7 @@ def start(
         mdns=not no_mdns,
         key_name=key_name,
         muxer=muxer.upper(),
+        guard=GuardConfig(rate_per_second=gossip_rate, burst=gossip_burst),
     ).start()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -5,7 +5,13 @@ rule is unit-tested without a network, and the libp2p validator is a thin call i
 In order, a message from a direct peer is checked for:
 
 1. the peer's standing (banned peers are refused outright);
-2. the peer's rate (a token bucket per forwarding peer; our own publishes are exempt);
+2. rates, with token buckets (our own publishes are exempt):
+
+   * per *origin* (the libp2p-signed author of the message): past it the message is
+     ignored, and the forwarder is penalised only when it is the origin itself, because an
+     honest relay may pass on an author's burst that its own bucket admitted;
+   * per *forwarder*, ten times wider, against a peer that floods under many keys;
+
 3. size (before any decoding);
 4. :func:`~meshbench.core.model.decode_object`: strict DAG-CBOR, canonical bytes, schema,
    signature; unsigned objects are refused;
@@ -44,9 +50,15 @@ class Verdict(enum.Enum):
 class GuardConfig:
     #: Largest gossip payload; protocol objects are small (blobs travel by CID).
     max_message_bytes: int = 256 * 1024
-    #: Sustained messages per second one peer may forward to us, and the burst above it.
-    rate_per_second: float = 300.0
-    burst: int = 1500
+    #: Sustained new messages per second from one author, and the burst above it
+    #: (duplicates are dropped by gossipsub before they cost anything).
+    rate_per_second: float = 100.0
+    burst: int = 1000
+    #: The same for all messages one direct peer forwards (all authors together).
+    forward_rate_per_second: float = 1000.0
+    forward_burst: int = 10_000
+    #: Buckets kept before idle (full) ones are forgotten.
+    max_tracked_peers: int = 10_000
     #: How many object CIDs are remembered for duplicate/replay suppression.
     dedupe_entries: int = 200_000
     #: Penalty points per refusal, and the total that gets a peer banned.
@@ -68,11 +80,23 @@ class GuardStats:
 
 
 @dataclass(slots=True)
-class _Peer:
+class _Bucket:
     tokens: float
     refilled: float
-    penalty: float = 0.0
-    decayed: float = 0.0
+
+    def take(self, now: float, rate: float, burst: int) -> bool:
+        self.tokens = min(float(burst), self.tokens + max(0.0, now - self.refilled) * rate)
+        self.refilled = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+@dataclass(slots=True)
+class _Penalty:
+    points: float
+    decayed: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,22 +110,43 @@ class GossipGuard:
     def __init__(self, config: GuardConfig | None = None) -> None:
         self.config = config or GuardConfig()
         self.stats = GuardStats()
-        self._peers: dict[str, _Peer] = {}
+        self._origins: dict[str, _Bucket] = {}
+        self._forwarders: dict[str, _Bucket] = {}
+        self._penalties: dict[str, _Penalty] = {}
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self.banned: set[str] = set()
 
     def check(
-        self, topic: Topic, data: bytes, peer: str, now: float, *, rate_limited: bool = True
+        self,
+        topic: Topic,
+        data: bytes,
+        peer: str,
+        now: float,
+        *,
+        origin: str | None = None,
+        rate_limited: bool = True,
     ) -> Outcome:
         """Judge one message that ``peer`` forwarded to us at time ``now`` (seconds).
 
+        ``origin`` is the message's libp2p author (``peer`` when not given);
         ``rate_limited=False`` is for events a peer sends because we asked (sync).
         """
         cfg = self.config
         if peer in self.banned:
             return self._reject(peer, now, "banned", 0.0)
-        if rate_limited and peer != SELF and not self._take_token(peer, now):
-            return self._reject(peer, now, "rate", cfg.rate_penalty)
+        if rate_limited and peer != SELF:
+            author = origin or peer
+            if not self._bucket(self._forwarders, peer, now, cfg.forward_burst).take(
+                now, cfg.forward_rate_per_second, cfg.forward_burst
+            ):
+                return self._reject(peer, now, "forward-rate", cfg.rate_penalty)
+            if not self._bucket(self._origins, author, now, cfg.burst).take(
+                now, cfg.rate_per_second, cfg.burst
+            ):
+                if author == peer:
+                    return self._reject(peer, now, "rate", cfg.rate_penalty)
+                self.stats.count("origin-rate")
+                return Outcome(Verdict.IGNORE, None, "origin-rate")
         if len(data) > cfg.max_message_bytes:
             return self._reject(peer, now, "size", cfg.invalid_penalty)
         try:
@@ -121,52 +166,51 @@ class GossipGuard:
         self.stats.accepted += 1
         return Outcome(Verdict.ACCEPT, obj)
 
+    def punish(self, peer: str, now: float, reason: str) -> None:
+        """Count an invalid message that was caught before :meth:`check` (e.g. by libp2p)."""
+        self._reject(peer, now, reason, self.config.invalid_penalty)
+
     def seen(self, cid_bytes: bytes) -> bool:
         return cid_bytes in self._seen
 
     def penalty(self, peer: str, now: float) -> float:
-        state = self._peers.get(peer)
+        state = self._penalties.get(peer)
         if state is None:
             return 0.0
         self._decay(state, now)
-        return state.penalty
+        return state.points
 
     def forget(self, peer: str) -> None:
         """Drop a disconnected peer's rate state (its penalty and ban are kept)."""
-        state = self._peers.get(peer)
-        if state is not None and state.penalty <= 0:
-            del self._peers[peer]
+        self._forwarders.pop(peer, None)
 
     # --- internals -----------------------------------------------------------------
-    def _state(self, peer: str, now: float) -> _Peer:
-        state = self._peers.get(peer)
-        if state is None:
-            state = self._peers[peer] = _Peer(float(self.config.burst), now, 0.0, now)
-        return state
+    def _bucket(self, table: dict[str, _Bucket], name: str, now: float, burst: int) -> _Bucket:
+        bucket = table.get(name)
+        if bucket is None:
+            if len(table) >= self.config.max_tracked_peers:
+                self._prune(table, now)
+            bucket = table[name] = _Bucket(float(burst), now)
+        return bucket
 
-    def _take_token(self, peer: str, now: float) -> bool:
-        cfg = self.config
-        state = self._state(peer, now)
-        elapsed = max(0.0, now - state.refilled)
-        state.tokens = min(float(cfg.burst), state.tokens + elapsed * cfg.rate_per_second)
-        state.refilled = now
-        if state.tokens < 1.0:
-            return False
-        state.tokens -= 1.0
-        return True
+    def _prune(self, table: dict[str, _Bucket], now: float) -> None:
+        """Forget buckets that have refilled (an idle author costs nothing to re-create)."""
+        rate = self.config.rate_per_second
+        for name in [n for n, b in table.items() if b.tokens + (now - b.refilled) * rate >= 1]:
+            del table[name]
 
-    def _decay(self, state: _Peer, now: float) -> None:
+    def _decay(self, state: _Penalty, now: float) -> None:
         elapsed = max(0.0, now - state.decayed)
-        state.penalty = max(0.0, state.penalty - elapsed * self.config.penalty_decay_per_second)
+        state.points = max(0.0, state.points - elapsed * self.config.penalty_decay_per_second)
         state.decayed = now
 
     def _reject(self, peer: str, now: float, reason: str, points: float) -> Outcome:
         self.stats.count(reason)
         if peer != SELF and points:
-            state = self._state(peer, now)
+            state = self._penalties.setdefault(peer, _Penalty(0.0, now))
             self._decay(state, now)
-            state.penalty += points
-            if state.penalty >= self.config.ban_threshold:
+            state.points += points
+            if state.points >= self.config.ban_threshold:
                 self.banned.add(peer)
         return Outcome(Verdict.REJECT, None, reason)
 

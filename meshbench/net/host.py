@@ -43,6 +43,7 @@ from libp2p.pubsub import rpc_queue
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.validators import signature_validator
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.tools.anyio_service import background_trio_service
@@ -134,9 +135,24 @@ class _MeshPubsub(Pubsub):
     a burst of 500 loses most of itself. Delivery here is a plain call instead.
     """
 
-    def __init__(self, *args: Any, deliver: Callable[[rpc_pb2.Message], None], **kw: Any):
+    def __init__(
+        self,
+        *args: Any,
+        deliver: Callable[[rpc_pb2.Message], None],
+        on_bad_signature: Callable[[ID], None],
+        **kw: Any,
+    ):
         super().__init__(*args, **kw)
         self._deliver = deliver
+        self._on_bad_signature = on_bad_signature
+
+    async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
+        # py-libp2p drops a message with a bad libp2p signature without holding it against
+        # the peer that sent it; count it as an invalid message so such a peer gets banned.
+        if msg_forwarder != self.my_id and not signature_validator(msg):
+            self._on_bad_signature(msg_forwarder)
+            return
+        await super().push_msg(msg_forwarder, msg)
 
     def notify_subscriptions(self, publish_message: rpc_pb2.Message) -> None:
         if any(t in self.subscribed_topics_receive for t in publish_message.topicIDs):
@@ -195,13 +211,14 @@ class MeshHost:
         self.store = store
         self.on_message = on_message
         self.guard = GossipGuard(config.guard)
-        self.events: deque[tuple[Topic, bytes]] = deque(maxlen=config.event_log)
+        #: Accepted events, oldest first: (topic, encoded object, wall time it arrived).
+        self.events: deque[tuple[Topic, bytes, float]] = deque(maxlen=config.event_log)
         self.event_source: Callable[[], Iterable[tuple[Topic, bytes]]] | None = None
         self._meta: dict[ID, _PeerMeta] = {}
         self._pending: dict[bytes, Model] = {}
         self._providing: set[bytes] = set()
         self._nursery: trio.Nursery | None = None
-        self._stats = {"delivered": 0, "blobs_served": 0, "bytes_served": 0, "synced": 0}
+        self._stats = {"delivered": 0, "blobs_served": 0, "bytes_served": 0, "synced": 0, "sync_frames": 0}
         _set_identify_strings()
         _quiet_known_noise()
         key_pair = key_pair_of(config.identity)
@@ -229,6 +246,7 @@ class MeshHost:
             strict_signing=True,
             cache_size=4096,
             deliver=self._deliver,
+            on_bad_signature=self._bad_gossip_signature,
             max_inbound_rpc_size=4 * 1024 * 1024,
             validation_cache_size=4096,
         )
@@ -269,7 +287,8 @@ class MeshHost:
         def validate(forwarder: ID, msg: rpc_pb2.Message) -> bool:
             peer = SELF if forwarder == self.peer_id else str(forwarder)
             was_banned = peer in self.guard.banned
-            outcome = self.guard.check(topic, msg.data, peer, time.monotonic())
+            origin = str(ID(msg.from_id))
+            outcome = self.guard.check(topic, msg.data, peer, time.monotonic(), origin=origin)
             if outcome.verdict is Verdict.ACCEPT:
                 assert outcome.obj is not None
                 self._pending[bytes(msg.from_id) + bytes(msg.seqno)] = outcome.obj
@@ -291,7 +310,7 @@ class MeshHost:
         self._accepted(topic, obj, msg.data, origin)
 
     def _accepted(self, topic: Topic, obj: Model, data: bytes, origin: str) -> None:
-        self.events.append((topic, bytes(data)))
+        self.events.append((topic, bytes(data), time.time()))
         self._stats["delivered"] += 1
         try:
             self.on_message(topic, obj, origin)
@@ -321,6 +340,13 @@ class MeshHost:
                 await trio.sleep(0.002)
             return
         raise NetworkError(f"gossip send queues stayed full for {timeout:.0f} s")
+
+    def _bad_gossip_signature(self, forwarder: ID) -> None:
+        peer = str(forwarder)
+        was_banned = peer in self.guard.banned
+        self.guard.punish(peer, time.monotonic(), "libp2p-signature")
+        if not was_banned and peer in self.guard.banned:
+            self._ban(forwarder)
 
     def _ban(self, peer_id: ID) -> None:
         log.warning("banning peer %s: too many invalid or excess gossip messages", peer_id)
@@ -427,7 +453,10 @@ class MeshHost:
                 did = did_from_peer_id(pid)
             except MeshError:
                 did = ""
-            addrs = tuple(str(a) for a in self.host.get_peerstore().addrs(pid))
+            try:
+                addrs = tuple(str(a) for a in self.host.get_peerstore().addrs(pid))
+            except Exception:  # PeerStoreError: an inbound peer not identified yet
+                addrs = ()
             out.append(
                 PeerRecord(
                     peer_id=str(pid),
@@ -551,7 +580,10 @@ class MeshHost:
         try:
             if str(stream.muxed_conn.peer_id) in self.guard.banned:
                 return
-            source = self.event_source() if self.event_source else list(self.events)
+            if self.event_source is not None:
+                source = list(self.event_source())
+            else:
+                source = [(topic, data) for topic, data, _ in self.events]
             batch = bytearray()
             for topic, data in source:
                 name = topic.value.encode()
@@ -587,6 +619,7 @@ class MeshHost:
                     if size > self.config.guard.max_message_bytes:
                         raise NetworkError(f"sync frame from {pid} is too large")
                     data = await reader.exactly(size)
+                    self._stats["sync_frames"] += 1
                     outcome = self.guard.check(
                         topic, data, peer, time.monotonic(), rate_limited=False
                     )

@@ -213,11 +213,11 @@ class Libp2pNode:
     async def _stats(self) -> dict[str, Any]:
         return self.host.stats()
 
-    def events(self) -> list[tuple[Topic, bytes]]:
-        """The accepted events this node keeps for late joiners, oldest first."""
+    def events(self) -> list[tuple[Topic, bytes, float]]:
+        """Accepted events kept for late joiners, oldest first: (topic, bytes, arrival time)."""
         return self._trio.call(self._events)
 
-    async def _events(self) -> list[tuple[Topic, bytes]]:
+    async def _events(self) -> list[tuple[Topic, bytes, float]]:
         return list(self.host.events)
 
     def set_event_source(self, source: Callable[[], Iterable[tuple[Topic, bytes]]]) -> None:

@@ -18,6 +18,7 @@ from meshbench.core import encoding
 from meshbench.core.errors import NetworkError, SchemaError
 from meshbench.core.model import decode_object
 from meshbench.net.control import ControlServer
+from meshbench.net.guard import GuardConfig
 from meshbench.net.node import Libp2pNode
 from meshbench.net.topics import Topic, topic_for_type
 from meshbench.store.blobs import BlobStore
@@ -38,12 +39,19 @@ class NodeService:
         mdns: bool = True,
         key_name: str = "default",
         muxer: str = "YAMUX",
+        guard: GuardConfig | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         identity = Keystore(self.data_dir / "keys").load_or_create(key_name)
         self.store = BlobStore(self.data_dir / "blobs")
         self.node = Libp2pNode(
-            identity, self.store, listen=listen, bootstrap=bootstrap, mdns=mdns, muxer=muxer
+            identity,
+            self.store,
+            listen=listen,
+            bootstrap=bootstrap,
+            mdns=mdns,
+            muxer=muxer,
+            guard=guard,
         )
         self.stopped = threading.Event()
         self._control: ControlServer | None = None
@@ -111,9 +119,11 @@ class NodeService:
     def _events(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         """The events this node accepted (gossip and sync), oldest first."""
         out = []
-        for topic, data in self.node.events():
+        for topic, data, at in self.node.events():
             obj = decode_object(data, verify_signature=False)  # checked when it came in
-            out.append({"topic": topic.value, "type": type(obj).__name__, "cid": str(obj.cid)})
+            out.append(
+                {"topic": topic.value, "type": type(obj).__name__, "cid": str(obj.cid), "at": at}
+            )
         return out
 
     def _provide(self, args: dict[str, Any]) -> dict[str, Any]:
