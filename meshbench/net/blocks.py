@@ -24,6 +24,7 @@ import trio
 from meshbench.core import encoding
 from meshbench.core.encoding import CID
 from meshbench.core.errors import BlobNotFound, BlobTooLarge, CIDMismatch, MeshError, NetworkError
+from meshbench.net.runner import leaf_exception
 from meshbench.net.wire import StreamReader, uvarint
 from meshbench.store.blobs import BlobStore
 
@@ -142,9 +143,12 @@ async def _receive_into_store(reader: StreamReader, cid: CID, size: int, store: 
         finally:
             send.close()  # the writer sees the end (or a short count) and fails the put
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(pump)
-        stored = await trio.to_thread.run_sync(store.put, checked())
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump)
+            stored = await trio.to_thread.run_sync(store.put, checked())
+    except BaseExceptionGroup as group:  # trio wraps; callers want the typed error
+        raise leaf_exception(group) from None
     if stored != cid:  # put() hashes too: a second, independent check
         store.delete(stored)
         raise CIDMismatch(f"stored bytes hash to {stored}, not {cid}")

@@ -218,7 +218,13 @@ class MeshHost:
         self._pending: dict[bytes, Model] = {}
         self._providing: set[bytes] = set()
         self._nursery: trio.Nursery | None = None
-        self._stats = {"delivered": 0, "blobs_served": 0, "bytes_served": 0, "synced": 0, "sync_frames": 0}
+        self._stats = {
+            "delivered": 0,
+            "blobs_served": 0,
+            "bytes_served": 0,
+            "synced": 0,
+            "sync_frames": 0,
+        }
         _set_identify_strings()
         _quiet_known_noise()
         key_pair = key_pair_of(config.identity)

@@ -21,7 +21,7 @@ import trio
 
 from meshbench.core.errors import NetworkError
 
-__all__ = ["TrioThread"]
+__all__ = ["TrioThread", "leaf_exception"]
 
 T = TypeVar("T")
 Service = Callable[[trio.Nursery, Any], Awaitable[None]]
@@ -55,7 +55,8 @@ class TrioThread:
             raise NetworkError(f"the libp2p node did not start within {timeout:.0f} s")
         if self._error is not None:
             self._thread.join(timeout)
-            raise NetworkError(f"the libp2p node failed to start: {self._error}") from self._error
+            cause = leaf_exception(self._error)
+            raise NetworkError(f"the libp2p node failed to start: {cause}") from cause
 
     def stop(self, timeout: float = 15.0) -> None:
         """Cancel the service, wait for the thread, fail pending calls. Idempotent."""
@@ -172,3 +173,10 @@ class TrioThread:
         for fut in pending:
             if not fut.done() and fut.set_running_or_notify_cancel():
                 fut.set_exception(NetworkError("the libp2p node has stopped"))
+
+
+def leaf_exception(exc: BaseException) -> BaseException:
+    """The exception inside nested single-member exception groups (trio nurseries)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc

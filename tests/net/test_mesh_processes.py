@@ -137,6 +137,7 @@ def test_late_joiner_catches_up_on_the_active_policy(mesh, tmp_path: Path) -> No
     try:
         wait_until(lambda: str(activated.cid) in late.cids("policy"), 30, "late joiner sync")
         # It came through the sync protocol (gossip may also have offered it, if recent).
-        assert late.request("status")["network"]["sync_frames"] >= 1
+        frames = lambda: late.request("status")["network"]["sync_frames"]  # noqa: E731
+        wait_until(lambda: frames() >= 1, 30, "the sync stream")
     finally:
         late.stop()
