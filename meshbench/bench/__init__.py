@@ -13,6 +13,7 @@ from meshbench.core.errors import MeshError
 #: name -> module path; add a line here to register a benchmark.
 BENCHMARKS: dict[str, str] = {
     "encoding": "meshbench.bench.encoding",
+    "net": "meshbench.bench.net",
 }
 
 

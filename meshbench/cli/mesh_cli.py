@@ -62,6 +62,7 @@ def main_group() -> None:
     help="New gossip messages per second a peer may send before it is penalised.",
 )
 @click.option("--gossip-burst", type=int, default=1000, show_default=True)
+@click.option("--bench-protocol", is_flag=True, hidden=True, help="Serve the bench stream.")
 @click.option("-v", "--verbose", count=True, help="Log more (-vv: py-libp2p's debug log too).")
 @data_dir_option
 def start(
@@ -72,6 +73,7 @@ def start(
     muxer: str,
     gossip_rate: float,
     gossip_burst: int,
+    bench_protocol: bool,
     verbose: int,
     data_dir: Path | None,
 ) -> None:
@@ -96,6 +98,7 @@ def start(
         key_name=key_name,
         muxer=muxer.upper(),
         guard=GuardConfig(rate_per_second=gossip_rate, burst=gossip_burst),
+        bench_protocol=bench_protocol,
     ).start()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):

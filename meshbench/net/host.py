@@ -82,6 +82,8 @@ log = logging.getLogger("meshbench.net")
 MESH_PROTOCOL_VERSION: Final = "/mesh/1.0.0"
 AGENT: Final = f"meshbench/{meshbench.__version__}"
 SYNC_PROTOCOL: Final = "/meshbench/sync/1.0.0"
+#: Benchmarks only (off unless HostConfig.bench_protocol): bytes from memory, no store.
+BENCH_PROTOCOL: Final = "/meshbench/bench-stream/1.0.0"
 #: A delivered message: (topic, checked object, PeerID of its origin).
 MessageHandler = Callable[[Topic, Model, str], None]
 
@@ -105,6 +107,8 @@ class HostConfig:
     #: Fetch the event log from bootstrap peers once connected.
     sync_on_join: bool = True
     heartbeat_s: int = 1
+    #: Serve BENCH_PROTOCOL (a bare stream of zeros), for ``meshbench bench net``.
+    bench_protocol: bool = False
 
 
 @dataclass(slots=True)
@@ -260,6 +264,8 @@ class MeshHost:
         self.dht = KadDHT(self.host, DHTMode.SERVER)
         self.host.set_stream_handler(TProtocol(BLOCKS_PROTOCOL), self._serve_blocks)
         self.host.set_stream_handler(TProtocol(SYNC_PROTOCOL), self._serve_sync)
+        if config.bench_protocol:
+            self.host.set_stream_handler(TProtocol(BENCH_PROTOCOL), self._serve_bench)
         self.host.get_network().register_notifee(_ConnectionWatch(self))
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -531,16 +537,19 @@ class MeshHost:
     async def fetch(self, cid: CID, peers: Sequence[str] = (), timeout: float = 300.0) -> int:
         """Fetch ``cid`` into the store from the first provider that delivers it intact.
 
-        Tries ``peers`` if given, else the DHT's providers, then every connected peer;
+        Tries ``peers`` first, then the DHT's providers, then every connected peer;
         a provider that fails (gone, refuses, sends bad bytes) is skipped for the next.
         """
         c = encoding.parse_cid(cid, codec=encoding.RAW)
         if self.store.has(c):
             return self.store.size(c)
-        candidates = [parse_peer_id(p) for p in peers] or await self.find_providers(c)
-        for pid in self.host.get_connected_peers():
-            if pid not in candidates:
-                candidates.append(pid)
+        candidates = [parse_peer_id(p) for p in peers]
+        connected = self.host.get_connected_peers()
+        if not candidates or any(p not in connected for p in candidates):
+            # The DHT lookup also teaches the peerstore how to reach the providers.
+            candidates += await self.find_providers(c)
+        candidates += connected
+        candidates = list(dict.fromkeys(candidates))
         errors: list[str] = []
         for pid in candidates:
             if str(pid) in self.guard.banned:
@@ -577,6 +586,37 @@ class MeshHost:
             self._stats["bytes_served"] += sent
         except Exception as exc:
             log.debug("blocks request from %s failed: %s", peer, exc)
+        finally:
+            await _close(stream)
+
+    # --- benchmark: a bare stream over the same connection ------------------------------
+    async def _serve_bench(self, stream: INetStream) -> None:
+        try:
+            size = await StreamReader(stream, chunk=16).uvarint()
+            block = bytes(256 * 1024)
+            while size > 0:
+                await stream.write(block[: min(size, len(block))])
+                size -= len(block)
+        except Exception as exc:
+            log.debug("bench stream failed: %s", exc)
+        finally:
+            await _close(stream)
+
+    async def bench_stream(self, peer_id: ID | str, size: int) -> float:
+        """Read ``size`` bytes of a peer's bare bench stream; return the seconds it took."""
+        pid = parse_peer_id(peer_id)
+        stream = await self.host.new_stream(pid, [TProtocol(BENCH_PROTOCOL)])
+        try:
+            start = time.perf_counter()
+            await stream.write(uvarint(size))
+            reader = StreamReader(stream)
+            got = 0
+            while got < size:
+                chunk = await reader.some(1 << 20)
+                if not chunk:
+                    raise NetworkError(f"bench stream ended after {got} of {size} bytes")
+                got += len(chunk)
+            return time.perf_counter() - start
         finally:
             await _close(stream)
 

@@ -67,6 +67,7 @@ class Libp2pNode:
         guard: GuardConfig | None = None,
         max_blob_bytes: int | None = None,
         sync_on_join: bool = True,
+        bench_protocol: bool = False,
     ) -> None:
         self.identity = identity
         self.store = store
@@ -79,6 +80,7 @@ class Libp2pNode:
             guard=guard or GuardConfig(),
             max_blob_bytes=max_blob_bytes or store.max_blob_bytes,
             sync_on_join=sync_on_join,
+            bench_protocol=bench_protocol,
         )
         self._subs: dict[Topic, list[Subscription]] = {t: [] for t in Topic}
         self._lock = threading.Lock()
@@ -206,6 +208,10 @@ class Libp2pNode:
     def wait_for_peers(self, count: int, timeout: float = 30.0) -> None:
         """Wait until ``count`` peers subscribe to every mesh topic."""
         self._trio.call(self.host.wait_for_topic_peers, count, timeout, timeout=timeout + 5)
+
+    def bench_stream(self, peer_id: str, size: int) -> float:
+        """Seconds to read ``size`` bytes of a bare libp2p stream from ``peer_id`` (bench)."""
+        return self._trio.call(self.host.bench_stream, peer_id, size, timeout=600)
 
     def stats(self) -> dict[str, Any]:
         return self._trio.call(self._stats)

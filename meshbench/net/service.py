@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ class NodeService:
         key_name: str = "default",
         muxer: str = "YAMUX",
         guard: GuardConfig | None = None,
+        bench_protocol: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         identity = Keystore(self.data_dir / "keys").load_or_create(key_name)
@@ -52,6 +54,7 @@ class NodeService:
             mdns=mdns,
             muxer=muxer,
             guard=guard,
+            bench_protocol=bench_protocol,
         )
         self.stopped = threading.Event()
         self._control: ControlServer | None = None
@@ -88,6 +91,7 @@ class NodeService:
             "events": self._events,
             "provide": self._provide,
             "fetch": self._fetch,
+            "bench-stream": self._bench_stream,
             "sync": lambda args: {"new_events": self.node.sync(str(args["peer_id"]))},
             "publish-task": self._needs_runtime("publish-task"),
             "offer-execution": self._needs_runtime("offer-execution"),
@@ -137,8 +141,20 @@ class NodeService:
     def _fetch(self, args: dict[str, Any]) -> dict[str, Any]:
         cid = encoding.parse_cid(str(args["cid"]), codec=encoding.RAW)
         peers = [str(p) for p in args.get("peers") or ()]
+        start = time.perf_counter()
         path = self.node.fetch_blob(cid, peers=peers, timeout=float(args.get("timeout", 300)))
-        return {"cid": str(cid), "bytes": self.store.size(cid), "path": str(path)}
+        seconds = time.perf_counter() - start
+        return {
+            "cid": str(cid),
+            "bytes": self.store.size(cid),
+            "path": str(path),
+            "seconds": seconds,
+        }
+
+    def _bench_stream(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not self.node.config.bench_protocol:
+            raise NetworkError("this node was not started with --bench-protocol")
+        return {"seconds": self.node.bench_stream(str(args["peer_id"]), int(args["bytes"]))}
 
     def _needs_runtime(self, name: str) -> Any:
         def handler(args: dict[str, Any]) -> Any:
