@@ -14,6 +14,7 @@ from meshbench.core.errors import MeshError
 BENCHMARKS: dict[str, str] = {
     "encoding": "meshbench.bench.encoding",
     "exec": "meshbench.bench.exec",
+    "protocol": "meshbench.bench.protocol",
 }
 
 

@@ -90,3 +90,39 @@ def balances_cmd(path: Path | None, as_json: bool, data_dir: Path | None) -> Non
         emit(rows, as_json=True)
     else:
         print_table(rows)
+
+
+@ledger.command("faucet")
+@click.argument("account")
+@click.argument("amount", type=int)
+@click.option(
+    "--key", default="authority", show_default=True, help="Keystore name of the authority."
+)
+@click.option("--memo", default="faucet", show_default=True)
+@_ledger_option
+@data_dir_option
+def faucet_cmd(
+    account: str, amount: int, key: str, memo: str, path: Path | None, data_dir: Path | None
+) -> None:
+    """Mint AMOUNT tokens to ACCOUNT (genesis/faucet), signed by the ledger authority.
+
+    Creates the ledger (owned by that key) when it does not exist yet.
+    Example: meshbench ledger faucet did:key:z6Mk... 1000
+    """
+    from meshbench.core.protocol import Faucet, MeshState
+    from meshbench.store.keystore import Keystore
+
+    root = resolve_data_dir(data_dir)
+    authority = Keystore(root / "keys").load(key)
+    db = path or root / "ledger.sqlite"
+    with Ledger(db, authority=authority.did) as led:
+        state = MeshState(authority, books=led.books.copy())
+        for cmd in state.handle(Faucet(account=account, amount=amount, memo=memo), _now_ms()):
+            led.append(*cmd.events)  # type: ignore[union-attr]
+        click.echo(f"{account} now holds {led.balance(account)}")
+
+
+def _now_ms() -> int:
+    import time
+
+    return time.time_ns() // 1_000_000

@@ -43,7 +43,14 @@ from meshbench.core.events import (
 )
 from meshbench.core.model import Model
 from meshbench.core.policy import MeshPolicy
-from meshbench.core.types import ReputationSnapshot, TaskIntent, VerificationReceipt
+from meshbench.core.types import (
+    ComputeOffer,
+    ExecutionReceipt,
+    ReputationSnapshot,
+    ResultCommitment,
+    TaskIntent,
+    VerificationReceipt,
+)
 
 __all__ = [
     "ESCROW_TRANSITIONS",
@@ -113,6 +120,12 @@ class Books:
         self._pending: dict[tuple[str, str], Any] | None = None
         self._policy_cache: dict[str, MeshPolicy] = {}
         self.dirty: set[tuple[str, str]] = set()
+
+    def copy(self) -> Books:
+        """An independent copy (values are replaced, never mutated, so a shallow copy works)."""
+        other = Books(self.authority)
+        other.load(self._tables)
+        return other
 
     def load(self, tables: dict[str, dict[str, Any]]) -> None:
         """Replace every table with stored rows (a ledger reopening its derived tables)."""
@@ -493,6 +506,29 @@ def _fold_slash(books: Books, ev: StakeSlashed) -> None:
 @register_fold(VerificationReceipt)
 def _fold_verification(books: Books, ev: VerificationReceipt) -> None:
     _task_row(books, ev.task_cid)  # a receipt for an unknown task is refused
+
+
+def _advance(books: Books, task_cid: CID, src: tuple[str, ...], dst: str) -> None:
+    key, task = _task_row(books, task_cid)
+    if task["state"] in src:
+        books.put("tasks", key, {**task, "state": dst})
+
+
+@register_fold(ComputeOffer)
+def _fold_offer(books: Books, ev: ComputeOffer) -> None:
+    _advance(books, ev.task_cid, ("Published",), "Offered")
+
+
+@register_fold(ResultCommitment)
+def _fold_commitment(books: Books, ev: ResultCommitment) -> None:
+    _, task = _task_row(books, ev.task_cid)
+    if ev.worker == task["worker"]:
+        _advance(books, ev.task_cid, ("Assigned",), "Executed")
+
+
+@register_fold(ExecutionReceipt)
+def _fold_receipt(books: Books, ev: ExecutionReceipt) -> None:
+    _advance(books, ev.task_cid, ("Executed",), "Verifying")
 
 
 @register_fold(ReputationSnapshot)

@@ -33,7 +33,7 @@ so a policy activated mid-run governs the very next selection, tally and settlem
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -67,6 +67,7 @@ from meshbench.core.types import (
     ComputeOffer,
     ExecutionReceipt,
     PeerInfo,
+    ReputationSnapshot,
     ResultCommitment,
     TaskIntent,
     VerificationReceipt,
@@ -88,9 +89,11 @@ __all__ = [
     "RunVerification",
     "ScheduleTimeout",
     "SealKey",
+    "SnapshotReputation",
     "TaskState",
     "TimeoutFired",
     "transition_diagram",
+    "transition_table_markdown",
 ]
 
 TaskState = Literal[
@@ -127,6 +130,13 @@ class Faucet:
     account: str
     amount: int
     memo: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotReputation:
+    """Record every known peer's current (decayed) reputation as signed snapshot events."""
+
+    federation: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -240,6 +250,13 @@ TRANSITIONS: Final[dict[tuple[str, str], str]] = {
 OPEN_STATES: Final = frozenset(s for s, _ in TRANSITIONS)
 
 
+def transition_table_markdown() -> str:
+    """The transition table as Markdown (``docs/protocol.md`` embeds exactly this)."""
+    rows = ["| state | stimulus | handler |", "|---|---|---|"]
+    rows += [f"| {s} | {k} | `{h}` |" for (s, k), h in sorted(TRANSITIONS.items())]
+    return "\n".join(rows)
+
+
 def transition_diagram() -> str:
     """The transition table as a Graphviz ``dot`` graph (docs are generated from this)."""
     lines = ["digraph task {"]
@@ -317,6 +334,8 @@ class MeshState:
                 raise
         if isinstance(event, Faucet):
             return self._on_faucet(event, now)
+        if isinstance(event, SnapshotReputation):
+            return self._on_snapshot(event, now)
         if isinstance(event, PrivateInput):
             rec = self._record(event.task_cid)
             rec.private = True
@@ -381,6 +400,90 @@ class MeshState:
         if not self.membership.is_member(federation, did, now):
             raise UnknownPeer(f"{did} is not a member of federation {federation}")
 
+    # --- recovery ---
+    def restore(self, events: Iterable[Model], now: int) -> list[Command]:
+        """Rebuild this (fresh) state from the ledger's events after a restart.
+
+        The events are folded into the books again and every task's protocol record is
+        reconstructed; then, for each task still open, the outstanding requests are issued
+        again and its timers are scheduled afresh, so no task is left stuck by a crash.
+        """
+        if self.tasks or self._seen or self.books.minted():
+            raise ProtocolError("restore() needs a fresh MeshState (empty books)")
+        for ev in events:
+            self.books.apply(ev)
+            if isinstance(ev, Signed):
+                self._seen.add(ev.cid)
+            self._replay(ev)
+        out: list[Command] = []
+        for rec in self.tasks.values():
+            if rec.state not in OPEN_STATES and rec.state != "Reassigned":
+                continue
+            if rec.assignment is not None and rec.state != "Published":
+                self.load[rec.assignment.worker] = self.load.get(rec.assignment.worker, 0) + 1
+            out += self._resume(rec, now)
+        return out
+
+    def _replay(self, ev: Model) -> None:
+        if isinstance(ev, TaskIntent):
+            self.tasks[ev.cid] = _Task(task=ev)
+            return
+        if isinstance(ev, PeerInfo):
+            self.peers[ev.did] = ev
+            return
+        rec = self.tasks.get(getattr(ev, "task_cid", None))  # type: ignore[arg-type]
+        if rec is None:
+            return
+        if isinstance(ev, ComputeOffer):
+            rec.offers[ev.worker] = ev
+            rec.state = "Offered" if rec.state == "Published" else rec.state
+        elif isinstance(ev, TaskAssigned):
+            rec.state, rec.attempt, rec.assignment = "Assigned", ev.attempt, ev
+            rec.assigned_at, rec.tried = ev.timestamp, (*rec.tried, ev.worker)
+            rec.verifiers, rec.commitments, rec.verdicts = ev.verifiers, {}, {}
+            rec.worker_committed_at, rec.receipt = None, None
+        elif isinstance(ev, ResultCommitment) and rec.assignment is not None:
+            rec.commitments[ev.worker] = ev
+            if ev.worker == rec.assignment.worker:
+                rec.worker_committed_at, rec.state = ev.created_at, "Executed"
+            if rec.state == "Executed" and all(v in rec.commitments for v in rec.verifiers):
+                rec.state = "Verifying"
+        elif isinstance(ev, ExecutionReceipt):
+            rec.receipt, rec.state = ev, "Verifying" if rec.state != "Disputed" else "Disputed"
+        elif isinstance(ev, VerificationReceipt):
+            rec.verdicts[ev.verifier] = ev
+        elif isinstance(ev, EscrowDispute):
+            rec.state, rec.disputed = "Disputed", True
+            rec.verifiers = (*rec.verifiers, *ev.extra_verifiers)
+        elif isinstance(ev, TaskExpired):
+            rec.state = "Reassigned" if ev.stage != "deadline" else "Expired"
+            if ev.stage != "deadline":
+                rec.assignment = None  # a TaskAssigned follows unless offers reopened
+        elif isinstance(ev, RewardDistributed):
+            rec.state = "Settled"
+
+    def _resume(self, rec: _Task, now: int) -> list[Command]:
+        policy = self.policy(rec.task.federation)
+        out: list[Command] = [self._timer(rec, "deadline", max(now, rec.task.deadline))]
+        a = rec.assignment
+        if rec.state in ("Published", "Offered", "Reassigned") or a is None:
+            rec.state = "Offered" if rec.offers else "Published"
+            return [*out, self._timer(rec, "offers", now + policy.selection.offer_window_ms)]
+        if rec.state == "Assigned":
+            out.append(RunExecution(task=rec.task, worker=a.worker, assignment=a))
+            out.append(self._timer(rec, "execution", now + policy.scheduling.task_timeout * 1000))
+        verification_at = now + policy.verification_quorum.verification_timeout * 1000
+        for v in rec.verifiers:
+            if v not in rec.commitments:
+                out.append(RunVerification(task=rec.task, verifier=v, assignment=a))
+            elif rec.receipt is not None and v not in rec.verdicts:
+                out.append(RequestVerdict(task_cid=rec.task.cid, verifier=v, receipt=rec.receipt))
+        if rec.state == "Verifying" and rec.receipt is None:
+            out.append(RequestReveal(task_cid=rec.task.cid, worker=a.worker))
+        if rec.state != "Assigned":
+            out.append(self._timer(rec, "verification", verification_at))
+        return out
+
     # --- faucet, peers, stake ----------------------------------------------------------------
     def _on_faucet(self, ev: Faucet, now: int) -> list[Command]:
         if ev.amount <= 0:
@@ -395,6 +498,27 @@ class MeshState:
             )
         )
         return [self._commit([mint])]
+
+    def _on_snapshot(self, ev: SnapshotReputation, now: int) -> list[Command]:
+        policy = self.policy(ev.federation)
+        snaps: list[Model] = []
+        for peer, rec in sorted(self.books.table("reputation").items()):
+            snaps.append(
+                self._sign(
+                    ReputationSnapshot(
+                        authority=self.authority.did,
+                        peer=peer,
+                        federation=ev.federation,
+                        score=reputation.decayed(rec, now, policy),
+                        executions_ok=rec["executions_ok"],
+                        executions_bad=rec["executions_bad"],
+                        verifications_ok=rec["verifications_ok"],
+                        verifications_bad=rec["verifications_bad"],
+                        at=now,
+                    )
+                )
+            )
+        return [self._commit(snaps)] if snaps else []
 
     def _on_peer(self, info: PeerInfo, now: int) -> list[Command]:
         self._member(info.federation, info.did, now)
@@ -468,6 +592,7 @@ class MeshState:
         policy = self.policy(task.federation)
         if offer.worker in rec.offers:
             raise ProtocolError(f"{offer.worker} already offered for this task (double offer)")
+        self._member(offer.federation, offer.worker, now)
         problems = selection.offer_problems(
             task,
             offer,
@@ -550,15 +675,17 @@ class MeshState:
             load_of=lambda d: self.load.get(d, 0),
         )
         attempt = rec.attempt + 1
-        if not offers or attempt >= policy.selection.max_attempts:
-            return self._expire(rec, now, events, "no eligible worker left")
+        if attempt >= policy.selection.max_attempts:
+            return self._expire(rec, now, events, f"{attempt} assignments failed")
+        if not offers:
+            return self._reopen(rec, now, events, policy)
         offer = offers[0]
         q = policy.verification_quorum
         k = min(max(task.verifier_count, q.minimum_verifiers), q.maximum_verifiers)
         candidates = self._verifier_candidates(rec, offer.worker, policy, now, ())
         verifiers = selection.draw_verifiers(self._draw_seed(rec, f"a{attempt}"), candidates, k)
         if len(verifiers) < max(1, q.minimum_verifiers):
-            return self._expire(rec, now, events, f"only {len(verifiers)} eligible verifiers")
+            return self._reopen(rec, now, events, policy)
         assignment = self._sign(
             TaskAssigned(
                 assigner=self.authority.did,
@@ -620,6 +747,23 @@ class MeshState:
         out.append(self._timer(rec, "execution", now + timeout))
         return out
 
+    def _reopen(
+        self, rec: _Task, now: int, events: list[Model], policy: MeshPolicy
+    ) -> list[Command]:
+        """No worker (or too few verifiers) now: collect offers again until the deadline."""
+        out: list[Command] = [self._commit(events)] if events else []
+        if rec.assignment is not None and rec.state != "Published":
+            self._release(rec.assignment.worker)
+            rec.assignment = None
+        rec.state = "Offered" if rec.offers else "Published"
+        rec.commitments, rec.verdicts, rec.receipt = {}, {}, None
+        rec.worker_committed_at = None
+        for stage in ("execution", "verification"):
+            rec.timers.pop(stage, None)
+        out.append(Broadcast(topic="tasks", obj=rec.task))
+        out.append(self._timer(rec, "offers", now + max(1, policy.selection.offer_window_ms)))
+        return out
+
     def _release(self, worker: str) -> None:
         left = self.load.get(worker, 0) - 1
         if left > 0:
@@ -666,6 +810,9 @@ class MeshState:
         commitment = rec.commitments[receipt.worker]
         if commitment.commitment != receipt.result_commitment:
             raise ProtocolError("the receipt does not open the worker's commitment")
+        pin = self.policy(rec.task.federation).engine_pin
+        if pin and receipt.summary.engine != pin:
+            raise ProtocolError(f"engine {receipt.summary.engine!r} is not the pinned {pin!r}")
         cmd = self._commit([receipt])
         rec.receipt = receipt
         out: list[Command] = [cmd]
@@ -694,6 +841,9 @@ class MeshState:
                 raise ProtocolError("approved must say whether the verifier's output matches")
         elif vr.approved:
             raise ProtocolError("a verifier without an output cannot approve")
+        pin = self.policy(rec.task.federation).engine_pin
+        if pin and vr.engine != pin:
+            raise ProtocolError(f"verifier engine {vr.engine!r} is not the pinned {pin!r}")
         cmd = self._commit([vr])
         rec.verdicts[vr.verifier] = vr
         out: list[Command] = [cmd]

@@ -31,11 +31,14 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import msgspec
+
 from meshbench.core import reputation
 from meshbench.core.encoding import CID, blob_cid
 from meshbench.core.errors import MeshError
 from meshbench.core.events import StakeRequest
 from meshbench.core.identity import Identity
+from meshbench.core.participant import Participant
 from meshbench.core.policy import MeshPolicy
 from meshbench.core.protocol import (
     AppendToLedger,
@@ -54,14 +57,10 @@ from meshbench.core.quorum import binomial_wrong_accept_bound
 from meshbench.core.types import (
     CapabilityScope,
     ComputeOffer,
-    ExecutionReceipt,
     ExecutionSummary,
     HardwareProfile,
     PeerInfo,
-    ResultCommitment,
     TaskIntent,
-    VerificationReceipt,
-    result_commitment,
 )
 from meshbench.core.views import StaticPolicyView
 
@@ -71,6 +70,7 @@ BEHAVIOURS: Final = ("honest", "colluding", "wrong", "lazy", "offline", "slow")
 T0: Final = 1_700_000_000_000
 WASM_CID: Final = blob_cid(b"\x00asm\x01\x00\x00\x00 meshbench sim module")
 LATENCY_MS: Final = 20
+_SUMMARY: Final = ExecutionSummary(fuel_used=1000, peak_memory_bytes=65536, wall_time_us=900)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,10 +133,10 @@ class Simulation:
         self.peers = [_ident(cfg.seed, f"peer{i}") for i in range(n)]
         self.publishers = [_ident(cfg.seed, f"pub{i}") for i in range(max(1, cfg.publishers))]
         self.by_did = {p.did: p for p in self.peers + self.publishers}
+        self.nodes = {p.did: Participant(p) for p in self.peers}
         self.behaviour = self._assign_behaviours(n)
         self.colluders = {d for d, b in self.behaviour.items() if b == "colluding"}
         self.truth: dict[CID, CID] = {}
-        self.outputs: dict[tuple[CID, str], tuple[CID, bytes]] = {}
         self.executions = 0
         self.refused = 0
         self.events = 0
@@ -292,51 +292,31 @@ class Simulation:
         if kind != "lazy":
             self.executions += 1
         output = self._output_for(task, did, worker, is_worker)
-        salt = hashlib.sha256(f"{self.cfg.seed}/{did}/{task.cid!r}".encode()).digest()[:16]
-        self.outputs[(task.cid, did)] = (output, salt)
         delay = 1_000
         if kind == "slow":
             delay = self.rng.choice((3_000, 3_000, 40 * 60 * 1000))  # late, or past the timeout
-        ident = self.by_did[did]
-        commit = ResultCommitment(
-            task_cid=task.cid,
-            worker=did,
-            commitment=result_commitment(task.cid, did, output, salt),
-            created_at=self.now + delay,
-        ).sign(ident)
+        node = self.nodes[did]
+        node.forget(task.cid)  # a reassigned task may come back to a node
+        commit = node.commit(task.cid, output, self.now + delay, summary=_SUMMARY)
         self.push(self.now + delay, commit)
 
     def _reveal(self, task_cid: CID, worker: str) -> None:
-        if (task_cid, worker) not in self.outputs:
+        try:
+            receipt = self.nodes[worker].reveal(task_cid, self.now)
+        except MeshError:
             return
-        output, salt = self.outputs[(task_cid, worker)]
-        receipt = ExecutionReceipt(
-            task_cid=task_cid,
-            worker=worker,
-            output_cid=output,
-            result_commitment=result_commitment(task_cid, worker, output, salt),
-            salt=salt,
-            summary=ExecutionSummary(fuel_used=1000, peak_memory_bytes=65536, wall_time_us=900),
-            created_at=self.now,
-        ).sign(self.by_did[worker])
         self.push(self.now + LATENCY_MS, receipt)
 
     def _verdict(self, cmd: RequestVerdict) -> None:
         did = cmd.verifier
-        if (cmd.task_cid, did) not in self.outputs:
+        try:
+            vr = self.nodes[did].verdict(cmd.task_cid, cmd.receipt, self.now)
+        except MeshError:
             return
-        output, salt = self.outputs[(cmd.task_cid, did)]
-        if self.behaviour[did] == "lazy":
-            output = cmd.receipt.output_cid  # copies the revealed output: will not open
-        vr = VerificationReceipt(
-            task_cid=cmd.task_cid,
-            receipt_cid=cmd.receipt.cid,
-            verifier=did,
-            approved=output == cmd.receipt.output_cid,
-            output_cid=output,
-            salt=salt,
-            created_at=self.now,
-        ).sign(self.by_did[did])
+        if self.behaviour[did] == "lazy":  # copies the revealed output: will not open
+            vr = msgspec.structs.replace(
+                vr, output_cid=cmd.receipt.output_cid, approved=True, signature=b""
+            ).sign(self.by_did[did])
         self.push(self.now + LATENCY_MS, vr)
 
     # --- results ---

@@ -22,11 +22,12 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from meshbench.core.audit import SettlementAuditor
 from meshbench.core.books import Books, cid_key
 from meshbench.core.errors import LedgerError, MeshError
 from meshbench.core.model import Model, Signed, decode_object
@@ -63,6 +64,8 @@ class LedgerReport:
     """What ``verify`` or ``rebuild`` found."""
 
     events: int = 0
+    settlements_audited: int = 0
+    settlements_unaudited: int = 0
     tokens_minted: int = 0
     tokens_held: int = 0
     tables_equal: bool = True
@@ -76,6 +79,8 @@ class LedgerReport:
         return {
             "ok": self.ok,
             "events": self.events,
+            "settlements_audited": self.settlements_audited,
+            "settlements_unaudited": self.settlements_unaudited,
             "tokens_minted": self.tokens_minted,
             "tokens_held": self.tokens_held,
             "tables_equal": self.tables_equal,
@@ -111,6 +116,8 @@ class Ledger:
             raise LedgerError(f"{self.path} belongs to authority {stored}, not {authority}")
         self.authority = stored
         self.books = self._load_books()
+        #: Test hook: called inside the transaction, just before COMMIT (crash tests).
+        self.before_commit: Callable[[tuple[Model, ...]], None] | None = None
 
     # --- reading ---
     def _meta(self, key: str) -> str | None:
@@ -193,6 +200,8 @@ class Ledger:
             )
             db.executemany("INSERT OR IGNORE INTO parents VALUES (?, ?)", links)
             self._write_dirty()
+            if self.before_commit is not None:
+                self.before_commit(events)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -217,6 +226,7 @@ class Ledger:
         """Fold every event from nothing, checking CIDs, signatures, links and rules."""
         report = report if report is not None else LedgerReport()
         books = Books(self.authority)
+        auditor = SettlementAuditor()
         seen: set[str] = set()
         for (
             seq,
@@ -232,11 +242,15 @@ class Ledger:
             for parent in getattr(ev, "parents", ()):
                 if cid_key(parent) not in seen:
                     report.problems.append(f"event #{seq} {cid}: parent {parent} is not before it")
+            auditor.before(ev, books)
             try:
                 books.apply(ev)
             except MeshError as exc:
                 report.problems.append(f"event #{seq} {cid}: refused by the fold: {exc}")
             seen.add(cid)
+        report.problems += auditor.problems
+        report.settlements_audited = auditor.audited
+        report.settlements_unaudited = auditor.unaudited
         if len(report.problems) > 100:
             report.problems[100:] = [f"... and {len(report.problems) - 100} more problems"]
         try:

@@ -223,3 +223,17 @@ def test_settlements_under_random_behaviour_conserve_tokens(scenarios):
         if isinstance(e, RewardDistributed)
     )
     assert all(n == 1 for n in paid.values())
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.binary(min_size=0, max_size=64), st.sampled_from(["raw", "dag-cbor"]))
+def test_cid_text_keys_are_the_standard_base32_form(data, codec):
+    import multiformats
+
+    from meshbench.core.books import cid_key
+    from meshbench.core.cid import CID
+
+    c = encoding.blob_cid(data) if codec == "raw" else encoding.object_cid(data)
+    assert cid_key(c) == str(c) == multiformats.CID.decode(str(c)).encode("base32")
+    assert cid_key(CID.decode(bytes(c))) == str(c)  # decoded from bytes too
+    assert encoding.parse_cid(c, codec=codec) == c

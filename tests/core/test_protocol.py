@@ -21,7 +21,7 @@ from meshbench.core.protocol import (
     transition_diagram,
 )
 from meshbench.core.types import CapabilityScope, Credential, HardwareProfile
-from meshbench.core.views import CredentialMembership
+from meshbench.core.views import CredentialMembership, OpenMembership
 from meshbench.testing.factories import make_identity
 from meshbench.testing.protocol import ProtocolHarness, output_cid
 
@@ -163,7 +163,39 @@ def test_required_credential_is_checked():
     h.feed(h.offer(task, h.peers[0]))  # member with a credential: fine
     outsider = make_identity(9999)
     h.by_did[outsider.did] = outsider
-    unchanged(h, ProtocolError, h.offer(task, outsider))
+    unchanged(h, UnknownPeer, h.offer(task, outsider))  # a non-member's signed offer
+
+
+class MembersWithoutCredentials(OpenMembership):
+    def __init__(self, credentialed: set[str]) -> None:
+        self.credentialed = credentialed
+
+    def has_credential(self, federation: str, did: str, now_ms: int) -> bool:
+        return did in self.credentialed
+
+
+def test_member_without_credential_is_refused_when_the_policy_requires_one():
+    peers = {make_identity(2000 + i).did for i in range(4)}
+    h = ProtocolHarness(
+        policy=MeshPolicy(require_credentials=True), membership=MembersWithoutCredentials(peers)
+    )
+    task = h.task()
+    h.feed(task)
+    h.feed(h.offer(task, h.peers[0]))
+    unchanged(h, ProtocolError, h.offer(task, h.peers[5]))
+    h.advance(5_000)
+    h.fire(task, "offers")
+    rec = h.state.tasks[task.cid]
+    assert set(rec.verifiers) <= peers  # verifiers need the credential too
+
+
+def test_engine_pin_refuses_other_engines():
+    h = ProtocolHarness(policy=MeshPolicy(engine_pin="wasmtime-x/abc"))
+    task, a = h.publish_and_assign()
+    h.feed(h.commit(task, a.worker, GOOD))
+    for v in a.verifiers:
+        h.feed(h.commit(task, v, GOOD))
+    unchanged(h, ProtocolError, h.receipt(task, a.worker, GOOD))  # engine ""
 
 
 # --- assignment ---
@@ -435,3 +467,30 @@ def test_unknown_pair_raises_protocol_error():
     task = h.task()
     h.feed(task)
     unchanged(h, ProtocolError, h.commit(task, h.peers[0].did, GOOD))  # Published + commit
+
+
+def test_negative_or_zero_faucet_and_unknown_task_receipts_are_refused():
+    from meshbench.core.protocol import Faucet
+
+    h = ProtocolHarness()
+    unchanged(h, ProtocolError, Faucet(account=h.peers[0].did, amount=-5))
+    unchanged(h, ProtocolError, Faucet(account=h.peers[0].did, amount=0))
+    ghost = h.task()  # never published
+    unchanged(h, ProtocolError, h.receipt(ghost, h.peers[0].did, GOOD))
+    unchanged(h, ProtocolError, h.commit(ghost, h.peers[0].did, GOOD))
+
+
+def test_a_copied_commitment_cannot_be_opened_by_the_copier():
+    h = ProtocolHarness()
+    task, a = h.publish_and_assign()
+    verifier = a.verifiers[0]
+    honest = h.commit(task, verifier, GOOD)
+    copied = msgspec.structs.replace(
+        h.commit(task, a.worker, GOOD), commitment=honest.commitment, signature=b""
+    ).sign(h.by_did[a.worker])
+    h.feed(copied)
+    h.feed(honest)
+    for v in a.verifiers[1:]:
+        h.feed(h.commit(task, v, GOOD))
+    # whatever the copier reveals is bound to its own DID, never to the verifier's
+    unchanged(h, ProtocolError, h.receipt(task, a.worker, GOOD))
