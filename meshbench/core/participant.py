@@ -102,16 +102,19 @@ class Participant:
         r = self._result(task_cid)
         engine = r.summary.engine if r.summary else ""
         fuel = r.summary.fuel_used if r.summary else 0
+        approved = r.output_cid == receipt.output_cid
         return VerificationReceipt(
             task_cid=task_cid,
             receipt_cid=receipt.cid,
             verifier=self.did,
-            approved=r.output_cid == receipt.output_cid,
+            approved=approved,
             output_cid=r.output_cid,
             salt=r.salt,
             fuel_used=fuel,
             engine=engine,
+            reason="" if approved else f"re-execution gave {r.output_cid}",
             created_at=now,
+            parents=(receipt.cid,),
         ).sign(self.identity)
 
     def forget(self, task_cid: CID) -> None:

@@ -4,7 +4,8 @@ A :class:`WorkerAgent` lives wherever its machine is (a Dask worker process, a t
 node, a libp2p peer). It makes offers for tasks its hardware can run, executes tasks under
 the deterministic executor, commits to results before anyone reveals, reveals when the
 commit phase closes, and judges a worker's receipt by its own re-execution. Its secrets
-(salts, outputs between commit and reveal) never leave it before they are due.
+(salts, outputs between commit and reveal) never leave it before they are due. The signed
+commit-reveal objects themselves are made by :class:`~meshbench.core.participant.Participant`.
 
 ``behaviour`` exists for demos and simulations of dishonest peers: ``honest``, ``wrong``
 (reports a wrong output as worker, honest as verifier) or ``lazy`` (skips the work and
@@ -15,15 +16,15 @@ protocol catches it by re-execution, not by trusting anyone.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from meshbench.core.encoding import CID, blob_cid
-from meshbench.core.errors import ExecutionError, ProtocolError
+from meshbench.core.errors import ExecutionError
 from meshbench.core.events import StakeRequest
 from meshbench.core.identity import Identity
+from meshbench.core.participant import Participant
 from meshbench.core.types import (
     ComputeOffer,
     ExecutionReceipt,
@@ -33,7 +34,6 @@ from meshbench.core.types import (
     ResultCommitment,
     TaskIntent,
     VerificationReceipt,
-    result_commitment,
 )
 
 __all__ = ["Behaviour", "CostModel", "WorkerAgent", "error_output"]
@@ -67,15 +67,6 @@ class CostModel:
         return 2_000 + task.scope.cpu_cycles // self.cycles_per_ms
 
 
-@dataclass
-class _Pending:
-    output: bytes
-    output_cid: CID
-    salt: bytes
-    summary: ExecutionSummary
-    exit_code: int
-
-
 class WorkerAgent:
     """One mesh participant's worker and verifier roles."""
 
@@ -100,7 +91,10 @@ class WorkerAgent:
         self.behaviour = behaviour
         self.capacity = capacity
         self._executor = executor
-        self._pending: dict[tuple[CID, str], _Pending] = {}
+        # the commit-reveal objects are made by the core's Participant, with exactly the
+        # rules the authority checks; the agent keeps the output bytes until they are due
+        self.participant = Participant(identity)
+        self._outputs: dict[CID, bytes] = {}
         self._lock = threading.Lock()
 
     @property
@@ -159,16 +153,12 @@ class WorkerAgent:
         output, summary, exit_code = self._run(task, wasm, data, role)
         if role == "worker" and self.behaviour == "wrong":
             output = hashlib.sha256(b"wrong" + output).digest()
-        salt = os.urandom(16)
-        cid = blob_cid(output)
         with self._lock:
-            self._pending[(task.cid, role)] = _Pending(output, cid, salt, summary, exit_code)
-        return ResultCommitment(
-            task_cid=task.cid,
-            worker=self.did,
-            commitment=result_commitment(task.cid, self.did, cid, salt),
-            created_at=now_ms,
-        ).sign(self.identity)
+            self.participant.forget(task.cid)  # a new assignment asks for a fresh commitment
+            self._outputs[task.cid] = output
+            return self.participant.commit(
+                task.cid, blob_cid(output), now_ms, summary=summary, exit_code=exit_code
+            )
 
     def _run(
         self, task: TaskIntent, wasm: bytes, data: bytes, role: str
@@ -189,47 +179,21 @@ class WorkerAgent:
 
     def reveal(self, task_cid: CID, now_ms: int) -> tuple[ExecutionReceipt, bytes]:
         """Open the worker commitment: the signed receipt, and the output bytes."""
-        p = self._take(task_cid, "worker")
-        receipt = ExecutionReceipt(
-            task_cid=task_cid,
-            worker=self.did,
-            output_cid=p.output_cid,
-            result_commitment=result_commitment(task_cid, self.did, p.output_cid, p.salt),
-            salt=p.salt,
-            exit_code=p.exit_code,
-            summary=p.summary,
-            created_at=now_ms,
-            parents=(task_cid,),
-        ).sign(self.identity)
-        return receipt, p.output
+        with self._lock:
+            receipt = self.participant.reveal(task_cid, now_ms)
+            output = self._outputs.pop(task_cid, b"")
+            self.participant.forget(task_cid)
+        return receipt, output
 
     def verdict(self, task_cid: CID, receipt: ExecutionReceipt, now_ms: int) -> VerificationReceipt:
         """Judge ``receipt`` by this verifier's own committed re-execution."""
-        p = self._take(task_cid, "verifier")
-        approved = p.output_cid == receipt.output_cid
-        reason = "" if approved else f"re-execution gave {p.output_cid}"
-        return VerificationReceipt(
-            task_cid=task_cid,
-            receipt_cid=receipt.cid,
-            verifier=self.did,
-            approved=approved,
-            output_cid=p.output_cid,
-            salt=p.salt,
-            fuel_used=p.summary.fuel_used,
-            engine=p.summary.engine,
-            reason=reason,
-            created_at=now_ms,
-            parents=(receipt.cid,),
-        ).sign(self.identity)
-
-    def _take(self, task_cid: CID, role: str) -> _Pending:
         with self._lock:
-            p = self._pending.pop((task_cid, role), None)
-        if p is None:
-            raise ProtocolError(f"{self.did} holds no {role} commitment for task {task_cid}")
-        return p
+            verdict = self.participant.verdict(task_cid, receipt, now_ms)
+            self._outputs.pop(task_cid, None)
+            self.participant.forget(task_cid)
+        return verdict
 
     def forget(self, task_cid: CID) -> None:
         with self._lock:
-            for role in ("worker", "verifier"):
-                self._pending.pop((task_cid, role), None)
+            self._outputs.pop(task_cid, None)
+            self.participant.forget(task_cid)

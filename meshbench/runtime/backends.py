@@ -16,7 +16,7 @@ from meshbench.core.encoding import CID
 from meshbench.core.types import ExecutionReceipt, TaskIntent
 from meshbench.runtime.agent import WorkerAgent
 
-__all__ = ["Deliver", "InProcessBackend", "WorkerBackend"]
+__all__ = ["Deliver", "InProcessBackend", "WorkerBackend", "run_and_deliver"]
 
 Deliver = Callable[[Any], None]
 
@@ -55,6 +55,18 @@ class WorkerBackend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def run_and_deliver(pool: cf.Executor, deliver: Deliver, fn: Callable[[], Any]) -> None:
+    """Run ``fn`` on ``pool`` and deliver its result, or the exception it raised."""
+
+    def run() -> None:
+        try:
+            deliver(fn())
+        except Exception as exc:  # delivered to the node, which decides
+            deliver(exc)
+
+    pool.submit(run)
 
 
 def _now() -> int:

@@ -33,7 +33,7 @@ from meshbench.core.encoding import CID
 from meshbench.core.model import decode_object
 from meshbench.core.types import ExecutionReceipt, HardwareProfile, TaskIntent
 from meshbench.runtime.agent import Behaviour, CostModel, WorkerAgent
-from meshbench.runtime.backends import Deliver
+from meshbench.runtime.backends import Deliver, run_and_deliver
 from meshbench.store.keystore import Keystore
 
 __all__ = ["DaskBackend", "MeshWorkerPlugin"]
@@ -192,13 +192,7 @@ class DaskBackend:
 
     # --- requests ------------------------------------------------------------------------
     def _background(self, deliver: Deliver, fn: Callable[[], Any]) -> None:
-        def run() -> None:
-            try:
-                deliver(fn())
-            except Exception as exc:
-                deliver(exc)
-
-        self._pool.submit(run)
+        run_and_deliver(self._pool, deliver, fn)
 
     def request_offers(
         self, task: TaskIntent, blobs: tuple[bytes, bytes], deliver: Deliver
