@@ -152,8 +152,13 @@ class Mesh:
         processes: bool = True,
         memory_limit: str = "2GiB",
         policy: MeshPolicyFragment | Mapping[str, Any] | None = None,
+        batching: bool = True,
     ) -> Mesh:
-        """Start a Dask ``LocalCluster`` of ``workers`` mesh workers on this machine."""
+        """Start a Dask ``LocalCluster`` of ``workers`` mesh workers on this machine.
+
+        ``batching`` groups the executions, reveals and verdicts that pile up for one worker
+        into one Dask call (see :class:`~meshbench.runtime.dask_backend.DaskBackend`).
+        """
         from distributed import Client, LocalCluster
 
         if workers < 2:
@@ -168,7 +173,13 @@ class Mesh:
         client = Client(cluster)
         try:
             return cls._over_dask(
-                client, data_dir, behaviours, policy, cluster=cluster, workers=workers
+                client,
+                data_dir,
+                behaviours,
+                policy,
+                cluster=cluster,
+                workers=workers,
+                batching=batching,
             )
         except BaseException:
             client.close()
@@ -286,6 +297,7 @@ class Mesh:
         *,
         cluster: Any = None,
         workers: int,
+        batching: bool = True,
     ) -> Mesh:
         from meshbench.runtime.dask_backend import DaskBackend
 
@@ -302,6 +314,7 @@ class Mesh:
             federation,
             behaviours=by_name,
             module_cache_dir=root / "module-cache",
+            batching=batching,
         )
         mesh = cls._start(root, backend, policy, workers=workers, client=client, cluster=cluster)
         return mesh
