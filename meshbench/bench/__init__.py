@@ -14,6 +14,7 @@ from meshbench.core.errors import MeshError
 BENCHMARKS: dict[str, str] = {
     "encoding": "meshbench.bench.encoding",
     "protocol": "meshbench.bench.protocol",
+    "exec": "meshbench.bench.exec",
 }
 
 

@@ -20,8 +20,6 @@ event, that ``minted == sum(accounts) + sum(escrows) + sum(stakes)`` (exactly, i
 
 from __future__ import annotations
 
-import base64
-import functools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, TypeVar
 
@@ -101,12 +99,9 @@ def register_fold(
     return deco
 
 
-@functools.lru_cache(maxsize=1 << 16)
 def cid_key(cid: CID) -> str:
-    """The text key of a CID in the derived tables: base32 whatever base it was decoded in
-    (cached: encoding base32 is costly)."""
-    # CIDv1 text in base32: multibase prefix "b" + RFC 4648 base32, lower case, unpadded
-    return "b" + base64.b32encode(bytes(cid)).decode().lower().rstrip("=")
+    """The text key of a CID in the derived tables (base32; cached inside the CID)."""
+    return str(cid)
 
 
 _MISSING: Final = object()
@@ -551,3 +546,9 @@ def _fold_policy(books: Books, ev: MeshPolicyActivated) -> None:
         ev.federation_did,
         {"cid": cid_key(ev.policy_cid), "version": ev.policy_version, "json": ev.policy.to_json()},
     )
+
+
+# Governance (federations, credentials, proposals, votes, policy activation, lineage) is part
+# of every ledger's fold: importing it registers its handlers (it replaces the default
+# MeshPolicyActivated handler above with the governed one).
+from meshbench.core import governance as _governance  # noqa: E402, F401

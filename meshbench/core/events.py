@@ -209,6 +209,9 @@ class MeshPolicyActivated(Signed, tag="MeshPolicyActivated"):
     policy_version: Annotated[int, Meta(ge=1)]
     proposer_did: DID | None = None
     previous_policy_cid: CID | None = None
+    #: The approved MeshPolicyProposal this activates (None: an ungoverned federation's
+    #: authority setting a policy directly, e.g. the embedded demo).
+    proposal_cid: CID | None = None
     policy: MeshPolicy
     timestamp: TimestampMs
     parents: tuple[CID, ...] = ()

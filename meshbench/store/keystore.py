@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Final
 
-from meshbench.core.errors import IdentityError, KeyNotFound
+from meshbench.core.errors import IdentityError, InvalidDID, KeyNotFound
 from meshbench.core.identity import Identity
 
 __all__ = ["Keystore"]
@@ -60,7 +60,7 @@ class Keystore:
             raise KeyNotFound(
                 f"no key named {name!r} in {self.root}; create one with 'meshbench key new'"
             ) from None
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, InvalidDID) as exc:
             raise IdentityError(f"key file {path.name} is damaged: {type(exc).__name__}") from None
         if ident.did != data.get("did"):
             raise IdentityError(f"key file {path.name}: its seed does not match its did")
