@@ -55,8 +55,15 @@ def run_demo(
     say = click.echo
     say(f"meshbench demo: {workers} Dask workers (worker 0 is dishonest), data dir {root}")
     t0 = time.monotonic()
+    # A caught cheater's bond is slashed; below min_stake it may no longer work or verify,
+    # so with few workers the quorum may use two verifiers.
+    policy = {"verification_quorum": {"minimum_verifiers": min(3, workers - 2) or 1}}
     with Mesh.local(
-        workers=workers, data_dir=root, behaviours={0: "wrong"}, processes=processes
+        workers=workers,
+        data_dir=root,
+        behaviours={0: "wrong"},
+        processes=processes,
+        policy=policy,
     ) as mesh:
         say(f"mesh up in {time.monotonic() - t0:.1f} s; Dask dashboard: {mesh.dashboard_link}")
         say(f"publisher {mesh.publisher.did}")

@@ -13,8 +13,8 @@ from meshbench.core.errors import MeshError
 #: name -> module path; add a line here to register a benchmark.
 BENCHMARKS: dict[str, str] = {
     "encoding": "meshbench.bench.encoding",
-    "protocol": "meshbench.bench.protocol",
     "exec": "meshbench.bench.exec",
+    "protocol": "meshbench.bench.protocol",
 }
 
 

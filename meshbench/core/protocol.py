@@ -678,14 +678,16 @@ class MeshState:
         if attempt >= policy.selection.max_attempts:
             return self._expire(rec, now, events, f"{attempt} assignments failed")
         if not offers:
-            return self._expire(rec, now, events, "no eligible worker left")
+            return self._reopen(rec, now, events, policy, ask_workers=True)
         offer = offers[0]
         q = policy.verification_quorum
         k = min(max(task.verifier_count, q.minimum_verifiers), q.maximum_verifiers)
         candidates = self._verifier_candidates(rec, offer.worker, policy, now, ())
         verifiers = selection.draw_verifiers(self._draw_seed(rec, f"a{attempt}"), candidates, k)
         if len(verifiers) < max(1, q.minimum_verifiers):
-            return self._expire(rec, now, events, f"only {len(verifiers)} eligible verifiers")
+            # asking workers again cannot help (and a runtime that closes offer rounds as
+            # soon as every worker answered would spin): wait a window for verifiers
+            return self._reopen(rec, now, events, policy, ask_workers=False)
         assignment = self._sign(
             TaskAssigned(
                 assigner=self.authority.did,
@@ -745,6 +747,31 @@ class MeshState:
         out += [RunVerification(task=task, verifier=v, assignment=assignment) for v in verifiers]
         timeout = policy.scheduling.task_timeout * 1000
         out.append(self._timer(rec, "execution", now + timeout))
+        return out
+
+    def _reopen(
+        self,
+        rec: _Task,
+        now: int,
+        events: list[Model],
+        policy: MeshPolicy,
+        *,
+        ask_workers: bool,
+    ) -> list[Command]:
+        """No worker (or too few verifiers) now: try again each offer window until the
+        deadline, re-broadcasting the task only when a new worker offer could help."""
+        out: list[Command] = [self._commit(events)] if events else []
+        if rec.assignment is not None and rec.state != "Published":
+            self._release(rec.assignment.worker)
+            rec.assignment = None
+        rec.state = "Offered" if rec.offers else "Published"
+        rec.commitments, rec.verdicts, rec.receipt = {}, {}, None
+        rec.worker_committed_at = None
+        for stage in ("execution", "verification"):
+            rec.timers.pop(stage, None)
+        if ask_workers:
+            out.append(Broadcast(topic="tasks", obj=rec.task))
+        out.append(self._timer(rec, "offers", now + max(1, policy.selection.offer_window_ms)))
         return out
 
     def _release(self, worker: str) -> None:

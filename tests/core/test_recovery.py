@@ -84,17 +84,22 @@ def test_restart_keeps_replay_protection():
         h.feed(task)
 
 
-def test_failed_worker_without_other_offers_expires_with_refund_after_restart():
+def test_failed_worker_without_other_offers_reopens_offers_and_survives_restart():
     h = ProtocolHarness()
     task = h.task()
     h.feed(task)
     h.feed(h.offer(task, h.peers[0]))
     h.advance(5_000)
     h.fire(task, "offers")
-    restart(h)
     h.advance(30 * 60 * 1000)
-    h.fire(task, "execution")  # the only worker never showed up: nobody else offered
-    assert h.state.state_of(task.cid) == "Settled"
-    assert h.state.books.escrow(task.cid)["state"] == "Expired"
-    assert h.state.books.balance(h.publisher.did) == 10_000
+    cmds = h.fire(task, "execution")  # the only worker never showed up
+    assert h.state.state_of(task.cid) == "Offered"
     assert h.state.load == {}
+    assert any(getattr(c, "topic", None) == "tasks" for c in cmds)  # asks for offers again
+    restart(h)
+    h.feed(h.offer(task, h.peers[1]))
+    h.advance(5_000)
+    h.fire(task, "offers")
+    rec = h.state.tasks[task.cid]
+    assert rec.state == "Assigned" and rec.assignment.worker == h.peers[1].did
+    assert rec.attempt == 1

@@ -67,7 +67,9 @@ def test_distinct_verifier_federation():
     h.feed(h.offer(task, h.peers[0]))
     h.advance(5_000)
     h.fire(task, "offers")  # every peer is in the worker's federation: none may verify
-    assert h.state.state_of(task.cid) == "Settled"
+    assert h.state.state_of(task.cid) == "Offered"  # waits for other offers
+    h.now = task.deadline
+    h.fire(task, "deadline")
     assert h.state.books.escrow(task.cid)["state"] == "Expired"
 
 

@@ -74,7 +74,7 @@ def headless_cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, subprocess
 def test_headless_cluster_survives_a_killed_worker(
     headless_cluster: tuple[str, dict[str, subprocess.Popen]], tmp_path: Path
 ) -> None:
-    address, procs = headless_cluster
+    address, _procs = headless_cluster
     from distributed import Client
 
     with Client(address, timeout=60) as probe:

@@ -17,8 +17,13 @@ WASM = Path(__file__).resolve().parents[2] / "datasets" / "wasm"
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Mesh:
+    # Two of five workers cheat; once their bonds are slashed below min_stake only three
+    # peers remain eligible, so the quorum may use two verifiers.
     m = Mesh.in_process(
-        workers=5, data_dir=tmp_path_factory.mktemp("mesh"), behaviours={0: "wrong", 1: "lazy"}
+        workers=5,
+        data_dir=tmp_path_factory.mktemp("mesh"),
+        behaviours={0: "wrong", 1: "lazy"},
+        policy={"verification_quorum": {"minimum_verifiers": 2}},
     )
     yield m
     m.close()
