@@ -98,7 +98,9 @@ def test_headless_cluster_survives_a_killed_worker(
         assigned: list[str] = []
 
         def assigned_worker() -> bool:
-            frame = mesh.offers().filter((pl.col("task_cid") == str(long.cid)) & pl.col("selected"))
+            frame = mesh.offers().filter(
+                (pl.col("task_cid") == str(long.cid)) & pl.col("selected")
+            )
             assigned[:] = frame["worker"].to_list()
             return bool(assigned)
 
