@@ -15,6 +15,8 @@ BENCHMARKS: dict[str, str] = {
     "encoding": "meshbench.bench.encoding",
     "exec": "meshbench.bench.exec",
     "protocol": "meshbench.bench.protocol",
+    "net": "meshbench.bench.net",
+    "mesh": "meshbench.bench.mesh",
 }
 
 

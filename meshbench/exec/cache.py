@@ -15,6 +15,7 @@ must be writable only by the user running the worker (it is created ``0700``).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import threading
@@ -100,14 +101,14 @@ class ModuleCache:
 
     def load(self, wasm: bytes, cid: CID | None = None) -> LoadedModule:
         """The loaded module for ``wasm``; ``cid`` skips hashing when the caller has it."""
-        cid = cid if cid is not None else blob_cid(wasm)
-        key = cid.digest
+        # The LRU is keyed by the sha2-256 digest; a CID object is built only on a miss.
+        key = cid.digest if cid is not None else hashlib.sha256(wasm).digest()
         with self._lock:
             hit = self._lru.get(key)
             if hit is not None:
                 self._lru.move_to_end(key)
                 return hit
-        loaded = self._load_uncached(wasm, cid)
+        loaded = self._load_uncached(wasm, cid if cid is not None else blob_cid(wasm))
         with self._lock:
             self._lru[key] = loaded
             self._lru.move_to_end(key)

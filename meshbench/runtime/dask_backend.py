@@ -234,8 +234,10 @@ class DaskBackend:
 
         def submit() -> None:
             try:
+                # the module is shared by many tasks: send it to each worker once; the input
+                # is usually unique to the task: send it with the task (one message, not two)
                 wasm = self._blob_future(task.wasm_cid, blobs[0], address)
-                data = self._blob_future(task.input_cid, blobs[1], address)
+                data = blobs[1]
                 fut = self.client.submit(
                     _execute,
                     task.encode(),

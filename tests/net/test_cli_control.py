@@ -1,0 +1,90 @@
+"""mesh-cli and the control socket, against a node started in this process."""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from meshbench.cli.mesh_cli import main
+from meshbench.core.errors import BlobNotFound, NetworkError
+from meshbench.net import control
+from meshbench.net.control import NodeNotRunning
+from meshbench.net.service import NodeService
+from meshbench.testing.factories import make_identity, make_task
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = 0
+    try:
+        main(list(argv))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[NodeService]:
+    svc = NodeService(tmp_path / "node", listen=["/ip4/127.0.0.1/tcp/0"], mdns=False).start()
+    try:
+        yield svc
+    finally:
+        svc.close()
+
+
+def test_control_socket_is_private_and_errors_keep_their_type(service: NodeService) -> None:
+    sock = control.socket_path(service.data_dir)
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+    with pytest.raises(BlobNotFound):
+        control.request(service.data_dir, "fetch", cid=str(make_task(make_identity(1)).wasm_cid))
+    with pytest.raises(NetworkError, match="unknown control command"):
+        control.request(service.data_dir, "nope")
+    with pytest.raises(NotImplementedError, match="runtime issue"):
+        control.request(service.data_dir, "publish-task")
+
+
+def test_a_second_node_on_the_same_data_dir_is_refused(service: NodeService) -> None:
+    with pytest.raises(NetworkError, match="already running"):
+        NodeService(service.data_dir, listen=["/ip4/127.0.0.1/tcp/0"], mdns=False).start()
+
+
+def test_cli_commands_drive_the_node(
+    service: NodeService, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = str(service.data_dir)
+    code, out, _ = run(capsys, "list-peers", "--json", "--data-dir", d)
+    assert code == 0 and json.loads(out) == []
+    code, out, _ = run(capsys, "list-peers", "--data-dir", d)
+    assert code == 0 and "(none)" in out
+    code, out, _ = run(capsys, "status", "--json", "--data-dir", d)
+    assert json.loads(out)["peer_id"] == service.node.peer_id
+    task = make_task(make_identity(2), sign=True)
+    f = tmp_path / "task.cbor"
+    f.write_bytes(task.encode())
+    code, out, _ = run(capsys, "publish", str(f), "--data-dir", d)
+    assert code == 0 and json.loads(out)["cids"] == [str(task.cid)]
+    code, out, _ = run(capsys, "events", "--json", "--data-dir", d)
+    assert [e["cid"] for e in json.loads(out)] == [str(task.cid)]
+    blob = tmp_path / "m.wasm"
+    blob.write_bytes(b"\x00asm\x01\x00\x00\x00")
+    code, out, _ = run(capsys, "provide", str(blob), "--data-dir", d)
+    assert code == 0 and out.strip() == str(task.wasm_cid)
+    args = ["--wasm-cid", str(task.wasm_cid), "--input-cid", str(task.input_cid), "--fee", "5"]
+    code, _, err = run(capsys, "publish-task", *args, "--data-dir", d)
+    assert code == 2 and "NotImplementedError" in err and "runtime issue" in err
+    code, _, err = run(capsys, "offer-execution", "--task-cid", str(task.cid), "--cost", "3",
+                       "--data-dir", d)  # fmt: skip
+    assert code == 2 and "runtime issue" in err
+
+
+def test_commands_without_a_running_node_fail_with_a_clear_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "list-peers", "--data-dir", str(tmp_path))
+    assert code == 1 and "NodeNotRunning" in err and "mesh-cli start" in err
+    with pytest.raises(NodeNotRunning):
+        control.request(tmp_path, "status")

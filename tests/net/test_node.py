@@ -1,0 +1,137 @@
+"""Two libp2p nodes in one process: the Transport contract, the asyncio face, clean close."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from meshbench.core.errors import BlobNotFound, NetworkError, SchemaError
+from meshbench.core.policy import MeshPolicy
+from meshbench.net.node import Libp2pNode
+from meshbench.runtime.transport import Transport
+from meshbench.store.blobs import BlobStore
+from meshbench.testing.factories import make_identity, make_task
+
+
+def node(tmp_path: Path, n: int, **kw) -> Libp2pNode:
+    return Libp2pNode(make_identity(n), BlobStore(tmp_path / f"n{n}"), mdns=False, **kw)
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[Libp2pNode, Libp2pNode]]:
+    a = node(tmp_path, 1).start()
+    b = node(tmp_path, 2, bootstrap=a.addrs).start()
+    try:
+        a.wait_for_peers(1, 30)
+        b.wait_for_peers(1, 30)
+        yield a, b
+    finally:
+        b.close()
+        a.close()
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.items: list = []
+        self.cond = threading.Condition()
+
+    def __call__(self, obj, peer: str) -> None:
+        with self.cond:
+            self.items.append((obj, peer))
+            self.cond.notify_all()
+
+    def wait_for(self, n: int, timeout: float = 30) -> list:
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.items) >= n, timeout), self.items
+            return list(self.items)
+
+
+def test_is_a_transport_and_names_itself_consistently(pair) -> None:
+    a, b = pair
+    assert isinstance(a, Transport)
+    assert a.did == make_identity(1).did
+    assert all(addr.endswith("/p2p/" + a.peer_id) for addr in a.addrs)
+    [peer] = b.peers()
+    assert peer.peer_id == a.peer_id and peer.did == a.did
+
+
+def test_gossip_reaches_subscribers_once_with_the_origin_peer(pair) -> None:
+    a, b = pair
+    inbox = Inbox()
+    sub = b.subscribe("tasks", inbox)
+    task = make_task(make_identity(3), sign=True)
+    assert a.publish("tasks", task) is True
+    [(got, origin)] = inbox.wait_for(1)
+    assert got == task and origin == a.peer_id
+    assert a.publish("tasks", task) is False  # the mesh has it: nothing is sent
+    sub.cancel()
+
+
+def test_publishing_bad_objects_raises_typed_errors(pair) -> None:
+    a, _ = pair
+    with pytest.raises(SchemaError, match="only signed"):
+        a.publish("policy", MeshPolicy())
+    with pytest.raises(SchemaError, match="do not go on"):
+        a.publish("offers", make_task(make_identity(3), sign=True))
+    with pytest.raises(NetworkError, match="unknown topic"):
+        a.publish("nonsense", make_task(make_identity(3), sign=True))
+
+
+def test_asyncio_code_drives_the_node(pair) -> None:
+    a, b = pair
+    inbox = Inbox()
+    b.subscribe("tasks", inbox)
+    cid = a.store.put(b"module bytes")
+
+    async def main() -> list:
+        await a.aprovide(cid)
+        sent = await asyncio.gather(
+            *(
+                a.apublish("tasks", make_task(make_identity(4), nonce=i, sign=True))
+                for i in range(5)
+            )
+        )
+        path = await b.afetch_blob(cid)
+        peers = await b.apeers()
+        return [sent, path.read_bytes(), [p.peer_id for p in peers]]
+
+    sent, data, peers = asyncio.run(main())
+    assert sent == [True] * 5 and data == b"module bytes" and peers == [a.peer_id]
+    assert len(inbox.wait_for(5)) == 5
+
+
+def test_fetching_a_blob_nobody_has_raises_blob_not_found(pair) -> None:
+    _, b = pair
+    with pytest.raises(BlobNotFound):
+        b.fetch_blob("bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e")
+
+
+def test_a_failing_subscriber_does_not_stop_delivery(pair) -> None:
+    a, b = pair
+    inbox = Inbox()
+
+    def broken(obj, peer):
+        raise RuntimeError("subscriber bug")
+
+    b.subscribe("tasks", broken)
+    b.subscribe("tasks", inbox)
+    a.publish("tasks", make_task(make_identity(5), sign=True))
+    inbox.wait_for(1)
+
+
+def test_close_leaves_no_thread_behind(tmp_path: Path) -> None:
+    before = set(threading.enumerate())
+    with node(tmp_path, 9) as n:
+        assert n.peers() == []
+    left = {
+        t
+        for t in set(threading.enumerate()) - before
+        if t.is_alive() and not t.name.startswith("Trio thread")  # trio's idle worker cache
+    }
+    assert left == set()
+    with pytest.raises(NetworkError):
+        n.peers()
