@@ -29,6 +29,7 @@ from meshbench.core.errors import ProtocolError
 from meshbench.core.events import MeshPolicyActivated, RewardDistributed
 from meshbench.core.identity import Identity
 from meshbench.core.policy import MeshPolicy, MeshPolicyFragment
+from meshbench.core.protocol import Faucet
 from meshbench.core.types import (
     CapabilityScope,
     ExecutionReceipt,
@@ -136,6 +137,8 @@ class Mesh:
         self.cluster = cluster
         self.frames = LedgerFrames(node.ledger_path)
         self._nonce = 0
+        self.net: Any = None
+        self._funded: set[str] = set()
 
     # --- construction --------------------------------------------------------------------
     @classmethod
@@ -196,6 +199,58 @@ class Mesh:
         except BaseException:
             client.close()
             raise
+
+    @classmethod
+    def join(
+        cls,
+        listen: str = "/ip4/127.0.0.1/tcp/0",
+        bootstrap: Iterable[str] = (),
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
+        mdns: bool = False,
+        policy: MeshPolicyFragment | Mapping[str, Any] | None = None,
+        fund_workers: bool = True,
+    ) -> Mesh:
+        """Join a libp2p mesh as the federation's ledger authority and publisher.
+
+        Workers are peers running :class:`~meshbench.runtime.p2p.WorkerService` (``python -m
+        meshbench.runtime.p2p worker --authority DID ...``). With ``fund_workers`` the node
+        funds each new worker from the faucet so it can bond (a demo federation's genesis).
+        """
+        from meshbench.net.node import Libp2pNode
+        from meshbench.runtime.p2p import P2PBackend
+        from meshbench.store.blobs import BlobStore
+
+        root = _data_dir(data_dir)
+        keys = Keystore(root / "keys")
+        authority = keys.load_or_create("node")
+        net = Libp2pNode(
+            authority, BlobStore(root / "blobs"), listen=[listen], bootstrap=list(bootstrap),
+            mdns=mdns,
+        ).start()  # fmt: skip
+        try:
+            backend = P2PBackend(net, authority)
+            mesh = cls._start(root, backend, policy, workers=0)
+        except BaseException:
+            net.close()
+            raise
+        mesh.net = net
+        node = mesh.node
+        backend.unsolicited = node._deliver(node.feed_bytes)
+        node.listeners.append(backend.gossip)
+        if fund_workers:
+            node.listeners.append(mesh._fund_new_workers)
+        return mesh
+
+    def _fund_new_workers(self, event: Any) -> None:
+        """Node listener (driver thread): genesis funds for a worker that just announced."""
+        from meshbench.core.types import PeerInfo
+
+        node = self.node
+        if isinstance(event, PeerInfo) and event.did not in self._funded:
+            self._funded.add(event.did)
+            if node.state is not None and node.state.books.balance(event.did) < WORKER_BOND:
+                node._queue.put(lambda: node.feed(Faucet(account=event.did, amount=WORKER_FUNDS)))
 
     @classmethod
     def in_process(
@@ -277,7 +332,7 @@ class Mesh:
 
     def _set_up(self, workers: int, policy: MeshPolicyFragment | Mapping[str, Any] | None) -> None:
         updates: dict[str, Any] = {}
-        if workers - 1 < MeshPolicy().verification_quorum.minimum_verifiers:
+        if workers > 0 and workers - 1 < MeshPolicy().verification_quorum.minimum_verifiers:
             updates["verification_quorum"] = {"minimum_verifiers": workers - 1}
         if policy is not None:
             extra = policy.updates if isinstance(policy, MeshPolicyFragment) else dict(policy)
@@ -446,6 +501,8 @@ class Mesh:
         backend_close = getattr(self.node.backend, "close", None)
         if backend_close is not None:
             backend_close()
+        if self.net is not None:
+            self.net.close()
         if self.client is not None:
             self.client.close()
         if self.cluster is not None:

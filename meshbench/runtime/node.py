@@ -118,6 +118,8 @@ class MeshNode:
         self._seq = itertools.count()
         self._rounds: dict[CID, _OfferRound] = {}
         self._inflight: dict[CID, tuple[bytes, bytes]] = {}
+        self._settled: list[TaskRecord] = []
+        self._answers: list[Callable[[], None]] = []
         self._modules: dict[CID, bytes] = {}
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
@@ -145,10 +147,13 @@ class MeshNode:
         fut: Future[Any] = Future()
 
         def work() -> None:
+            # the answer is given once the burst that computed it is committed
             try:
-                fut.set_result(fn())
-            except BaseException as exc:
-                fut.set_exception(exc)
+                result = fn()
+            except BaseException as exc:  # re-raised in the caller
+                self._answers.append(lambda e=exc: fut.set_exception(e))
+            else:
+                self._answers.append(lambda: fut.set_result(result))
 
         self._queue.put(work)
         return fut.result(timeout=timeout)
@@ -187,11 +192,34 @@ class MeshNode:
                     work = _IDLE
                 if work is None:
                     break
-                if work is not _IDLE:
-                    work()
-                self._fire_due_timers()
+                # one transaction per burst of work (group commit; each append stays atomic)
+                with self._ledger.batch():
+                    stop = self._burst(work)
+                    self._fire_due_timers()
+                # only now is the burst committed: readers of the ledger file see it
+                for rec in self._settled:
+                    rec.done.set()
+                self._settled.clear()
+                for answer in self._answers:
+                    answer()
+                self._answers.clear()
+                if stop:
+                    break
         finally:
             self._ledger.close()
+
+    def _burst(self, work: Callable[[], None], limit: int = 256) -> bool:
+        """Run ``work`` and whatever else is already queued (up to ``limit``); True to stop."""
+        for _ in range(limit):
+            work()
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if nxt is None:
+                return True
+            work = nxt
+        return False
 
     def _fire_due_timers(self) -> None:
         now = self.clock()
@@ -361,7 +389,8 @@ class MeshNode:
                 if rec.outcome is None:
                     rec.outcome = "Expired"
                 self._inflight.pop(cid, None)
-                rec.done.set()
+                if rec not in self._settled:
+                    self._settled.append(rec)
 
     # --- API (any thread) ------------------------------------------------------------------
     def publish(self, task: TaskIntent) -> TaskRecord:
