@@ -32,6 +32,7 @@ from libp2p import new_host
 from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
+from libp2p.discovery.events.peerDiscovery import peerDiscovery
 from libp2p.identity.identify import identify as identify_module
 from libp2p.identity.identify.identify import ID as IDENTIFY_PROTOCOL
 from libp2p.identity.identify.identify import parse_identify_response
@@ -286,10 +287,13 @@ class MeshHost:
                 await self.pubsub.subscribe(topic.wire)
             for addr in self.config.bootstrap:
                 inner.start_soon(self._bootstrap, addr)
+            on_discovery = self._watch_mdns() if self.config.mdns else None
             task_status.started()
             try:
                 await trio.sleep_forever()
             finally:
+                if on_discovery is not None:
+                    peerDiscovery.unregister_peer_discovered_handler(on_discovery)
                 # py-libp2p 0.8.1 starts a sweeper thread for its seen-message cache and
                 # never stops it: stop it here so a closed node leaves no thread behind.
                 self.pubsub.seen_messages.stop()
@@ -411,6 +415,40 @@ class MeshHost:
             await self.dht.add_peer(peer_id)
         except Exception as exc:
             log.debug("dht add %s failed: %s", peer_id, exc)
+
+    def _watch_mdns(self) -> Callable[[Libp2pPeerInfo], None]:
+        """Dial peers that mDNS finds (py-libp2p 0.8.1 only announces them).
+
+        Discoveries arrive on zeroconf's thread, and the announcer is a process-wide
+        singleton (every node in the process hears every discovery): hop onto our trio
+        thread, and skip ourselves and peers we already have.
+        """
+        token = trio.lowlevel.current_trio_token()
+
+        def on_discovery(info: Libp2pPeerInfo) -> None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(self._discovered, info)
+
+        peerDiscovery.register_peer_discovered_handler(on_discovery)
+        return on_discovery
+
+    def _discovered(self, info: Libp2pPeerInfo) -> None:
+        if info.peer_id == self.peer_id or self._nursery is None:
+            return
+        if self.host.get_network().get_connections(info.peer_id):
+            return
+        self._nursery.start_soon(self._connect_discovered, info)
+
+    async def _connect_discovered(self, info: Libp2pPeerInfo) -> None:
+        try:
+            await self.connect(info)
+            log.info("connected to %s, found by mDNS", info.peer_id)
+        except MeshError as exc:
+            log.info("could not reach %s, found by mDNS: %s", info.peer_id, exc)
+            return
+        if self.config.sync_on_join:
+            with contextlib.suppress(MeshError):
+                await self.sync_from(info.peer_id)
 
     async def _bootstrap(self, addr: str, attempts: int = 10) -> None:
         try:
