@@ -135,3 +135,20 @@ def test_close_leaves_no_thread_behind(tmp_path: Path) -> None:
     assert left == set()
     with pytest.raises(NetworkError):
         n.peers()
+
+
+def test_an_mplex_node_and_a_yamux_node_agree_on_a_muxer(tmp_path: Path) -> None:
+    a = node(tmp_path, 21, muxer="MPLEX").start()
+    try:
+        b = node(tmp_path, 22, bootstrap=a.addrs).start()
+        try:
+            a.wait_for_peers(1, 30)
+            inbox = Inbox()
+            b.subscribe("tasks", inbox)
+            task = make_task(make_identity(23), sign=True)
+            a.publish("tasks", task)
+            assert inbox.wait_for(1)[0][0] == task
+        finally:
+            b.close()
+    finally:
+        a.close()
