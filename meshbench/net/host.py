@@ -599,7 +599,7 @@ class MeshHost:
                 errors.append(f"{pid}: not found")
             except (MeshError, trio.TooSlowError) as exc:
                 errors.append(f"{pid}: {type(exc).__name__}: {exc}")
-                log.warning("fetch %s from %s failed: %s", c, pid, exc)
+                log.warning("fetch %s from %s failed: %s: %s", c, pid, type(exc).__name__, exc)
         if not errors:
             raise BlobNotFound(f"no provider of {c} is known or connected")
         raise BlobNotFound(f"no provider delivered {c}: " + "; ".join(errors))

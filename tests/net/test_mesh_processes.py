@@ -92,8 +92,12 @@ def test_fetch_falls_back_to_another_provider(mesh, tmp_path: Path) -> None:
     blob.write_bytes(os.urandom(300_000))
     cid = mesh[0].request("provide", path=str(blob))["cid"]
     # The first peer asked is not a provider: the fetch moves on to the next one.
+    served = mesh[2].request("status")["network"]["blobs_served"]
     got = mesh[1].request("fetch", cid=cid, peers=[mesh[2].peer_id, mesh[0].peer_id])
     assert Path(got["path"]).read_bytes() == blob.read_bytes()
+    # The rotten copy was really sent (and refused), not skipped for want of an address.
+    assert mesh[2].request("status")["network"]["blobs_served"] == served + 1
+    assert "CIDMismatch" in (mesh[1].data_dir / "node.log").read_text()
 
 
 @pytest.mark.parametrize("mode", ["garbage", "badsig", "flood", "unsigned-libp2p"])
@@ -144,3 +148,22 @@ def test_late_joiner_catches_up_on_the_active_policy(mesh, tmp_path: Path) -> No
         wait_until(lambda: frames() >= 1, 30, "the sync stream")
     finally:
         late.stop()
+
+
+def test_a_provider_serving_corrupted_bytes_is_skipped_for_an_honest_one(
+    mesh, tmp_path: Path
+) -> None:
+    blob = tmp_path / "module.wasm"
+    blob.write_bytes(os.urandom(2_000_000))
+    cid = mesh[0].request("provide", path=str(blob))["cid"]
+    assert mesh[2].request("provide", path=str(blob))["cid"] == cid
+    # Rot mesh[2]'s copy on disk: it still claims the CID and serves wrong bytes.
+    [stored] = (mesh[2].data_dir / "blobs" / "blobs").glob(f"*/{cid}")
+    stored.chmod(0o644)
+    stored.write_bytes(os.urandom(2_000_000))
+    served = mesh[2].request("status")["network"]["blobs_served"]
+    got = mesh[1].request("fetch", cid=cid, peers=[mesh[2].peer_id, mesh[0].peer_id])
+    assert Path(got["path"]).read_bytes() == blob.read_bytes()
+    # The rotten copy was really sent (and refused), not skipped for want of an address.
+    assert mesh[2].request("status")["network"]["blobs_served"] == served + 1
+    assert "CIDMismatch" in (mesh[1].data_dir / "node.log").read_text()

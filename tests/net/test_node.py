@@ -152,3 +152,12 @@ def test_an_mplex_node_and_a_yamux_node_agree_on_a_muxer(tmp_path: Path) -> None
             b.close()
     finally:
         a.close()
+
+
+def test_provider_records_are_found_once_per_provider(pair) -> None:
+    a, b = pair
+    cid = a.store.put(b"provided twice")
+    a.provide(cid)
+    a.provide(cid)
+    assert b.find_providers(cid) == [a.peer_id]
+    assert b.fetch_blob(cid).read_bytes() == b"provided twice"
