@@ -161,3 +161,13 @@ def test_provider_records_are_found_once_per_provider(pair) -> None:
     a.provide(cid)
     assert b.find_providers(cid) == [a.peer_id]
     assert b.fetch_blob(cid).read_bytes() == b"provided twice"
+
+
+def test_join_uses_the_data_dirs_identity_and_store(tmp_path: Path) -> None:
+    from meshbench.net import join
+    from meshbench.store.keystore import Keystore
+
+    ident = Keystore(tmp_path / "keys").create("default")
+    with join(tmp_path, listen=["/ip4/127.0.0.1/tcp/0"], mdns=False) as n:
+        assert n.did == ident.did
+        assert n.store.root == tmp_path / "blobs"
