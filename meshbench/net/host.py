@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -220,7 +220,9 @@ class MeshHost:
         self.events: deque[tuple[Topic, bytes, float]] = deque(maxlen=config.event_log)
         self.event_source: Callable[[], Iterable[tuple[Topic, bytes]]] | None = None
         self._meta: dict[ID, _PeerMeta] = {}
-        self._pending: dict[bytes, Model] = {}
+        #: Objects validated but not yet delivered, by libp2p message id (bounded: a message
+        #: can pass validation and still not be delivered, e.g. one that claims to be ours).
+        self._pending: OrderedDict[bytes, Model] = OrderedDict()
         self._providing: set[bytes] = set()
         self._nursery: trio.Nursery | None = None
         self._stats = {
@@ -308,6 +310,8 @@ class MeshHost:
             if outcome.verdict is Verdict.ACCEPT:
                 assert outcome.obj is not None
                 self._pending[bytes(msg.from_id) + bytes(msg.seqno)] = outcome.obj
+                while len(self._pending) > 4096:
+                    self._pending.popitem(last=False)
                 return True
             if outcome.verdict is Verdict.REJECT:
                 log.debug("dropped gossip from %s on %s: %s", peer, topic, outcome.reason)
@@ -691,10 +695,13 @@ class MeshHost:
             raise UnknownPeer(f"cannot open a sync stream to {pid}: {exc}") from exc
         new = 0
         peer = str(pid)
+        frames_before = self._stats["sync_frames"]
         try:
             with trio.fail_after(timeout):
                 reader = StreamReader(stream)
                 while not await reader.at_end():
+                    if self._stats["sync_frames"] - frames_before >= self.config.event_log:
+                        raise NetworkError(f"{pid} sent more events than this node keeps")
                     n = await reader.uvarint()
                     if n > 64:
                         raise NetworkError(f"sync frame from {pid} has a bad topic")
