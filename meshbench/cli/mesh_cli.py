@@ -248,7 +248,11 @@ def _needs_runtime(send: Any, data_dir: Path, cmd: str, args: dict[str, Any]) ->
 def _configure_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("libp2p").setLevel(logging.DEBUG if verbose > 1 else logging.ERROR)
+    # py-libp2p detaches its loggers unless LIBP2P_DEBUG is set, so its warnings (dropped
+    # messages, full queues) would be lost or printed raw: route them through ours.
+    lib = logging.getLogger("libp2p")
+    lib.propagate = True
+    lib.setLevel((logging.ERROR, logging.WARNING, logging.DEBUG)[min(verbose, 2)])
 
 
 def main(argv: list[str] | None = None) -> None:
