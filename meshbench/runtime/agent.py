@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from meshbench.core.encoding import CID, blob_cid
-from meshbench.core.errors import ExecutionError
+from meshbench.core.errors import DecryptionError, ExecutionError, InvalidModule
 from meshbench.core.events import StakeRequest
 from meshbench.core.identity import Identity
 from meshbench.core.participant import Participant
@@ -147,10 +147,26 @@ class WorkerAgent:
 
     # --- executing and committing ----------------------------------------------------
     def execute(
-        self, task: TaskIntent, wasm: bytes, data: bytes, now_ms: int, *, role: str
+        self,
+        task: TaskIntent,
+        wasm: bytes,
+        data: bytes,
+        now_ms: int,
+        *,
+        role: str,
+        envelope: bytes | None = None,
     ) -> ResultCommitment:
-        """Run ``task`` (as ``worker`` or ``verifier``) and commit to the result."""
-        output, summary, exit_code = self._run(task, wasm, data, role)
+        """Run ``task`` (as ``worker`` or ``verifier``) and commit to the result.
+
+        A private task's ``data`` is the ciphertext; ``envelope`` (an
+        :class:`~meshbench.store.blobs.EncryptedBlob` whose key the publisher sealed to this
+        peer when it was chosen) opens it here and nowhere else.
+        """
+        if envelope is not None:
+            data = self._open_private(task, data, envelope)
+            output, summary, exit_code = self._run(task, wasm, data, role, private=True)
+        else:
+            output, summary, exit_code = self._run(task, wasm, data, role)
         if role == "worker" and self.behaviour == "wrong":
             output = hashlib.sha256(b"wrong" + output).digest()
         with self._lock:
@@ -160,13 +176,34 @@ class WorkerAgent:
                 task.cid, blob_cid(output), now_ms, summary=summary, exit_code=exit_code
             )
 
+    def _open_private(self, task: TaskIntent, ciphertext: bytes, envelope: bytes) -> bytes:
+        from meshbench.core.model import decode_object
+        from meshbench.store.blobs import EncryptedBlob, decrypt
+
+        env = decode_object(envelope)
+        if not isinstance(env, EncryptedBlob) or env.ciphertext_cid != task.input_cid:
+            raise DecryptionError("the envelope does not belong to this task's input")
+        return decrypt(ciphertext, env, self.identity)
+
     def _run(
-        self, task: TaskIntent, wasm: bytes, data: bytes, role: str
+        self, task: TaskIntent, wasm: bytes, data: bytes, role: str, *, private: bool = False
     ) -> tuple[bytes, ExecutionSummary, int]:
         if role == "worker" and self.behaviour == "lazy":
             return data, ExecutionSummary(fuel_used=0, peak_memory_bytes=0, wall_time_us=0), 0
         try:
-            result = self.executor.run_task(task, wasm, data)
+            if private:  # the input CID is the ciphertext's: check the module, run the plaintext
+                if blob_cid(wasm) != task.wasm_cid:
+                    raise InvalidModule(f"the module bytes do not hash to {task.wasm_cid}")
+                result = self.executor.run(
+                    self.executor.load(wasm, task.wasm_cid),
+                    data,
+                    args=task.args,
+                    scope=task.scope,
+                    seed=task.seed,
+                    output=task.output,
+                )
+            else:
+                result = self.executor.run_task(task, wasm, data)
         except ExecutionError as exc:
             summary = ExecutionSummary(
                 fuel_used=exc.fuel_used or 0,

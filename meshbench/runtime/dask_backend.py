@@ -33,7 +33,7 @@ from meshbench.core.encoding import CID
 from meshbench.core.model import decode_object
 from meshbench.core.types import ExecutionReceipt, HardwareProfile, TaskIntent
 from meshbench.runtime.agent import Behaviour, CostModel, WorkerAgent
-from meshbench.runtime.backends import Deliver
+from meshbench.runtime.backends import Blobs, Deliver
 from meshbench.store.keystore import Keystore
 
 __all__ = ["DaskBackend", "MeshWorkerPlugin"]
@@ -121,10 +121,12 @@ def _offer(task_bytes: bytes, dask_worker: Any = None) -> bytes | None:
     return None if offer is None else offer.encode()
 
 
-def _execute(task_bytes: bytes, wasm: bytes, data: bytes, role: str) -> bytes:
+def _execute(
+    task_bytes: bytes, wasm: bytes, data: bytes, role: str, envelope: bytes | None = None
+) -> bytes:
     task = decode_object(task_bytes)
     assert isinstance(task, TaskIntent)
-    return _agent().execute(task, wasm, data, _now(), role=role).encode()
+    return _agent().execute(task, wasm, data, _now(), role=role, envelope=envelope).encode()
 
 
 def _reveal(task_cid: str, dask_worker: Any = None) -> tuple[bytes, bytes]:
@@ -138,12 +140,12 @@ def _verdict(task_cid: str, receipt_bytes: bytes, dask_worker: Any = None) -> by
     return _agent(dask_worker).verdict(CID.decode(task_cid), receipt, _now()).encode()
 
 
-def _execute_batch(items: list[tuple[bytes, bytes, bytes, str]]) -> list[Any]:
+def _execute_batch(items: list[tuple[bytes, bytes, bytes, str, bytes | None]]) -> list[Any]:
     """Several executions in one Dask task; each answer is its commitment or its error."""
     out: list[Any] = []
-    for task_bytes, wasm, data, role in items:
+    for task_bytes, wasm, data, role, envelope in items:
         try:
-            out.append(_execute(task_bytes, wasm, data, role))
+            out.append(_execute(task_bytes, wasm, data, role, envelope))
         except Exception as exc:
             out.append(exc)
     return out
@@ -265,9 +267,7 @@ class DaskBackend:
             return self._addr[did]
 
     # --- requests ------------------------------------------------------------------------
-    def request_offers(
-        self, task: TaskIntent, blobs: tuple[bytes, bytes], deliver: Deliver
-    ) -> None:
+    def request_offers(self, task: TaskIntent, blobs: Blobs, deliver: Deliver) -> None:
         data = task.encode()
         expected = set(self._addr.values())
 
@@ -293,7 +293,7 @@ class DaskBackend:
         return fut
 
     def execute(
-        self, did: str, task: TaskIntent, blobs: tuple[bytes, bytes], role: str, deliver: Deliver
+        self, did: str, task: TaskIntent, blobs: Blobs, role: str, deliver: Deliver
     ) -> None:
         address = self.address_of(did)
         item = (task, blobs, role)
@@ -308,7 +308,13 @@ class DaskBackend:
         # the module is shared by many tasks: send it to each worker once; the input is
         # usually unique to the task: send it with the task (one message, not two)
         payload = [
-            (task.encode(), self._blob_future(task.wasm_cid, blobs[0], address), blobs[1], role)
+            (
+                task.encode(),
+                self._blob_future(task.wasm_cid, blobs[0], address),
+                blobs[1],
+                role,
+                blobs[2],
+            )
             for (task, blobs, role), _ in items
         ]
         first_task, _, first_role = items[0][0]

@@ -42,6 +42,7 @@ from meshbench.runtime.backends import InProcessBackend, WorkerBackend
 from meshbench.runtime.node import MeshNode, TaskRecord
 from meshbench.store.frames import LedgerFrames
 from meshbench.store.keystore import Keystore
+from meshbench.store.sealing import seal_to
 
 __all__ = ["Mesh", "TaskHandle", "TaskResult"]
 
@@ -334,7 +335,9 @@ class Mesh:
         authority = keys.load_or_create("node")
         federation = keys.load_or_create("federation").did
         publisher = keys.load_or_create("publisher")
-        node = MeshNode(root, backend, authority=authority, federation=federation).start()
+        node = MeshNode(root, backend, authority=authority, federation=federation)
+        node.sealer = lambda envelope, recipients: seal_to(envelope, publisher, recipients)
+        node.start()
         mesh = cls(node, publisher=publisher, data_dir=root, client=client, cluster=cluster)
         try:
             mesh._set_up(workers, policy)
@@ -407,11 +410,22 @@ class Mesh:
         args: Iterable[str] = (),
         output: str = "stdout",
         deadline_s: float = 120,
+        private: bool = False,
     ) -> TaskHandle:
         """Publish a task: ``wasm`` is bytes, a file path or a CID already stored; ``input``
-        is bytes, a file path (``Path``), text (``str``) or a CID already stored."""
+        is bytes, a file path (``Path``), text (``str``) or a CID already stored.
+
+        ``private=True`` stores the input encrypted (sealed to the publisher only); its key
+        is sealed to the chosen worker and verifiers at the moment they are chosen.
+        """
         wasm_cid = self._blob(wasm, text_is_path=True)
-        input_cid = self._blob(input, text_is_path=False)
+        envelope = None
+        if private:
+            data = self.node.blobs.get(self._blob(input, text_is_path=False))
+            envelope = self.node.blobs.put_encrypted(data, [self.publisher.did])
+            input_cid = envelope.ciphertext_cid
+        else:
+            input_cid = self._blob(input, text_is_path=False)
         now = self.node.clock()
         self._nonce += 1
         task = TaskIntent(
@@ -428,7 +442,7 @@ class Mesh:
             deadline=now + int(deadline_s * 1000),
             nonce=time.time_ns() + self._nonce,
         ).sign(self.publisher)
-        return TaskHandle(self, self.node.publish(task))
+        return TaskHandle(self, self.node.publish(task, envelope=envelope))
 
     def _blob(self, value: Any, *, text_is_path: bool) -> CID:
         store = self.node.blobs

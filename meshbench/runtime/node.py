@@ -38,6 +38,7 @@ from meshbench.core.protocol import (
     Command,
     Faucet,
     MeshState,
+    PrivateInput,
     RequestReveal,
     RequestVerdict,
     RunExecution,
@@ -48,7 +49,7 @@ from meshbench.core.protocol import (
 )
 from meshbench.core.types import ExecutionReceipt, TaskIntent, VerificationReceipt
 from meshbench.runtime.backends import WorkerBackend
-from meshbench.store.blobs import BlobStore
+from meshbench.store.blobs import BlobStore, EncryptedBlob
 from meshbench.store.ledger import Ledger
 
 __all__ = ["MeshNode", "Rejection", "TaskRecord"]
@@ -79,6 +80,8 @@ class TaskRecord:
     verdicts: list[VerificationReceipt] = field(default_factory=list)
     outcome: str | None = None
     settlement: RewardDistributed | None = None
+    #: A private task's input key envelope (sealed to the publisher, then to those chosen).
+    envelope: EncryptedBlob | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -113,6 +116,8 @@ class MeshNode:
         self.records: dict[CID, TaskRecord] = {}
         self.rejections: list[Rejection] = []
         self.listeners: list[Callable[[Model], None]] = []
+        #: Seals a private input's key to recipients (set by the publisher's side).
+        self.sealer: Callable[[EncryptedBlob, tuple[str, ...]], EncryptedBlob] | None = None
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._timers: list[tuple[int, int, TimeoutFired]] = []
         self._seq = itertools.count()
@@ -307,12 +312,16 @@ class MeshNode:
                 cmd.verifier, cmd.task_cid, cmd.receipt, self._deliver(self.feed_bytes)
             )
         elif isinstance(cmd, SealKey):
-            raise NotImplementedError(
-                "private (encrypted) task inputs are not supported by the embedded runtime yet"
-            )
+            rec = self.records.get(cmd.task_cid)
+            if rec is None or rec.envelope is None or self.sealer is None:
+                raise ProtocolError(f"task {cmd.task_cid} has no sealed input this node holds")
+            # the content key, sealed now to exactly the chosen worker and verifiers
+            rec.envelope = self.sealer(rec.envelope, cmd.recipients)
+            self.blobs.put_object(rec.envelope.encode())
 
-    def _blobs_of(self, task: TaskIntent) -> tuple[bytes, bytes]:
-        """Module and input of a task in flight (read and hash-checked once, then kept)."""
+    def _blobs_of(self, task: TaskIntent) -> tuple[bytes, bytes, bytes | None]:
+        """Module, input (and, for a private task, the sealed key envelope) of a task in
+        flight; module and input are read and hash-checked once, then kept."""
         cached = self._inflight.get(task.cid)
         if cached is None:
             wasm = self._modules.get(task.wasm_cid)
@@ -322,7 +331,9 @@ class MeshNode:
                     self._modules.pop(next(iter(self._modules)))
                 self._modules[task.wasm_cid] = wasm
             cached = self._inflight[task.cid] = (wasm, self.blobs.get(task.input_cid))
-        return cached
+        rec = self.records.get(task.cid)
+        envelope = rec.envelope.encode() if rec is not None and rec.envelope else None
+        return (*cached, envelope)
 
     def _ask_for_offers(self, task: TaskIntent) -> None:
         self._rounds[task.cid] = _OfferRound(expected=self.backend.worker_count())
@@ -393,8 +404,12 @@ class MeshNode:
                     self._settled.append(rec)
 
     # --- API (any thread) ------------------------------------------------------------------
-    def publish(self, task: TaskIntent) -> TaskRecord:
-        """Submit a signed task whose module and input are already in the blob store."""
+    def publish(self, task: TaskIntent, *, envelope: EncryptedBlob | None = None) -> TaskRecord:
+        """Submit a signed task whose module and input are already in the blob store.
+
+        With ``envelope`` the input is private: ``input_cid`` is its ciphertext, and its key
+        is sealed to the worker and verifiers only when the protocol chooses them.
+        """
         for cid in (task.wasm_cid, task.input_cid):
             if not self.blobs.has(cid):
                 raise ProtocolError(f"the blob {cid} is not in this node's store; put it first")
@@ -402,11 +417,13 @@ class MeshNode:
         task.verify()  # checked once here; the core and the ledger trust the node's check
 
         def work() -> TaskRecord:
-            rec = TaskRecord(task=task)
+            rec = TaskRecord(task=task, envelope=envelope)
             self.records[task.cid] = rec
             assert self.state is not None
             try:
                 cmds = self.state.handle(task, self.clock())
+                if envelope is not None:
+                    cmds += self.state.handle(PrivateInput(task_cid=task.cid), self.clock())
             except MeshError:
                 del self.records[task.cid]
                 raise

@@ -43,7 +43,7 @@ from meshbench.core.types import (
     VerificationReceipt,
 )
 from meshbench.runtime.agent import WorkerAgent
-from meshbench.runtime.backends import Deliver
+from meshbench.runtime.backends import Blobs, Deliver
 
 __all__ = ["P2PBackend", "WorkerService"]
 
@@ -91,9 +91,7 @@ class P2PBackend:
         with self._lock:
             return len(self._workers)
 
-    def request_offers(
-        self, task: TaskIntent, blobs: tuple[bytes, bytes], deliver: Deliver
-    ) -> None:
+    def request_offers(self, task: TaskIntent, blobs: Blobs, deliver: Deliver) -> None:
         with self._lock:
             self._offers[task.cid] = deliver
 
@@ -105,8 +103,12 @@ class P2PBackend:
         self._pool.submit(self._guard, go)
 
     def execute(
-        self, did: str, task: TaskIntent, blobs: tuple[bytes, bytes], role: str, deliver: Deliver
+        self, did: str, task: TaskIntent, blobs: Blobs, role: str, deliver: Deliver
     ) -> None:
+        if blobs[2] is not None:
+            raise NotImplementedError(
+                "private task inputs over libp2p: the sealed key envelope is not gossiped yet"
+            )
         with self._lock:
             self._commits[(task.cid, did)] = deliver
         self._request(task.cid, did, "execute" if role == "worker" else "verify")
