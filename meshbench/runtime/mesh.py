@@ -230,28 +230,20 @@ class Mesh:
         funds each new worker from the faucet so it can bond (a demo federation's genesis).
         """
         from meshbench.net.node import Libp2pNode
-        from meshbench.runtime.p2p import P2PBackend
         from meshbench.store.blobs import BlobStore
 
         root = _data_dir(data_dir)
-        keys = Keystore(root / "keys")
-        authority = keys.load_or_create("node")
+        authority = Keystore(root / "keys").load_or_create("node")
         net = Libp2pNode(
             authority, BlobStore(root / "blobs"), listen=[listen], bootstrap=list(bootstrap),
             mdns=mdns,
         ).start()  # fmt: skip
         try:
-            backend = P2PBackend(net, authority)
-            mesh = cls._start(root, backend, policy, workers=0)
+            mesh = _start_over_transport(root, net, policy=policy, fund_workers=fund_workers)
         except BaseException:
             net.close()
             raise
-        mesh.net = net
-        node = mesh.node
-        backend.unsolicited = node._deliver(node.feed_bytes)
-        node.listeners.append(backend.gossip)
-        if fund_workers:
-            node.listeners.append(mesh._fund_new_workers)
+        mesh.net = net  # this mesh owns its transport and closes it
         return mesh
 
     def _fund_new_workers(self, event: Any) -> None:
@@ -553,6 +545,32 @@ class Mesh:
             f"<div><b>Mesh</b>: {self.node.backend.worker_count()} workers, federation "
             f"<code>{self.node.federation}</code>{dash}</div>"
         )
+
+
+def _start_over_transport(
+    root: Path,
+    transport: Any,
+    *,
+    policy: MeshPolicyFragment | Mapping[str, Any] | None = None,
+    fund_workers: bool = True,
+) -> Mesh:
+    """A Mesh whose node is the ledger authority over a running libp2p ``transport``.
+
+    The transport's identity must be the data dir's ``node`` key (the authority).
+    """
+    from meshbench.runtime.p2p import P2PBackend
+
+    authority = Keystore(root / "keys").load_or_create("node")
+    if transport.identity.did != authority.did:
+        raise ProtocolError("the transport's key is not this data dir's authority key ('node')")
+    backend = P2PBackend(transport, authority)
+    mesh = Mesh._start(root, backend, policy, workers=0)
+    node = mesh.node
+    backend.unsolicited = node._deliver(node.feed_bytes)
+    node.listeners.append(backend.gossip)
+    if fund_workers:
+        node.listeners.append(mesh._fund_new_workers)
+    return mesh
 
 
 def _data_dir(data_dir: str | os.PathLike[str] | None) -> Path:

@@ -234,6 +234,11 @@ class WorkerService:
         except Exception:
             log.exception("could not publish %s", type(obj).__name__)
 
+    def task(self, cid: CID) -> TaskIntent | None:
+        """A task this peer has seen on the mesh."""
+        with self._cond:
+            return self._tasks.get(cid)
+
     def _on_ledger(self, obj: Model, _peer: str) -> None:
         mine = isinstance(obj, Mint) and obj.account == self.agent.did
         if mine and obj.authority == self.authority and not self._funded.is_set():
