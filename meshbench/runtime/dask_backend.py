@@ -121,6 +121,10 @@ def _offer(task_bytes: bytes, dask_worker: Any = None) -> bytes | None:
     return None if offer is None else offer.encode()
 
 
+def _offer_batch(tasks: list[bytes], dask_worker: Any = None) -> list[bytes | None]:
+    return [_offer(t, dask_worker=dask_worker) for t in tasks]
+
+
 def _execute(
     task_bytes: bytes, wasm: bytes, data: bytes, role: str, envelope: bytes | None = None
 ) -> bytes:
@@ -240,6 +244,8 @@ class DaskBackend:
         self.batching = batching
         self.batch_max_cycles = batch_max_cycles
         self._executions = _Batcher(self._pool, self._send_executions)
+        self._offer_queue: list[tuple[bytes, Deliver]] = []
+        self._offer_flush_scheduled = False
         self._answers = _Batcher(self._pool, self._send_answers)
 
     # --- membership --------------------------------------------------------------------
@@ -268,19 +274,29 @@ class DaskBackend:
 
     # --- requests ------------------------------------------------------------------------
     def request_offers(self, task: TaskIntent, blobs: Blobs, deliver: Deliver) -> None:
-        data = task.encode()
-        expected = set(self._addr.values())
+        # tasks published together are offered for together: one Client.run per burst
+        with self._lock:
+            self._offer_queue.append((task.encode(), deliver))
+            if self._offer_flush_scheduled:
+                return
+            self._offer_flush_scheduled = True
+        self._pool.submit(self._flush_offers)
 
-        def ask() -> None:
-            try:
-                answers = self.client.run(_offer, data, workers=list(expected), on_error="return")
-            except Exception as exc:
-                answers = dict.fromkeys(expected, exc)
+    def _flush_offers(self) -> None:
+        with self._lock:
+            queue, self._offer_queue = self._offer_queue, []
+            self._offer_flush_scheduled = False
+            expected = list(set(self._addr.values()))
+        tasks = [t for t, _ in queue]
+        try:
+            answers = self.client.run(_offer_batch, tasks, workers=expected, on_error="return")
+        except Exception as exc:
+            answers = dict.fromkeys(expected, exc)
+        for i, (_, deliver) in enumerate(queue):
             for address in expected:
                 answer = answers.get(address)
-                deliver(None if isinstance(answer, BaseException) else answer)
-
-        self._pool.submit(ask)
+                ok = isinstance(answer, list) and i < len(answer)
+                deliver(answer[i] if ok else None)
 
     def _blob_future(self, cid: CID, data: bytes, address: str) -> Any:
         key = (cid, address)
