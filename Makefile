@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 
-.PHONY: demo test lint unit lock bench wasm clean
+.PHONY: demo test lint unit lock bench wasm wasm-check clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ test: lint unit
 
 bench: $(STAMP)
 	$(BIN)/meshbench bench all
+
+# Rebuild datasets/wasm/*.wasm from datasets/wasm/src bit for bit (WAT: wasmtime, C: ziglang).
+wasm: $(STAMP)
+	$(BIN)/python datasets/wasm/build.py
+
+# Rebuild into a temp dir and fail if any committed module differs.
+wasm-check: $(STAMP)
+	$(BIN)/python datasets/wasm/build.py --check
 
 # Re-pin every dependency (run by a developer, never by CI).
 lock:

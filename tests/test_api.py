@@ -29,6 +29,10 @@ def test_api_is_pinned() -> None:
         "TaskExpired", "TaskIntent", "Transfer", "UnknownPeer", "VerificationQuorum",
         "VerificationReceipt", "__version__", "blob_cid", "decode", "decode_object", "encode",
         "object_cid", "parse_cid", "result_commitment",
+        # governance
+        "CredentialRevoked", "FederationCreated", "FederationSucceeded", "GovernanceRules",
+        "SuccessorShare", "DoubleVote", "GovernanceError", "NotAMember", "ProposalClosed",
+        "StaleProposal", "UnknownFederation",
     }  # fmt: skip
     assert set(meshbench.__all__) == pinned
 

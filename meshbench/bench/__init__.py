@@ -13,7 +13,10 @@ from meshbench.core.errors import MeshError
 #: name -> module path; add a line here to register a benchmark.
 BENCHMARKS: dict[str, str] = {
     "encoding": "meshbench.bench.encoding",
+    "exec": "meshbench.bench.exec",
+    "protocol": "meshbench.bench.protocol",
     "net": "meshbench.bench.net",
+    "mesh": "meshbench.bench.mesh",
 }
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 import meshbench
+from meshbench.cli import cluster_cmd, run_cmd
 from meshbench.cli.common import data_dir_option, emit, resolve_data_dir, run_cli
 from meshbench.core import encoding
 from meshbench.core.errors import BlobNotFound, EncodingError, MeshError, SchemaError
@@ -158,12 +159,17 @@ def inspect(target: str, data_dir: Path | None) -> None:
 
 
 @main_group.command()
+@click.option("--workers", type=click.IntRange(2, 64), default=4, show_default=True)
+@click.option("--threads", is_flag=True, help="Dask workers as threads, not processes.")
 @data_dir_option
-def demo(data_dir: Path | None) -> None:
-    """Run the embedded demo end to end and print what happened."""
+def demo(workers: int, threads: bool, data_dir: Path | None) -> None:
+    """Run the embedded demo mesh end to end and print what happened.
+
+    Example: meshbench demo --workers 4
+    """
     from meshbench.demo import run_demo
 
-    run_demo(data_dir)
+    run_demo(data_dir, workers=workers, processes=not threads)
 
 
 @main_group.command()
@@ -186,6 +192,15 @@ def bench(name: str, as_json: bool, quick: bool) -> None:
         for n, r in results.items():
             click.echo(f"== {n}")
             emit(r, as_json=False)
+
+
+from meshbench.cli.ledger_cmd import ledger  # noqa: E402
+from meshbench.cli.sim_cmd import sim  # noqa: E402
+
+main_group.add_command(ledger)
+main_group.add_command(sim)
+main_group.add_command(run_cmd.run)
+main_group.add_command(cluster_cmd.cluster)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,9 +13,11 @@ __all__ = [
     "BlobTooLarge",
     "CIDMismatch",
     "DecryptionError",
+    "DoubleVote",
     "EncodingError",
     "ExecutionError",
     "ExecutionTimeout",
+    "GovernanceError",
     "GuestTrap",
     "IOLimitExceeded",
     "IdentityError",
@@ -30,11 +32,15 @@ __all__ = [
     "MeshError",
     "NetworkError",
     "NonCanonicalEncoding",
+    "NotAMember",
     "OutOfFuel",
     "PolicyValidationError",
+    "ProposalClosed",
     "ProtocolError",
     "SchemaError",
+    "StaleProposal",
     "StoreError",
+    "UnknownFederation",
     "UnknownPeer",
 ]
 
@@ -109,6 +115,30 @@ class InsufficientFunds(MeshError):
 
 class PolicyValidationError(MeshError):
     """A MeshPolicy or MeshPolicyFragment that breaks a rule (sums, ranges, token types)."""
+
+
+class GovernanceError(MeshError):
+    """A governance event that the federation's rules refuse."""
+
+
+class UnknownFederation(GovernanceError):
+    """A federation DID this ledger has no record of."""
+
+
+class NotAMember(GovernanceError):
+    """A proposal, vote or credential use by a DID that is not a current member."""
+
+
+class DoubleVote(GovernanceError):
+    """A member voting a second time on the same proposal (votes cannot be changed)."""
+
+
+class ProposalClosed(GovernanceError):
+    """A vote or activation on a proposal that is expired, rejected, activated or superseded."""
+
+
+class StaleProposal(GovernanceError):
+    """A proposal whose base policy is no longer the federation's active policy."""
 
 
 class ProtocolError(MeshError):

@@ -29,9 +29,16 @@ __all__ = [
     "Payout",
     "QuorumReached",
     "RewardDistributed",
+    "StakeAction",
+    "StakeBonded",
+    "StakeRequest",
+    "StakeSlashed",
+    "StakeUnbonding",
+    "StakeWithdrawn",
     "TaskAssigned",
     "TaskExpired",
     "Transfer",
+    "WorkRequest",
 ]
 
 EscrowState = Literal["Created", "InProgress", "Completed", "Failed", "Disputed", "Expired"]
@@ -72,6 +79,10 @@ class TaskAssigned(Signed, tag="TaskAssigned"):
     worker: DID
     verifiers: tuple[DID, ...] = ()
     attempt: Annotated[int, Meta(ge=0, le=1000)] = 0
+    #: The accepted offer's cost: what the task settles at (the rest of the fee is refunded).
+    price: Amount = 0
+    #: When the worker promised its result (offer ``eta_ms`` after assignment).
+    due_at: TimestampMs = 0
     timestamp: TimestampMs
     parents: tuple[CID, ...] = ()
 
@@ -83,6 +94,8 @@ class TaskExpired(Signed, tag="TaskExpired"):
     authority: DID
     task_cid: CID
     stage: Annotated[str, Meta(max_length=64)]
+    #: The assigned worker that did not deliver, when the stage is ``execution``.
+    worker: DID | None = None
     reason: Reason = ""
     timestamp: TimestampMs
     parents: tuple[CID, ...] = ()
@@ -98,6 +111,13 @@ class QuorumReached(Signed, tag="QuorumReached"):
     output_cid: CID | None = None
     approvals: tuple[CID, ...] = ()
     rejections: tuple[CID, ...] = ()
+    #: Who executed, and which verifiers voted with or against the outcome (for reputation).
+    worker: DID | None = None
+    with_quorum: tuple[DID, ...] = ()
+    against_quorum: tuple[DID, ...] = ()
+    #: The worker's contribution score in parts per million, and whether it met its ETA.
+    quality_ppm: Annotated[int, Meta(ge=0, le=1_000_000)] = 1_000_000
+    on_time: bool = True
     timestamp: TimestampMs
     parents: tuple[CID, ...] = ()
 
@@ -190,6 +210,9 @@ class MeshPolicyActivated(Signed, tag="MeshPolicyActivated"):
     policy_version: Annotated[int, Meta(ge=1)]
     proposer_did: DID | None = None
     previous_policy_cid: CID | None = None
+    #: The approved MeshPolicyProposal this activates (None: an ungoverned federation's
+    #: authority setting a policy directly, e.g. the embedded demo).
+    proposal_cid: CID | None = None
     policy: MeshPolicy
     timestamp: TimestampMs
     parents: tuple[CID, ...] = ()
@@ -199,3 +222,93 @@ class MeshPolicyActivated(Signed, tag="MeshPolicyActivated"):
             raise ValueError("policy_cid is not the CID of the policy carried")
         if self.policy.policy_version != self.policy_version:
             raise ValueError("policy_version does not match the policy carried")
+
+
+StakeAction = Literal["bond", "unbond", "withdraw"]
+
+
+class StakeRequest(Signed, tag="StakeRequest"):
+    """A member asks to bond tokens, start unbonding them, or withdraw unbonded tokens."""
+
+    SIGNER: ClassVar[str] = "account"
+    account: DID
+    federation: DID
+    action: StakeAction
+    amount: Annotated[int, Meta(ge=1, le=2**53 - 1)]
+    token: Annotated[str, Meta(min_length=1, max_length=32)] = "ICN"
+    nonce: Annotated[int, Meta(ge=0, le=2**53 - 1)] = 0
+    timestamp: TimestampMs
+    parents: tuple[CID, ...] = ()
+
+
+class StakeBonded(Signed, tag="StakeBonded"):
+    """Tokens move from ``account``'s balance into its bond."""
+
+    SIGNER: ClassVar[str] = "authority"
+    authority: DID
+    account: DID
+    amount: Annotated[int, Meta(ge=1, le=2**53 - 1)]
+    token: Annotated[str, Meta(min_length=1, max_length=32)] = "ICN"
+    timestamp: TimestampMs
+    parents: tuple[CID, ...] = ()
+
+
+class StakeUnbonding(Signed, tag="StakeUnbonding"):
+    """Tokens leave the bond and stay locked until ``unlock_at`` (the policy's lock period)."""
+
+    SIGNER: ClassVar[str] = "authority"
+    authority: DID
+    account: DID
+    amount: Annotated[int, Meta(ge=1, le=2**53 - 1)]
+    unlock_at: TimestampMs
+    timestamp: TimestampMs
+    parents: tuple[CID, ...] = ()
+
+    def _validate(self) -> None:
+        if self.unlock_at < self.timestamp:
+            raise ValueError("unlock_at must not be before timestamp")
+
+
+class StakeWithdrawn(Signed, tag="StakeWithdrawn"):
+    """Unlocked unbonding tokens return to ``account``'s balance."""
+
+    SIGNER: ClassVar[str] = "authority"
+    authority: DID
+    account: DID
+    amount: Annotated[int, Meta(ge=1, le=2**53 - 1)]
+    timestamp: TimestampMs
+    parents: tuple[CID, ...] = ()
+
+
+class StakeSlashed(Signed, tag="StakeSlashed"):
+    """A penalty: tokens leave ``account``'s bond for ``recipient`` (the federation treasury)."""
+
+    SIGNER: ClassVar[str] = "authority"
+    authority: DID
+    account: DID
+    recipient: DID
+    amount: Annotated[int, Meta(ge=1, le=2**53 - 1)]
+    task_cid: CID | None = None
+    offence: Literal["wrong_result", "wrong_vote", "no_show"]
+    timestamp: TimestampMs
+    parents: tuple[CID, ...] = ()
+
+
+class WorkRequest(Signed, tag="WorkRequest"):
+    """The ledger authority asks one participant to act on a task, over a peer-to-peer mesh.
+
+    ``execute`` / ``verify``: run the task and commit (ResultCommitment); ``reveal``: the
+    commit phase is closed, send the ExecutionReceipt; ``verdict``: judge the receipt
+    ``receipt_cid`` (VerificationReceipt). Signed by the authority so that a peer acts only on
+    requests of the federation's ledger authority; not part of the ledger (the resulting
+    participant objects are).
+    """
+
+    SIGNER: ClassVar[str] = "authority"
+    authority: DID
+    task_cid: CID
+    target: DID
+    action: Literal["execute", "verify", "reveal", "verdict"]
+    receipt_cid: CID | None = None
+    timestamp: TimestampMs
+    parents: tuple[CID, ...] = ()

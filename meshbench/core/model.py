@@ -112,7 +112,12 @@ class Model(
 
     @cached_property
     def _encoded(self) -> bytes:
-        return encoding.encode(self.to_ipld())
+        return encoding.encode(self._ipld)
+
+    @cached_property
+    def _ipld(self) -> dict[str, Any]:
+        """The IPLD form, computed once (frozen object; callers must not mutate it)."""
+        return self.to_ipld()
 
     @cached_property
     def cid(self) -> CID:
@@ -143,7 +148,7 @@ class Model(
         except msgspec.DecodeError as exc:
             raise SchemaError(f"not valid JSON for {cls.__name__}: {exc}") from exc
 
-    # --- notebooks ---------------------------------------------------------------------
+    # --- notebooks ---
     def _repr_html_(self) -> str:
         rows = "".join(
             f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
@@ -168,9 +173,11 @@ class Signed(Model):
     signature: bytes = b""
 
     def signing_payload(self) -> bytes:
-        body = self.to_ipld()
-        del body["signature"]
-        return encoding.encode(body)
+        return self._payload
+
+    @cached_property
+    def _payload(self) -> bytes:
+        return encoding.encode({k: v for k, v in self._ipld.items() if k != "signature"})
 
     @property
     def signer(self) -> str:
@@ -182,7 +189,13 @@ class Signed(Model):
                 f"{type(self).__name__}.{self.SIGNER} is {self.signer}, "
                 f"but the signing key is {who.did}"
             )
-        return msgspec.structs.replace(self, signature=who.sign(self.signing_payload()))
+        payload = self.signing_payload()
+        signature = who.sign(payload)
+        signed = msgspec.structs.replace(self, signature=signature)
+        # only the signature changed: reuse the IPLD form and the payload already computed
+        signed.__dict__["_ipld"] = {**self._ipld, "signature": signature}
+        signed.__dict__["_payload"] = payload
+        return signed
 
     def verify(self) -> Self:
         """Raise :class:`InvalidSignature` unless signed by ``self.signer``; return self."""

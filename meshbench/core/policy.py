@@ -27,9 +27,13 @@ __all__ = [
     "BondingRequirements",
     "MeshPolicy",
     "MeshPolicyFragment",
+    "PenaltyTable",
+    "ResourcePrices",
     "RewardSettings",
     "SchedulingParams",
+    "SelectionRules",
     "VerificationQuorum",
+    "WorkerRewardRules",
 ]
 
 DAY_S: Final = 24 * 3600
@@ -67,6 +71,64 @@ class VerificationQuorum(Model, tag="VerificationQuorum"):
     verification_timeout: Seconds = 15 * 60
 
 
+class PenaltyTable(Model, tag="PenaltyTable"):
+    """Bond slashes, in percent of the offender's bonded stake; slashed tokens go to the
+    federation treasury (the account named by the federation DID).
+
+    ============================  ===================================================
+    offence                       slash
+    ============================  ===================================================
+    worker's result rejected      ``wrong_result_percentage`` of the worker's bond
+    verifier voted against quorum ``wrong_vote_percentage`` of the verifier's bond
+    assigned worker never showed  ``no_show_percentage`` of the worker's bond
+    ============================  ===================================================
+    """
+
+    wrong_result_percentage: Percent = 50
+    wrong_vote_percentage: Percent = 25
+    no_show_percentage: Percent = 10
+
+
+class ResourcePrices(Model, tag="ResourcePrices"):
+    """Milli-tokens per unit of each resource *above* ``base_capability_scope``.
+
+    The minimum fee of a task is ``min_fee + ceil(sum(excess * price) / 1000)``, so a task
+    within the base scope costs exactly ``min_fee`` and a larger one costs more.
+    """
+
+    per_memory_mb: Amount = 10
+    per_million_cpu_cycles: Amount = 100
+    per_gflop_gpu: Amount = 1000
+    per_io_mb: Amount = 10
+
+
+class WorkerRewardRules(Model, tag="WorkerRewardRules"):
+    """How much of the worker share the worker earns; the rest is refunded to the publisher.
+
+    earned = share * (100 if on time else late_percentage) / 100 * (quality if
+    ``scale_by_quality`` else 1), where "on time" means the commitment arrived within the
+    ETA of the worker's own offer and quality is its ``contribution_score`` (ppm precision).
+    """
+
+    late_percentage: Percent = 50
+    scale_by_quality: bool = True
+
+
+class SelectionRules(Model, tag="SelectionRules"):
+    """Weights of the offer score (see ``meshbench.core.selection``) and scheduling windows."""
+
+    reputation_weight: Fraction = 0.5
+    cost_weight: Fraction = 0.3
+    eta_weight: Fraction = 0.1
+    capacity_weight: Fraction = 0.1
+    #: How long offers are collected after a task is published (ms).
+    offer_window_ms: Annotated[int, Meta(ge=0, le=24 * 3600 * 1000)] = 5_000
+    #: Assignments of one task before it expires (a worker that fails is not chosen again).
+    max_attempts: Annotated[int, Meta(ge=1, le=100)] = 3
+    #: Draw verifiers only from federations other than the worker's.
+    distinct_verifier_federation: bool = False
+
+
 class MeshPolicy(Model, tag="MeshPolicy"):
     """The active parameters of one federation's mesh."""
 
@@ -83,6 +145,10 @@ class MeshPolicy(Model, tag="MeshPolicy"):
     bonding_requirements: BondingRequirements = BondingRequirements()
     scheduling: SchedulingParams = SchedulingParams()
     verification_quorum: VerificationQuorum = VerificationQuorum()
+    penalties: PenaltyTable = PenaltyTable()
+    resource_prices: ResourcePrices = ResourcePrices()
+    worker_rewards: WorkerRewardRules = WorkerRewardRules()
+    selection: SelectionRules = SelectionRules()
     #: Require a valid federation Credential from workers and verifiers.
     require_credentials: bool = False
     #: Pin the execution engine identity (empty: any engine, outputs compared only).
@@ -100,6 +166,17 @@ class MeshPolicy(Model, tag="MeshPolicy"):
         merged["policy_version"] = self.policy_version + 1
         merged["previous_policy_cid"] = str(self.cid)
         return _policy_from_jsonable(merged)
+
+    def min_fee_for(self, scope: CapabilityScope) -> int:
+        """The lowest fee (and offer cost) allowed for a task of ``scope``."""
+        base, price = self.base_capability_scope, self.resource_prices
+        milli = (
+            max(0, scope.memory_mb - base.memory_mb) * price.per_memory_mb
+            + max(0, scope.cpu_cycles - base.cpu_cycles) * price.per_million_cpu_cycles // 10**6
+            + max(0, scope.gpu_flops - base.gpu_flops) * price.per_gflop_gpu // 10**9
+            + max(0, scope.io_mb - base.io_mb) * price.per_io_mb
+        )
+        return self.min_fee + -(-milli // 1000)
 
     def diff(self, other: MeshPolicy) -> dict[str, tuple[Any, Any]]:
         """Field paths whose values differ, as ``{path: (self's, other's)}``."""
@@ -133,6 +210,12 @@ def policy_problems(p: MeshPolicy) -> list[str]:
         out.append("bonding_requirements.tokens must name at least one token")
     if p.lambda_ >= 1.0:
         out.append("lambda (daily decay) must be below 1")
+    sel = p.selection
+    weights = sel.reputation_weight + sel.cost_weight + sel.eta_weight + sel.capacity_weight
+    if weights <= 0.0:
+        out.append("selection weights (reputation, cost, eta, capacity) must not all be 0")
+    if q.maximum_verifiers < 1:
+        out.append("maximum_verifiers must be at least 1 (a result needs a verifier)")
     return out
 
 

@@ -210,6 +210,9 @@ class VerificationReceipt(Signed, tag="VerificationReceipt"):
     approved: bool
     #: What the verifier computed; None when its own execution failed.
     output_cid: CID | None = None
+    #: Opens the verifier's own ResultCommitment (signed before the worker revealed):
+    #: ``result_commitment(task_cid, verifier, output_cid, salt)``; empty when it failed.
+    salt: Annotated[bytes, Meta(max_length=64)] = b""
     fuel_used: Count = 0
     engine: Annotated[str, Meta(max_length=256)] = ""
     reason: ShortText = ""

@@ -43,14 +43,33 @@ class Topic(StrEnum):
 
 
 TOPIC_TYPES: Final[dict[Topic, frozenset[str]]] = {
-    Topic.TASKS: frozenset({"TaskIntent", "TaskAssigned", "TaskExpired"}),
+    Topic.TASKS: frozenset({"TaskIntent", "TaskAssigned", "TaskExpired", "WorkRequest"}),
     Topic.OFFERS: frozenset({"ComputeOffer"}),
     Topic.EXECUTIONS: frozenset({"ResultCommitment", "ExecutionReceipt"}),
     Topic.VERIFICATIONS: frozenset({"VerificationReceipt", "QuorumReached"}),
-    Topic.POLICY: frozenset({"MeshPolicyProposal", "MeshPolicyVote", "MeshPolicyActivated"}),
-    Topic.PEERS: frozenset({"PeerInfo", "Credential", "ReputationSnapshot"}),
+    Topic.POLICY: frozenset(
+        {
+            "MeshPolicyProposal",
+            "MeshPolicyVote",
+            "MeshPolicyActivated",
+            "FederationCreated",
+            "FederationSucceeded",
+        }
+    ),
+    Topic.PEERS: frozenset({"PeerInfo", "Credential", "CredentialRevoked", "ReputationSnapshot"}),
     Topic.LEDGER: frozenset(
-        {"Mint", "Transfer", "EscrowStateChanged", "EscrowDispute", "RewardDistributed"}
+        {
+            "Mint",
+            "Transfer",
+            "EscrowStateChanged",
+            "EscrowDispute",
+            "RewardDistributed",
+            "StakeRequest",
+            "StakeBonded",
+            "StakeUnbonding",
+            "StakeWithdrawn",
+            "StakeSlashed",
+        }
     ),
 }
 

@@ -16,10 +16,21 @@ from hypothesis import strategies as st
 from meshbench.core import encoding
 from meshbench.core.errors import MeshError
 from meshbench.core.model import Model, Signed, model_types
+from meshbench.core.policy import MeshPolicy, RewardSettings, VerificationQuorum
 from meshbench.core.types import ExecutionReceipt, result_commitment
 from meshbench.testing.factories import make_identity
 
-__all__ = ["any_model", "dids", "models", "raw_cids", "signed_models"]
+__all__ = [
+    "actions",
+    "any_model",
+    "dids",
+    "ipld_values",
+    "models",
+    "policies",
+    "raw_cids",
+    "reward_settings",
+    "signed_models",
+]
 
 IDENTITIES = [make_identity(i) for i in range(8)]
 dids = st.sampled_from([i.did for i in IDENTITIES])
@@ -91,6 +102,10 @@ def _build(draw: st.DrawFn, cls: type[Model]) -> Model:
         kwargs["result_commitment"] = result_commitment(
             kwargs["task_cid"], kwargs["worker"], kwargs["output_cid"], kwargs["salt"]
         )
+    if "policy" in kwargs and "federation_did" in kwargs and "policy_cid" not in kwargs:
+        kwargs["policy"] = msgspec.structs.replace(  # FederationCreated names itself
+            kwargs["policy"], federation=kwargs["federation_did"]
+        )
     if "policy" in kwargs and "policy_cid" in kwargs:  # MeshPolicyActivated
         kwargs["policy_cid"] = kwargs["policy"].cid
         kwargs["policy_version"] = kwargs["policy"].policy_version
@@ -156,3 +171,72 @@ def any_model() -> st.SearchStrategy[Model]:
 def signed_models() -> st.SearchStrategy[Signed]:
     signed = [c for c in model_types().values() if issubclass(c, Signed)]
     return st.sampled_from(sorted(signed, key=lambda c: c.__name__)).flatmap(models)
+
+
+# --- protocol properties ------------------------------------------------------------------
+@st.composite
+def reward_settings(draw: st.DrawFn) -> RewardSettings:
+    w = draw(st.integers(0, 100))
+    v = draw(st.integers(0, 100 - w))
+    return RewardSettings(
+        worker_percentage=w,
+        verifier_percentage=v,
+        platform_fee_percentage=100 - w - v,
+        use_reputation_weighting=draw(st.booleans()),
+    )
+
+
+@st.composite
+def policies(draw: st.DrawFn) -> MeshPolicy:
+    lo = draw(st.integers(1, 5))
+    hi = draw(st.integers(lo, 9))
+    return MeshPolicy(
+        reward_settings=draw(reward_settings()),
+        verification_quorum=VerificationQuorum(
+            required_percentage=draw(st.integers(50, 100)),
+            minimum_verifiers=lo,
+            maximum_verifiers=hi,
+        ),
+    )
+
+
+def actions(n_peers: int, max_tasks: int = 3) -> st.SearchStrategy[list[tuple[Any, ...]]]:
+    """Random protocol stimuli: (kind, args...) tuples interpreted by the property test."""
+    peer = st.integers(0, n_peers - 1)
+    task = st.integers(0, max_tasks - 1)
+    output = st.sampled_from(["good", "bad"])
+    one = st.one_of(
+        st.tuples(st.just("publish"), st.integers(1, 400)),
+        st.tuples(st.just("offer"), task, peer, st.integers(0, 300)),
+        st.tuples(
+            st.just("fire"),
+            task,
+            st.sampled_from(["offers", "execution", "verification", "deadline"]),
+        ),
+        st.tuples(st.just("commit"), task, peer, output),
+        st.tuples(st.just("commit_worker"), task, output),
+        st.tuples(st.just("reveal"), task),
+        st.tuples(st.just("verdict"), task, peer),
+        st.tuples(st.just("advance"), st.integers(0, 40 * 60 * 1000)),
+        st.tuples(
+            st.just("stake"),
+            peer,
+            st.sampled_from(["bond", "unbond", "withdraw"]),
+            st.integers(1, 500),
+        ),
+    )
+    return st.lists(one, min_size=1, max_size=40)
+
+
+ipld_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**64), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+    | st.binary(),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
+    max_leaves=20,
+)

@@ -1,0 +1,141 @@
+"""``meshbench run``: execute a module locally, exactly as a worker or verifier would."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from meshbench.cli.common import data_dir_option, resolve_data_dir
+from meshbench.core import encoding
+from meshbench.core.errors import MeshError
+from meshbench.core.types import CapabilityScope
+
+__all__ = ["run"]
+
+
+def _read_ref(ref: str, data_dir: Path | None, what: str) -> bytes:
+    """A FILE path, or the CID of a blob in the store."""
+    path = Path(ref)
+    if path.is_file():
+        return path.read_bytes()
+    try:
+        cid = encoding.parse_cid(ref, codec=encoding.RAW)
+    except MeshError:
+        raise MeshError(f"{what} {ref!r} is neither a file nor a raw CID") from None
+    from meshbench.store.blobs import BlobStore
+
+    return BlobStore(resolve_data_dir(data_dir) / "blobs").get(cid)
+
+
+def _parse_dir(spec: str) -> tuple[Path, str]:
+    """``HOST_DIR[::GUEST_DIR]`` (the wasmtime CLI's convention)."""
+    host, sep, guest = spec.partition("::")
+    if not sep:
+        guest = host
+    if not guest.startswith("/"):
+        guest = "/" + guest.lstrip("./")
+    guest = guest.rstrip("/") or "/"
+    if guest == "/":
+        raise MeshError(f"--dir {spec}: map it to a guest directory, e.g. {host}::/data")
+    return Path(host), guest
+
+
+def _seed(text: str | None) -> bytes:
+    if text is None:
+        return bytes(32)
+    try:
+        raw = bytes.fromhex(text)
+        if len(raw) == 32:
+            return raw
+    except ValueError:
+        pass
+    return hashlib.sha256(text.encode()).digest()
+
+
+@click.command("run")
+@click.option("--wasm", "wasm_ref", required=True, metavar="FILE|CID", help="The module.")
+@click.option("--input", "input_ref", metavar="FILE|CID", help="Task input (the guest's stdin).")
+@click.option("--arg", "args", multiple=True, metavar="A", help="argv[1:], repeatable.")
+@click.option(
+    "--dir",
+    "dirs",
+    multiple=True,
+    metavar="HOST_DIR[::GUEST_DIR]",
+    help="Map a host directory read-only into the guest, repeatable.",
+)
+@click.option("--fuel", type=click.IntRange(1), help="Fuel (cpu_cycles); default 1,000,000.")
+@click.option("--mem-mb", type=click.IntRange(1), help="Linear memory cap; default 128.")
+@click.option("--io-mb", type=click.IntRange(0), help="I/O budget; default 50.")
+@click.option("--seed", help="Determinism seed: 64 hex digits, or any text (hashed).")
+@click.option("--output-file", metavar="NAME", help="The result is this guest file, not stdout.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--timeout", type=float, help="Wall-clock backstop in seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (output to -o).")
+@data_dir_option
+def run(
+    wasm_ref: str,
+    input_ref: str | None,
+    args: tuple[str, ...],
+    dirs: tuple[str, ...],
+    fuel: int | None,
+    mem_mb: int | None,
+    io_mb: int | None,
+    seed: str | None,
+    output_file: str | None,
+    output: Path | None,
+    timeout: float | None,
+    as_json: bool,
+    data_dir: Path | None,
+) -> None:
+    """Run a WebAssembly module deterministically and print its result.
+
+    Without --json the result goes to stdout (or -o FILE), the guest's stderr to stderr, and
+    the exit status is the guest's.
+
+    \b
+    Example:
+      meshbench run --wasm datasets/wasm/sha256.wasm --input README.md
+      meshbench run --wasm app.wasm --arg -v --dir ./data::/data --fuel 10000000000 --json
+    """
+    from meshbench.exec.wasm import WasmExecutor, tree_from_host_dir
+
+    defaults = CapabilityScope()
+    scope = CapabilityScope(
+        memory_mb=mem_mb or defaults.memory_mb,
+        cpu_cycles=fuel or defaults.cpu_cycles,
+        io_mb=defaults.io_mb if io_mb is None else io_mb,
+    )
+    wasm = _read_ref(wasm_ref, data_dir, "--wasm")
+    data = _read_ref(input_ref, data_dir, "--input") if input_ref else b""
+    trees = {}
+    for spec in dirs:
+        host, guest = _parse_dir(spec)
+        trees[guest] = tree_from_host_dir(host)
+    result = WasmExecutor().run(
+        wasm,
+        data,
+        args=args,
+        dirs=trees,
+        scope=scope,
+        seed=_seed(seed),
+        output=output_file or "stdout",
+        timeout_s=timeout,
+    )
+    if output is not None:
+        output.write_bytes(result.output)
+    if as_json:
+        click.echo(json.dumps(result.to_jsonable(), indent=2))
+        return
+    if output is None:
+        sys.stdout.buffer.write(result.output)
+        sys.stdout.buffer.flush()
+    if output_file:
+        sys.stderr.buffer.write(result.stdout)
+    sys.stderr.buffer.write(result.stderr)
+    sys.stderr.buffer.flush()
+    if result.exit_code != 0:
+        sys.exit(min(result.exit_code, 255))

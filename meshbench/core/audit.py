@@ -1,0 +1,124 @@
+"""Re-deciding the authority's claims from the ledger: any node can check any settlement.
+
+The fold (``Books``) already refuses events that break invariants (double payouts,
+overdrafts, illegal escrow moves). The auditor goes further while the events are refolded:
+
+* every ``QuorumReached`` must list, as approvals and rejections, verification receipts
+  that are in the ledger, about that task, with the votes it claims; its ``with_quorum`` and
+  ``against_quorum`` must be exactly those voters, and an ``Accepted`` outcome must have at
+  least ``needed_approvals`` of the votes under the policy the settlement names;
+* every ``RewardDistributed`` of an accepted task must pay exactly what
+  :func:`meshbench.core.escrow.settle_accepted` computes from the escrow, the assigned
+  price, the policy (by CID: the defaults or any policy activated in the ledger) and the
+  verifiers' reputation just before the decision; of any other outcome, a full refund.
+
+Settlements whose policy is not in the ledger (a policy injected only through a
+``PolicyView``) cannot be re-derived and are reported in ``unaudited``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from meshbench.core import escrow, quorum, reputation
+from meshbench.core.books import Books, cid_key
+from meshbench.core.events import MeshPolicyActivated, QuorumReached, RewardDistributed
+from meshbench.core.model import Model
+from meshbench.core.policy import MeshPolicy
+from meshbench.core.types import VerificationReceipt
+
+__all__ = ["SettlementAuditor"]
+
+
+class SettlementAuditor:
+    def __init__(self) -> None:
+        default = MeshPolicy()
+        self.policies: dict[str, MeshPolicy] = {cid_key(default.cid): default}
+        self.votes: dict[str, VerificationReceipt] = {}
+        self.decisions: dict[str, tuple[QuorumReached, dict[str, Any]]] = {}
+        self.problems: list[str] = []
+        self.audited = 0
+        self.unaudited = 0
+
+    def before(self, ev: Model, books: Books) -> None:
+        """Call with each event before it is folded (reads the state it was decided on)."""
+        if isinstance(ev, MeshPolicyActivated):
+            self.policies[cid_key(ev.policy_cid)] = ev.policy
+        elif isinstance(ev, VerificationReceipt):
+            self.votes[cid_key(ev.cid)] = ev
+        elif isinstance(ev, QuorumReached):
+            records = {v: books.reputation_record(v) for v in ev.with_quorum}
+            self.decisions[cid_key(ev.task_cid)] = (ev, records)
+            self._check_votes(ev)
+        elif isinstance(ev, RewardDistributed):
+            self._check_reward(ev, books)
+
+    def _check_votes(self, ev: QuorumReached) -> None:
+        where = f"QuorumReached {cid_key(ev.cid)}"
+        approvers, rejecters = set(), set()
+        for cids, approved, bucket in (
+            (ev.approvals, True, approvers),
+            (ev.rejections, False, rejecters),
+        ):
+            for c in cids:
+                vote = self.votes.get(cid_key(c))
+                if vote is None or vote.task_cid != ev.task_cid:
+                    self.problems.append(f"{where}: vote {c} is not a receipt about this task")
+                elif vote.approved != approved:
+                    self.problems.append(f"{where}: vote {c} is counted on the wrong side")
+                else:
+                    bucket.add(vote.verifier)
+        if ev.outcome == "Accepted":
+            expected_with, expected_against = approvers, rejecters
+        elif ev.outcome == "Rejected":
+            expected_with, expected_against = rejecters, approvers
+        else:
+            expected_with, expected_against = set(), set()
+        if set(ev.with_quorum) != expected_with or set(ev.against_quorum) != expected_against:
+            self.problems.append(f"{where}: with/against lists do not match the votes")
+
+    def _check_reward(self, ev: RewardDistributed, books: Books) -> None:
+        key = cid_key(ev.task_cid)
+        task, esc = books.task(ev.task_cid), books.escrow(ev.task_cid)
+        if task is None or esc is None:
+            return  # the fold reports it
+        decided = self.decisions.get(key)
+        where = f"RewardDistributed {cid_key(ev.cid)}"
+        if decided is None or decided[0].outcome != "Accepted":
+            expected = escrow.refund_payouts(fee=esc["amount"], publisher=task["publisher"])
+            self._compare(where, ev, expected)
+            return
+        quorum_ev, records = decided
+        policy = self.policies.get(cid_key(ev.policy_cid)) if ev.policy_cid else None
+        if policy is None:
+            self.unaudited += 1
+            return
+        if quorum_ev.worker is None:
+            self.problems.append(f"{where}: an accepted result names no worker")
+            return
+        weights = {
+            v: max(1, int(reputation.decayed(rec, quorum_ev.timestamp, policy) * 1_000_000))
+            for v, rec in records.items()
+        }
+        n = len(quorum_ev.approvals) + len(quorum_ev.rejections)
+        if len(quorum_ev.approvals) < quorum.needed_approvals(n, policy):
+            self.problems.append(f"{where}: accepted with too few approvals for the policy")
+        expected = escrow.settle_accepted(
+            fee=esc["amount"],
+            price=task["price"],
+            publisher=task["publisher"],
+            worker=quorum_ev.worker,
+            treasury=task["federation"],
+            verifiers=sorted(weights.items()),
+            policy=policy,
+            on_time=quorum_ev.on_time,
+            quality_ppm=quorum_ev.quality_ppm,
+        )
+        self._compare(where, ev, expected)
+
+    def _compare(self, where: str, ev: RewardDistributed, expected: list[Any]) -> None:
+        self.audited += 1
+        got = sorted((p.account, p.role, p.amount) for p in ev.payouts)
+        want = sorted((p.account, p.role, p.amount) for p in expected)
+        if got != want:
+            self.problems.append(f"{where}: pays {got}, the rules give {want}")

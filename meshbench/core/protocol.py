@@ -1,0 +1,1099 @@
+"""The mesh protocol as a sans-IO state machine: ``handle(event, now) -> list[Command]``.
+
+:class:`MeshState` is the state of a federation's ledger authority, which orders the events
+of every task. Events in are the participants' signed objects (:class:`TaskIntent`,
+:class:`ComputeOffer`, :class:`ResultCommitment`, :class:`ExecutionReceipt`,
+:class:`VerificationReceipt`, :class:`PeerInfo`, :class:`StakeRequest`) and the stimuli
+defined here (:class:`TimeoutFired`, :class:`Faucet`, :class:`PrivateInput`). Commands out
+are frozen dataclasses that the runtime (or the simulator) carries out: append to the
+ledger, run an execution, ask for a reveal, seal a key, schedule a timeout. Nothing here
+does I/O or reads a clock.
+
+Task lifecycle (:data:`TRANSITIONS` is the table, as data; a pair that is not in it raises
+:class:`ProtocolError` and changes nothing)::
+
+    Published --offer--> Offered --offer window closes--> Assigned
+    Assigned --worker commits--> Executed --all verifiers committed / timeout--> Verifying
+    Verifying --worker reveals, verifiers reveal verdicts--> Accepted | Rejected | Disputed
+    Disputed --more verifiers' verdicts--> Accepted | Rejected | NoConsensus
+    Accepted | Rejected | NoConsensus --settlement (same step)--> Settled
+    Assigned | Executed | Verifying --worker misses its time--> Reassigned -> Assigned | Expired
+    any open state --deadline--> Expired -> Settled (refund)
+
+Commit-reveal: the worker and every verifier first sign a :class:`ResultCommitment` (a hash
+bound to the task, their own DID, their output and a salt), before anyone's output is
+revealed; only when the commit phase closes is the worker asked to reveal, and only then
+are verifiers asked for verdicts, which must open their own commitments. Copying another
+party's output is therefore impossible before committing, and detected after.
+
+Every decision reads the policy through the injected :class:`PolicyView` at that moment,
+so a policy activated mid-run governs the very next selection, tally and settlement.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from meshbench.core import escrow, quorum, reputation, selection
+from meshbench.core.books import Books, cid_key
+from meshbench.core.encoding import CID
+from meshbench.core.errors import (
+    InsufficientFunds,
+    MeshError,
+    ProtocolError,
+    UnknownPeer,
+)
+from meshbench.core.events import (
+    EscrowDispute,
+    EscrowStateChanged,
+    Mint,
+    QuorumReached,
+    RewardDistributed,
+    StakeBonded,
+    StakeRequest,
+    StakeSlashed,
+    StakeUnbonding,
+    StakeWithdrawn,
+    TaskAssigned,
+    TaskExpired,
+)
+from meshbench.core.identity import Identity
+from meshbench.core.model import Model, Signed
+from meshbench.core.policy import MeshPolicy
+from meshbench.core.types import (
+    ComputeOffer,
+    ExecutionReceipt,
+    PeerInfo,
+    ReputationSnapshot,
+    ResultCommitment,
+    TaskIntent,
+    VerificationReceipt,
+    result_commitment,
+)
+from meshbench.core.views import BooksPolicyView, MembershipView, OpenMembership, PolicyView
+
+__all__ = [
+    "TRANSITIONS",
+    "AppendToLedger",
+    "Broadcast",
+    "Command",
+    "Faucet",
+    "MeshState",
+    "PrivateInput",
+    "RequestReveal",
+    "RequestVerdict",
+    "RunExecution",
+    "RunVerification",
+    "ScheduleTimeout",
+    "SealKey",
+    "SnapshotReputation",
+    "TaskState",
+    "TimeoutFired",
+    "transition_diagram",
+    "transition_table_markdown",
+]
+
+TaskState = Literal[
+    "Published",
+    "Offered",
+    "Assigned",
+    "Executed",
+    "Verifying",
+    "Disputed",
+    "Accepted",
+    "Rejected",
+    "NoConsensus",
+    "Reassigned",
+    "Expired",
+    "Settled",
+]
+Stage = Literal["offers", "execution", "verification", "deadline"]
+
+
+# --- stimuli that are not signed objects ------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimeoutFired:
+    """A timer scheduled by :class:`ScheduleTimeout` went off (stale ones are ignored)."""
+
+    task_cid: CID
+    stage: Stage
+    token: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Faucet:
+    """Genesis/faucet: the ledger authority mints ``amount`` to ``account``."""
+
+    account: str
+    amount: int
+    memo: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotReputation:
+    """Record every known peer's current (decayed) reputation as signed snapshot events."""
+
+    federation: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrivateInput:
+    """The task's input is encrypted: seal its key to the worker and verifiers once chosen."""
+
+    task_cid: CID
+
+
+# --- commands --------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendToLedger:
+    """Append these events atomically (one transaction); the books already include them."""
+
+    events: tuple[Model, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Broadcast:
+    topic: Literal["tasks", "offers", "executions", "verifications", "peers"]
+    obj: Model
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunExecution:
+    """``worker`` should execute ``task`` and answer with a ResultCommitment."""
+
+    task: TaskIntent
+    worker: str
+    assignment: TaskAssigned
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunVerification:
+    """``verifier`` should re-execute ``task`` and answer with a ResultCommitment."""
+
+    task: TaskIntent
+    verifier: str
+    assignment: TaskAssigned
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestReveal:
+    """The commit phase is closed: ``worker`` should send its ExecutionReceipt."""
+
+    task_cid: CID
+    worker: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestVerdict:
+    """``verifier`` committed; it should now judge ``receipt`` with a VerificationReceipt."""
+
+    task_cid: CID
+    verifier: str
+    receipt: ExecutionReceipt
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SealKey:
+    """Seal the task input's key to ``recipients`` (and nobody else)."""
+
+    task_cid: CID
+    input_cid: CID
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleTimeout:
+    """Deliver ``TimeoutFired(task_cid, stage, token)`` at ``at`` (ms)."""
+
+    task_cid: CID
+    stage: Stage
+    at: int
+    token: int
+
+
+Command = (
+    AppendToLedger
+    | Broadcast
+    | RunExecution
+    | RunVerification
+    | RequestReveal
+    | RequestVerdict
+    | SealKey
+    | ScheduleTimeout
+)
+
+# (state, stimulus kind) -> handler name. Stimulus kinds: the object's type name, or
+# "Timeout:<stage>". Everything that affects a transition is in this table.
+TRANSITIONS: Final[dict[tuple[str, str], str]] = {
+    ("Published", "ComputeOffer"): "_on_offer",
+    ("Offered", "ComputeOffer"): "_on_offer",
+    ("Published", "Timeout:offers"): "_on_offer_window",
+    ("Offered", "Timeout:offers"): "_on_offer_window",
+    ("Assigned", "ResultCommitment"): "_on_commitment",
+    ("Executed", "ResultCommitment"): "_on_commitment",
+    ("Disputed", "ResultCommitment"): "_on_commitment",
+    ("Assigned", "Timeout:execution"): "_on_execution_timeout",
+    ("Executed", "Timeout:verification"): "_on_verification_timeout",
+    ("Verifying", "Timeout:verification"): "_on_verification_timeout",
+    ("Disputed", "Timeout:verification"): "_on_verification_timeout",
+    ("Verifying", "ExecutionReceipt"): "_on_reveal",
+    ("Verifying", "VerificationReceipt"): "_on_verdict",
+    ("Disputed", "VerificationReceipt"): "_on_verdict",
+    **{
+        (s, "Timeout:deadline"): "_on_deadline"
+        for s in ("Published", "Offered", "Assigned", "Executed", "Verifying", "Disputed")
+    },
+}
+OPEN_STATES: Final = frozenset(s for s, _ in TRANSITIONS)
+
+
+def transition_table_markdown() -> str:
+    """The transition table as Markdown (``docs/protocol.md`` embeds exactly this)."""
+    rows = ["| state | stimulus | handler |", "|---|---|---|"]
+    rows += [f"| {s} | {k} | `{h}` |" for (s, k), h in sorted(TRANSITIONS.items())]
+    return "\n".join(rows)
+
+
+def transition_diagram() -> str:
+    """The transition table as a Graphviz ``dot`` graph (docs are generated from this)."""
+    lines = ["digraph task {"]
+    for (state, kind), handler in sorted(TRANSITIONS.items()):
+        lines.append(f'  "{state}" -> "{handler.removeprefix("_on_")}" [label="{kind}"];')
+    lines.append("}")
+    return "\n".join(lines)
+
+
+@dataclass(slots=True)
+class _Task:
+    """What the authority knows about one task (internal, replaced field by field)."""
+
+    task: TaskIntent
+    state: str = "Published"
+    offers: dict[str, ComputeOffer] = field(default_factory=dict)
+    tried: tuple[str, ...] = ()
+    attempt: int = -1
+    assignment: TaskAssigned | None = None
+    assigned_at: int = 0
+    verifiers: tuple[str, ...] = ()
+    commitments: dict[str, ResultCommitment] = field(default_factory=dict)
+    worker_committed_at: int | None = None
+    receipt: ExecutionReceipt | None = None
+    verdicts: dict[str, VerificationReceipt] = field(default_factory=dict)
+    timers: dict[str, int] = field(default_factory=dict)
+    private: bool = False
+    disputed: bool = False
+
+
+class MeshState:
+    """A federation ledger authority's protocol state.
+
+    ``policies`` and ``membership`` are read at every decision; ``books`` is the fold of
+    every event this state machine has emitted (pass the ledger's books to resume).
+    """
+
+    def __init__(
+        self,
+        authority: Identity,
+        *,
+        books: Books | None = None,
+        policies: PolicyView | None = None,
+        membership: MembershipView | None = None,
+        verify_signatures: bool = True,
+    ) -> None:
+        self.authority = authority
+        self.books = books if books is not None else Books(authority.did)
+        self.policies: PolicyView = policies or BooksPolicyView(self.books)
+        self.membership: MembershipView = membership or OpenMembership()
+        self.verify_signatures = verify_signatures
+        self.tasks: dict[CID, _Task] = {}
+        self.peers: dict[str, PeerInfo] = {}
+        self.load: dict[str, int] = {}
+        self._seen: set[CID] = set()
+        self._token = 0
+
+    # --- public entry point ---
+    def handle(self, event: object, now: int) -> list[Command]:
+        """Apply one event at time ``now`` (ms); return what the runtime must do.
+
+        Raises a :class:`MeshError` (``ProtocolError``, ``InvalidSignature``,
+        ``UnknownPeer``, ``InsufficientFunds``...) for an event that is not allowed; the
+        state is then exactly as before.
+        """
+        if isinstance(event, TimeoutFired):
+            rec = self.tasks.get(event.task_cid)
+            if rec is None or rec.timers.get(event.stage) != event.token:
+                return []  # stale timer: the phase it guarded is over
+            del rec.timers[event.stage]  # a timer fires once
+            try:
+                return self._dispatch(rec, f"Timeout:{event.stage}", event, now)
+            except MeshError:
+                rec.timers[event.stage] = event.token
+                raise
+        if isinstance(event, Faucet):
+            return self._on_faucet(event, now)
+        if isinstance(event, SnapshotReputation):
+            return self._on_snapshot(event, now)
+        if isinstance(event, PrivateInput):
+            rec = self._record(event.task_cid)
+            rec.private = True
+            return []
+        if not isinstance(event, Signed):
+            raise ProtocolError(f"unknown stimulus {type(event).__name__}")
+        if event.cid in self._seen:
+            raise ProtocolError(f"duplicate {type(event).__name__} {event.cid} (replay)")
+        if self.verify_signatures:
+            event.verify()
+        if isinstance(event, TaskIntent):
+            return self._on_task(event, now)
+        if isinstance(event, PeerInfo):
+            return self._on_peer(event, now)
+        if isinstance(event, StakeRequest):
+            return self._on_stake(event, now)
+        task_cid = getattr(event, "task_cid", None)
+        if task_cid is None:
+            raise ProtocolError(f"{type(event).__name__} is not a protocol stimulus")
+        rec = self._record(task_cid)
+        return self._dispatch(rec, type(event).__name__, event, now)
+
+    def policy(self, federation: str) -> MeshPolicy:
+        return self.policies.policy_for(federation)
+
+    def state_of(self, task_cid: CID) -> str:
+        return self._record(task_cid).state
+
+    # --- plumbing ---
+    def _record(self, task_cid: CID) -> _Task:
+        rec = self.tasks.get(task_cid)
+        if rec is None:
+            raise ProtocolError(f"unknown task {task_cid}")
+        return rec
+
+    def _dispatch(self, rec: _Task, kind: str, event: Any, now: int) -> list[Command]:
+        name = TRANSITIONS.get((rec.state, kind))
+        if name is None:
+            raise ProtocolError(
+                f"{kind} is not allowed for task {cid_key(rec.task.cid)} in state {rec.state}"
+            )
+        handler: Callable[[_Task, Any, int], list[Command]] = getattr(self, name)
+        return handler(rec, event, now)
+
+    def _commit(self, events: list[Model]) -> AppendToLedger:
+        """Fold ``events`` into the books (atomically, or raise) and make the append."""
+        self.books.apply(*events)
+        for e in events:
+            if isinstance(e, Signed):
+                self._seen.add(e.cid)
+        return AppendToLedger(events=tuple(events))
+
+    def _timer(self, rec: _Task, stage: Stage, at: int) -> ScheduleTimeout:
+        self._token += 1
+        rec.timers[stage] = self._token
+        return ScheduleTimeout(task_cid=rec.task.cid, stage=stage, at=at, token=self._token)
+
+    def _sign(self, obj: Signed) -> Any:
+        return obj.sign(self.authority)
+
+    def _member(self, federation: str, did: str, now: int) -> None:
+        if not self.membership.is_member(federation, did, now):
+            raise UnknownPeer(f"{did} is not a member of federation {federation}")
+
+    # --- recovery ---
+    def restore(self, events: Iterable[Model], now: int) -> list[Command]:
+        """Rebuild this (fresh) state from the ledger's events after a restart.
+
+        The events are folded into the books again and every task's protocol record is
+        reconstructed; then, for each task still open, the outstanding requests are issued
+        again and its timers are scheduled afresh, so no task is left stuck by a crash.
+        """
+        if self.tasks or self._seen or self.books.minted():
+            raise ProtocolError("restore() needs a fresh MeshState (empty books)")
+        for ev in events:
+            self.books.apply(ev)
+            if isinstance(ev, Signed):
+                self._seen.add(ev.cid)
+            self._replay(ev)
+        out: list[Command] = []
+        for rec in self.tasks.values():
+            if rec.state not in OPEN_STATES and rec.state != "Reassigned":
+                continue
+            if rec.assignment is not None and rec.state != "Published":
+                self.load[rec.assignment.worker] = self.load.get(rec.assignment.worker, 0) + 1
+            out += self._resume(rec, now)
+        return out
+
+    def _replay(self, ev: Model) -> None:
+        if isinstance(ev, TaskIntent):
+            self.tasks[ev.cid] = _Task(task=ev)
+            return
+        if isinstance(ev, PeerInfo):
+            self.peers[ev.did] = ev
+            return
+        rec = self.tasks.get(getattr(ev, "task_cid", None))  # type: ignore[arg-type]
+        if rec is None:
+            return
+        if isinstance(ev, ComputeOffer):
+            rec.offers[ev.worker] = ev
+            rec.state = "Offered" if rec.state == "Published" else rec.state
+        elif isinstance(ev, TaskAssigned):
+            rec.state, rec.attempt, rec.assignment = "Assigned", ev.attempt, ev
+            rec.assigned_at, rec.tried = ev.timestamp, (*rec.tried, ev.worker)
+            rec.verifiers, rec.commitments, rec.verdicts = ev.verifiers, {}, {}
+            rec.worker_committed_at, rec.receipt = None, None
+        elif isinstance(ev, ResultCommitment) and rec.assignment is not None:
+            rec.commitments[ev.worker] = ev
+            if ev.worker == rec.assignment.worker:
+                rec.worker_committed_at, rec.state = ev.created_at, "Executed"
+            if rec.state == "Executed" and all(v in rec.commitments for v in rec.verifiers):
+                rec.state = "Verifying"
+        elif isinstance(ev, ExecutionReceipt):
+            rec.receipt, rec.state = ev, "Verifying" if rec.state != "Disputed" else "Disputed"
+        elif isinstance(ev, VerificationReceipt):
+            rec.verdicts[ev.verifier] = ev
+        elif isinstance(ev, EscrowDispute):
+            rec.state, rec.disputed = "Disputed", True
+            rec.verifiers = (*rec.verifiers, *ev.extra_verifiers)
+        elif isinstance(ev, TaskExpired):
+            rec.state = "Reassigned" if ev.stage != "deadline" else "Expired"
+            if ev.stage != "deadline":
+                rec.assignment = None  # a TaskAssigned follows unless offers reopened
+        elif isinstance(ev, RewardDistributed):
+            rec.state = "Settled"
+
+    def _resume(self, rec: _Task, now: int) -> list[Command]:
+        policy = self.policy(rec.task.federation)
+        out: list[Command] = [self._timer(rec, "deadline", max(now, rec.task.deadline))]
+        a = rec.assignment
+        if rec.state in ("Published", "Offered", "Reassigned") or a is None:
+            rec.state = "Offered" if rec.offers else "Published"
+            return [*out, self._timer(rec, "offers", now + policy.selection.offer_window_ms)]
+        if rec.state == "Assigned":
+            out.append(RunExecution(task=rec.task, worker=a.worker, assignment=a))
+            out.append(self._timer(rec, "execution", now + policy.scheduling.task_timeout * 1000))
+        verification_at = now + policy.verification_quorum.verification_timeout * 1000
+        for v in rec.verifiers:
+            if v not in rec.commitments:
+                out.append(RunVerification(task=rec.task, verifier=v, assignment=a))
+            elif rec.receipt is not None and v not in rec.verdicts:
+                out.append(RequestVerdict(task_cid=rec.task.cid, verifier=v, receipt=rec.receipt))
+        if rec.state == "Verifying" and rec.receipt is None:
+            out.append(RequestReveal(task_cid=rec.task.cid, worker=a.worker))
+        if rec.state != "Assigned":
+            out.append(self._timer(rec, "verification", verification_at))
+        return out
+
+    # --- faucet, peers, stake ----------------------------------------------------------------
+    def _on_faucet(self, ev: Faucet, now: int) -> list[Command]:
+        if ev.amount <= 0:
+            raise ProtocolError(f"a faucet amount must be positive, not {ev.amount}")
+        mint = self._sign(
+            Mint(
+                authority=self.authority.did,
+                account=ev.account,
+                amount=ev.amount,
+                memo=ev.memo,
+                timestamp=now,
+            )
+        )
+        return [self._commit([mint])]
+
+    def _on_snapshot(self, ev: SnapshotReputation, now: int) -> list[Command]:
+        policy = self.policy(ev.federation)
+        snaps: list[Model] = []
+        for peer, rec in sorted(self.books.table("reputation").items()):
+            snaps.append(
+                self._sign(
+                    ReputationSnapshot(
+                        authority=self.authority.did,
+                        peer=peer,
+                        federation=ev.federation,
+                        score=reputation.decayed(rec, now, policy),
+                        executions_ok=rec["executions_ok"],
+                        executions_bad=rec["executions_bad"],
+                        verifications_ok=rec["verifications_ok"],
+                        verifications_bad=rec["verifications_bad"],
+                        at=now,
+                    )
+                )
+            )
+        return [self._commit(snaps)] if snaps else []
+
+    def _on_peer(self, info: PeerInfo, now: int) -> list[Command]:
+        self._member(info.federation, info.did, now)
+        old = self.peers.get(info.did)
+        if old is not None and old.updated_at >= info.updated_at:
+            raise ProtocolError(f"stale PeerInfo for {info.did} (updated_at {info.updated_at})")
+        cmd = self._commit([info])
+        self.peers[info.did] = info
+        return [cmd]
+
+    def _on_stake(self, req: StakeRequest, now: int) -> list[Command]:
+        self._member(req.federation, req.account, now)
+        policy = self.policy(req.federation)
+        bonding = policy.bonding_requirements
+        if req.token not in bonding.tokens:
+            raise ProtocolError(
+                f"token {req.token!r} is not bondable here; allowed: {bonding.tokens}"
+            )
+        common = {"authority": self.authority.did, "account": req.account, "amount": req.amount}
+        parents = (req.cid,)
+        ev: Signed
+        if req.action == "bond":
+            ev = StakeBonded(**common, token=req.token, timestamp=now, parents=parents)
+        elif req.action == "unbond":
+            unlock = now + bonding.lock_period * 1000
+            ev = StakeUnbonding(**common, unlock_at=unlock, timestamp=now, parents=parents)
+        else:
+            ev = StakeWithdrawn(**common, timestamp=now, parents=parents)
+        return [self._commit([req, self._sign(ev)])]
+
+    # --- publish and offers ---
+    def _on_task(self, task: TaskIntent, now: int) -> list[Command]:
+        self._member(task.federation, task.publisher, now)
+        if task.cid in self.tasks:
+            raise ProtocolError(f"task {task.cid} was already published")
+        policy = self.policy(task.federation)
+        minimum = policy.min_fee_for(task.scope)
+        if task.fee < minimum:
+            raise ProtocolError(f"fee {task.fee} is below the minimum {minimum} for this scope")
+        if task.deadline <= now:
+            raise ProtocolError(f"task deadline {task.deadline} has already passed (now {now})")
+        have = self.books.balance(task.publisher)
+        if have < task.fee:
+            raise InsufficientFunds(
+                f"{task.publisher} holds {have}; publishing needs the fee {task.fee} in escrow"
+            )
+        created = self._sign(
+            EscrowStateChanged(
+                authority=self.authority.did,
+                task_cid=task.cid,
+                to_state="Created",
+                amount=task.fee,
+                reason="fee locked at publish",
+                timestamp=now,
+                parents=(task.cid,),
+            )
+        )
+        cmd = self._commit([task, created])
+        rec = _Task(task=task)
+        self.tasks[task.cid] = rec
+        window = now + policy.selection.offer_window_ms
+        return [
+            cmd,
+            Broadcast(topic="tasks", obj=task),
+            self._timer(rec, "offers", window),
+            self._timer(rec, "deadline", task.deadline),
+        ]
+
+    def _on_offer(self, rec: _Task, offer: ComputeOffer, now: int) -> list[Command]:
+        task = rec.task
+        policy = self.policy(task.federation)
+        if offer.worker in rec.offers:
+            raise ProtocolError(f"{offer.worker} already offered for this task (double offer)")
+        self._member(offer.federation, offer.worker, now)
+        problems = selection.offer_problems(
+            task,
+            offer,
+            policy,
+            self.membership,
+            bond=self.books.bonded(offer.worker),
+            load=self.load.get(offer.worker, 0),
+            now_ms=now,
+        )
+        if problems:
+            raise ProtocolError("offer refused: " + "; ".join(problems))
+        cmd = self._commit([offer])
+        rec.offers[offer.worker] = offer
+        rec.state = "Offered"
+        return [cmd]
+
+    def _on_offer_window(self, rec: _Task, _ev: TimeoutFired, now: int) -> list[Command]:
+        policy = self.policy(rec.task.federation)
+        if rec.state == "Published" or not self._eligible_offers(rec, policy, now):
+            # nobody (eligible) offered yet: keep the window open until the deadline
+            return [self._timer(rec, "offers", now + max(1, policy.selection.offer_window_ms))]
+        return self._assign(rec, now, events=[])
+
+    # --- assignment ---
+    def _eligible_offers(self, rec: _Task, policy: MeshPolicy, now: int) -> list[ComputeOffer]:
+        out = []
+        for worker, offer in rec.offers.items():
+            if worker in rec.tried:
+                continue
+            problems = selection.offer_problems(
+                rec.task,
+                offer,
+                policy,
+                self.membership,
+                bond=self.books.bonded(worker),
+                load=self.load.get(worker, 0),
+                now_ms=now,
+            )
+            if not problems:
+                out.append(offer)
+        return out
+
+    def _reputation(self, did: str, now: int, policy: MeshPolicy) -> float:
+        return reputation.decayed(self.books.reputation_record(did), now, policy)
+
+    def _verifier_candidates(
+        self, rec: _Task, worker: str, policy: MeshPolicy, now: int, exclude: tuple[str, ...]
+    ) -> list[str]:
+        fed = rec.task.federation
+        worker_fed = self.peers[worker].federation if worker in self.peers else None
+        min_stake = policy.bonding_requirements.min_stake
+        out = []
+        for did, info in self.peers.items():
+            if did in (worker, rec.task.publisher) or did in exclude:
+                continue
+            if "verifier" not in info.roles or self.books.bonded(did) < min_stake:
+                continue
+            if policy.selection.distinct_verifier_federation and info.federation == worker_fed:
+                continue
+            if not self.membership.is_member(info.federation, did, now):
+                continue
+            if policy.require_credentials and not self.membership.has_credential(fed, did, now):
+                continue
+            out.append(did)
+        return out
+
+    def _draw_seed(self, rec: _Task, salt: str) -> bytes:
+        msg = b"meshbench/draw/v1\0" + bytes(rec.task.cid) + salt.encode()
+        return hashlib.sha256(self.authority.sign(msg)).digest()
+
+    def _assign(self, rec: _Task, now: int, events: list[Model]) -> list[Command]:
+        task = rec.task
+        policy = self.policy(task.federation)
+        offers = selection.rank_offers(
+            task,
+            self._eligible_offers(rec, policy, now),
+            policy,
+            reputation_of=lambda d: self._reputation(d, now, policy),
+            bond_of=self.books.bonded,
+            load_of=lambda d: self.load.get(d, 0),
+        )
+        attempt = rec.attempt + 1
+        if attempt >= policy.selection.max_attempts:
+            return self._expire(rec, now, events, f"{attempt} assignments failed")
+        if not offers:
+            return self._reopen(rec, now, events, policy, ask_workers=True)
+        offer = offers[0]
+        q = policy.verification_quorum
+        k = min(max(task.verifier_count, q.minimum_verifiers), q.maximum_verifiers)
+        candidates = self._verifier_candidates(rec, offer.worker, policy, now, ())
+        verifiers = selection.draw_verifiers(self._draw_seed(rec, f"a{attempt}"), candidates, k)
+        if len(verifiers) < max(1, q.minimum_verifiers):
+            # asking workers again cannot help (and a runtime that closes offer rounds as
+            # soon as every worker answered would spin): wait a window for verifiers
+            return self._reopen(rec, now, events, policy, ask_workers=False)
+        assignment = self._sign(
+            TaskAssigned(
+                assigner=self.authority.did,
+                task_cid=task.cid,
+                offer_cid=offer.cid,
+                worker=offer.worker,
+                verifiers=tuple(verifiers),
+                attempt=attempt,
+                price=offer.cost,
+                due_at=now + offer.eta_ms,
+                timestamp=now,
+                parents=(task.cid, offer.cid),
+            )
+        )
+        batch = [*events, assignment]
+        escrow_row = self.books.escrow(task.cid)
+        if escrow_row is not None and escrow_row["state"] == "Created":
+            batch.append(
+                self._sign(
+                    EscrowStateChanged(
+                        authority=self.authority.did,
+                        task_cid=task.cid,
+                        from_state="Created",
+                        to_state="InProgress",
+                        amount=escrow_row["amount"],
+                        reason="worker assigned",
+                        timestamp=now,
+                        parents=(assignment.cid,),
+                    )
+                )
+            )
+        cmd = self._commit(batch)
+        if rec.assignment is not None:
+            self._release(rec.assignment.worker)
+        rec.state = "Assigned"
+        rec.attempt = attempt
+        rec.assignment = assignment
+        rec.assigned_at = now
+        rec.tried = (*rec.tried, offer.worker)
+        rec.verifiers = tuple(verifiers)
+        rec.commitments = {}
+        rec.worker_committed_at = None
+        rec.receipt = None
+        rec.verdicts = {}
+        rec.timers.pop("verification", None)
+        self.load[offer.worker] = self.load.get(offer.worker, 0) + 1
+        out: list[Command] = [cmd]
+        if rec.private:
+            out.append(
+                SealKey(
+                    task_cid=task.cid,
+                    input_cid=task.input_cid,
+                    recipients=(offer.worker, *verifiers),
+                )
+            )
+        out.append(RunExecution(task=task, worker=offer.worker, assignment=assignment))
+        out += [RunVerification(task=task, verifier=v, assignment=assignment) for v in verifiers]
+        timeout = policy.scheduling.task_timeout * 1000
+        out.append(self._timer(rec, "execution", now + timeout))
+        return out
+
+    def _reopen(
+        self,
+        rec: _Task,
+        now: int,
+        events: list[Model],
+        policy: MeshPolicy,
+        *,
+        ask_workers: bool,
+    ) -> list[Command]:
+        """No worker (or too few verifiers) now: try again each offer window until the
+        deadline, re-broadcasting the task only when a new worker offer could help."""
+        out: list[Command] = [self._commit(events)] if events else []
+        if rec.assignment is not None and rec.state != "Published":
+            self._release(rec.assignment.worker)
+            rec.assignment = None
+        rec.state = "Offered" if rec.offers else "Published"
+        rec.commitments, rec.verdicts, rec.receipt = {}, {}, None
+        rec.worker_committed_at = None
+        for stage in ("execution", "verification"):
+            rec.timers.pop(stage, None)
+        if ask_workers:
+            out.append(Broadcast(topic="tasks", obj=rec.task))
+        out.append(self._timer(rec, "offers", now + max(1, policy.selection.offer_window_ms)))
+        return out
+
+    def _release(self, worker: str) -> None:
+        left = self.load.get(worker, 0) - 1
+        if left > 0:
+            self.load[worker] = left
+        else:
+            self.load.pop(worker, None)
+
+    # --- commit and reveal ---
+    def _on_commitment(self, rec: _Task, c: ResultCommitment, now: int) -> list[Command]:
+        assert rec.assignment is not None
+        is_worker = c.worker == rec.assignment.worker
+        if not is_worker and c.worker not in rec.verifiers:
+            raise ProtocolError(f"{c.worker} is not assigned to task {c.task_cid}")
+        if c.worker in rec.commitments:
+            raise ProtocolError(f"{c.worker} already committed for this task")
+        if is_worker and rec.state == "Disputed":
+            raise ProtocolError("the worker's commitment is closed")
+        cmd = self._commit([c])
+        rec.commitments[c.worker] = c
+        out: list[Command] = [cmd]
+        if is_worker:
+            rec.worker_committed_at = now
+            rec.state = "Executed"
+            rec.timers.pop("execution", None)
+            timeout = self.policy(rec.task.federation).verification_quorum.verification_timeout
+            out.append(self._timer(rec, "verification", now + timeout * 1000))
+        elif rec.state == "Disputed" and rec.receipt is not None:
+            out.append(RequestVerdict(task_cid=c.task_cid, verifier=c.worker, receipt=rec.receipt))
+        if rec.state == "Executed" and all(v in rec.commitments for v in rec.verifiers):
+            out += self._close_commit_phase(rec)
+        return out
+
+    def _close_commit_phase(self, rec: _Task) -> list[Command]:
+        assert rec.assignment is not None
+        rec.state = "Verifying"
+        return [RequestReveal(task_cid=rec.task.cid, worker=rec.assignment.worker)]
+
+    def _on_reveal(self, rec: _Task, receipt: ExecutionReceipt, now: int) -> list[Command]:
+        assert rec.assignment is not None
+        if receipt.worker != rec.assignment.worker:
+            raise ProtocolError(f"{receipt.worker} is not the assigned worker of this task")
+        if rec.receipt is not None:
+            raise ProtocolError("the worker already revealed its receipt")
+        commitment = rec.commitments[receipt.worker]
+        if commitment.commitment != receipt.result_commitment:
+            raise ProtocolError("the receipt does not open the worker's commitment")
+        pin = self.policy(rec.task.federation).engine_pin
+        if pin and receipt.summary.engine != pin:
+            raise ProtocolError(f"engine {receipt.summary.engine!r} is not the pinned {pin!r}")
+        cmd = self._commit([receipt])
+        rec.receipt = receipt
+        out: list[Command] = [cmd]
+        for v in rec.verifiers:
+            if v in rec.commitments:
+                out.append(RequestVerdict(task_cid=receipt.task_cid, verifier=v, receipt=receipt))
+        if not any(v in rec.commitments for v in rec.verifiers):
+            out += self._decide(rec, now)
+        return out
+
+    def _on_verdict(self, rec: _Task, vr: VerificationReceipt, now: int) -> list[Command]:
+        if vr.verifier not in rec.verifiers:
+            raise ProtocolError(f"{vr.verifier} is not a verifier of this task")
+        if vr.verifier in rec.verdicts:
+            raise ProtocolError(f"{vr.verifier} already voted on this task (double vote)")
+        own = rec.commitments.get(vr.verifier)
+        if own is None:
+            raise ProtocolError(f"{vr.verifier} did not commit before the reveal; vote refused")
+        if rec.receipt is None or vr.receipt_cid != rec.receipt.cid:
+            raise ProtocolError("the verdict is not about the worker's revealed receipt")
+        if vr.output_cid is not None:
+            opened = result_commitment(vr.task_cid, vr.verifier, vr.output_cid, vr.salt)
+            if opened != own.commitment:
+                raise ProtocolError("the verdict does not open the verifier's own commitment")
+            if vr.approved != (vr.output_cid == rec.receipt.output_cid):
+                raise ProtocolError("approved must say whether the verifier's output matches")
+        elif vr.approved:
+            raise ProtocolError("a verifier without an output cannot approve")
+        pin = self.policy(rec.task.federation).engine_pin
+        if pin and vr.engine != pin:
+            raise ProtocolError(f"verifier engine {vr.engine!r} is not the pinned {pin!r}")
+        cmd = self._commit([vr])
+        rec.verdicts[vr.verifier] = vr
+        out: list[Command] = [cmd]
+        waiting = [v for v in rec.verifiers if v in rec.commitments and v not in rec.verdicts]
+        commit_closed = rec.state == "Verifying" or all(v in rec.commitments for v in rec.verifiers)
+        if not waiting and commit_closed:
+            out += self._decide(rec, now)
+        return out
+
+    # --- timeouts ---
+    def _on_execution_timeout(self, rec: _Task, _ev: TimeoutFired, now: int) -> list[Command]:
+        return self._worker_failed(rec, now, "execution", "no commitment in time")
+
+    def _on_verification_timeout(self, rec: _Task, _ev: TimeoutFired, now: int) -> list[Command]:
+        rec.timers.pop("verification", None)
+        if rec.state == "Executed":  # some verifiers never committed: reveal anyway
+            out = self._close_commit_phase(rec)
+            timeout = self.policy(rec.task.federation).verification_quorum.verification_timeout
+            return [*out, self._timer(rec, "verification", now + timeout * 1000)]
+        if rec.receipt is None:
+            return self._worker_failed(rec, now, "reveal", "committed but never revealed")
+        return self._decide(rec, now)
+
+    def _on_deadline(self, rec: _Task, _ev: TimeoutFired, now: int) -> list[Command]:
+        return self._expire(rec, now, [], "deadline passed")
+
+    def _worker_failed(self, rec: _Task, now: int, stage: str, why: str) -> list[Command]:
+        assert rec.assignment is not None
+        worker = rec.assignment.worker
+        policy = self.policy(rec.task.federation)
+        expired = self._sign(
+            TaskExpired(
+                authority=self.authority.did,
+                task_cid=rec.task.cid,
+                stage=stage,
+                worker=worker,
+                reason=why,
+                timestamp=now,
+                parents=(rec.assignment.cid,),
+            )
+        )
+        events: list[Model] = [expired]
+        slash = self._slash(worker, policy.penalties.no_show_percentage, rec, "no_show", now)
+        events += slash
+        rec.state = "Reassigned"
+        return self._assign(rec, now, events)
+
+    # --- decisions and settlement ---
+    def _decide(self, rec: _Task, now: int) -> list[Command]:
+        policy = self.policy(rec.task.federation)
+        q = policy.verification_quorum
+        votes = {v: r.approved for v, r in rec.verdicts.items() if r.output_cid is not None}
+        decision = quorum.tally(votes, drawn=len(rec.verifiers), policy=policy)
+        if decision in ("Conflict", "Insufficient"):
+            room = q.maximum_verifiers - len(rec.verifiers)
+            if room > 0:
+                return self._escalate(rec, now, room, decision)
+            decision = "NoConsensus"
+        if decision == "Insufficient":
+            decision = "NoConsensus"
+        return self._settle(rec, now, decision, votes)
+
+    def _escalate(self, rec: _Task, now: int, room: int, why: str) -> list[Command]:
+        assert rec.assignment is not None
+        policy = self.policy(rec.task.federation)
+        candidates = self._verifier_candidates(
+            rec, rec.assignment.worker, policy, now, rec.verifiers
+        )
+        seed = self._draw_seed(rec, f"a{rec.attempt}d{len(rec.verifiers)}")
+        extra = selection.draw_verifiers(seed, candidates, room)
+        if not extra:
+            votes = {v: r.approved for v, r in rec.verdicts.items() if r.output_cid is not None}
+            return self._settle(rec, now, "NoConsensus", votes)
+        dispute = self._sign(
+            EscrowDispute(
+                authority=self.authority.did,
+                task_cid=rec.task.cid,
+                reason="conflicting verdicts" if why == "Conflict" else "too few verdicts",
+                extra_verifiers=tuple(extra),
+                timestamp=now,
+                parents=(rec.assignment.cid,),
+            )
+        )
+        cmd = self._commit([dispute])
+        rec.state = "Disputed"
+        rec.disputed = True
+        rec.verifiers = (*rec.verifiers, *extra)
+        out: list[Command] = [cmd]
+        if rec.private:
+            out.append(
+                SealKey(
+                    task_cid=rec.task.cid, input_cid=rec.task.input_cid, recipients=tuple(extra)
+                )
+            )
+        out += [
+            RunVerification(task=rec.task, verifier=v, assignment=rec.assignment) for v in extra
+        ]
+        timeout = policy.verification_quorum.verification_timeout
+        out.append(self._timer(rec, "verification", now + timeout * 1000))
+        return out
+
+    def _slash(
+        self, account: str, percentage: int, rec: _Task, offence: str, now: int
+    ) -> list[Model]:
+        amount = self.books.bonded(account) * percentage // 100
+        if amount <= 0:
+            return []
+        return [
+            self._sign(
+                StakeSlashed(
+                    authority=self.authority.did,
+                    account=account,
+                    recipient=rec.task.federation,
+                    amount=amount,
+                    task_cid=rec.task.cid,
+                    offence=offence,  # type: ignore[arg-type]
+                    timestamp=now,
+                    parents=(rec.task.cid,),
+                )
+            )
+        ]
+
+    def _settle(self, rec: _Task, now: int, decision: str, votes: dict[str, bool]) -> list[Command]:
+        assert rec.assignment is not None and rec.receipt is not None
+        task, receipt, policy = rec.task, rec.receipt, self.policy(rec.task.federation)
+        worker = rec.assignment.worker
+        if decision == "Accepted":
+            with_q = sorted(v for v, ok in votes.items() if ok)
+            against = sorted(v for v, ok in votes.items() if not ok)
+        elif decision == "Rejected":
+            with_q = sorted(v for v, ok in votes.items() if not ok)
+            against = sorted(v for v, ok in votes.items() if ok)
+        else:
+            with_q, against = [], []
+        assert rec.worker_committed_at is not None
+        on_time = rec.worker_committed_at <= rec.assignment.due_at
+        quality_ppm = round(receipt.summary.contribution_score * 1_000_000)
+        decided = self._sign(
+            QuorumReached(
+                authority=self.authority.did,
+                task_cid=task.cid,
+                outcome=decision,  # type: ignore[arg-type]
+                output_cid=receipt.output_cid if decision == "Accepted" else None,
+                approvals=tuple(rec.verdicts[v].cid for v in sorted(votes) if votes[v]),
+                rejections=tuple(rec.verdicts[v].cid for v in sorted(votes) if not votes[v]),
+                worker=worker,
+                with_quorum=tuple(with_q),
+                against_quorum=tuple(against),
+                quality_ppm=quality_ppm,
+                on_time=on_time,
+                timestamp=now,
+                parents=(receipt.cid,),
+            )
+        )
+        escrow_row = self.books.escrow(task.cid)
+        assert escrow_row is not None
+        if decision == "Accepted":
+            payouts = escrow.settle_accepted(
+                fee=escrow_row["amount"],
+                price=rec.assignment.price,
+                publisher=task.publisher,
+                worker=worker,
+                treasury=task.federation,
+                verifiers=[
+                    (v, max(1, int(self._reputation(v, now, policy) * 1_000_000))) for v in with_q
+                ],
+                policy=policy,
+                on_time=on_time,
+                quality_ppm=quality_ppm,
+            )
+            final_state = "Completed"
+        else:
+            payouts = escrow.refund_payouts(fee=escrow_row["amount"], publisher=task.publisher)
+            final_state = "Failed"
+        events: list[Model] = [decided, *self._escrow_final(rec, final_state, decision, now)]
+        events.append(self._reward(rec, payouts, policy, now, decided))
+        if decision == "Rejected":
+            events += self._slash(
+                worker, policy.penalties.wrong_result_percentage, rec, "wrong_result", now
+            )
+        for v in against:
+            events += self._slash(v, policy.penalties.wrong_vote_percentage, rec, "wrong_vote", now)
+        return self._finish(rec, events)
+
+    def _escrow_final(self, rec: _Task, to_state: str, reason: str, now: int) -> list[Model]:
+        row = self.books.escrow(rec.task.cid)
+        assert row is not None
+        return [
+            self._sign(
+                EscrowStateChanged(
+                    authority=self.authority.did,
+                    task_cid=rec.task.cid,
+                    from_state=row["state"],
+                    to_state=to_state,  # type: ignore[arg-type]
+                    amount=row["amount"],
+                    reason=reason,
+                    timestamp=now,
+                    parents=(rec.task.cid,),
+                )
+            )
+        ]
+
+    def _reward(
+        self, rec: _Task, payouts: list[Any], policy: MeshPolicy, now: int, parent: Model
+    ) -> Model:
+        return self._sign(
+            RewardDistributed(
+                authority=self.authority.did,
+                task_cid=rec.task.cid,
+                total=sum(p.amount for p in payouts),
+                payouts=tuple(payouts),
+                policy_cid=policy.cid,
+                timestamp=now,
+                parents=(parent.cid,),
+            )
+        )
+
+    def _expire(self, rec: _Task, now: int, events: list[Model], why: str) -> list[Command]:
+        policy = self.policy(rec.task.federation)
+        expired = self._sign(
+            TaskExpired(
+                authority=self.authority.did,
+                task_cid=rec.task.cid,
+                stage="deadline",
+                reason=why,
+                timestamp=now,
+                parents=(rec.task.cid,),
+            )
+        )
+        row = self.books.escrow(rec.task.cid)
+        assert row is not None
+        batch = [*events, expired, *self._escrow_final(rec, "Expired", why, now)]
+        payouts = escrow.refund_payouts(fee=row["amount"], publisher=rec.task.publisher)
+        batch.append(self._reward(rec, payouts, policy, now, expired))
+        return self._finish(rec, batch)
+
+    def _finish(self, rec: _Task, events: list[Model]) -> list[Command]:
+        cmd = self._commit(events)
+        if rec.assignment is not None:
+            self._release(rec.assignment.worker)
+        rec.state = "Settled"
+        rec.timers.clear()
+        return [cmd]

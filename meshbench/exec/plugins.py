@@ -1,0 +1,169 @@
+"""Executor and validator plug-ins, found through entry points.
+
+An executor runs a task and returns an :class:`ExecutionResult`; a validator decides whether
+a verifier's re-execution confirms a worker's claimed result. Both are looked up by name in
+the entry point groups ``meshbench.executors`` and ``meshbench.validators``; the built-in
+``wasm`` executor and ``exact`` validator register themselves there (``pyproject.toml``), and
+packages under ``extensions/`` add more (a GPU executor with a tolerance validator, say).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib.metadata import entry_points
+from typing import Any, Final, Protocol, runtime_checkable
+
+from meshbench.core.encoding import CID, blob_cid
+from meshbench.core.errors import MeshError
+from meshbench.core.types import CapabilityScope, ExecutionSummary
+
+__all__ = [
+    "EXECUTOR_GROUP",
+    "VALIDATOR_GROUP",
+    "ExactCIDValidator",
+    "ExecutionResult",
+    "Executor",
+    "Validator",
+    "executor_names",
+    "load_executor",
+    "load_validator",
+    "validator_names",
+]
+
+EXECUTOR_GROUP: Final = "meshbench.executors"
+VALIDATOR_GROUP: Final = "meshbench.validators"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionResult:
+    """What one execution produced. ``output``/``output_cid`` is the result that counts."""
+
+    output: bytes
+    stdout: bytes
+    stderr: bytes
+    exit_code: int
+    summary: ExecutionSummary
+    #: ``(level, message)`` lines the guest sent through ``env.log``.
+    logs: tuple[tuple[int, str], ...] = field(default=())
+
+    @cached_property
+    def output_cid(self) -> CID:
+        """The raw CID of ``output`` (computed on first use)."""
+        return blob_cid(self.output)
+
+    def to_jsonable(self) -> dict[str, Any]:
+        s = self.summary
+        return {
+            "output_cid": str(self.output_cid),
+            "output_bytes": len(self.output),
+            "exit_code": self.exit_code,
+            "fuel_used": s.fuel_used,
+            "peak_memory_bytes": s.peak_memory_bytes,
+            "wall_time_s": s.wall_time_us / 1e6,
+            "io_bytes": s.io_bytes,
+            "engine": s.engine,
+            "stderr": self.stderr.decode("utf-8", "replace"),
+            "logs": [list(entry) for entry in self.logs],
+        }
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs a module on an input within a CapabilityScope, deterministically."""
+
+    name: str
+
+    def run(
+        self,
+        wasm: bytes,
+        input: bytes = b"",
+        *,
+        args: tuple[str, ...] = (),
+        dirs: Mapping[str, Any] | None = None,
+        scope: CapabilityScope = ...,
+        seed: bytes = ...,
+        output: str = "stdout",
+    ) -> ExecutionResult: ...
+
+
+@runtime_checkable
+class Validator(Protocol):
+    """Decides whether a re-execution confirms a claimed result."""
+
+    name: str
+
+    def confirms(
+        self,
+        claimed_output_cid: CID,
+        claimed: ExecutionSummary,
+        recomputed: ExecutionResult,
+    ) -> tuple[bool, str]:
+        """``(approved, reason)``; the reason is empty when approved."""
+        ...
+
+
+class ExactCIDValidator:
+    """The default validator: the outputs' CIDs must be equal.
+
+    Fuel is compared too, but only when both sides ran the same engine identity (fuel counts
+    differ between wasmtime versions; outputs must not).
+    """
+
+    name = "exact"
+
+    def confirms(
+        self,
+        claimed_output_cid: CID,
+        claimed: ExecutionSummary,
+        recomputed: ExecutionResult,
+    ) -> tuple[bool, str]:
+        if claimed_output_cid != recomputed.output_cid:
+            return False, f"output {claimed_output_cid} != recomputed {recomputed.output_cid}"
+        mine = recomputed.summary
+        if claimed.engine and claimed.engine == mine.engine and claimed.fuel_used != mine.fuel_used:
+            return (
+                False,
+                f"fuel {claimed.fuel_used} != recomputed {mine.fuel_used} on {mine.engine}",
+            )
+        return True, ""
+
+
+def _group(group: str) -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=group)}
+
+
+def executor_names() -> list[str]:
+    return sorted(_group(EXECUTOR_GROUP))
+
+
+def validator_names() -> list[str]:
+    return sorted(_group(VALIDATOR_GROUP))
+
+
+def load_executor(name: str = "wasm", **kwargs: Any) -> Executor:
+    """Instantiate the executor plug-in ``name`` (``kwargs`` go to its constructor)."""
+    eps = _group(EXECUTOR_GROUP)
+    if name not in eps:
+        raise MeshError(
+            f"no executor plug-in {name!r} (installed: {', '.join(sorted(eps)) or 'none'}); "
+            "is the package that provides it installed?"
+        )
+    executor = eps[name].load()(**kwargs)
+    if not isinstance(executor, Executor):
+        raise MeshError(f"executor plug-in {name!r} does not implement the Executor protocol")
+    return executor
+
+
+def load_validator(name: str = "exact") -> Validator:
+    """Instantiate the validator plug-in ``name``."""
+    eps = _group(VALIDATOR_GROUP)
+    if name not in eps:
+        raise MeshError(
+            f"no validator plug-in {name!r} (installed: {', '.join(sorted(eps)) or 'none'})"
+        )
+    validator = eps[name].load()()
+    if not isinstance(validator, Validator):
+        raise MeshError(f"validator plug-in {name!r} does not implement the Validator protocol")
+    return validator

@@ -1,0 +1,236 @@
+"""The participant side of the protocol: what a worker or verifier does when asked.
+
+A :class:`WorkerAgent` lives wherever its machine is (a Dask worker process, a thread of the
+node, a libp2p peer). It makes offers for tasks its hardware can run, executes tasks under
+the deterministic executor, commits to results before anyone reveals, reveals when the
+commit phase closes, and judges a worker's receipt by its own re-execution. Its secrets
+(salts, outputs between commit and reveal) never leave it before they are due. The signed
+commit-reveal objects themselves are made by :class:`~meshbench.core.participant.Participant`.
+
+``behaviour`` exists for demos and simulations of dishonest peers: ``honest``, ``wrong``
+(reports a wrong output as worker, honest as verifier) or ``lazy`` (skips the work and
+reports the input as its output). A dishonest agent still signs with its own key, so the
+protocol catches it by re-execution, not by trusting anyone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from meshbench.core.encoding import CID, blob_cid
+from meshbench.core.errors import DecryptionError, ExecutionError, InvalidModule
+from meshbench.core.events import StakeRequest
+from meshbench.core.identity import Identity
+from meshbench.core.participant import Participant
+from meshbench.core.types import (
+    ComputeOffer,
+    ExecutionReceipt,
+    ExecutionSummary,
+    HardwareProfile,
+    PeerInfo,
+    ResultCommitment,
+    TaskIntent,
+    VerificationReceipt,
+)
+
+__all__ = ["Behaviour", "CostModel", "WorkerAgent", "error_output"]
+
+Behaviour = Literal["honest", "wrong", "lazy"]
+BEHAVIOURS: Final = ("honest", "wrong", "lazy")
+
+
+def error_output(exc: ExecutionError) -> bytes:
+    """The result of a task that failed deterministically (out of fuel, trap, ...).
+
+    Such a failure is a result like any other: every honest re-execution reaches the same
+    error, so verifiers can confirm it and the worker is paid for the work it did.
+    """
+    return f"meshbench-error {type(exc).__name__}\n".encode()
+
+
+@dataclass(frozen=True, kw_only=True)
+class CostModel:
+    """How a worker prices its offers: a base plus a price per million fuel units (cycles)."""
+
+    base: int = 50
+    per_million_cycles: int = 10
+    #: Estimated cycles per millisecond of this machine, for the ETA.
+    cycles_per_ms: int = 200_000
+
+    def cost(self, task: TaskIntent) -> int:
+        return self.base + -(-task.scope.cpu_cycles * self.per_million_cycles // 1_000_000)
+
+    def eta_ms(self, task: TaskIntent) -> int:
+        return 2_000 + task.scope.cpu_cycles // self.cycles_per_ms
+
+
+class WorkerAgent:
+    """One mesh participant's worker and verifier roles."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        federation: str,
+        hardware: HardwareProfile,
+        *,
+        executor: object | None = None,
+        cost: CostModel | None = None,
+        behaviour: Behaviour = "honest",
+        capacity: int = 1,
+    ) -> None:
+        if behaviour not in BEHAVIOURS:
+            raise ValueError(f"behaviour must be one of {BEHAVIOURS}, not {behaviour!r}")
+        self.identity = identity
+        self.did = identity.did
+        self.federation = federation
+        self.hardware = hardware
+        self.cost = cost or CostModel()
+        self.behaviour = behaviour
+        self.capacity = capacity
+        self._executor = executor
+        # the commit-reveal objects are made by the core's Participant, with exactly the
+        # rules the authority checks; the agent keeps the output bytes until they are due
+        self.participant = Participant(identity)
+        self._outputs: dict[CID, bytes] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def executor(self):  # noqa: ANN201  (WasmExecutor; imported lazily: wasmtime is heavy)
+        if self._executor is None:
+            from meshbench.exec.wasm import WasmExecutor
+
+            self._executor = WasmExecutor()
+        return self._executor
+
+    # --- membership ------------------------------------------------------------------
+    def peer_info(self, now_ms: int, *, addresses: tuple[str, ...] = ()) -> PeerInfo:
+        return PeerInfo(
+            did=self.did,
+            federation=self.federation,
+            hardware=self.hardware,
+            addresses=addresses,
+            updated_at=now_ms,
+        ).sign(self.identity)
+
+    def stake_request(self, amount: int, now_ms: int, *, nonce: int = 0) -> StakeRequest:
+        return StakeRequest(
+            account=self.did,
+            federation=self.federation,
+            action="bond",
+            amount=amount,
+            nonce=nonce,
+            timestamp=now_ms,
+        ).sign(self.identity)
+
+    # --- offers ----------------------------------------------------------------------
+    def offer(self, task: TaskIntent, now_ms: int) -> ComputeOffer | None:
+        """An offer for ``task``, or None when this machine cannot run it at the fee."""
+        if not self.hardware.satisfies(task.scope) or task.publisher == self.did:
+            return None
+        cost = self.cost.cost(task)
+        if cost > task.fee:
+            return None
+        return ComputeOffer(
+            task_cid=task.cid,
+            worker=self.did,
+            federation=self.federation,
+            cost=cost,
+            capacity=self.capacity,
+            eta_ms=self.cost.eta_ms(task),
+            hardware=self.hardware,
+            created_at=now_ms,
+            parents=(task.cid,),
+        ).sign(self.identity)
+
+    # --- executing and committing ----------------------------------------------------
+    def execute(
+        self,
+        task: TaskIntent,
+        wasm: bytes,
+        data: bytes,
+        now_ms: int,
+        *,
+        role: str,
+        envelope: bytes | None = None,
+    ) -> ResultCommitment:
+        """Run ``task`` (as ``worker`` or ``verifier``) and commit to the result.
+
+        A private task's ``data`` is the ciphertext; ``envelope`` (an
+        :class:`~meshbench.store.blobs.EncryptedBlob` whose key the publisher sealed to this
+        peer when it was chosen) opens it here and nowhere else.
+        """
+        if envelope is not None:
+            data = self._open_private(task, data, envelope)
+            output, summary, exit_code = self._run(task, wasm, data, role, private=True)
+        else:
+            output, summary, exit_code = self._run(task, wasm, data, role)
+        if role == "worker" and self.behaviour == "wrong":
+            output = hashlib.sha256(b"wrong" + output).digest()
+        with self._lock:
+            self.participant.forget(task.cid)  # a new assignment asks for a fresh commitment
+            self._outputs[task.cid] = output
+            return self.participant.commit(
+                task.cid, blob_cid(output), now_ms, summary=summary, exit_code=exit_code
+            )
+
+    def _open_private(self, task: TaskIntent, ciphertext: bytes, envelope: bytes) -> bytes:
+        from meshbench.core.model import decode_object
+        from meshbench.store.blobs import EncryptedBlob, decrypt
+
+        env = decode_object(envelope)
+        if not isinstance(env, EncryptedBlob) or env.ciphertext_cid != task.input_cid:
+            raise DecryptionError("the envelope does not belong to this task's input")
+        return decrypt(ciphertext, env, self.identity)
+
+    def _run(
+        self, task: TaskIntent, wasm: bytes, data: bytes, role: str, *, private: bool = False
+    ) -> tuple[bytes, ExecutionSummary, int]:
+        if role == "worker" and self.behaviour == "lazy":
+            return data, ExecutionSummary(fuel_used=0, peak_memory_bytes=0, wall_time_us=0), 0
+        try:
+            if private:  # the input CID is the ciphertext's: check the module, run the plaintext
+                if blob_cid(wasm) != task.wasm_cid:
+                    raise InvalidModule(f"the module bytes do not hash to {task.wasm_cid}")
+                result = self.executor.run(
+                    self.executor.load(wasm, task.wasm_cid),
+                    data,
+                    args=task.args,
+                    scope=task.scope,
+                    seed=task.seed,
+                    output=task.output,
+                )
+            else:
+                result = self.executor.run_task(task, wasm, data)
+        except ExecutionError as exc:
+            summary = ExecutionSummary(
+                fuel_used=exc.fuel_used or 0,
+                peak_memory_bytes=0,
+                wall_time_us=0,
+                engine=self.executor.engine,
+            )
+            return error_output(exc), summary, -1
+        return result.output, result.summary, result.exit_code
+
+    def reveal(self, task_cid: CID, now_ms: int) -> tuple[ExecutionReceipt, bytes]:
+        """Open the worker commitment: the signed receipt, and the output bytes."""
+        with self._lock:
+            receipt = self.participant.reveal(task_cid, now_ms)
+            output = self._outputs.pop(task_cid, b"")
+            self.participant.forget(task_cid)
+        return receipt, output
+
+    def verdict(self, task_cid: CID, receipt: ExecutionReceipt, now_ms: int) -> VerificationReceipt:
+        """Judge ``receipt`` by this verifier's own committed re-execution."""
+        with self._lock:
+            verdict = self.participant.verdict(task_cid, receipt, now_ms)
+            self._outputs.pop(task_cid, None)
+            self.participant.forget(task_cid)
+        return verdict
+
+    def forget(self, task_cid: CID) -> None:
+        with self._lock:
+            self._outputs.pop(task_cid, None)
+            self.participant.forget(task_cid)

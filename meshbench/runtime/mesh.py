@@ -1,0 +1,563 @@
+"""The notebook API: ``Mesh.local(workers=4)``, ``Mesh.connect(address)``, ``mesh.publish``.
+
+A :class:`Mesh` is a ledger-authority node (:class:`~meshbench.runtime.node.MeshNode`) with
+its workers on a Dask cluster (a ``LocalCluster`` it starts, or one it connects to), a
+publisher identity funded by the faucet, and Polars views of its ledger. Example::
+
+    import meshbench
+    mesh = meshbench.Mesh.local(workers=4)
+    task = mesh.publish(wasm="datasets/wasm/sha256.wasm", input=b"hello", fee=100, verifiers=3)
+    task.result().output       # verified by three independent re-executions
+    mesh.payouts()             # a Polars DataFrame
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from meshbench.core.encoding import CID, parse_cid
+from meshbench.core.errors import ProtocolError
+from meshbench.core.events import MeshPolicyActivated, RewardDistributed
+from meshbench.core.identity import Identity
+from meshbench.core.policy import MeshPolicy, MeshPolicyFragment
+from meshbench.core.protocol import Faucet
+from meshbench.core.types import (
+    CapabilityScope,
+    ExecutionReceipt,
+    HardwareProfile,
+    TaskIntent,
+    VerificationReceipt,
+)
+from meshbench.runtime.agent import Behaviour, WorkerAgent
+from meshbench.runtime.backends import InProcessBackend, WorkerBackend
+from meshbench.runtime.node import MeshNode, TaskRecord
+from meshbench.store.frames import LedgerFrames
+from meshbench.store.keystore import Keystore
+from meshbench.store.sealing import seal_to
+
+__all__ = ["Mesh", "TaskHandle", "TaskResult"]
+
+WORKER_FUNDS = 1_000
+WORKER_BOND = 200
+PUBLISHER_FUNDS = 1_000_000
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """The verified outcome of a task."""
+
+    task_cid: CID
+    outcome: str
+    output: bytes | None
+    receipt: ExecutionReceipt | None
+    verifications: tuple[VerificationReceipt, ...]
+    settlement: RewardDistributed | None
+
+    @property
+    def accepted(self) -> bool:
+        return self.outcome == "Accepted"
+
+    @property
+    def output_cid(self) -> CID | None:
+        return None if self.receipt is None else self.receipt.output_cid
+
+    def _repr_html_(self) -> str:
+        pays = ""
+        if self.settlement is not None:
+            pays = ", ".join(f"{p.role} {p.amount}" for p in self.settlement.payouts)
+        approvals = sum(v.approved for v in self.verifications)
+        return (
+            f"<div><b>TaskResult</b> <code>{self.task_cid}</code>: <b>{self.outcome}</b>, "
+            f"{approvals}/{len(self.verifications)} verifiers approved; paid: "
+            f"{html.escape(pays) or 'nothing'}<br>output: "
+            f"<code>{html.escape(repr((self.output or b'')[:80]))}</code></div>"
+        )
+
+
+class TaskHandle:
+    """A published task: live ``state``, and ``result()`` once it has settled."""
+
+    def __init__(self, mesh: Mesh, record: TaskRecord) -> None:
+        self._mesh = mesh
+        self._record = record
+        self.task = record.task
+        self.cid = record.task.cid
+
+    @property
+    def state(self) -> str:
+        return self._mesh.node.state_of(self.cid)
+
+    def done(self) -> bool:
+        return self._record.done.is_set()
+
+    def result(self, timeout: float | None = 120) -> TaskResult:
+        if not self._record.done.wait(timeout):
+            raise TimeoutError(f"task {self.cid} is still {self.state} after {timeout} s")
+        r = self._record
+        return TaskResult(
+            task_cid=self.cid,
+            outcome=r.outcome or "Expired",
+            output=r.output if r.outcome == "Accepted" else None,
+            receipt=r.receipt,
+            verifications=tuple(r.verdicts),
+            settlement=r.settlement,
+        )
+
+    def __repr__(self) -> str:
+        return f"TaskHandle({self.cid}, {self.state})"
+
+    def _repr_html_(self) -> str:
+        return f"<div><b>Task</b> <code>{self.cid}</code>: {html.escape(self.state)}</div>"
+
+
+class Mesh:
+    """A mesh you can publish tasks to, with its ledger as Polars frames."""
+
+    def __init__(
+        self,
+        node: MeshNode,
+        *,
+        publisher: Identity,
+        data_dir: Path,
+        client: Any = None,
+        cluster: Any = None,
+    ) -> None:
+        self.node = node
+        self.publisher = publisher
+        self.data_dir = data_dir
+        self.client = client
+        self.cluster = cluster
+        self.frames = LedgerFrames(node.ledger_path)
+        self._nonce = 0
+        self.net: Any = None
+        self._funded: set[str] = set()
+
+    # --- construction --------------------------------------------------------------------
+    @classmethod
+    def local(
+        cls,
+        workers: int = 4,
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
+        behaviours: Mapping[int, Behaviour] | None = None,
+        threads_per_worker: int = 1,
+        processes: bool = True,
+        memory_limit: str = "2GiB",
+        policy: MeshPolicyFragment | Mapping[str, Any] | None = None,
+        batching: bool = True,
+    ) -> Mesh:
+        """Start a Dask ``LocalCluster`` of ``workers`` mesh workers on this machine.
+
+        ``batching`` groups the executions, reveals and verdicts that pile up for one worker
+        into one Dask call (see :class:`~meshbench.runtime.dask_backend.DaskBackend`).
+        """
+        from distributed import Client, LocalCluster
+
+        if workers < 2:
+            raise ProtocolError("a mesh needs at least 2 workers (a worker and a verifier)")
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=threads_per_worker,
+            processes=processes,
+            memory_limit=memory_limit,
+            dashboard_address=":0",
+        )
+        client = Client(cluster)
+        try:
+            return cls._over_dask(
+                client,
+                data_dir,
+                behaviours,
+                policy,
+                cluster=cluster,
+                workers=workers,
+                batching=batching,
+            )
+        except BaseException:
+            client.close()
+            cluster.close()
+            raise
+
+    @classmethod
+    def connect(
+        cls,
+        address: str,
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
+        policy: MeshPolicyFragment | Mapping[str, Any] | None = None,
+        timeout: float = 30,
+    ) -> Mesh:
+        """Use the workers of a running Dask scheduler (``tcp://host:8786``)."""
+        from distributed import Client
+
+        try:
+            client = Client(address, timeout=timeout)
+        except OSError as exc:
+            from meshbench.core.errors import NetworkError
+
+            raise NetworkError(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
+        try:
+            n = len(client.scheduler_info()["workers"])
+            return cls._over_dask(client, data_dir, None, policy, workers=n)
+        except BaseException:
+            client.close()
+            raise
+
+    @classmethod
+    def join(
+        cls,
+        listen: str = "/ip4/127.0.0.1/tcp/0",
+        bootstrap: Iterable[str] = (),
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
+        mdns: bool = False,
+        policy: MeshPolicyFragment | Mapping[str, Any] | None = None,
+        fund_workers: bool = True,
+    ) -> Mesh:
+        """Join a libp2p mesh as the federation's ledger authority and publisher.
+
+        Workers are peers running :class:`~meshbench.runtime.p2p.WorkerService` (``python -m
+        meshbench.runtime.p2p worker --authority DID ...``). With ``fund_workers`` the node
+        funds each new worker from the faucet so it can bond (a demo federation's genesis).
+        """
+        from meshbench.net.node import Libp2pNode
+        from meshbench.runtime.p2p import P2PBackend
+        from meshbench.store.blobs import BlobStore
+
+        root = _data_dir(data_dir)
+        keys = Keystore(root / "keys")
+        authority = keys.load_or_create("node")
+        net = Libp2pNode(
+            authority, BlobStore(root / "blobs"), listen=[listen], bootstrap=list(bootstrap),
+            mdns=mdns,
+        ).start()  # fmt: skip
+        try:
+            backend = P2PBackend(net, authority)
+            mesh = cls._start(root, backend, policy, workers=0)
+        except BaseException:
+            net.close()
+            raise
+        mesh.net = net
+        node = mesh.node
+        backend.unsolicited = node._deliver(node.feed_bytes)
+        node.listeners.append(backend.gossip)
+        if fund_workers:
+            node.listeners.append(mesh._fund_new_workers)
+        return mesh
+
+    def _fund_new_workers(self, event: Any) -> None:
+        """Node listener (driver thread): genesis funds for a worker that just announced."""
+        from meshbench.core.types import PeerInfo
+
+        node = self.node
+        if isinstance(event, PeerInfo) and event.did not in self._funded:
+            self._funded.add(event.did)
+            if node.state is not None and node.state.books.balance(event.did) < WORKER_BOND:
+                node._queue.put(lambda: node.feed(Faucet(account=event.did, amount=WORKER_FUNDS)))
+
+    @classmethod
+    def in_process(
+        cls,
+        workers: int = 4,
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
+        behaviours: Mapping[int, Behaviour] | None = None,
+        policy: MeshPolicyFragment | Mapping[str, Any] | None = None,
+    ) -> Mesh:
+        """Workers as threads of this process (no Dask): for tests and quick experiments."""
+        root = _data_dir(data_dir)
+        keys = Keystore(root / "keys")
+        federation = keys.load_or_create("federation").did
+        agents = [
+            WorkerAgent(
+                keys.load_or_create(f"worker-{i}"),
+                federation,
+                HardwareProfile(memory_mb=4096),
+                behaviour=(behaviours or {}).get(i, "honest"),
+            )
+            for i in range(workers)
+        ]
+        return cls._start(root, InProcessBackend(agents), policy, workers=workers)
+
+    @classmethod
+    def _over_dask(
+        cls,
+        client: Any,
+        data_dir: str | os.PathLike[str] | None,
+        behaviours: Mapping[int, Behaviour] | None,
+        policy: MeshPolicyFragment | Mapping[str, Any] | None,
+        *,
+        cluster: Any = None,
+        workers: int,
+        batching: bool = True,
+    ) -> Mesh:
+        from meshbench.runtime.dask_backend import DaskBackend
+
+        root = _data_dir(data_dir)
+        keys = Keystore(root / "keys")
+        federation = keys.load_or_create("federation").did
+        names = [
+            str(n) for n in sorted(w["name"] for w in client.scheduler_info()["workers"].values())
+        ]
+        by_name = {names[i]: b for i, b in (behaviours or {}).items() if i < len(names)}
+        backend = DaskBackend(
+            client,
+            root / "worker-keys",
+            federation,
+            behaviours=by_name,
+            module_cache_dir=root / "module-cache",
+            batching=batching,
+        )
+        mesh = cls._start(root, backend, policy, workers=workers, client=client, cluster=cluster)
+        return mesh
+
+    @classmethod
+    def _start(
+        cls,
+        root: Path,
+        backend: WorkerBackend,
+        policy: MeshPolicyFragment | Mapping[str, Any] | None,
+        *,
+        workers: int,
+        client: Any = None,
+        cluster: Any = None,
+    ) -> Mesh:
+        keys = Keystore(root / "keys")
+        authority = keys.load_or_create("node")
+        federation = keys.load_or_create("federation").did
+        publisher = keys.load_or_create("publisher")
+        node = MeshNode(root, backend, authority=authority, federation=federation)
+        node.sealer = lambda envelope, recipients: seal_to(envelope, publisher, recipients)
+        node.start()
+        mesh = cls(node, publisher=publisher, data_dir=root, client=client, cluster=cluster)
+        try:
+            mesh._set_up(workers, policy)
+        except BaseException:
+            mesh.close()
+            raise
+        return mesh
+
+    def _set_up(self, workers: int, policy: MeshPolicyFragment | Mapping[str, Any] | None) -> None:
+        updates: dict[str, Any] = {}
+        if workers > 0 and workers - 1 < MeshPolicy().verification_quorum.minimum_verifiers:
+            updates["verification_quorum"] = {"minimum_verifiers": workers - 1}
+        if policy is not None:
+            extra = policy.updates if isinstance(policy, MeshPolicyFragment) else dict(policy)
+            updates = {**updates, **extra}
+        if updates:
+            self.set_policy(MeshPolicyFragment(updates=updates))
+        node = self.node
+        infos = node.backend.describe(node.clock())
+        for info in infos:
+            node.submit_bytes(info)
+        bonded = node.call(lambda: {d: node.state.books.bonded(d) for d in node.state.peers})
+        need = [d for d, b in bonded.items() if b < WORKER_BOND]
+        for did in need:
+            node.mint(did, WORKER_FUNDS, memo="worker genesis")
+        if need:
+            for req in node.backend.stake_requests(WORKER_BOND, node.clock()):
+                node.submit_bytes(req)
+        if node.balance(self.publisher.did) < PUBLISHER_FUNDS // 2:
+            node.mint(self.publisher.did, PUBLISHER_FUNDS, memo="publisher faucet")
+
+    def set_policy(self, fragment: MeshPolicyFragment) -> MeshPolicy:
+        """Activate ``fragment`` on this (ungoverned) mesh's policy, without a restart."""
+        node = self.node
+
+        def work() -> MeshPolicy:
+            assert node.state is not None
+            current = node.state.books.policy_for(node.federation)
+            if current.federation is None:
+                current = MeshPolicy(federation=node.federation)
+            new = current.apply(fragment)
+            ev = MeshPolicyActivated(
+                authority=node.authority.did,
+                policy_cid=new.cid,
+                federation_did=node.federation,
+                policy_version=new.policy_version,
+                previous_policy_cid=new.previous_policy_cid,
+                policy=new,
+                timestamp=node.clock(),
+            ).sign(node.authority)
+            node.state.books.apply(ev)
+            node._ledger.append(ev)
+            return new
+
+        return node.call(work)
+
+    @property
+    def policy(self) -> MeshPolicy:
+        return self.node.call(lambda: self.node.state.books.policy_for(self.node.federation))
+
+    # --- publishing ----------------------------------------------------------------------
+    def publish(
+        self,
+        wasm: bytes | str | os.PathLike[str] | CID,
+        input: bytes | str | os.PathLike[str] | CID = b"",
+        *,
+        fee: int = 100,
+        verifiers: int = 3,
+        scope: CapabilityScope | None = None,
+        args: Iterable[str] = (),
+        output: str = "stdout",
+        deadline_s: float = 120,
+        private: bool = False,
+    ) -> TaskHandle:
+        """Publish a task: ``wasm`` is bytes, a file path or a CID already stored; ``input``
+        is bytes, a file path (``Path``), text (``str``) or a CID already stored.
+
+        ``private=True`` stores the input encrypted (sealed to the publisher only); its key
+        is sealed to the chosen worker and verifiers at the moment they are chosen.
+        """
+        wasm_cid = self._blob(wasm, text_is_path=True)
+        envelope = None
+        if private:
+            data = self.node.blobs.get(self._blob(input, text_is_path=False))
+            envelope = self.node.blobs.put_encrypted(data, [self.publisher.did])
+            input_cid = envelope.ciphertext_cid
+        else:
+            input_cid = self._blob(input, text_is_path=False)
+        now = self.node.clock()
+        self._nonce += 1
+        task = TaskIntent(
+            publisher=self.publisher.did,
+            federation=self.node.federation,
+            wasm_cid=wasm_cid,
+            input_cid=input_cid,
+            fee=fee,
+            verifier_count=verifiers,
+            scope=scope or CapabilityScope(),
+            args=tuple(args),
+            output=output,
+            created_at=now,
+            deadline=now + int(deadline_s * 1000),
+            nonce=time.time_ns() + self._nonce,
+        ).sign(self.publisher)
+        return TaskHandle(self, self.node.publish(task, envelope=envelope))
+
+    def _blob(self, value: Any, *, text_is_path: bool) -> CID:
+        store = self.node.blobs
+        if isinstance(value, CID):
+            if not store.has(value):
+                raise ProtocolError(f"the blob {value} is not in this mesh's store")
+            return value
+        if isinstance(value, bytes | bytearray | memoryview):
+            return store.put(bytes(value))
+        if isinstance(value, str) and value.startswith("bafk") and not Path(value).exists():
+            return self._blob(parse_cid(value, codec="raw"), text_is_path=text_is_path)
+        if isinstance(value, os.PathLike) or (isinstance(value, str) and text_is_path):
+            path = Path(value)
+            if not path.is_file():
+                raise ProtocolError(f"no such file: {path}")
+            return store.put_file(path)
+        if isinstance(value, str):
+            return store.put(value.encode())
+        raise TypeError(f"cannot publish a {type(value).__name__} as a blob")
+
+    def map(
+        self,
+        wasm: bytes | str | os.PathLike[str] | CID,
+        inputs: Iterable[bytes | str | os.PathLike[str] | CID],
+        *,
+        progress: bool = True,
+        timeout: float | None = 600,
+        **kwargs: Any,
+    ) -> list[TaskHandle]:
+        """Publish one task per input and wait for all of them (with a progress bar)."""
+        handles = [self.publish(wasm, x, **kwargs) for x in inputs]
+        from tqdm.auto import tqdm
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with tqdm(total=len(handles), disable=not progress, desc="tasks") as bar:
+            for h in handles:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                h.result(timeout=left)
+                bar.update(1)
+        return handles
+
+    # --- frames ----------------------------------------------------------------------------
+    def events(self) -> pl.DataFrame:
+        return self.frames.events()
+
+    def tasks(self) -> pl.DataFrame:
+        return self.frames.tasks()
+
+    def offers(self) -> pl.DataFrame:
+        return self.frames.offers()
+
+    def receipts(self) -> pl.DataFrame:
+        return self.frames.receipts()
+
+    def escrow(self) -> pl.DataFrame:
+        return self.frames.escrow()
+
+    def payouts(self) -> pl.DataFrame:
+        return self.frames.payouts()
+
+    def reputation(self) -> pl.DataFrame:
+        return self.frames.reputation()
+
+    def balances(self) -> pl.DataFrame:
+        return self.frames.balances()
+
+    @property
+    def dashboard_link(self) -> str | None:
+        return getattr(self.client, "dashboard_link", None)
+
+    def rejections(self) -> pl.DataFrame:
+        rows = [
+            {"at_ms": r.at_ms, "what": r.what, "error": type(r.error).__name__,
+             "message": str(r.error)}
+            for r in self.node.rejections
+        ]  # fmt: skip
+        schema = {"at_ms": pl.Int64, "what": pl.Utf8, "error": pl.Utf8, "message": pl.Utf8}
+        return pl.DataFrame(rows, schema=schema, orient="row")
+
+    # --- life cycle ----------------------------------------------------------------------
+    def close(self) -> None:
+        self.node.close()
+        backend_close = getattr(self.node.backend, "close", None)
+        if backend_close is not None:
+            backend_close()
+        if self.net is not None:
+            self.net.close()
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    def __enter__(self) -> Mesh:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Mesh({self.node.backend.worker_count()} workers, data_dir={self.data_dir})"
+
+    def _repr_html_(self) -> str:
+        link = self.dashboard_link
+        dash = (
+            f' · <a href="{html.escape(link)}" target="_blank">Dask dashboard</a>' if link else ""
+        )
+        return (
+            f"<div><b>Mesh</b>: {self.node.backend.worker_count()} workers, federation "
+            f"<code>{self.node.federation}</code>{dash}</div>"
+        )
+
+
+def _data_dir(data_dir: str | os.PathLike[str] | None) -> Path:
+    if data_dir is not None:
+        root = Path(data_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+    return Path(tempfile.mkdtemp(prefix="meshbench-mesh-"))

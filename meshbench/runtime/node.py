@@ -1,0 +1,460 @@
+"""MeshNode: the protocol core driven with a real clock, a ledger, a blob store and workers.
+
+The node is a federation's ledger authority (and, in the embedded mesh, the publisher's
+node too). One driver thread owns the :class:`~meshbench.core.protocol.MeshState` and the
+SQLite ledger; everything else (API calls, workers' answers, timers) reaches it as work on
+its queue, so the core stays single-threaded and deterministic in what it decides.
+
+What comes back from workers arrives as bytes and is decoded with
+:func:`~meshbench.core.model.decode_object` (CID, schema, signature) before the core sees
+it. Whatever the core refuses is recorded (``node.rejections``) and changes nothing.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from meshbench.core import governance as gov
+from meshbench.core.books import Books
+from meshbench.core.encoding import CID, blob_cid
+from meshbench.core.errors import CIDMismatch, MeshError, ProtocolError
+from meshbench.core.events import QuorumReached, RewardDistributed
+from meshbench.core.identity import Identity
+from meshbench.core.model import Model, decode_object
+from meshbench.core.protocol import (
+    AppendToLedger,
+    Broadcast,
+    Command,
+    Faucet,
+    MeshState,
+    PrivateInput,
+    RequestReveal,
+    RequestVerdict,
+    RunExecution,
+    RunVerification,
+    ScheduleTimeout,
+    SealKey,
+    TimeoutFired,
+)
+from meshbench.core.types import ExecutionReceipt, TaskIntent, VerificationReceipt
+from meshbench.runtime.backends import WorkerBackend
+from meshbench.store.blobs import BlobStore, EncryptedBlob
+from meshbench.store.ledger import Ledger
+
+__all__ = ["MeshNode", "Rejection", "TaskRecord"]
+
+log = logging.getLogger("meshbench.node")
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Rejection:
+    """Something the node refused: what, from whom, and the typed error."""
+
+    at_ms: int
+    what: str
+    error: MeshError | Exception
+
+
+@dataclass
+class TaskRecord:
+    """What the node knows about one task it published, for handles and frames."""
+
+    task: TaskIntent
+    receipt: ExecutionReceipt | None = None
+    output: bytes | None = None
+    verdicts: list[VerificationReceipt] = field(default_factory=list)
+    outcome: str | None = None
+    settlement: RewardDistributed | None = None
+    #: A private task's input key envelope (sealed to the publisher, then to those chosen).
+    envelope: EncryptedBlob | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class _OfferRound:
+    expected: int
+    received: int = 0
+    token: int | None = None
+
+
+class MeshNode:
+    """A ledger authority node with its workers behind a :class:`WorkerBackend`."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        backend: WorkerBackend,
+        *,
+        authority: Identity,
+        federation: str,
+        clock: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.backend = backend
+        self.authority = authority
+        self.federation = federation
+        self.clock = clock
+        self.blobs = BlobStore(self.data_dir / "blobs")
+        self.ledger_path = self.data_dir / "ledger.sqlite"
+        self._ledger: Ledger | None = None
+        self.state: MeshState | None = None
+        self.records: dict[CID, TaskRecord] = {}
+        self.rejections: list[Rejection] = []
+        self.listeners: list[Callable[[Model], None]] = []
+        #: Seals a private input's key to recipients (set by the publisher's side).
+        self.sealer: Callable[[EncryptedBlob, tuple[str, ...]], EncryptedBlob] | None = None
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._timers: list[tuple[int, int, TimeoutFired]] = []
+        self._seq = itertools.count()
+        self._rounds: dict[CID, _OfferRound] = {}
+        self._inflight: dict[CID, tuple[bytes, bytes]] = {}
+        self._settled: list[TaskRecord] = []
+        self._answers: list[Callable[[], None]] = []
+        self._modules: dict[CID, bytes] = {}
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+
+    # --- life cycle --------------------------------------------------------------------
+    def start(self) -> MeshNode:
+        self._thread = threading.Thread(target=self._main, name="mesh-node", daemon=True)
+        self._thread.start()
+        self._started.wait()
+        if self._start_error is not None:
+            raise self._start_error
+        return self
+
+    def close(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+        self._thread = None
+
+    def call(self, fn: Callable[[], Any], timeout: float | None = 60) -> Any:
+        """Run ``fn`` on the driver thread and return its result (or raise its error)."""
+        if threading.current_thread() is self._thread:
+            return fn()
+        fut: Future[Any] = Future()
+
+        def work() -> None:
+            # the answer is given once the burst that computed it is committed
+            try:
+                result = fn()
+            except BaseException as exc:  # re-raised in the caller
+                self._answers.append(lambda e=exc: fut.set_exception(e))
+            else:
+                self._answers.append(lambda: fut.set_result(result))
+
+        self._queue.put(work)
+        return fut.result(timeout=timeout)
+
+    # --- the driver thread ---------------------------------------------------------------
+    def _main(self) -> None:
+        try:
+            # Every object is checked exactly once, where it enters the node (decode_object
+            # for bytes from outside, verify() for objects handed to the API), so neither
+            # the state machine nor the ledger re-checks signatures on the hot path;
+            # `ledger verify` re-checks everything at any time.
+            self._ledger = Ledger(
+                self.ledger_path, authority=self.authority.did, verify_on_append=False
+            )
+            books = Books(self.authority.did)
+            books.load(self._ledger.books.tables())
+            self.state = MeshState(
+                self.authority,
+                books=books,
+                membership=gov.BooksMembership(books),
+                verify_signatures=False,
+            )
+        except BaseException as exc:
+            self._start_error = exc
+            self._started.set()
+            return
+        self._started.set()
+        try:
+            while True:
+                wait = 0.5
+                if self._timers:
+                    wait = max(0.0, min(wait, (self._timers[0][0] - self.clock()) / 1000))
+                try:
+                    work = self._queue.get(timeout=wait)
+                except queue.Empty:
+                    work = _IDLE
+                if work is None:
+                    break
+                # one transaction per burst of work (group commit; each append stays atomic)
+                with self._ledger.batch():
+                    stop = self._burst(work)
+                    self._fire_due_timers()
+                # only now is the burst committed: readers of the ledger file see it
+                for rec in self._settled:
+                    rec.done.set()
+                self._settled.clear()
+                for answer in self._answers:
+                    answer()
+                self._answers.clear()
+                if stop:
+                    break
+        finally:
+            self._ledger.close()
+
+    def _burst(self, work: Callable[[], None], limit: int = 256) -> bool:
+        """Run ``work`` and whatever else is already queued (up to ``limit``); True to stop."""
+        for _ in range(limit):
+            work()
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if nxt is None:
+                return True
+            work = nxt
+        return False
+
+    def _fire_due_timers(self) -> None:
+        now = self.clock()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, fired = heapq.heappop(self._timers)
+            self.feed(fired)
+
+    # --- feeding the core --------------------------------------------------------------
+    def feed(self, event: object) -> list[Command]:
+        """Hand one event to the state machine (driver thread only) and carry out its commands."""
+        assert self.state is not None
+        try:
+            cmds = self.state.handle(event, self.clock())
+        except MeshError as exc:
+            self._reject(event, exc)
+            return []
+        self._run(cmds)
+        return cmds
+
+    def feed_bytes(self, data: bytes) -> None:
+        """An object from outside: checked (CID, schema, signature) before the core sees it."""
+        try:
+            obj = decode_object(data)
+        except MeshError as exc:
+            self._reject(f"{len(data)} bytes", exc)
+            return
+        self.feed(obj)
+
+    def _reject(self, what: object, exc: BaseException) -> None:
+        label = type(what).__name__ if not isinstance(what, str) else what
+        if isinstance(what, Model):
+            label = f"{label} {what.cid}"
+        log.info("refused %s: %s: %s", label, type(exc).__name__, exc)
+        self.rejections.append(Rejection(at_ms=self.clock(), what=label, error=exc))
+
+    def _deliver(self, handler: Callable[[Any], None]) -> Callable[[Any], None]:
+        """A thread-safe callback that runs ``handler(answer)`` on the driver thread."""
+
+        def deliver(answer: Any) -> None:
+            self._queue.put(lambda: self._answer(handler, answer))
+
+        return deliver
+
+    def _answer(self, handler: Callable[[Any], None], answer: Any) -> None:
+        if isinstance(answer, BaseException):
+            # A worker that fails or disappears is handled by the protocol's timeouts.
+            self._reject("worker answer", answer)
+            return
+        handler(answer)
+
+    # --- carrying out commands ------------------------------------------------------------
+    def _run(self, cmds: list[Command]) -> None:
+        for cmd in cmds:
+            try:
+                self._carry_out(cmd)
+            except MeshError as exc:
+                self._reject(cmd, exc)
+        self._refresh_records()
+
+    def _carry_out(self, cmd: Command) -> None:
+        assert self._ledger is not None
+        if isinstance(cmd, AppendToLedger):
+            self._ledger.append(*cmd.events)
+            for ev in cmd.events:
+                self._observe(ev)
+        elif isinstance(cmd, ScheduleTimeout):
+            fired = TimeoutFired(task_cid=cmd.task_cid, stage=cmd.stage, token=cmd.token)
+            heapq.heappush(self._timers, (cmd.at, next(self._seq), fired))
+            if cmd.stage == "offers" and cmd.task_cid in self._rounds:
+                self._rounds[cmd.task_cid].token = cmd.token
+                self._close_offers_if_complete(cmd.task_cid)
+        elif isinstance(cmd, Broadcast):
+            if isinstance(cmd.obj, TaskIntent):
+                self._ask_for_offers(cmd.obj)
+        elif isinstance(cmd, RunExecution | RunVerification):
+            role = "worker" if isinstance(cmd, RunExecution) else "verifier"
+            did = cmd.worker if isinstance(cmd, RunExecution) else cmd.verifier
+            self.backend.execute(
+                did, cmd.task, self._blobs_of(cmd.task), role, self._deliver(self.feed_bytes)
+            )
+        elif isinstance(cmd, RequestReveal):
+            self.backend.reveal(cmd.worker, cmd.task_cid, self._deliver(self._on_reveal))
+        elif isinstance(cmd, RequestVerdict):
+            self.backend.verdict(
+                cmd.verifier, cmd.task_cid, cmd.receipt, self._deliver(self.feed_bytes)
+            )
+        elif isinstance(cmd, SealKey):
+            rec = self.records.get(cmd.task_cid)
+            if rec is None or rec.envelope is None or self.sealer is None:
+                raise ProtocolError(f"task {cmd.task_cid} has no sealed input this node holds")
+            # the content key, sealed now to exactly the chosen worker and verifiers
+            rec.envelope = self.sealer(rec.envelope, cmd.recipients)
+            self.blobs.put_object(rec.envelope.encode())
+
+    def _blobs_of(self, task: TaskIntent) -> tuple[bytes, bytes, bytes | None]:
+        """Module, input (and, for a private task, the sealed key envelope) of a task in
+        flight; module and input are read and hash-checked once, then kept."""
+        cached = self._inflight.get(task.cid)
+        if cached is None:
+            wasm = self._modules.get(task.wasm_cid)
+            if wasm is None:
+                wasm = self.blobs.get(task.wasm_cid)
+                if len(self._modules) >= 32:
+                    self._modules.pop(next(iter(self._modules)))
+                self._modules[task.wasm_cid] = wasm
+            cached = self._inflight[task.cid] = (wasm, self.blobs.get(task.input_cid))
+        rec = self.records.get(task.cid)
+        envelope = rec.envelope.encode() if rec is not None and rec.envelope else None
+        return (*cached, envelope)
+
+    def _ask_for_offers(self, task: TaskIntent) -> None:
+        self._rounds[task.cid] = _OfferRound(expected=self.backend.worker_count())
+
+        def on_offer(answer: Any) -> None:
+            rnd = self._rounds.get(task.cid)
+            if rnd is not None:
+                rnd.received += 1
+            if answer is not None:
+                self.feed_bytes(answer)
+            self._close_offers_if_complete(task.cid)
+
+        self.backend.request_offers(task, self._blobs_of(task), self._deliver(on_offer))
+
+    def _close_offers_if_complete(self, task_cid: CID) -> None:
+        """Every worker answered: close the offer window now rather than at its timer."""
+        rnd = self._rounds.get(task_cid)
+        if rnd is None or rnd.token is None or rnd.received < rnd.expected:
+            return
+        del self._rounds[task_cid]
+        assert self.state is not None
+        if self.state.state_of(task_cid) == "Offered":
+            self.feed(TimeoutFired(task_cid=task_cid, stage="offers", token=rnd.token))
+
+    def _on_reveal(self, answer: tuple[bytes, bytes]) -> None:
+        data, output = answer
+        try:
+            receipt = decode_object(data)
+            if not isinstance(receipt, ExecutionReceipt):
+                raise ProtocolError(f"a reveal must be an ExecutionReceipt, not {type(receipt)}")
+            if blob_cid(output) != receipt.output_cid:
+                raise CIDMismatch("the revealed output does not hash to the receipt's output_cid")
+        except MeshError as exc:
+            self._reject("reveal", exc)
+            return
+        cmds = self.feed(receipt)
+        rec = self.records.get(receipt.task_cid)
+        if cmds and rec is not None:
+            self.blobs.put(output)
+            rec.output = output
+
+    def _observe(self, ev: Model) -> None:
+        task_cid = getattr(ev, "task_cid", None)
+        rec = self.records.get(task_cid) if task_cid is not None else None
+        if rec is not None:
+            if isinstance(ev, ExecutionReceipt):
+                rec.receipt = ev
+            elif isinstance(ev, VerificationReceipt):
+                rec.verdicts.append(ev)
+            elif isinstance(ev, QuorumReached):
+                rec.outcome = ev.outcome
+            elif isinstance(ev, RewardDistributed):
+                rec.settlement = ev
+        for listener in self.listeners:
+            try:
+                listener(ev)
+            except Exception:
+                log.exception("event listener failed")
+
+    def _refresh_records(self) -> None:
+        assert self.state is not None
+        for cid, rec in self.records.items():
+            if not rec.done.is_set() and self.state.state_of(cid) in ("Settled", "Expired"):
+                if rec.outcome is None:
+                    rec.outcome = "Expired"
+                self._inflight.pop(cid, None)
+                if rec not in self._settled:
+                    self._settled.append(rec)
+
+    # --- API (any thread) ------------------------------------------------------------------
+    def publish(self, task: TaskIntent, *, envelope: EncryptedBlob | None = None) -> TaskRecord:
+        """Submit a signed task whose module and input are already in the blob store.
+
+        With ``envelope`` the input is private: ``input_cid`` is its ciphertext, and its key
+        is sealed to the worker and verifiers only when the protocol chooses them.
+        """
+        for cid in (task.wasm_cid, task.input_cid):
+            if not self.blobs.has(cid):
+                raise ProtocolError(f"the blob {cid} is not in this node's store; put it first")
+
+        task.verify()  # checked once here; the core and the ledger trust the node's check
+
+        def work() -> TaskRecord:
+            rec = TaskRecord(task=task, envelope=envelope)
+            self.records[task.cid] = rec
+            assert self.state is not None
+            try:
+                cmds = self.state.handle(task, self.clock())
+                if envelope is not None:
+                    cmds += self.state.handle(PrivateInput(task_cid=task.cid), self.clock())
+            except MeshError:
+                del self.records[task.cid]
+                raise
+            self._run(cmds)
+            return rec
+
+        return self.call(work)
+
+    def mint(self, account: str, amount: int, memo: str = "") -> None:
+        self.call(lambda: self._checked(Faucet(account=account, amount=amount, memo=memo)))
+
+    def submit_bytes(self, data: bytes) -> None:
+        """A signed object from a participant (a PeerInfo, a stake request, ...): checked."""
+        obj = decode_object(data)
+        self.call(lambda: self._checked(obj))
+
+    def _checked(self, event: object) -> None:
+        assert self.state is not None
+        self._run(self.state.handle(event, self.clock()))
+
+    def state_of(self, task_cid: CID) -> str:
+        return self.call(lambda: self.state.state_of(task_cid) if self.state else "Unknown")
+
+    def balance(self, did: str) -> int:
+        return self.call(lambda: self._ledger.books.balance(did) if self._ledger else 0)
+
+    def books_tables(self) -> dict[str, dict[str, Any]]:
+        return self.call(lambda: self._ledger.books.tables() if self._ledger else {})
+
+    def verify_ledger(self) -> Any:
+        return self.call(lambda: self._ledger.verify() if self._ledger else None)
+
+
+_IDLE: Callable[[], None] = lambda: None  # noqa: E731

@@ -1,0 +1,376 @@
+"""Adversarial simulation: the real protocol engine, simulated executors, a manual clock.
+
+Peers sign real objects with real keys; the ledger authority's :class:`MeshState` handles
+them exactly as in a live mesh; the simulator only stands in for the network (a time-ordered
+queue of deliveries) and for execution (each behaviour decides what output it commits to).
+
+Behaviour classes:
+
+* ``honest``: computes the true output, on time;
+* ``colluding``: one group that shares a wrong output per task: as a worker it commits the
+  group's output, as a verifier it commits the group's output too (so it approves a fellow
+  colluder and rejects an honest worker);
+* ``wrong``: computes a wrong output of its own (a broken or cheating executor);
+* ``lazy``: a copier that does not execute: as a worker it returns another task's output, as
+  a verifier it commits to a guess and then tries to reveal the worker's output, which does
+  not open its commitment (its vote is refused);
+* ``offline``: offers, then never answers;
+* ``slow``: honest but takes longer than the ETA it offered (sometimes past the timeout).
+
+``--malicious F`` makes a fraction F of the peers ``colluding``; ``faulty`` spreads a further
+fraction over ``wrong``, ``lazy``, ``offline`` and ``slow``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgspec
+
+from meshbench.core import reputation
+from meshbench.core.encoding import CID, blob_cid
+from meshbench.core.errors import MeshError
+from meshbench.core.events import StakeRequest
+from meshbench.core.identity import Identity
+from meshbench.core.participant import Participant
+from meshbench.core.policy import MeshPolicy
+from meshbench.core.protocol import (
+    AppendToLedger,
+    Broadcast,
+    Faucet,
+    MeshState,
+    RequestReveal,
+    RequestVerdict,
+    RunExecution,
+    RunVerification,
+    ScheduleTimeout,
+    SealKey,
+    TimeoutFired,
+)
+from meshbench.core.quorum import binomial_wrong_accept_bound
+from meshbench.core.types import (
+    CapabilityScope,
+    ComputeOffer,
+    ExecutionSummary,
+    HardwareProfile,
+    PeerInfo,
+    TaskIntent,
+)
+from meshbench.core.views import StaticPolicyView
+
+__all__ = ["BEHAVIOURS", "SimConfig", "SimReport", "Simulation", "run_simulation"]
+
+BEHAVIOURS: Final = ("honest", "colluding", "wrong", "lazy", "offline", "slow")
+T0: Final = 1_700_000_000_000
+WASM_CID: Final = blob_cid(b"\x00asm\x01\x00\x00\x00 meshbench sim module")
+LATENCY_MS: Final = 20
+_SUMMARY: Final = ExecutionSummary(fuel_used=1000, peak_memory_bytes=65536, wall_time_us=900)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimConfig:
+    workers: int = 20
+    malicious: float = 0.1
+    faulty: float = 0.0
+    tasks: int = 100
+    verifiers: int = 3
+    seed: int = 0
+    publishers: int = 4
+    offers_per_task: int = 3
+    task_interval_ms: int = 200
+    fee: int = 100
+    policy: MeshPolicy = field(default_factory=MeshPolicy)
+    ledger: Any = None  # an open meshbench.store.ledger.Ledger, or None (books in memory)
+
+
+@dataclass(kw_only=True)
+class SimReport:
+    tasks: int
+    accepted: int
+    wrong_accepted: int
+    wrong_rejected: int
+    refunded: int
+    expired: int
+    disputes: int
+    executions_per_task: float
+    tokens_before: int
+    tokens_after: int
+    reputation_by_class: dict[str, float]
+    peers_by_class: dict[str, int]
+    refused_messages: int
+    wrong_accept_rate: float
+    binomial_bound: float
+    events: int
+    seconds: float
+    config: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Simulation:
+    def __init__(self, cfg: SimConfig) -> None:
+        self.cfg = cfg
+        self.rng = random.Random(cfg.seed)
+        self.now = T0
+        self.queue: list[tuple[int, int, Any]] = []
+        self._seq = 0
+        self.authority = _ident(cfg.seed, "authority")
+        self.federation = _ident(cfg.seed, "federation")
+        self.state = MeshState(
+            self.authority,
+            books=None,
+            policies=StaticPolicyView(cfg.policy),
+        )
+        self.ledger = cfg.ledger
+        n = max(1, cfg.workers)
+        self.peers = [_ident(cfg.seed, f"peer{i}") for i in range(n)]
+        self.publishers = [_ident(cfg.seed, f"pub{i}") for i in range(max(1, cfg.publishers))]
+        self.by_did = {p.did: p for p in self.peers + self.publishers}
+        self.nodes = {p.did: Participant(p) for p in self.peers}
+        self.behaviour = self._assign_behaviours(n)
+        self.colluders = {d for d, b in self.behaviour.items() if b == "colluding"}
+        self.truth: dict[CID, CID] = {}
+        self.executions = 0
+        self.refused = 0
+        self.events = 0
+        self.disputed: set[CID] = set()
+        self.nonce = 0
+
+    # --- setup ---
+    def _assign_behaviours(self, n: int) -> dict[str, str]:
+        order = list(range(n))
+        self.rng.shuffle(order)
+        n_bad = round(self.cfg.malicious * n)
+        n_faulty = round(self.cfg.faulty * n)
+        out = {}
+        for rank, i in enumerate(order):
+            if rank < n_bad:
+                kind = "colluding"
+            elif rank < n_bad + n_faulty:
+                kind = ("wrong", "lazy", "offline", "slow")[(rank - n_bad) % 4]
+            else:
+                kind = "honest"
+            out[self.peers[i].did] = kind
+        return out
+
+    def genesis(self) -> None:
+        bond = 2 * self.cfg.policy.bonding_requirements.min_stake
+        for p in self.peers:
+            self._feed(Faucet(account=p.did, amount=bond + 1000, memo="genesis"))
+            req = StakeRequest(
+                account=p.did,
+                federation=self.federation.did,
+                action="bond",
+                amount=bond,
+                timestamp=self.now,
+            ).sign(p)
+            self._feed(req)
+            info = PeerInfo(
+                did=p.did,
+                federation=self.federation.did,
+                hardware=HardwareProfile(memory_mb=4096),
+                updated_at=self.now,
+            ).sign(p)
+            self._feed(info)
+        for pub in self.publishers:
+            self._feed(
+                Faucet(account=pub.did, amount=self.cfg.fee * self.cfg.tasks + 1, memo="genesis")
+            )
+
+    # --- the loop ---
+    def push(self, at: int, item: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self.queue, (at, self._seq, item))
+
+    def run(self) -> SimReport:
+        started = time.perf_counter()
+        self.genesis()
+        tokens_before = self.state.books.token_total()
+        for i in range(self.cfg.tasks):
+            self.push(self.now + i * self.cfg.task_interval_ms, ("publish", i))
+        while self.queue:
+            at, _, item = heapq.heappop(self.queue)
+            self.now = max(self.now, at)
+            if isinstance(item, tuple) and item[0] == "publish":
+                self._publish(item[1])
+            elif callable(item):
+                obj = item()
+                if obj is not None:
+                    self._feed(obj)
+            else:
+                self._feed(item)
+        self.state.books.check_conservation()
+        return self._report(tokens_before, time.perf_counter() - started)
+
+    def _feed(self, stimulus: Any) -> None:
+        try:
+            commands = self.state.handle(stimulus, self.now)
+        except MeshError:
+            self.refused += 1
+            return
+        for cmd in commands:
+            self._carry_out(cmd)
+
+    def _carry_out(self, cmd: Any) -> None:
+        if isinstance(cmd, AppendToLedger):
+            self.events += len(cmd.events)
+            if self.ledger is not None:
+                self.ledger.append(*cmd.events)
+        elif isinstance(cmd, ScheduleTimeout):
+            self.push(cmd.at, TimeoutFired(task_cid=cmd.task_cid, stage=cmd.stage, token=cmd.token))
+        elif isinstance(cmd, Broadcast) and isinstance(cmd.obj, TaskIntent):
+            self._offers(cmd.obj)
+        elif isinstance(cmd, RunExecution):
+            self._execute(cmd.task, cmd.worker, cmd.worker, is_worker=True)
+        elif isinstance(cmd, RunVerification):
+            self._execute(cmd.task, cmd.verifier, cmd.assignment.worker, is_worker=False)
+        elif isinstance(cmd, RequestReveal):
+            self._reveal(cmd.task_cid, cmd.worker)
+        elif isinstance(cmd, RequestVerdict):
+            self._verdict(cmd)
+        elif isinstance(cmd, SealKey):
+            pass  # keys are sealed by the runtime's blob store; nothing to simulate
+
+    # --- publishers and workers ---
+    def _publish(self, i: int) -> None:
+        pub = self.publishers[i % len(self.publishers)]
+        data = f"sim-input-{self.cfg.seed}-{i}".encode()
+        task = TaskIntent(
+            publisher=pub.did,
+            federation=self.federation.did,
+            wasm_cid=WASM_CID,
+            input_cid=blob_cid(data),
+            fee=self.cfg.fee,
+            verifier_count=self.cfg.verifiers,
+            scope=CapabilityScope(),
+            created_at=self.now,
+            deadline=self.now + 2 * 3600 * 1000,
+            nonce=i,
+        ).sign(pub)
+        self.truth[task.cid] = blob_cid(hashlib.sha256(b"true" + bytes(task.cid)).digest())
+        self._feed(task)
+
+    def _offers(self, task: TaskIntent) -> None:
+        policy = self.cfg.policy
+        lo, hi = policy.min_fee_for(task.scope), task.fee
+        k = min(self.cfg.offers_per_task, len(self.peers))
+        for p in self.rng.sample(self.peers, k):
+            offer = ComputeOffer(
+                task_cid=task.cid,
+                worker=p.did,
+                federation=self.federation.did,
+                cost=self.rng.randint(lo, hi),
+                eta_ms=2_000,
+                hardware=HardwareProfile(memory_mb=4096),
+                created_at=self.now,
+            ).sign(p)
+            self.push(self.now + LATENCY_MS, offer)
+
+    def _output_for(self, task: TaskIntent, did: str, worker: str, is_worker: bool) -> CID:
+        kind = self.behaviour[did]
+        truth = self.truth[task.cid]
+        if kind in ("honest", "slow", "offline"):
+            return truth
+        if kind == "colluding":
+            return blob_cid(hashlib.sha256(b"colluders" + bytes(task.cid)).digest())
+        if kind == "wrong":
+            return blob_cid(hashlib.sha256(b"wrong" + did.encode() + bytes(task.cid)).digest())
+        # lazy: copies something it did not compute (another task's output)
+        return blob_cid(hashlib.sha256(b"lazy-guess" + bytes(task.cid)).digest())
+
+    def _execute(self, task: TaskIntent, did: str, worker: str, *, is_worker: bool) -> None:
+        kind = self.behaviour[did]
+        if kind == "offline":
+            return
+        if kind != "lazy":
+            self.executions += 1
+        output = self._output_for(task, did, worker, is_worker)
+        delay = 1_000
+        if kind == "slow":
+            delay = self.rng.choice((3_000, 3_000, 40 * 60 * 1000))  # late, or past the timeout
+        node = self.nodes[did]
+        node.forget(task.cid)  # a reassigned task may come back to a node
+        commit = node.commit(task.cid, output, self.now + delay, summary=_SUMMARY)
+        self.push(self.now + delay, commit)
+
+    def _reveal(self, task_cid: CID, worker: str) -> None:
+        try:
+            receipt = self.nodes[worker].reveal(task_cid, self.now)
+        except MeshError:
+            return
+        self.push(self.now + LATENCY_MS, receipt)
+
+    def _verdict(self, cmd: RequestVerdict) -> None:
+        did = cmd.verifier
+        try:
+            vr = self.nodes[did].verdict(cmd.task_cid, cmd.receipt, self.now)
+        except MeshError:
+            return
+        if self.behaviour[did] == "lazy":  # copies the revealed output: will not open
+            vr = msgspec.structs.replace(
+                vr, output_cid=cmd.receipt.output_cid, approved=True, signature=b""
+            ).sign(self.by_did[did])
+        self.push(self.now + LATENCY_MS, vr)
+
+    # --- results ---
+    def _report(self, tokens_before: int, seconds: float) -> SimReport:
+        books = self.state.books
+        outcomes: Counter[str] = Counter()
+        wrong_accepted = wrong_rejected = disputes = 0
+        for cid, rec in self.state.tasks.items():
+            row = books.task(cid) or {}
+            outcome = row.get("outcome") or ("Expired" if row.get("state") == "Settled" else "Open")
+            outcomes[outcome] += 1
+            disputes += rec.disputed
+            if outcome in ("Accepted", "Rejected") and rec.receipt is not None:
+                right = rec.receipt.output_cid == self.truth[cid]
+                wrong_accepted += outcome == "Accepted" and not right
+                wrong_rejected += outcome == "Rejected" and right
+        by_class: dict[str, list[float]] = defaultdict(list)
+        for did, kind in self.behaviour.items():
+            rec = books.reputation_record(did)
+            by_class[kind].append(reputation.decayed(rec, self.now, self.cfg.policy))
+        n_tasks = max(1, len(self.state.tasks))
+        accepted = outcomes["Accepted"]
+        first = min(
+            max(self.cfg.verifiers, self.cfg.policy.verification_quorum.minimum_verifiers),
+            self.cfg.policy.verification_quorum.maximum_verifiers,
+        )
+        cfg = {k: v for k, v in self.cfg.__dict__.items() if k not in ("policy", "ledger")}
+        return SimReport(
+            tasks=len(self.state.tasks),
+            accepted=accepted,
+            wrong_accepted=wrong_accepted,
+            wrong_rejected=wrong_rejected,
+            refunded=len(self.state.tasks) - accepted,
+            expired=outcomes["Expired"],
+            disputes=disputes,
+            executions_per_task=round(self.executions / n_tasks, 3),
+            tokens_before=tokens_before,
+            tokens_after=books.token_total(),
+            reputation_by_class={k: round(sum(v) / len(v), 4) for k, v in sorted(by_class.items())},
+            peers_by_class=dict(sorted(Counter(self.behaviour.values()).items())),
+            refused_messages=self.refused,
+            wrong_accept_rate=round(wrong_accepted / n_tasks, 6),
+            binomial_bound=round(
+                binomial_wrong_accept_bound(self.cfg.malicious, self.cfg.policy, first), 6
+            ),
+            events=self.events,
+            seconds=round(seconds, 3),
+            config=cfg,
+        )
+
+
+def _ident(seed: int, name: str) -> Identity:
+    return Identity.from_seed(hashlib.sha256(f"meshbench-sim/{seed}/{name}".encode()).digest())
+
+
+def run_simulation(cfg: SimConfig) -> SimReport:
+    return Simulation(cfg).run()

@@ -1,0 +1,363 @@
+"""The ledger: the event DAG in SQLite (WAL) and its derived tables, folded by ``Books``.
+
+Schema:
+
+* ``events(seq, cid, type, author, timestamp, data)``: every signed event, in the order the
+  ledger authority appended it, as its exact DAG-CBOR bytes (so its CID and signature can be
+  checked at any time);
+* ``parents(child, parent)``: the DAG links; a parent must already be in the ledger;
+* ``derived(tbl, key, value)``: the tables of :class:`~meshbench.core.books.Books`
+  (accounts, escrows, stakes, reputation, tasks, policies, ... and whatever tables
+  registered fold handlers write), values as canonical JSON.
+
+One append is one SQLite transaction holding the events, their links and every derived
+row they change, so a crash (even SIGKILL mid-settlement) leaves either the whole
+settlement or none of it. :meth:`Ledger.rebuild` drops the derived rows and refolds the
+events; :meth:`Ledger.verify` re-checks every CID, signature, link and rule, and
+conservation, and compares the refold with the stored tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from meshbench.core.audit import SettlementAuditor
+from meshbench.core.books import Books, cid_key
+from meshbench.core.errors import LedgerError, MeshError
+from meshbench.core.model import Model, Signed, decode_object
+
+__all__ = ["Ledger", "LedgerReport"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    cid TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    author TEXT,
+    timestamp INTEGER,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS parents (
+    child TEXT NOT NULL,
+    parent TEXT NOT NULL,
+    PRIMARY KEY (child, parent)
+);
+CREATE TABLE IF NOT EXISTS derived (
+    tbl TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (tbl, key)
+);
+CREATE INDEX IF NOT EXISTS events_type ON events(type);
+"""
+
+
+@dataclass
+class LedgerReport:
+    """What ``verify`` or ``rebuild`` found."""
+
+    events: int = 0
+    settlements_audited: int = 0
+    settlements_unaudited: int = 0
+    tokens_minted: int = 0
+    tokens_held: int = 0
+    tables_equal: bool = True
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.tables_equal
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "events": self.events,
+            "settlements_audited": self.settlements_audited,
+            "settlements_unaudited": self.settlements_unaudited,
+            "tokens_minted": self.tokens_minted,
+            "tokens_held": self.tokens_held,
+            "tables_equal": self.tables_equal,
+            "problems": self.problems,
+        }
+
+
+class Ledger:
+    """A federation's ledger in one SQLite file. ``authority`` is fixed at creation."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        authority: str | None = None,
+        verify_on_append: bool = True,
+        synchronous: str = "NORMAL",
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.verify_on_append = verify_on_append
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")  # NORMAL: safe for crashes
+        self._db.executescript(_SCHEMA)
+        stored = self._meta("authority")
+        if stored is None:
+            if authority is None:
+                raise LedgerError(f"{self.path} is a new ledger: name its authority DID")
+            self._db.execute("INSERT INTO ledger_meta VALUES ('authority', ?)", (authority,))
+            stored = authority
+        elif authority is not None and authority != stored:
+            raise LedgerError(f"{self.path} belongs to authority {stored}, not {authority}")
+        self.authority = stored
+        self._batch_depth = 0
+        self.books = self._load_books()
+        #: Test hook: called inside the transaction, just before COMMIT (crash tests).
+        self.before_commit: Callable[[tuple[Model, ...]], None] | None = None
+
+    # --- reading ---
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM ledger_meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _load_books(self) -> Books:
+        books = Books(self.authority)
+        tables: dict[str, dict[str, Any]] = {}
+        for tbl, key, value in self._db.execute("SELECT tbl, key, value FROM derived"):
+            tables.setdefault(tbl, {})[key] = json.loads(value)
+        books.load(tables)
+        return books
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def has(self, cid: Any) -> bool:
+        key = cid if isinstance(cid, str) else cid_key(cid)
+        return self._db.execute("SELECT 1 FROM events WHERE cid = ?", (key,)).fetchone() is not None
+
+    def get(self, cid: Any) -> Model:
+        key = cid if isinstance(cid, str) else cid_key(cid)
+        row = self._db.execute("SELECT data FROM events WHERE cid = ?", (key,)).fetchone()
+        if row is None:
+            raise LedgerError(f"no event {key} in the ledger")
+        return decode_object(row[0], expected_cid=key)
+
+    def iter_events(self, *, check: bool = True) -> Iterator[tuple[int, str, Model]]:
+        """(seq, cid, event) in ledger order, each decoded (and checked when ``check``)."""
+        rows = self._db.execute("SELECT seq, cid, data FROM events ORDER BY seq")
+        for seq, cid, data in rows:
+            obj = decode_object(data, expected_cid=cid if check else None, verify_signature=check)
+            yield seq, cid, obj
+
+    def stored_tables(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for tbl, key, value in self._db.execute("SELECT tbl, key, value FROM derived"):
+            out.setdefault(tbl, {})[key] = json.loads(value)
+        return out
+
+    def balance(self, account: str) -> int:
+        return self.books.balance(account)
+
+    # --- appending ---
+    def append(self, *events: Model) -> None:
+        """Append ``events`` atomically: checked, folded and written in one transaction.
+
+        Raises (with nothing written and the books unchanged): ``InvalidSignature`` for a
+        bad signature, ``LedgerError`` for a duplicate or an unknown parent, and whatever
+        the fold refuses (``InsufficientFunds``, ``ProtocolError``, ``LedgerError``).
+        """
+        if not events:
+            return
+        rows, links = [], []
+        batch: set[str] = set()
+        for ev in events:
+            if self.verify_on_append and isinstance(ev, Signed):
+                ev.verify()
+            key = cid_key(ev.cid)
+            if key in batch or self.has(key):
+                raise LedgerError(f"{type(ev).__name__} {key} is already in the ledger")
+            for parent in getattr(ev, "parents", ()):
+                pkey = cid_key(parent)
+                if pkey not in batch and not self.has(pkey):
+                    raise LedgerError(f"{type(ev).__name__} {key} links to unknown parent {pkey}")
+                links.append((key, pkey))
+            batch.add(key)
+            author = ev.signer if isinstance(ev, Signed) else None
+            stamp = _timestamp(ev)
+            rows.append((key, type(ev).__name__, author, stamp, ev.encode()))
+        self.books.dirty.clear()
+        self.books.apply(*events)  # raises before anything is written
+        db = self._db
+        nested = self._batch_depth > 0
+        try:
+            db.execute("SAVEPOINT append" if nested else "BEGIN IMMEDIATE")
+            db.executemany(
+                "INSERT INTO events (cid, type, author, timestamp, data) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+            db.executemany("INSERT OR IGNORE INTO parents VALUES (?, ?)", links)
+            self._write_dirty()
+            if self.before_commit is not None:
+                self.before_commit(events)
+            db.execute("RELEASE append" if nested else "COMMIT")
+        except BaseException:
+            if nested:
+                db.execute("ROLLBACK TO append")
+                db.execute("RELEASE append")
+            elif db.in_transaction:
+                db.execute("ROLLBACK")
+            self.books = self._load_books()  # the write failed: back to what is stored
+            raise
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group several appends into one transaction (group commit).
+
+        Each append inside stays atomic on its own (a savepoint): a refused append leaves the
+        others in place. A crash before the batch commits loses the whole batch, never part
+        of an append. The node uses this to commit once per burst of work.
+        """
+        if self._batch_depth:
+            self._batch_depth += 1
+            try:
+                yield
+            finally:
+                self._batch_depth -= 1
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._batch_depth = 1
+        try:
+            yield
+        except BaseException:
+            self._batch_depth = 0
+            self._db.execute("ROLLBACK")
+            self.books = self._load_books()
+            raise
+        self._batch_depth = 0
+        self._db.execute("COMMIT")
+
+    def _write_dirty(self) -> None:
+        upserts, deletes = [], []
+        for tbl, key in sorted(self.books.dirty):
+            value = self.books.get(tbl, key)
+            if value is None:
+                deletes.append((tbl, key))
+            else:
+                upserts.append((tbl, key, _json(value)))
+        self._db.executemany("INSERT OR REPLACE INTO derived VALUES (?, ?, ?)", upserts)
+        self._db.executemany("DELETE FROM derived WHERE tbl = ? AND key = ?", deletes)
+        self.books.dirty.clear()
+
+    # --- checking ---
+    def refold(self, report: LedgerReport | None = None) -> Books:
+        """Fold every event from nothing, checking CIDs, signatures, links and rules."""
+        report = report if report is not None else LedgerReport()
+        books = Books(self.authority)
+        auditor = SettlementAuditor()
+        seen: set[str] = set()
+        for (
+            seq,
+            cid,
+            data,
+        ) in self._db.execute("SELECT seq, cid, data FROM events ORDER BY seq"):
+            report.events += 1
+            try:
+                ev = decode_object(data, expected_cid=cid)
+            except MeshError as exc:
+                report.problems.append(f"event #{seq} {cid}: {type(exc).__name__}: {exc}")
+                continue
+            for parent in getattr(ev, "parents", ()):
+                if cid_key(parent) not in seen:
+                    report.problems.append(f"event #{seq} {cid}: parent {parent} is not before it")
+            auditor.before(ev, books)
+            try:
+                books.apply(ev)
+            except MeshError as exc:
+                report.problems.append(f"event #{seq} {cid}: refused by the fold: {exc}")
+            seen.add(cid)
+        report.problems += auditor.problems
+        report.settlements_audited = auditor.audited
+        report.settlements_unaudited = auditor.unaudited
+        if len(report.problems) > 100:
+            report.problems[100:] = [f"... and {len(report.problems) - 100} more problems"]
+        try:
+            books.check_conservation()
+        except LedgerError as exc:
+            report.problems.append(str(exc))
+        report.tokens_minted = books.minted()
+        report.tokens_held = books.token_total()
+        return books
+
+    def verify(self) -> LedgerReport:
+        """Check everything; the stored tables must equal a fresh fold of the events."""
+        report = LedgerReport()
+        books = self.refold(report)
+        stored = self.stored_tables()
+        differences = _differences(stored, books.tables())
+        if differences:
+            report.tables_equal = False
+            report.problems += differences[:20]
+        return report
+
+    def rebuild(self) -> LedgerReport:
+        """Drop the derived tables and write them again from a fresh fold of the DAG."""
+        report = LedgerReport()
+        before = self.stored_tables()
+        books = self.refold(report)
+        report.tables_equal = not _differences(before, books.tables())
+        if report.problems:
+            return report  # a ledger that does not verify is not rewritten
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM derived")
+            db.executemany(
+                "INSERT INTO derived VALUES (?, ?, ?)",
+                [(t, k, _json(v)) for t, k, v in books],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        books.dirty.clear()
+        self.books = books
+        return report
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _timestamp(ev: Model) -> int | None:
+    for name in ("timestamp", "created_at", "updated_at", "at", "issued_at"):
+        value = getattr(ev, name, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _differences(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> list[str]:
+    out = []
+    for tbl in sorted(set(a) | set(b)):
+        ra, rb = a.get(tbl, {}), b.get(tbl, {})
+        for key in sorted(set(ra) | set(rb)):
+            va = _json(ra[key]) if key in ra else None
+            vb = _json(rb[key]) if key in rb else None
+            if va != vb:
+                out.append(f"{tbl}[{key}]: stored {va} but the events fold to {vb}")
+    return out

@@ -1,0 +1,125 @@
+"""Every (state, stimulus) pair of the transition table is exercised by a scenario here."""
+
+from __future__ import annotations
+
+import pytest
+
+from meshbench.core.protocol import TRANSITIONS, MeshState
+from meshbench.testing.protocol import ProtocolHarness, output_cid
+
+GOOD, BAD = output_cid("good"), output_cid("bad")
+SEEN: set[tuple[str, str]] = set()
+
+
+@pytest.fixture(autouse=True)
+def record_pairs(monkeypatch):
+    original = MeshState._dispatch
+
+    def spy(self, rec, kind, event, now):
+        SEEN.add((rec.state, kind))
+        return original(self, rec, kind, event, now)
+
+    monkeypatch.setattr(MeshState, "_dispatch", spy)
+
+
+def _assigned(h: ProtocolHarness):
+    return h.publish_and_assign()
+
+
+def test_deadline_in_every_open_state():
+    for stop in ("Published", "Offered", "Assigned", "Executed", "Verifying", "Disputed"):
+        h = ProtocolHarness(peers=10)
+        task = h.task()
+        h.feed(task)
+        if stop != "Published":
+            h.feed(h.offer(task, h.peers[0]))
+        if stop not in ("Published", "Offered"):
+            h.advance(5_000)
+            h.fire(task, "offers")
+            a = h.state.tasks[task.cid].assignment
+        if stop in ("Executed", "Verifying", "Disputed"):
+            h.feed(h.commit(task, a.worker, GOOD))
+        if stop in ("Verifying", "Disputed"):
+            for v in a.verifiers:
+                h.feed(
+                    h.commit(task, v, BAD if stop == "Disputed" and v == a.verifiers[0] else GOOD)
+                )
+        if stop == "Disputed":
+            receipt = h.receipt(task, a.worker, GOOD)
+            h.feed(receipt)
+            for v in a.verifiers:
+                out = BAD if v == a.verifiers[0] else GOOD
+                h.feed(h.verdict(task, v, out, receipt))
+        assert h.state.state_of(task.cid) == stop
+        h.now = task.deadline
+        h.fire(task, "deadline")
+        assert h.state.state_of(task.cid) == "Settled"
+        assert h.state.books.escrow(task.cid)["state"] == "Expired"
+        h.state.books.check_conservation()
+
+
+def test_verification_timeout_decides_with_the_votes_present():
+    h = ProtocolHarness()
+    task, a = _assigned(h)
+    h.feed(h.commit(task, a.worker, GOOD))
+    for v in a.verifiers:
+        h.feed(h.commit(task, v, GOOD))
+    receipt = h.receipt(task, a.worker, GOOD)
+    h.feed(receipt)
+    for v in a.verifiers[:2]:
+        h.feed(h.verdict(task, v, GOOD, receipt))
+    h.advance(15 * 60 * 1000)
+    h.fire(task, "verification")  # 2 votes < minimum 3: escalate
+    rec = h.state.tasks[task.cid]
+    assert rec.state == "Disputed"
+    h.advance(15 * 60 * 1000)
+    h.fire(task, "verification")  # nobody else answered: decide (no consensus)
+    assert h.state.books.task(task.cid)["outcome"] == "NoConsensus"
+
+
+def test_worker_that_commits_but_never_reveals_is_replaced():
+    h = ProtocolHarness()
+    task = h.task()
+    h.feed(task)
+    h.feed(h.offer(task, h.peers[0], cost=20))
+    h.feed(h.offer(task, h.peers[1], cost=40))
+    h.advance(5_000)
+    h.fire(task, "offers")
+    a = h.state.tasks[task.cid].assignment
+    h.feed(h.commit(task, a.worker, GOOD))
+    for v in a.verifiers:
+        h.feed(h.commit(task, v, GOOD))
+    assert h.state.state_of(task.cid) == "Verifying"
+    h.advance(15 * 60 * 1000)
+    h.fire(task, "verification")
+    rec = h.state.tasks[task.cid]
+    assert rec.state == "Assigned" and rec.assignment.worker != a.worker
+
+
+def test_every_transition_pair_was_exercised():
+    """Replays every scenario here and in test_protocol in this process (xdist-safe)."""
+    import tests.core.test_protocol as scenarios
+
+    SEEN.clear()
+    local = [
+        test_deadline_in_every_open_state,
+        test_verification_timeout_decides_with_the_votes_present,
+    ]
+    local.append(test_worker_that_commits_but_never_reveals_is_replaced)
+    for fn in local:
+        fn()
+    for name in dir(scenarios):
+        fn = getattr(scenarios, name)
+        if name.startswith("test_") and callable(fn) and not getattr(fn, "pytestmark", None):
+            fn()
+    missing = set(TRANSITIONS) - SEEN
+    assert not missing, sorted(missing)
+
+
+def test_docs_embed_the_current_transition_table():
+    from pathlib import Path
+
+    from meshbench.core.protocol import transition_table_markdown
+
+    doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    assert transition_table_markdown() in doc

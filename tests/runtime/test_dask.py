@@ -1,0 +1,131 @@
+"""The Dask backend: a LocalCluster, and a headless cluster of separate OS processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from meshbench.runtime.mesh import Mesh
+
+WASM = Path(__file__).resolve().parents[2] / "datasets" / "wasm"
+BIN = Path(sys.executable).parent
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_local_cluster_in_threads(tmp_path: Path) -> None:
+    with Mesh.local(workers=3, processes=False, data_dir=tmp_path) as mesh:
+        assert mesh.dashboard_link
+        handles = mesh.map(WASM / "sha256.wasm", [b"a", b"b", b"c"], progress=False)
+        assert all(h.result().accepted for h in handles)
+        # executions were spread over the workers, each verified by the others
+        receipts = mesh.receipts()
+        for task in receipts["task_cid"].unique():
+            peers = receipts.filter(pl.col("task_cid") == task)["peer"].to_list()
+            assert len(peers) == len(set(peers)) == 3  # worker + 2 verifiers, all distinct
+        assert mesh.node.verify_ledger().ok
+
+
+@pytest.fixture
+def headless_cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, subprocess.Popen]]]:
+    """``dask scheduler`` and three ``dask worker`` processes on 127.0.0.1."""
+    sched_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs: dict[str, subprocess.Popen] = {}
+    procs["scheduler"] = subprocess.Popen(
+        [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
+         "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(sched_file)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(sched_file.exists, 60, "the scheduler file")
+        wait_for(lambda: "address" in sched_file.read_text(), 10, "the scheduler address")
+        address = json.loads(sched_file.read_text())["address"]
+        for i in range(3):
+            procs[f"w{i}"] = subprocess.Popen(
+                [str(BIN / "dask"), "worker", address, "--name", f"w{i}", "--nthreads", "1",
+                 "--host", "127.0.0.1", "--no-nanny", "--memory-limit", "1GiB"],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        yield address, procs
+    finally:
+        for p in procs.values():
+            p.kill()
+        for p in procs.values():
+            p.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_headless_cluster_survives_a_killed_worker(
+    headless_cluster: tuple[str, dict[str, subprocess.Popen]], tmp_path: Path
+) -> None:
+    address, _procs = headless_cluster
+    from distributed import Client
+
+    with Client(address, timeout=60) as probe:
+        probe.wait_for_workers(3, timeout=60)
+    policy = {
+        "scheduling": {"task_timeout": 6},
+        "verification_quorum": {"minimum_verifiers": 1, "verification_timeout": 8},
+    }
+    with Mesh.connect(address, data_dir=tmp_path, policy=policy) as mesh:
+        # first, ordinary tasks through separate worker processes
+        quick = mesh.map(WASM / "sha256.wasm", [b"x", b"y"], verifiers=1, progress=False)
+        assert all(h.result().accepted for h in quick)
+        # then a long task (a few seconds of fuel) whose worker is killed mid-run
+        pids = mesh.client.run(os.getpid)
+        from meshbench.core.types import CapabilityScope
+
+        long = mesh.publish(
+            WASM / "loop.wasm", b"", fee=100_000, verifiers=1,
+            scope=CapabilityScope(cpu_cycles=3_000_000_000), deadline_s=120,
+        )  # fmt: skip
+        assigned: list[str] = []
+
+        def assigned_worker() -> bool:
+            frame = mesh.offers().filter((pl.col("task_cid") == str(long.cid)) & pl.col("selected"))
+            assigned[:] = frame["worker"].to_list()
+            return bool(assigned)
+
+        wait_for(assigned_worker, 60, "the long task's assignment")
+        victim = mesh.node.backend.address_of(assigned[0])
+        os.kill(pids[victim], signal.SIGKILL)
+        result = long.result(timeout=90)
+        # the task was reassigned (or, if no worker was left, expired and refunded):
+        # either way it settled once, and no token was created or lost
+        assert result.outcome in ("Accepted", "Expired", "NoConsensus")
+        settled = mesh.payouts().filter(pl.col("task_cid") == str(long.cid))
+        assert settled["amount"].sum() == 100_000
+        assert mesh.node.verify_ledger().ok
+    # the same (now smaller) cluster runs a headless batch from the CLI
+    batch = tmp_path / "tasks.json"
+    batch.write_text(json.dumps({
+        "defaults": {"verifiers": 1, "fee": 100},
+        "tasks": [{"wasm": str(WASM / "sha256.wasm"), "input_text": "a"},
+                  {"wasm": str(WASM / "wordcount.wasm"), "input_text": "b c"}],
+    }))  # fmt: skip
+    from meshbench.cli.meshbench import main
+
+    report = tmp_path / "report.json"
+    try:
+        main(["cluster", "run", str(batch), "--scheduler", address, "--report", str(report),
+              "--data-dir", str(tmp_path / "batch")])  # fmt: skip
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    summary = json.loads(report.read_text())["summary"]
+    assert summary["accepted"] == 2 and summary["ledger_ok"] and summary["workers"] == 2

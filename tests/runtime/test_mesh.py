@@ -1,0 +1,133 @@
+"""The runtime end to end: real wasm executions, real signatures, real ledger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import meshbench as mb
+from meshbench.exec.wasm import WasmExecutor
+from meshbench.runtime.mesh import Mesh
+from meshbench.store.frames import SCHEMAS
+
+WASM = Path(__file__).resolve().parents[2] / "datasets" / "wasm"
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Mesh:
+    # Two of five workers cheat; once their bonds are slashed below min_stake only three
+    # peers remain eligible, so the quorum may use two verifiers.
+    m = Mesh.in_process(
+        workers=5,
+        data_dir=tmp_path_factory.mktemp("mesh"),
+        behaviours={0: "wrong", 1: "lazy"},
+        policy={"verification_quorum": {"minimum_verifiers": 2}},
+    )
+    yield m
+    m.close()
+
+
+def test_results_are_verified_re_executions(mesh: Mesh) -> None:
+    wasm = (WASM / "sha256.wasm").read_bytes()
+    inputs = [f"input {i}".encode() for i in range(10)]
+    handles = [mesh.publish(wasm, x, fee=100, verifiers=3) for x in inputs]
+    results = [h.result(timeout=60) for h in handles]
+    expected = [WasmExecutor().run(wasm, x).output for x in inputs]
+    for r, want in zip(results, expected, strict=True):
+        assert r.outcome in ("Accepted", "Rejected")
+        if r.accepted:
+            assert r.output == want and r.output_cid == mb.blob_cid(want)
+            assert sum(v.approved for v in r.verifications) >= 2
+        else:  # a dishonest worker was chosen: caught, and the publisher refunded in full
+            assert r.output is None
+            assert r.receipt is not None and r.receipt.output_cid != mb.blob_cid(want)
+            refunds = [p for p in r.settlement.payouts if p.role == "refund"]
+            assert sum(p.amount for p in refunds) == 100
+    assert sum(r.accepted for r in results) >= 5
+    assert mesh.node.verify_ledger().ok
+
+
+def test_frames_have_their_documented_schemas(mesh: Mesh) -> None:
+    mesh.publish(WASM / "hello.wasm", b"").result(timeout=60)
+    for name in SCHEMAS:
+        frame = getattr(mesh, name)()
+        assert isinstance(frame, pl.DataFrame)
+        assert dict(frame.schema) == SCHEMAS[name], name
+        if name not in ("reputation",):
+            assert frame.height > 0, name
+    offers = mesh.offers()
+    per_task = offers.group_by("task_cid").agg(pl.col("selected").sum())
+    assert (per_task["selected"] <= 1).all()
+    minted = mesh.events().filter(pl.col("type") == "Mint").height
+    assert minted >= 6  # workers and the publisher were funded by genesis events
+
+
+def test_reputation_separates_honest_from_dishonest(mesh: Mesh) -> None:
+    wasm = (WASM / "wordcount.wasm").read_bytes()
+    for i in range(12):
+        mesh.publish(wasm, f"some words {i}".encode()).result(timeout=60)
+    rep = {r["peer"]: r["score"] for r in mesh.reputation().iter_rows(named=True)}
+    agents = mesh.node.backend.agents
+    honest = [rep[d] for d, a in agents.items() if a.behaviour == "honest" and d in rep]
+    bad = [rep[d] for d, a in agents.items() if a.behaviour != "honest" and d in rep]
+    assert min(honest) > max(bad)
+
+
+def test_bad_publications_are_refused_and_change_nothing(mesh: Mesh) -> None:
+    before = mesh.node.books_tables()
+    with pytest.raises(mb.ProtocolError, match="not in this mesh"):
+        mesh.publish(mb.blob_cid(b"never stored"), b"x")
+    with pytest.raises(mb.ProtocolError, match="below the minimum"):
+        mesh.publish(WASM / "hello.wasm", b"", fee=1)
+    with pytest.raises(mb.ProtocolError, match="no such file"):
+        mesh.publish(WASM / "missing.wasm", b"")
+    assert mesh.node.books_tables() == before
+
+
+def test_no_eligible_worker_expires_and_refunds(mesh: Mesh) -> None:
+    huge = mb.CapabilityScope(memory_mb=60_000)
+    h = mesh.publish(WASM / "hello.wasm", b"", fee=5_000, scope=huge, deadline_s=1.0)
+    r = h.result(timeout=30)
+    assert r.outcome == "Expired" and r.output is None
+    states = mesh.escrow().filter(pl.col("task_cid") == str(h.cid))["to_state"].to_list()
+    assert states[0] == "Created" and states[-1] == "Expired"
+    refunded = mesh.payouts().filter(pl.col("task_cid") == str(h.cid))
+    assert refunded["amount"].sum() == 5_000 and set(refunded["role"]) == {"refund"}
+
+
+def test_policy_change_applies_without_restart(mesh: Mesh) -> None:
+    new = mesh.set_policy(
+        mb.MeshPolicyFragment(
+            updates={
+                "reward_settings": {
+                    "worker_percentage": 70,
+                    "verifier_percentage": 20,
+                    "platform_fee_percentage": 10,
+                }
+            }
+        )
+    )
+    r = mesh.publish(WASM / "hello.wasm", b"").result(timeout=60)
+    assert r.settlement is not None and r.settlement.policy_cid == new.cid
+
+
+def test_private_input_is_opened_only_by_the_chosen_peers(mesh: Mesh) -> None:
+    wasm = (WASM / "sha256.wasm").read_bytes()
+    secret = b"a secret input only the chosen peers may read"
+    h = mesh.publish(wasm, secret, private=True, verifiers=2)
+    r = h.result(timeout=60)
+    rec = mesh.node.records[h.cid]
+    assert r.accepted and r.output == WasmExecutor().run(wasm, secret).output
+    assert h.task.input_cid != mb.blob_cid(secret)  # the task names the ciphertext
+    chosen = {r.receipt.worker, *(v.verifier for v in r.verifications)}
+    holders = {s.recipient for s in rec.envelope.recipients}
+    assert holders == chosen | {mesh.publisher.did}
+    outsiders = [a for d, a in mesh.node.backend.agents.items() if d not in holders]
+    ciphertext = mesh.node.blobs.get(h.task.input_cid)
+    from meshbench.store.blobs import decrypt
+
+    for agent in outsiders:
+        with pytest.raises(mb.DecryptionError, match="not a recipient"):
+            decrypt(ciphertext, rec.envelope, agent.identity)
