@@ -62,6 +62,11 @@ def main_group() -> None:
     help="New gossip messages per second a peer may send before it is penalised.",
 )
 @click.option("--gossip-burst", type=int, default=1000, show_default=True)
+@click.option(
+    "--authority",
+    is_flag=True,
+    help="Run as the federation's ledger authority and publisher (the runtime's Mesh.join).",
+)
 @click.option("--bench-protocol", is_flag=True, hidden=True, help="Serve the bench stream.")
 @click.option("-v", "--verbose", count=True, help="Log more (-vv: py-libp2p's debug log too).")
 @data_dir_option
@@ -73,6 +78,7 @@ def start(
     muxer: str,
     gossip_rate: float,
     gossip_burst: int,
+    authority: bool,
     bench_protocol: bool,
     verbose: int,
     data_dir: Path | None,
@@ -86,8 +92,8 @@ def start(
       mesh-cli start --listen /ip4/0.0.0.0/tcp/9000 \\
         --bootstrap /ip4/10.0.0.2/tcp/9000/p2p/12D3KooW...
     """
+    from meshbench.cli.mesh_node import NodeService
     from meshbench.net.guard import GuardConfig
-    from meshbench.net.service import NodeService
 
     _configure_logging(verbose)
     service = NodeService(
@@ -99,6 +105,7 @@ def start(
         muxer=muxer.upper(),
         guard=GuardConfig(rate_per_second=gossip_rate, burst=gossip_burst),
         bench_protocol=bench_protocol,
+        authority=authority,
     ).start()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -204,17 +211,23 @@ def events(as_json: bool, data_dir: Path | None) -> None:
 
 
 @main_group.command("publish-task")
-@click.option("--wasm-cid", required=True)
-@click.option("--input-cid", required=True)
+@click.option("--wasm-cid", required=True, help="A module in the node's store (mesh-cli provide).")
+@click.option("--input-cid", required=True, help="An input in the node's store.")
 @click.option("--fee", type=int, required=True)
+@click.option("--verifiers", type=int, default=3, show_default=True)
 @data_dir_option
-def publish_task(wasm_cid: str, input_cid: str, fee: int, data_dir: Path | None) -> None:
-    """Publish a TaskIntent through the running node (needs the runtime issue).
+def publish_task(
+    wasm_cid: str, input_cid: str, fee: int, verifiers: int, data_dir: Path | None
+) -> None:
+    """Publish a TaskIntent through the running authority node; print its CID.
 
-    Example: mesh-cli publish-task --wasm-cid bafkrei... --input-cid bafkrei... --fee 100
+    \b
+    Example:
+      mesh-cli provide hello.wasm; mesh-cli provide input.txt
+      mesh-cli publish-task --wasm-cid bafkrei... --input-cid bafkrei... --fee 100
     """
-    args = {"wasm_cid": wasm_cid, "input_cid": input_cid, "fee": fee}
-    _needs_runtime(control.request, resolve_data_dir(data_dir), "publish-task", args)
+    args = {"wasm_cid": wasm_cid, "input_cid": input_cid, "fee": fee, "verifiers": verifiers}
+    emit(control.request(resolve_data_dir(data_dir), "publish-task", **args), as_json=True)
 
 
 @main_group.command("offer-execution")
@@ -222,7 +235,7 @@ def publish_task(wasm_cid: str, input_cid: str, fee: int, data_dir: Path | None)
 @click.option("--cost", type=int, required=True)
 @data_dir_option
 def offer_execution(task_cid: str, cost: int, data_dir: Path | None) -> None:
-    """Offer to execute a task through the running node (needs the runtime issue).
+    """Offer to execute a task at a chosen cost (not wired yet: workers offer on their own).
 
     Example: mesh-cli offer-execution --task-cid bafyrei... --cost 80
     """

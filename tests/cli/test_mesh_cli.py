@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from meshbench.cli.mesh_cli import main
-from meshbench.core.errors import BlobNotFound, NetworkError
+from meshbench.cli.mesh_node import NodeService
+from meshbench.core.errors import BlobNotFound, NetworkError, ProtocolError
 from meshbench.net import control
 from meshbench.net.control import NodeNotRunning
-from meshbench.net.service import NodeService
 from meshbench.testing.factories import make_identity, make_task
 
 
@@ -43,8 +43,10 @@ def test_control_socket_is_private_and_errors_keep_their_type(service: NodeServi
         control.request(service.data_dir, "fetch", cid=str(make_task(make_identity(1)).wasm_cid))
     with pytest.raises(NetworkError, match="unknown control command"):
         control.request(service.data_dir, "nope")
-    with pytest.raises(NotImplementedError, match="runtime issue"):
-        control.request(service.data_dir, "publish-task")
+    with pytest.raises(ProtocolError, match="--authority"):
+        control.request(service.data_dir, "publish-task", wasm_cid="x", input_cid="y", fee=1)
+    with pytest.raises(NotImplementedError, match="offer on their own"):
+        control.request(service.data_dir, "offer-execution")
 
 
 def test_a_second_node_on_the_same_data_dir_is_refused(service: NodeService) -> None:
@@ -75,10 +77,10 @@ def test_cli_commands_drive_the_node(
     assert code == 0 and out.strip() == str(task.wasm_cid)
     args = ["--wasm-cid", str(task.wasm_cid), "--input-cid", str(task.input_cid), "--fee", "5"]
     code, _, err = run(capsys, "publish-task", *args, "--data-dir", d)
-    assert code == 2 and "NotImplementedError" in err and "runtime issue" in err
+    assert code == 1 and "ProtocolError" in err and "--authority" in err
     code, _, err = run(capsys, "offer-execution", "--task-cid", str(task.cid), "--cost", "3",
                        "--data-dir", d)  # fmt: skip
-    assert code == 2 and "runtime issue" in err
+    assert code == 2 and "NotImplementedError" in err
 
 
 def test_commands_without_a_running_node_fail_with_a_clear_message(
@@ -88,3 +90,27 @@ def test_commands_without_a_running_node_fail_with_a_clear_message(
     assert code == 1 and "NodeNotRunning" in err and "mesh-cli start" in err
     with pytest.raises(NodeNotRunning):
         control.request(tmp_path, "status")
+
+
+def test_an_authority_node_publishes_tasks_and_reports_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    svc = NodeService(tmp_path / "auth", listen=["/ip4/127.0.0.1/tcp/0"], mdns=False,
+                      authority=True).start()  # fmt: skip
+    try:
+        d = str(svc.data_dir)
+        wasm, data = tmp_path / "m.wasm", tmp_path / "in.txt"
+        wasm.write_bytes(b"\x00asm\x01\x00\x00\x00")
+        data.write_bytes(b"hello")
+        wasm_cid = run(capsys, "provide", str(wasm), "--data-dir", d)[1].strip()
+        input_cid = run(capsys, "provide", str(data), "--data-dir", d)[1].strip()
+        args = ["--wasm-cid", wasm_cid, "--input-cid", input_cid, "--fee", "100"]
+        code, out, err = run(capsys, "publish-task", *args, "--verifiers", "1", "--data-dir", d)
+        assert code == 0, err
+        task_cid = json.loads(out)["task_cid"]
+        status = control.request(svc.data_dir, "status")
+        assert status["federation"].startswith("did:key:")
+        assert status["protocol"]["role"] == "authority"
+        assert task_cid in json.dumps(status["protocol"]["tasks"])
+    finally:
+        svc.close()
