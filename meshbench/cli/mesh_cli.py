@@ -67,6 +67,12 @@ def main_group() -> None:
     is_flag=True,
     help="Run as the federation's ledger authority and publisher (the runtime's Mesh.join).",
 )
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="With --authority: a JSON MeshPolicy fragment for the federation's genesis policy.",
+)
 @click.option("--bench-protocol", is_flag=True, hidden=True, help="Serve the bench stream.")
 @click.option("-v", "--verbose", count=True, help="Log more (-vv: py-libp2p's debug log too).")
 @data_dir_option
@@ -79,6 +85,7 @@ def start(
     gossip_rate: float,
     gossip_burst: int,
     authority: bool,
+    policy_file: Path | None,
     bench_protocol: bool,
     verbose: int,
     data_dir: Path | None,
@@ -106,6 +113,7 @@ def start(
         guard=GuardConfig(rate_per_second=gossip_rate, burst=gossip_burst),
         bench_protocol=bench_protocol,
         authority=authority,
+        policy=json.loads(policy_file.read_text()) if policy_file else None,
     ).start()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):

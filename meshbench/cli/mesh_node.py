@@ -47,11 +47,15 @@ class NodeService:
         guard: GuardConfig | None = None,
         bench_protocol: bool = False,
         authority: bool = False,
+        policy: dict[str, Any] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.mesh: Any = None  # a runtime Mesh when this node is the authority
         self._join = {"listen": listen[0], "bootstrap": list(bootstrap), "mdns": mdns}
         self.authority = authority
+        if policy is not None and not authority:
+            raise NetworkError("--policy applies to an --authority node only")
+        self._policy = policy
         self.node: Libp2pNode | None
         if authority:
             if len(listen) != 1:
@@ -87,7 +91,7 @@ class NodeService:
             if self.authority:
                 from meshbench.runtime.mesh import Mesh
 
-                self.mesh = Mesh.join(data_dir=self.data_dir, **self._join)
+                self.mesh = Mesh.join(data_dir=self.data_dir, policy=self._policy, **self._join)
                 self.node = self.mesh.net
                 self.store = self.net.store
             else:
