@@ -99,6 +99,8 @@ def start(
       mesh-cli start --listen /ip4/0.0.0.0/tcp/9000 \\
         --bootstrap /ip4/10.0.0.2/tcp/9000/p2p/12D3KooW...
     """
+    import libp2p.network.auto_connector  # noqa: F401 - its logger exists before we tune levels
+
     from meshbench.cli.mesh_node import NodeService
     from meshbench.net.guard import GuardConfig
 
@@ -274,6 +276,11 @@ def _configure_logging(verbose: int) -> None:
     lib = logging.getLogger("libp2p")
     lib.propagate = True
     lib.setLevel((logging.ERROR, logging.WARNING, logging.DEBUG)[min(verbose, 2)])
+    # Some py-libp2p modules pin their own level (auto_connector logs INFO every 10 s):
+    # let every libp2p logger follow the one above.
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name.startswith("libp2p.") and isinstance(logger, logging.Logger):
+            logger.setLevel(logging.NOTSET)
 
 
 def main(argv: list[str] | None = None) -> None:
