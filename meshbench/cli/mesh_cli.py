@@ -108,8 +108,10 @@ def start(
       mesh-cli start --listen /ip4/0.0.0.0/tcp/9000 \\
         --bootstrap /ip4/10.0.0.2/tcp/9000/p2p/12D3KooW...
     """
+    import libp2p.network.auto_connector  # noqa: F401 - its logger exists before we tune levels
+
+    from meshbench.cli.mesh_node import NodeService
     from meshbench.net.guard import GuardConfig
-    from meshbench.net.service import NodeService
 
     _configure_logging(verbose)
     if role == "worker" and not (authority_did and federation_did):

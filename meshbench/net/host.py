@@ -107,6 +107,9 @@ class HostConfig:
     event_log: int = 20_000
     #: Fetch the event log from bootstrap peers once connected.
     sync_on_join: bool = True
+    #: Topics whose events are served to late joiners: the state a node folds (policy,
+    #: balances, peers), not transient work messages, which would only be stale.
+    sync_topics: frozenset[Topic] = frozenset({Topic.POLICY, Topic.LEDGER, Topic.PEERS})
     heartbeat_s: int = 1
     #: Serve BENCH_PROTOCOL (a bare stream of zeros), for ``meshbench bench net``.
     bench_protocol: bool = False
@@ -671,7 +674,8 @@ class MeshHost:
             if self.event_source is not None:
                 source = list(self.event_source())
             else:
-                source = [(topic, data) for topic, data, _ in self.events]
+                wanted = self.config.sync_topics
+                source = [(topic, data) for topic, data, _ in self.events if topic in wanted]
             batch = bytearray()
             for topic, data in source:
                 name = topic.value.encode()

@@ -261,7 +261,8 @@ class Libp2pNode:
     def _stop_dispatcher(self) -> None:
         if self._dispatcher is not None and self._dispatcher.is_alive():
             self._inbox.put(None)
-            self._dispatcher.join(10)
+            if self._dispatcher is not threading.current_thread():  # close() from a callback
+                self._dispatcher.join(10)
 
 
 def join(

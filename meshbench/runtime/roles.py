@@ -9,7 +9,7 @@
   automatically, and ``offer-execution`` makes a manual offer at a chosen cost.
 * ``peer`` (no role): gossip and content only.
 
-Each role adds control-socket handlers to the node (see :mod:`meshbench.net.service`).
+Each role adds control-socket handlers to the node (see :mod:`meshbench.cli.mesh_node`).
 """
 
 from __future__ import annotations

@@ -171,3 +171,26 @@ def test_join_uses_the_data_dirs_identity_and_store(tmp_path: Path) -> None:
     with join(tmp_path, listen=["/ip4/127.0.0.1/tcp/0"], mdns=False) as n:
         assert n.did == ident.did
         assert n.store.root == tmp_path / "blobs"
+
+
+def test_a_late_joiner_is_sent_state_events_not_stale_work(pair, tmp_path: Path) -> None:
+    from meshbench.core.events import MeshPolicyActivated
+    from meshbench.testing.factories import T0
+    from meshbench.testing.netmesh import wait_until
+
+    a, _ = pair
+    authority = make_identity(0)
+    policy = MeshPolicy(federation=authority.did)
+    activated = MeshPolicyActivated(
+        authority=authority.did, policy_cid=policy.cid, federation_did=authority.did,
+        policy_version=1, policy=policy, timestamp=T0,
+    ).sign(authority)  # fmt: skip
+    a.publish("policy", activated)
+    a.publish("tasks", make_task(make_identity(6), sign=True))
+    inbox = Inbox()
+    late = node(tmp_path, 7, bootstrap=a.addrs)
+    late.subscribe("policy", inbox)
+    with late.start():
+        wait_until(lambda: late.stats()["sync_frames"] >= 1, 30, "the sync stream")
+        assert late.stats()["sync_frames"] == 1  # the policy; the task is not replayed
+        assert inbox.wait_for(1)[0][0] == activated

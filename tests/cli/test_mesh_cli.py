@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from meshbench.cli.mesh_cli import main
+from meshbench.cli.mesh_node import NodeService
 from meshbench.core.errors import BlobNotFound, NetworkError, ProtocolError
 from meshbench.net import control
 from meshbench.net.control import NodeNotRunning
-from meshbench.net.service import NodeService
 from meshbench.testing.factories import make_identity, make_task
 
 
@@ -89,3 +89,31 @@ def test_commands_without_a_running_node_fail_with_a_clear_message(
     assert code == 1 and "NodeNotRunning" in err and "mesh-cli start" in err
     with pytest.raises(NodeNotRunning):
         control.request(tmp_path, "status")
+
+
+def test_an_authority_node_publishes_tasks_and_reports_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from meshbench.runtime.roles import AuthorityRole
+
+    svc = NodeService(tmp_path / "auth", listen=["/ip4/127.0.0.1/tcp/0"], mdns=False,
+                      key_name="node").start()  # fmt: skip
+    svc.role = AuthorityRole(svc)
+    try:
+        d = str(svc.data_dir)
+        wasm, data = tmp_path / "m.wasm", tmp_path / "in.txt"
+        wasm.write_bytes(b"\x00asm\x01\x00\x00\x00")
+        data.write_bytes(b"hello")
+        wasm_cid = run(capsys, "provide", str(wasm), "--data-dir", d)[1].strip()
+        input_cid = run(capsys, "provide", str(data), "--data-dir", d)[1].strip()
+        args = ["--wasm-cid", wasm_cid, "--input-cid", input_cid, "--fee", "100"]
+        code, out, err = run(capsys, "publish-task", *args, "--verifiers", "1", "--data-dir", d)
+        assert code == 0, err
+        task_cid = json.loads(out)["task_cid"]
+        status = control.request(svc.data_dir, "status")
+        assert status["protocol"]["federation"].startswith("did:key:")
+        assert status["protocol"]["role"] == "authority" and status["protocol"]["tasks"] == 1
+        code, out, err = run(capsys, "status", task_cid, "--json", "--data-dir", d)
+        assert code == 0 and json.loads(out)["task_cid"] == task_cid
+    finally:
+        svc.close()
