@@ -22,7 +22,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check meshbench tests extensions
 	$(BIN)/ruff format --check meshbench tests extensions
 
-unit: $(STAMP)
+# js-libp2p for the interoperability test (tests/net/test_js_interop.py); skipped without npm
+interop/js/node_modules/.installed: interop/js/package-lock.json
+	if command -v npm >/dev/null 2>&1; then \
+	    cd interop/js && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "npm not found: the js-libp2p interop test will be skipped"; fi
+
+unit: $(STAMP) interop/js/node_modules/.installed
 	$(BIN)/python -m pytest -n 2 --timeout=300 -q
 
 test: lint unit
