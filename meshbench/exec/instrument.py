@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Final
 
 from meshbench.core.errors import InvalidModule
+from meshbench.core.varint import uvarint as _enc
 
 __all__ = ["INSTRUMENT_VERSION", "REFUSED_EXPORT", "instrument_memory_grow"]
 
@@ -61,18 +62,6 @@ def _skip_leb(b: bytes, i: int) -> int:
     while b[i] & 0x80:
         i += 1
     return i + 1
-
-
-def _enc(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def _skip_valtype(b: bytes, i: int) -> int:

@@ -7,26 +7,13 @@ from typing import Protocol
 from libp2p.network.stream.exceptions import StreamEOF
 
 from meshbench.core.errors import NetworkError
+from meshbench.core.varint import uvarint
 
 __all__ = ["StreamReader", "uvarint"]
 
 
 class ByteStream(Protocol):
     async def read(self, n: int | None = None) -> bytes: ...
-
-
-def uvarint(value: int) -> bytes:
-    if value < 0:
-        raise ValueError("uvarint of a negative number")
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 class StreamReader:
