@@ -174,19 +174,25 @@ class MeshNode:
                 self.ledger_path, authority=self.authority.did, verify_on_append=False
             )
             books = Books(self.authority.did)
-            books.load(self._ledger.books.tables())
             self.state = MeshState(
                 self.authority,
                 books=books,
                 membership=gov.BooksMembership(books),
                 verify_signatures=False,
             )
+            # After a restart the state machine is rebuilt from the ledger: every open task
+            # gets its outstanding requests again and fresh timers (nothing left stuck).
+            events = (ev for _, _, ev in self._ledger.iter_events(check=False))
+            resumed = self.state.restore(events, self.clock()) if len(self._ledger) else []
         except BaseException as exc:
             self._start_error = exc
             self._started.set()
             return
         self._started.set()
         try:
+            if resumed:
+                with self._ledger.batch():
+                    self._run(resumed)
             while True:
                 wait = 0.5
                 if self._timers:

@@ -131,3 +131,17 @@ def test_private_input_is_opened_only_by_the_chosen_peers(mesh: Mesh) -> None:
     for agent in outsiders:
         with pytest.raises(mb.DecryptionError, match="not a recipient"):
             decrypt(ciphertext, rec.envelope, agent.identity)
+
+
+def test_a_reopened_mesh_resumes_from_its_ledger(tmp_path: Path) -> None:
+    wasm = (WASM / "hello.wasm").read_bytes()
+    with Mesh.in_process(workers=4, data_dir=tmp_path) as first:
+        assert first.publish(wasm, b"").result(timeout=60).accepted
+        minted = first.events().filter(pl.col("type") == "Mint").height
+        events = first.events().height
+    with Mesh.in_process(workers=4, data_dir=tmp_path) as again:
+        # the same identities, balances and reputation: nothing minted twice
+        assert again.events().filter(pl.col("type") == "Mint").height == minted
+        assert again.publish(wasm, b"").result(timeout=60).accepted
+        assert again.events().height > events
+        assert again.node.verify_ledger().ok
