@@ -837,8 +837,11 @@ class MeshState:
             opened = result_commitment(vr.task_cid, vr.verifier, vr.output_cid, vr.salt)
             if opened != own.commitment:
                 raise ProtocolError("the verdict does not open the verifier's own commitment")
-            if vr.approved != (vr.output_cid == rec.receipt.output_cid):
+            same = vr.output_cid == rec.receipt.output_cid
+            if rec.task.validator == "exact" and vr.approved != same:
                 raise ProtocolError("approved must say whether the verifier's output matches")
+            if same and not vr.approved:
+                raise ProtocolError("a verifier whose output is identical must approve")
         elif vr.approved:
             raise ProtocolError("a verifier without an output cannot approve")
         pin = self.policy(rec.task.federation).engine_pin

@@ -17,11 +17,12 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from meshbench.core.encoding import CID, blob_cid
-from meshbench.core.errors import ExecutionError, ProtocolError
+from meshbench.core.errors import ExecutionError, MeshError, ProtocolError
 from meshbench.core.events import StakeRequest
 from meshbench.core.identity import Identity
 from meshbench.core.types import (
@@ -74,6 +75,9 @@ class _Pending:
     salt: bytes
     summary: ExecutionSummary
     exit_code: int
+    validator: str = "exact"
+    #: The full result of this agent's own run (None when it failed), for content validators.
+    result: Any = None
 
 
 class WorkerAgent:
@@ -89,7 +93,11 @@ class WorkerAgent:
         cost: CostModel | None = None,
         behaviour: Behaviour = "honest",
         capacity: int = 1,
+        executors: Mapping[str, Any] | None = None,
     ) -> None:
+        """``executors``: plug-ins for tasks whose ``executor`` is not ``wasm`` (by name, e.g.
+        ``{"cuda": CudaExecutor()}``); a task for an executor this agent lacks gets no offer.
+        """
         if behaviour not in BEHAVIOURS:
             raise ValueError(f"behaviour must be one of {BEHAVIOURS}, not {behaviour!r}")
         self.identity = identity
@@ -100,6 +108,7 @@ class WorkerAgent:
         self.behaviour = behaviour
         self.capacity = capacity
         self._executor = executor
+        self._executors = dict(executors or {})
         self._pending: dict[tuple[CID, str], _Pending] = {}
         self._lock = threading.Lock()
 
@@ -110,6 +119,20 @@ class WorkerAgent:
 
             self._executor = WasmExecutor()
         return self._executor
+
+    def executor_for(self, task: TaskIntent) -> Any | None:
+        """The executor that runs ``task`` here, or None when this agent has none for it."""
+        if task.executor == "wasm":
+            return self.executor
+        return self._executors.get(task.executor)
+
+    def can_run(self, task: TaskIntent) -> bool:
+        """An executor for the task that accepts it (e.g. its kernel is approved here)."""
+        executor = self.executor_for(task)
+        if executor is None:
+            return False
+        accepts = getattr(executor, "accepts", None)
+        return accepts is None or bool(accepts(task))
 
     # --- membership ------------------------------------------------------------------
     def peer_info(self, now_ms: int, *, addresses: tuple[str, ...] = ()) -> PeerInfo:
@@ -136,6 +159,8 @@ class WorkerAgent:
         """An offer for ``task``, or None when this machine cannot run it at the fee."""
         if not self.hardware.satisfies(task.scope) or task.publisher == self.did:
             return None
+        if not self.can_run(task):
+            return None
         cost = self.cost.cost(task)
         if cost > task.fee:
             return None
@@ -156,13 +181,14 @@ class WorkerAgent:
         self, task: TaskIntent, wasm: bytes, data: bytes, now_ms: int, *, role: str
     ) -> ResultCommitment:
         """Run ``task`` (as ``worker`` or ``verifier``) and commit to the result."""
-        output, summary, exit_code = self._run(task, wasm, data, role)
+        output, summary, exit_code, result = self._run(task, wasm, data, role)
         if role == "worker" and self.behaviour == "wrong":
             output = hashlib.sha256(b"wrong" + output).digest()
         salt = os.urandom(16)
         cid = blob_cid(output)
+        pending = _Pending(output, cid, salt, summary, exit_code, task.validator, result)
         with self._lock:
-            self._pending[(task.cid, role)] = _Pending(output, cid, salt, summary, exit_code)
+            self._pending[(task.cid, role)] = pending
         return ResultCommitment(
             task_cid=task.cid,
             worker=self.did,
@@ -172,20 +198,24 @@ class WorkerAgent:
 
     def _run(
         self, task: TaskIntent, wasm: bytes, data: bytes, role: str
-    ) -> tuple[bytes, ExecutionSummary, int]:
+    ) -> tuple[bytes, ExecutionSummary, int, Any]:
         if role == "worker" and self.behaviour == "lazy":
-            return data, ExecutionSummary(fuel_used=0, peak_memory_bytes=0, wall_time_us=0), 0
+            lazy = ExecutionSummary(fuel_used=0, peak_memory_bytes=0, wall_time_us=0)
+            return data, lazy, 0, None
+        executor = self.executor_for(task)
+        if executor is None:
+            raise ProtocolError(f"{self.did} has no {task.executor!r} executor for this task")
         try:
-            result = self.executor.run_task(task, wasm, data)
+            result = executor.run_task(task, wasm, data)
         except ExecutionError as exc:
             summary = ExecutionSummary(
                 fuel_used=exc.fuel_used or 0,
                 peak_memory_bytes=0,
                 wall_time_us=0,
-                engine=self.executor.engine,
+                engine=executor.engine,
             )
-            return error_output(exc), summary, -1
-        return result.output, result.summary, result.exit_code
+            return error_output(exc), summary, -1, None
+        return result.output, result.summary, result.exit_code, result
 
     def reveal(self, task_cid: CID, now_ms: int) -> tuple[ExecutionReceipt, bytes]:
         """Open the worker commitment: the signed receipt, and the output bytes."""
@@ -203,11 +233,25 @@ class WorkerAgent:
         ).sign(self.identity)
         return receipt, p.output
 
-    def verdict(self, task_cid: CID, receipt: ExecutionReceipt, now_ms: int) -> VerificationReceipt:
-        """Judge ``receipt`` by this verifier's own committed re-execution."""
+    def verdict(
+        self,
+        task_cid: CID,
+        receipt: ExecutionReceipt,
+        now_ms: int,
+        *,
+        output: bytes | None = None,
+    ) -> VerificationReceipt:
+        """Judge ``receipt`` by this verifier's own committed re-execution.
+
+        Under the ``exact`` validator the verdict is whether the output CIDs are equal. Under
+        another validator (the task names it) an identical output is approved and a different
+        one is judged by that validator on ``output``, the worker's revealed bytes.
+        """
         p = self._take(task_cid, "verifier")
         approved = p.output_cid == receipt.output_cid
         reason = "" if approved else f"re-execution gave {p.output_cid}"
+        if not approved and p.validator != "exact":
+            approved, reason = self._judge(p, receipt, output)
         return VerificationReceipt(
             task_cid=task_cid,
             receipt_cid=receipt.cid,
@@ -221,6 +265,22 @@ class WorkerAgent:
             created_at=now_ms,
             parents=(receipt.cid,),
         ).sign(self.identity)
+
+    @staticmethod
+    def _judge(p: _Pending, receipt: ExecutionReceipt, output: bytes | None) -> tuple[bool, str]:
+        from meshbench.exec.plugins import load_validator
+
+        if p.result is None:
+            return False, f"re-execution failed ({p.output[:80]!r}); nothing to compare"
+        if output is None or blob_cid(output) != receipt.output_cid:
+            return False, f"the worker's output bytes were not supplied for {p.validator!r}"
+        try:
+            validator = load_validator(p.validator)
+        except MeshError as exc:
+            return False, f"cannot judge with validator {p.validator!r}: {exc}"
+        return validator.confirms(
+            receipt.output_cid, receipt.summary, p.result, claimed_output=output
+        )
 
     def _take(self, task_cid: CID, role: str) -> _Pending:
         with self._lock:

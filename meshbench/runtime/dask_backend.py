@@ -132,10 +132,13 @@ def _reveal(task_cid: str, dask_worker: Any = None) -> tuple[bytes, bytes]:
     return receipt.encode(), output
 
 
-def _verdict(task_cid: str, receipt_bytes: bytes, dask_worker: Any = None) -> bytes:
+def _verdict(
+    task_cid: str, receipt_bytes: bytes, output: bytes | None = None, dask_worker: Any = None
+) -> bytes:
     receipt = decode_object(receipt_bytes)
     assert isinstance(receipt, ExecutionReceipt)
-    return _agent(dask_worker).verdict(CID.decode(task_cid), receipt, _now()).encode()
+    agent = _agent(dask_worker)
+    return agent.verdict(CID.decode(task_cid), receipt, _now(), output=output).encode()
 
 
 class DaskBackend:
@@ -269,12 +272,22 @@ class DaskBackend:
             deliver, lambda: self.client.run(_reveal, str(task_cid), workers=[address])[address]
         )
 
-    def verdict(self, did: str, task_cid: CID, receipt: ExecutionReceipt, deliver: Deliver) -> None:
+    def verdict(
+        self,
+        did: str,
+        task_cid: CID,
+        receipt: ExecutionReceipt,
+        deliver: Deliver,
+        *,
+        output: bytes | None = None,
+    ) -> None:
         address = self.address_of(did)
         data = receipt.encode()
         self._background(
             deliver,
-            lambda: self.client.run(_verdict, str(task_cid), data, workers=[address])[address],
+            lambda: self.client.run(_verdict, str(task_cid), data, output, workers=[address])[
+                address
+            ],
         )
 
     def close(self) -> None:

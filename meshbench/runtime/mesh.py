@@ -17,7 +17,7 @@ import html
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -205,20 +205,27 @@ class Mesh:
         data_dir: str | os.PathLike[str] | None = None,
         behaviours: Mapping[int, Behaviour] | None = None,
         policy: MeshPolicyFragment | Mapping[str, Any] | None = None,
+        agent_factory: Callable[[Identity, str, int], WorkerAgent] | None = None,
     ) -> Mesh:
-        """Workers as threads of this process (no Dask): for tests and quick experiments."""
+        """Workers as threads of this process (no Dask): for tests and quick experiments.
+
+        ``agent_factory(identity, federation, index)`` builds worker ``index``'s agent (its
+        hardware, extra executors); by default a 4 GiB CPU worker with the wasm executor.
+        """
         root = _data_dir(data_dir)
         keys = Keystore(root / "keys")
         federation = keys.load_or_create("federation").did
-        agents = [
-            WorkerAgent(
-                keys.load_or_create(f"worker-{i}"),
+
+        def default(identity: Identity, federation: str, i: int) -> WorkerAgent:
+            return WorkerAgent(
+                identity,
                 federation,
                 HardwareProfile(memory_mb=4096),
                 behaviour=(behaviours or {}).get(i, "honest"),
             )
-            for i in range(workers)
-        ]
+
+        make = agent_factory or default
+        agents = [make(keys.load_or_create(f"worker-{i}"), federation, i) for i in range(workers)]
         return cls._start(root, InProcessBackend(agents), policy, workers=workers)
 
     @classmethod
@@ -330,9 +337,10 @@ class Mesh:
     # --- publishing ----------------------------------------------------------------------
     def publish(
         self,
-        wasm: bytes | str | os.PathLike[str] | CID,
+        wasm: bytes | str | os.PathLike[str] | CID | None = None,
         input: bytes | str | os.PathLike[str] | CID = b"",
         *,
+        kernel: Any = None,
         fee: int = 100,
         verifiers: int = 3,
         scope: CapabilityScope | None = None,
@@ -341,7 +349,23 @@ class Mesh:
         deadline_s: float = 120,
     ) -> TaskHandle:
         """Publish a task: ``wasm`` is bytes, a file path or a CID already stored; ``input``
-        is bytes, a file path (``Path``), text (``str``) or a CID already stored."""
+        is bytes, a file path (``Path``), text (``str``) or a CID already stored.
+
+        ``kernel`` instead of ``wasm``: an object with ``task_payload() -> TaskPayload`` (a
+        kernel call of an executor extension, e.g. ``meshbench_cuda.KernelCall``); its module
+        and input blobs, executor, validator, args and scope make the task (``scope`` given
+        here overrides the payload's).
+        """
+        executor, validator = "wasm", "exact"
+        if kernel is not None:
+            if wasm is not None or input != b"" or tuple(args):
+                raise ProtocolError("give either kernel=... or wasm/input/args, not both")
+            payload = kernel.task_payload()
+            executor, validator = payload.executor, payload.validator
+            wasm, input, args = payload.module, payload.input, payload.args
+            scope = scope or payload.scope
+        if wasm is None:
+            raise ProtocolError("publish needs a wasm module (or kernel=...)")
         wasm_cid = self._blob(wasm, text_is_path=True)
         input_cid = self._blob(input, text_is_path=False)
         now = self.node.clock()
@@ -355,6 +379,8 @@ class Mesh:
             verifier_count=verifiers,
             scope=scope or CapabilityScope(),
             args=tuple(args),
+            executor=executor,
+            validator=validator,
             output=output,
             created_at=now,
             deadline=now + int(deadline_s * 1000),
