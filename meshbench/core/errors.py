@@ -200,6 +200,9 @@ class GuestTrap(ExecutionError):
 class KernelError(ExecutionError):
     """A kernel task refused before launch: nothing was executed on the device."""
 
+    def __init__(self, message: str, *, fuel_used: int | None = 0) -> None:
+        super().__init__(message, fuel_used=fuel_used)
+
 
 class UnknownKernel(KernelError):
     """The task names a kernel (name and version) that this worker has not installed."""

@@ -650,6 +650,10 @@ class MeshState:
                 continue
             if "verifier" not in info.roles or self.books.bonded(did) < min_stake:
                 continue
+            if rec.task.scope.gpu_flops > 0 and (
+                info.hardware is None or not info.hardware.satisfies(rec.task.scope)
+            ):
+                continue  # a GPU task is re-executed only where it can run (like its worker)
             if policy.selection.distinct_verifier_federation and info.federation == worker_fed:
                 continue
             if not self.membership.is_member(info.federation, did, now):
@@ -682,7 +686,8 @@ class MeshState:
         offer = offers[0]
         q = policy.verification_quorum
         k = min(max(task.verifier_count, q.minimum_verifiers), q.maximum_verifiers)
-        candidates = self._verifier_candidates(rec, offer.worker, policy, now, ())
+        # workers that already failed this task never judge their replacement
+        candidates = self._verifier_candidates(rec, offer.worker, policy, now, rec.tried)
         verifiers = selection.draw_verifiers(self._draw_seed(rec, f"a{attempt}"), candidates, k)
         if len(verifiers) < max(1, q.minimum_verifiers):
             return self._reopen(rec, now, events, policy)

@@ -19,6 +19,7 @@ from meshbench_cuda.executor import CudaExecutor, KernelResult
 from meshbench_cuda.registry import KernelRegistry, installed_kernels
 from meshbench_cuda.spec import KernelSpec, Param
 from meshbench_cuda.validator import ToleranceValidator, compare_bundles
+from meshbench_cuda.workers import gpu_agents
 
 __all__ = [
     "CudaExecutor",
@@ -35,6 +36,7 @@ __all__ = [
     "device_name",
     "encode_arrays",
     "engine_identity",
+    "gpu_agents",
     "gpu_hardware",
     "installed_kernels",
     "parse_descriptor",

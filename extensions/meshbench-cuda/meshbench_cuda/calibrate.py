@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from meshbench.core.types import HardwareProfile
-from meshbench_cuda.device import device_name, simulated
+from meshbench_cuda.device import LAUNCH_LOCK, device_name, simulated
 from meshbench_cuda.kernels.matmul import MATMUL
 
 __all__ = ["calibrate_gpu_flops", "gpu_hardware"]
@@ -24,12 +24,13 @@ def calibrate_gpu_flops(n: int | None = None, *, repeat: int = 2) -> int:
     rng = np.random.default_rng(0)
     arrays = {"a": rng.random((n, n)), "b": rng.random((n, n))}
     flops = MATMUL.flops(arrays, {})
-    MATMUL.launch(arrays, {}, MATMUL.default_block, bytes(32))  # compile / warm up
     best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        MATMUL.launch(arrays, {}, MATMUL.default_block, bytes(32))
-        best = min(best, time.perf_counter() - t0)
+    with LAUNCH_LOCK:
+        MATMUL.launch(arrays, {}, MATMUL.default_block, bytes(32))  # compile / warm up
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            MATMUL.launch(arrays, {}, MATMUL.default_block, bytes(32))
+            best = min(best, time.perf_counter() - t0)
     return max(1, int(flops / best))
 
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import threading
 from functools import cache
 
 import numba
 
-__all__ = ["device_name", "engine_identity", "simulated"]
+__all__ = ["LAUNCH_LOCK", "device_name", "engine_identity", "simulated"]
+
+#: One launch at a time per process: the simulator swaps the ``cuda`` global of a kernel's
+#: module while its threads run (not thread-safe), and one process drives one device.
+LAUNCH_LOCK = threading.Lock()
 
 
 def simulated() -> bool:

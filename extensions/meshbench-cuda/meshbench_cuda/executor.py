@@ -40,7 +40,7 @@ from meshbench.core.types import MB, CapabilityScope, ExecutionSummary, TaskInte
 from meshbench.exec.plugins import ExecutionResult
 from meshbench_cuda.arrays import decode_arrays, encode_arrays
 from meshbench_cuda.call import Descriptor, parse_descriptor
-from meshbench_cuda.device import engine_identity
+from meshbench_cuda.device import LAUNCH_LOCK, engine_identity
 from meshbench_cuda.registry import KernelRegistry
 from meshbench_cuda.spec import KernelSpec
 
@@ -158,10 +158,11 @@ class CudaExecutor:
         if output != "stdout":
             raise ExecutionError("a GPU task's output is its array bundle ('stdout')", fuel_used=0)
         plan = self.plan(wasm, input, scope)
-        t0 = time.perf_counter_ns()
-        outputs = plan.spec.launch(plan.arrays, plan.params, plan.block, seed)
-        _synchronize()
-        gpu_us = (time.perf_counter_ns() - t0) // 1000
+        with LAUNCH_LOCK:
+            t0 = time.perf_counter_ns()
+            outputs = plan.spec.launch(plan.arrays, plan.params, plan.block, seed)
+            _synchronize()
+            gpu_us = (time.perf_counter_ns() - t0) // 1000
         if gpu_us > plan.call.max_time_ms * 1000:
             raise ExecutionTimeout(
                 f"kernel {plan.call.ref} ran {gpu_us / 1000:.1f} ms; its budget is "
