@@ -686,8 +686,7 @@ class MeshState:
         offer = offers[0]
         q = policy.verification_quorum
         k = min(max(task.verifier_count, q.minimum_verifiers), q.maximum_verifiers)
-        # workers that already failed this task never judge their replacement
-        candidates = self._verifier_candidates(rec, offer.worker, policy, now, rec.tried)
+        candidates = self._verifier_candidates(rec, offer.worker, policy, now, ())
         verifiers = selection.draw_verifiers(self._draw_seed(rec, f"a{attempt}"), candidates, k)
         if len(verifiers) < max(1, q.minimum_verifiers):
             return self._reopen(rec, now, events, policy)

@@ -8,7 +8,7 @@ milliseconds from the injected clock; amounts are integer token units.
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, ClassVar, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from msgspec import Meta
 
@@ -90,6 +90,7 @@ class TaskIntent(Signed, tag="TaskIntent"):
     """A publisher's request to run a module on an input, with the fee it locks in escrow."""
 
     SIGNER: ClassVar[str] = "publisher"
+    OMIT_IF_DEFAULT: ClassVar[dict[str, Any]] = {"validator": "exact"}
     publisher: DID
     federation: DID
     wasm_cid: CID

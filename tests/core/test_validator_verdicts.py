@@ -93,3 +93,18 @@ def test_gpu_task_verifiers_are_drawn_only_among_peers_with_enough_gpu():
     gpu_dids = {p.did for p in h.peers[:4]}
     assert a is not None and a.worker == h.peers[0].did
     assert set(a.verifiers) <= gpu_dids - {a.worker}
+
+
+def test_default_validator_is_left_out_of_the_encoding():
+    from meshbench.core import encoding
+    from meshbench.core.errors import NonCanonicalEncoding
+    from meshbench.core.model import decode_object
+
+    h = ProtocolHarness()
+    exact, tolerant = h.task(), h.task(validator="tolerance")
+    assert "validator" not in encoding.decode(exact.encode())  # older tasks keep their CIDs
+    assert decode_object(exact.encode()) == exact
+    assert decode_object(tolerant.encode()).validator == "tolerance"
+    spelled = {**encoding.decode(exact.encode()), "validator": "exact"}
+    with pytest.raises(NonCanonicalEncoding):
+        decode_object(encoding.encode(spelled), verify_signature=False)

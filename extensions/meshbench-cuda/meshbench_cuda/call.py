@@ -4,7 +4,7 @@ Descriptor (strict DAG-CBOR, so its CID is canonical)::
 
     {"@type": "meshbench.KernelCall", "v": 1,
      "kernel": NAME, "version": VERSION, "code_hash": SHA256_HEX,
-     "params": {NAME: number, ...}, "block": [bx] or [bx, by],
+     "params": {NAME: number, ...}, "block": [] (the kernel's default), [bx] or [bx, by],
      "max_flops": int, "max_time_ms": int, "rtol": float, "atol": float}
 
 A GPU TaskIntent has ``executor="cuda"``, ``wasm_cid`` = the descriptor's raw CID,
@@ -107,8 +107,8 @@ def parse_descriptor(data: bytes) -> Descriptor:
         if type(v) not in (int, float) or (type(v) is float and not math.isfinite(v)):
             raise bad(f"parameter {k!r} must be a finite number, not {v!r}")
     block = d["block"]
-    if not isinstance(block, list) or not 1 <= len(block) <= 3:
-        raise bad("block must be a list of 1 to 3 integers")
+    if not isinstance(block, list) or len(block) > 3:
+        raise bad("block must be a list of up to 3 integers (empty: the kernel's default)")
     for name, hi in (("max_flops", MAX_FLOPS), ("max_time_ms", MAX_TIME_MS)):
         if type(d[name]) is not int or not 1 <= d[name] <= hi:
             raise bad(f"{name} must be an integer in 1..{hi}")
