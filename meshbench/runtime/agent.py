@@ -54,15 +54,21 @@ def error_output(exc: ExecutionError) -> bytes:
 
 @dataclass(frozen=True, kw_only=True)
 class CostModel:
-    """How a worker prices its offers: a base plus a price per million fuel units (cycles)."""
+    """How a worker prices its offers: a base plus a price per million fuel units (cycles)
+    and per GFLOP/s of GPU throughput the task's scope asks for."""
 
     base: int = 50
     per_million_cycles: int = 10
+    #: Tokens per GFLOP/s of ``scope.gpu_flops`` (above the default policy's 1, so a GPU
+    #: offer clears the scope-scaled minimum fee).
+    per_gflops_gpu: int = 2
     #: Estimated cycles per millisecond of this machine, for the ETA.
     cycles_per_ms: int = 200_000
 
     def cost(self, task: TaskIntent) -> int:
-        return self.base + -(-task.scope.cpu_cycles * self.per_million_cycles // 1_000_000)
+        scope = task.scope
+        gpu = -(-scope.gpu_flops * self.per_gflops_gpu // 10**9)
+        return self.base + -(-scope.cpu_cycles * self.per_million_cycles // 1_000_000) + gpu
 
     def eta_ms(self, task: TaskIntent) -> int:
         return 2_000 + task.scope.cpu_cycles // self.cycles_per_ms

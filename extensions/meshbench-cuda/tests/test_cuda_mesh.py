@@ -117,3 +117,23 @@ def test_exact_validation_rejects_the_same_difference(mixed_mesh):
     r = mixed_mesh.publish(kernel=call, fee=100, verifiers=3).result(timeout=60)
     differ = [v for v in r.verifications if v.output_cid != r.output_cid]
     assert differ and not any(v.approved for v in differ)
+
+
+def test_gpu_offers_are_priced_above_the_scope_minimum(tmp_path):
+    # workers advertising 1 TFLOP/s (a figure given here, not measured: the simulator's
+    # measured throughput is ~1e5 FLOP/s); the task needs 200 GFLOP/s to meet its time budget
+    m = Mesh.in_process(
+        workers=3,
+        data_dir=tmp_path,
+        agent_factory=gpu_agents(gpu_flops=10**12),
+        policy={"verification_quorum": {"minimum_verifiers": 1}},
+    )
+    try:
+        call = KernelCall(kernel="sum", arrays={"x": np.ones(8)}, max_flops=2 * 10**11,
+                          max_time_ms=1000)  # fmt: skip
+        assert call.task_payload().scope.gpu_flops == 2 * 10**11
+        assert m.policy.min_fee_for(call.task_payload().scope) == 210
+        r = m.publish(kernel=call, fee=1000, verifiers=1).result(timeout=60)
+        assert r.accepted and decode_arrays(r.output)["sum"].tolist() == [8.0]
+    finally:
+        m.close()
