@@ -64,15 +64,21 @@ class MeshWorkerPlugin(WorkerPlugin):
         behaviours: Mapping[str, Behaviour] | None = None,
         cost: CostModel | None = None,
         module_cache_dir: str | None = None,
+        executors: tuple[str, ...] = (),
     ) -> None:
+        """``executors``: extra executor plug-ins (by entry point name, e.g. ``cuda``) each
+        worker loads; one with an ``advertise(hardware)`` method amends the worker's
+        HardwareProfile (a GPU executor calibrates and reports its throughput)."""
         self.keys_dir = keys_dir
         self.federation = federation
         self.behaviours = dict(behaviours or {})
         self.cost = cost
         self.module_cache_dir = module_cache_dir
+        self.executors = tuple(executors)
         self.agent: WorkerAgent | None = None
 
     def setup(self, worker: Any) -> None:
+        from meshbench.exec.plugins import load_executor
         from meshbench.exec.wasm import WasmExecutor
 
         identity = Keystore(self.keys_dir).load_or_create(_key_name(worker.name))
@@ -84,6 +90,11 @@ class MeshWorkerPlugin(WorkerPlugin):
             gpu_flops=0,
             gpu_class=f"{gpus}xGPU" if gpus else "",
         )
+        extra = {name: load_executor(name) for name in self.executors}
+        for executor in extra.values():
+            advertise = getattr(executor, "advertise", None)
+            if advertise is not None:
+                hardware = advertise(hardware)
         self.agent = WorkerAgent(
             identity,
             self.federation,
@@ -92,6 +103,7 @@ class MeshWorkerPlugin(WorkerPlugin):
             cost=self.cost,
             behaviour=self.behaviours.get(str(worker.name), "honest"),
             capacity=max(1, int(worker.state.nthreads)),
+            executors=extra,
         )
 
 
@@ -153,6 +165,7 @@ class DaskBackend:
         behaviours: Mapping[str, Behaviour] | None = None,
         cost: CostModel | None = None,
         module_cache_dir: str | os.PathLike[str] | None = None,
+        executors: tuple[str, ...] = (),
     ) -> None:
         self.client = client
         plugin = MeshWorkerPlugin(
@@ -161,6 +174,7 @@ class DaskBackend:
             behaviours=behaviours,
             cost=cost,
             module_cache_dir=str(module_cache_dir) if module_cache_dir else None,
+            executors=tuple(executors),
         )
         client.register_plugin(plugin, name=PLUGIN_NAME)
         self._addr: dict[str, str] = {}

@@ -149,8 +149,11 @@ class Mesh:
         processes: bool = True,
         memory_limit: str = "2GiB",
         policy: MeshPolicyFragment | Mapping[str, Any] | None = None,
+        executors: Iterable[str] = (),
     ) -> Mesh:
-        """Start a Dask ``LocalCluster`` of ``workers`` mesh workers on this machine."""
+        """Start a Dask ``LocalCluster`` of ``workers`` mesh workers on this machine.
+
+        ``executors``: extra executor plug-ins every worker loads (e.g. ``("cuda",)``)."""
         from distributed import Client, LocalCluster
 
         if workers < 2:
@@ -165,7 +168,13 @@ class Mesh:
         client = Client(cluster)
         try:
             return cls._over_dask(
-                client, data_dir, behaviours, policy, cluster=cluster, workers=workers
+                client,
+                data_dir,
+                behaviours,
+                policy,
+                cluster=cluster,
+                workers=workers,
+                executors=tuple(executors),
             )
         except BaseException:
             client.close()
@@ -180,6 +189,7 @@ class Mesh:
         data_dir: str | os.PathLike[str] | None = None,
         policy: MeshPolicyFragment | Mapping[str, Any] | None = None,
         timeout: float = 30,
+        executors: Iterable[str] = (),
     ) -> Mesh:
         """Use the workers of a running Dask scheduler (``tcp://host:8786``)."""
         from distributed import Client
@@ -192,7 +202,9 @@ class Mesh:
             raise NetworkError(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
         try:
             n = len(client.scheduler_info()["workers"])
-            return cls._over_dask(client, data_dir, None, policy, workers=n)
+            return cls._over_dask(
+                client, data_dir, None, policy, workers=n, executors=tuple(executors)
+            )
         except BaseException:
             client.close()
             raise
@@ -238,6 +250,7 @@ class Mesh:
         *,
         cluster: Any = None,
         workers: int,
+        executors: tuple[str, ...] = (),
     ) -> Mesh:
         from meshbench.runtime.dask_backend import DaskBackend
 
@@ -254,6 +267,7 @@ class Mesh:
             federation,
             behaviours=by_name,
             module_cache_dir=root / "module-cache",
+            executors=executors,
         )
         mesh = cls._start(root, backend, policy, workers=workers, client=client, cluster=cluster)
         return mesh

@@ -27,6 +27,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from meshbench.core.encoding import blob_cid
 from meshbench.core.errors import (
     ExecutionError,
@@ -36,7 +38,13 @@ from meshbench.core.errors import (
     LaunchParameterError,
     MemoryLimitExceeded,
 )
-from meshbench.core.types import MB, CapabilityScope, ExecutionSummary, TaskIntent
+from meshbench.core.types import (
+    MB,
+    CapabilityScope,
+    ExecutionSummary,
+    HardwareProfile,
+    TaskIntent,
+)
 from meshbench.exec.plugins import ExecutionResult
 from meshbench_cuda.arrays import decode_arrays, encode_arrays
 from meshbench_cuda.call import Descriptor, parse_descriptor
@@ -86,6 +94,18 @@ class CudaExecutor:
     ) -> None:
         self.registry = registry or KernelRegistry(kernels, approved=approved)
         self.engine = engine_identity()
+
+    def advertise(self, hardware: HardwareProfile) -> HardwareProfile:
+        """``hardware`` with this host's calibrated GPU throughput and class (Dask workers
+        call this at start); unchanged when there is no CUDA device."""
+        from meshbench_cuda.calibrate import calibrate_gpu_flops
+        from meshbench_cuda.device import device_name
+
+        if not device_name():
+            return hardware
+        return msgspec.structs.replace(
+            hardware, gpu_flops=calibrate_gpu_flops(), gpu_class=device_name()
+        )
 
     def accepts(self, task: TaskIntent) -> bool:
         """Would this worker run ``task``'s kernel (named in its args)? For offers."""
