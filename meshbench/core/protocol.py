@@ -643,6 +643,8 @@ class MeshState:
     ) -> list[str]:
         fed = rec.task.federation
         worker_fed = self.peers[worker].federation if worker in self.peers else None
+        worker_hw = self.peers[worker].hardware if worker in self.peers else None
+        same_class = rec.task.scope.gpu_flops > 0 and policy.selection.homogeneous_gpu_verifiers
         min_stake = policy.bonding_requirements.min_stake
         out = []
         for did, info in self.peers.items():
@@ -654,6 +656,12 @@ class MeshState:
                 info.hardware is None or not info.hardware.satisfies(rec.task.scope)
             ):
                 continue  # a GPU task is re-executed only where it can run (like its worker)
+            if same_class and (
+                worker_hw is None
+                or info.hardware is None
+                or info.hardware.gpu_class != worker_hw.gpu_class
+            ):
+                continue
             if policy.selection.distinct_verifier_federation and info.federation == worker_fed:
                 continue
             if not self.membership.is_member(info.federation, did, now):

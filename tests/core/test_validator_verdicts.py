@@ -108,3 +108,37 @@ def test_default_validator_is_left_out_of_the_encoding():
     spelled = {**encoding.decode(exact.encode()), "validator": "exact"}
     with pytest.raises(NonCanonicalEncoding):
         decode_object(encoding.encode(spelled), verify_signature=False)
+
+
+@pytest.mark.parametrize("homogeneous", [False, True])
+def test_homogeneous_redundancy_draws_verifiers_of_the_workers_gpu_class(homogeneous):
+    from meshbench.core.policy import MeshPolicy, MeshPolicyFragment
+
+    fragment = {
+        "selection": {"homogeneous_gpu_verifiers": homogeneous},
+        "verification_quorum": {"minimum_verifiers": 1},
+    }
+    policy = MeshPolicy().apply(MeshPolicyFragment(updates=fragment))
+    assert policy.selection.homogeneous_gpu_verifiers is homogeneous
+    h = ProtocolHarness(peers=7, policy=policy)
+    classes = ["A100", "A100", "A100", "H100", "H100", "H100"]
+    for p, cls in zip(h.peers, classes, strict=False):
+        hw = HardwareProfile(memory_mb=4096, gpu_flops=10**9, gpu_class=cls)
+        info = PeerInfo(did=p.did, federation=h.federation.did, hardware=hw, updated_at=h.now + 1)
+        h.feed(info.sign(p))
+    task = h.task(scope=CapabilityScope(gpu_flops=10**6), verifiers=4)
+    h.feed(task)
+    worker_hw = HardwareProfile(memory_mb=4096, gpu_flops=10**9, gpu_class="A100")
+    h.feed(h.offer(task, h.peers[0], hardware=worker_hw))
+    h.advance(h.state.policy(task.federation).selection.offer_window_ms)
+    h.fire(task, "offers")
+    a = h.state.tasks[task.cid].assignment
+    drawn = {classes[[p.did for p in h.peers].index(v)] for v in a.verifiers}
+    assert drawn == ({"A100"} if homogeneous else {"A100", "H100"})
+
+
+def test_policy_encoding_leaves_the_new_default_out():
+    from meshbench.core import encoding
+    from meshbench.core.policy import MeshPolicy
+
+    assert "homogeneous_gpu_verifiers" not in encoding.decode(MeshPolicy().encode())["selection"]
