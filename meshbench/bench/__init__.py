@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "exec": "meshbench.bench.exec",
     "protocol": "meshbench.bench.protocol",
     "net": "meshbench.bench.net",
+    "mesh": "meshbench.bench.mesh",
     # provided by the meshbench-cuda extension (extensions/meshbench-cuda)
     "gpu": "meshbench_cuda.bench",
 }

@@ -25,6 +25,7 @@ from typing import Any
 
 import click
 
+from meshbench.cli import meshbench as meshbench_cli
 from meshbench.cli.common import data_dir_option, emit, print_table, resolve_data_dir, run_cli
 from meshbench.core import governance as gov
 from meshbench.core.books import Books
@@ -135,27 +136,8 @@ def main_group() -> None:
 
 
 # --- keys, balance, stake --------------------------------------------------------------------
-@main_group.group()
-def key() -> None:
-    """Manage this wallet's identities."""
-
-
-@key.command("new")
-@click.option("--name", default="default", show_default=True)
-@data_dir_option
-def key_new(name: str, data_dir: Path | None) -> None:
-    """Create an identity. Example: icn-wallet key new --name alice"""
-    click.echo(Keystore(resolve_data_dir(data_dir) / "keys").create(name).did)
-
-
-@key.command("show")
-@click.option("--name", default="default", show_default=True)
-@json_option
-@data_dir_option
-def key_show(name: str, as_json: bool, data_dir: Path | None) -> None:
-    """Show an identity's did:key. Example: icn-wallet key show --name alice --json"""
-    ident = Keystore(resolve_data_dir(data_dir) / "keys").load(name)
-    emit({"name": name, "did": ident.did} if as_json else ident.did, as_json=as_json)
+# the same key commands as ``meshbench key`` (one keystore, one way to manage it)
+main_group.add_command(meshbench_cli.key)
 
 
 @main_group.command()

@@ -38,7 +38,12 @@ _ledger_option = click.option(
 
 @click.group()
 def ledger() -> None:
-    """Check, refold and show the event ledger."""
+    """Check, refold, fund and show the event ledger.
+
+    \b
+    Example:
+      meshbench ledger verify --json
+    """
 
 
 @ledger.command("verify")

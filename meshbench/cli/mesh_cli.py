@@ -19,7 +19,6 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -64,6 +63,21 @@ def main_group() -> None:
 @click.option("--gossip-burst", type=int, default=1000, show_default=True)
 @click.option("--bench-protocol", is_flag=True, hidden=True, help="Serve the bench stream.")
 @click.option("-v", "--verbose", count=True, help="Log more (-vv: py-libp2p's debug log too).")
+@click.option(
+    "--role",
+    type=click.Choice(["peer", "authority", "worker"]),
+    default="peer",
+    show_default=True,
+    help="authority: ledger authority + publisher; worker: offers and executes tasks.",
+)
+@click.option("--authority", "authority_did", default=None, help="Worker: the authority's did.")
+@click.option(
+    "--policy-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Authority: a MeshPolicy update (JSON fragment) to activate at start.",
+)
+@click.option("--federation", "federation_did", default=None, help="Worker: the federation did.")
 @data_dir_option
 def start(
     listen: tuple[str, ...],
@@ -75,9 +89,17 @@ def start(
     gossip_burst: int,
     bench_protocol: bool,
     verbose: int,
+    role: str,
+    authority_did: str | None,
+    policy_file: Path | None,
+    federation_did: str | None,
     data_dir: Path | None,
 ) -> None:
     """Run a mesh node in the foreground until Ctrl-C (or 'mesh-cli stop').
+
+    With --role authority the node is its federation's ledger authority and publishes
+    tasks (its key is the data dir's 'node' key); with --role worker it offers for and runs
+    the tasks of the authority named by --authority.
 
     Prints one JSON line when ready: peer_id, did, addrs.
 
@@ -90,16 +112,32 @@ def start(
     from meshbench.net.service import NodeService
 
     _configure_logging(verbose)
+    if role == "worker" and not (authority_did and federation_did):
+        raise click.UsageError("--role worker needs --authority DID and --federation DID")
     service = NodeService(
         resolve_data_dir(data_dir),
         listen=listen,
         bootstrap=bootstrap,
         mdns=not no_mdns,
-        key_name=key_name,
+        key_name="node" if role == "authority" else key_name,
         muxer=muxer.upper(),
         guard=GuardConfig(rate_per_second=gossip_rate, burst=gossip_burst),
         bench_protocol=bench_protocol,
     ).start()
+    try:
+        from meshbench.runtime.roles import AuthorityRole, WorkerRole
+
+        if role == "authority":
+            from meshbench.core.policy import MeshPolicyFragment
+
+            fragment = MeshPolicyFragment.from_file(policy_file) if policy_file else None
+            service.role = AuthorityRole(service, policy=fragment)
+        elif role == "worker":
+            assert authority_did is not None and federation_did is not None
+            service.role = WorkerRole(service, authority=authority_did, federation=federation_did)
+    except BaseException:
+        service.close()
+        raise
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: service.stopped.set())
@@ -128,14 +166,19 @@ def list_peers(as_json: bool, data_dir: Path | None) -> None:
 
 
 @main_group.command()
+@click.argument("task_cid", required=False)
 @click.option("--json", "as_json", is_flag=True)
 @data_dir_option
-def status(as_json: bool, data_dir: Path | None) -> None:
-    """Show the running node: identity, addresses, gossip and content counters.
+def status(task_cid: str | None, as_json: bool, data_dir: Path | None) -> None:
+    """Show the running node (identity, addresses, counters, role), or one task's state.
 
-    Example: mesh-cli status --json
+    Example: mesh-cli status --json; mesh-cli status bafyrei... (on an authority node)
     """
-    emit(control.request(resolve_data_dir(data_dir), "status"), as_json=as_json)
+    root = resolve_data_dir(data_dir)
+    if task_cid is None:
+        emit(control.request(root, "status"), as_json=as_json)
+    else:
+        emit(control.request(root, "task-status", task_cid=task_cid), as_json=as_json)
 
 
 @main_group.command()
@@ -207,14 +250,24 @@ def events(as_json: bool, data_dir: Path | None) -> None:
 @click.option("--wasm-cid", required=True)
 @click.option("--input-cid", required=True)
 @click.option("--fee", type=int, required=True)
+@click.option("--verifiers", type=click.IntRange(0, 64), default=3, show_default=True)
+@click.option("--cpu-cycles", type=click.IntRange(min=1), default=1_000_000, show_default=True)
 @data_dir_option
-def publish_task(wasm_cid: str, input_cid: str, fee: int, data_dir: Path | None) -> None:
-    """Publish a TaskIntent through the running node (needs the runtime issue).
+def publish_task(
+    wasm_cid: str, input_cid: str, fee: int, verifiers: int, cpu_cycles: int, data_dir: Path | None
+) -> None:
+    """Publish a task through the running authority node (blobs provided there first).
 
     Example: mesh-cli publish-task --wasm-cid bafkrei... --input-cid bafkrei... --fee 100
     """
-    args = {"wasm_cid": wasm_cid, "input_cid": input_cid, "fee": fee}
-    _needs_runtime(control.request, resolve_data_dir(data_dir), "publish-task", args)
+    args = {
+        "wasm_cid": wasm_cid,
+        "input_cid": input_cid,
+        "fee": fee,
+        "verifiers": verifiers,
+        "cpu_cycles": cpu_cycles,
+    }
+    emit(control.request(resolve_data_dir(data_dir), "publish-task", **args), as_json=True)
 
 
 @main_group.command("offer-execution")
@@ -222,12 +275,12 @@ def publish_task(wasm_cid: str, input_cid: str, fee: int, data_dir: Path | None)
 @click.option("--cost", type=int, required=True)
 @data_dir_option
 def offer_execution(task_cid: str, cost: int, data_dir: Path | None) -> None:
-    """Offer to execute a task through the running node (needs the runtime issue).
+    """Offer to execute a task seen on the mesh, at COST (on a --role worker node).
 
     Example: mesh-cli offer-execution --task-cid bafyrei... --cost 80
     """
     args = {"task_cid": task_cid, "cost": cost}
-    _needs_runtime(control.request, resolve_data_dir(data_dir), "offer-execution", args)
+    emit(control.request(resolve_data_dir(data_dir), "offer-execution", **args), as_json=True)
 
 
 @main_group.command()
@@ -237,18 +290,14 @@ def stop(data_dir: Path | None) -> None:
     control.request(resolve_data_dir(data_dir), "stop")
 
 
-def _needs_runtime(send: Any, data_dir: Path, cmd: str, args: dict[str, Any]) -> None:
-    try:
-        emit(send(data_dir, cmd, **args), as_json=True)
-    except NotImplementedError as exc:
-        click.echo(f"error: NotImplementedError: {exc}", err=True)
-        sys.exit(2)
-
-
 def _configure_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("libp2p").setLevel(logging.DEBUG if verbose > 1 else logging.ERROR)
+    # py-libp2p detaches its loggers unless LIBP2P_DEBUG is set, so its warnings (dropped
+    # messages, full queues) would be lost or printed raw: route them through ours.
+    lib = logging.getLogger("libp2p")
+    lib.propagate = True
+    lib.setLevel((logging.ERROR, logging.WARNING, logging.DEBUG)[min(verbose, 2)])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 import meshbench
-from meshbench.cli import run_cmd
+from meshbench.cli import cluster_cmd, run_cmd
 from meshbench.cli.common import data_dir_option, emit, resolve_data_dir, run_cli
 from meshbench.core import encoding
 from meshbench.core.errors import BlobNotFound, EncodingError, MeshError, SchemaError
@@ -200,6 +200,7 @@ from meshbench.cli.sim_cmd import sim  # noqa: E402
 main_group.add_command(ledger)
 main_group.add_command(sim)
 main_group.add_command(run_cmd.run)
+main_group.add_command(cluster_cmd.cluster)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "TaskAssigned",
     "TaskExpired",
     "Transfer",
+    "WorkRequest",
 ]
 
 EscrowState = Literal["Created", "InProgress", "Completed", "Failed", "Disputed", "Expired"]
@@ -289,5 +290,25 @@ class StakeSlashed(Signed, tag="StakeSlashed"):
     amount: Annotated[int, Meta(ge=1, le=2**53 - 1)]
     task_cid: CID | None = None
     offence: Literal["wrong_result", "wrong_vote", "no_show"]
+    timestamp: TimestampMs
+    parents: tuple[CID, ...] = ()
+
+
+class WorkRequest(Signed, tag="WorkRequest"):
+    """The ledger authority asks one participant to act on a task, over a peer-to-peer mesh.
+
+    ``execute`` / ``verify``: run the task and commit (ResultCommitment); ``reveal``: the
+    commit phase is closed, send the ExecutionReceipt; ``verdict``: judge the receipt
+    ``receipt_cid`` (VerificationReceipt). Signed by the authority so that a peer acts only on
+    requests of the federation's ledger authority; not part of the ledger (the resulting
+    participant objects are).
+    """
+
+    SIGNER: ClassVar[str] = "authority"
+    authority: DID
+    task_cid: CID
+    target: DID
+    action: Literal["execute", "verify", "reveal", "verdict"]
+    receipt_cid: CID | None = None
     timestamp: TimestampMs
     parents: tuple[CID, ...] = ()

@@ -690,14 +690,16 @@ class MeshState:
         if attempt >= policy.selection.max_attempts:
             return self._expire(rec, now, events, f"{attempt} assignments failed")
         if not offers:
-            return self._reopen(rec, now, events, policy)
+            return self._reopen(rec, now, events, policy, ask_workers=True)
         offer = offers[0]
         q = policy.verification_quorum
         k = min(max(task.verifier_count, q.minimum_verifiers), q.maximum_verifiers)
         candidates = self._verifier_candidates(rec, offer.worker, policy, now, ())
         verifiers = selection.draw_verifiers(self._draw_seed(rec, f"a{attempt}"), candidates, k)
         if len(verifiers) < max(1, q.minimum_verifiers):
-            return self._reopen(rec, now, events, policy)
+            # asking workers again cannot help (and a runtime that closes offer rounds as
+            # soon as every worker answered would spin): wait a window for verifiers
+            return self._reopen(rec, now, events, policy, ask_workers=False)
         assignment = self._sign(
             TaskAssigned(
                 assigner=self.authority.did,
@@ -760,9 +762,16 @@ class MeshState:
         return out
 
     def _reopen(
-        self, rec: _Task, now: int, events: list[Model], policy: MeshPolicy
+        self,
+        rec: _Task,
+        now: int,
+        events: list[Model],
+        policy: MeshPolicy,
+        *,
+        ask_workers: bool,
     ) -> list[Command]:
-        """No worker (or too few verifiers) now: collect offers again until the deadline."""
+        """No worker (or too few verifiers) now: try again each offer window until the
+        deadline, re-broadcasting the task only when a new worker offer could help."""
         out: list[Command] = [self._commit(events)] if events else []
         if rec.assignment is not None and rec.state != "Published":
             self._release(rec.assignment.worker)
@@ -772,7 +781,8 @@ class MeshState:
         rec.worker_committed_at = None
         for stage in ("execution", "verification"):
             rec.timers.pop(stage, None)
-        out.append(Broadcast(topic="tasks", obj=rec.task))
+        if ask_workers:
+            out.append(Broadcast(topic="tasks", obj=rec.task))
         out.append(self._timer(rec, "offers", now + max(1, policy.selection.offer_window_ms)))
         return out
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from meshbench.net.guard import GossipGuard, GuardConfig, Verdict
 from meshbench.net.keys import did_from_peer_id, peer_id_from_did, peer_id_of
-from meshbench.net.node import Libp2pNode, Subscription
+from meshbench.net.node import Libp2pNode, Subscription, join
 from meshbench.net.peers import PeerRecord
 from meshbench.net.topics import Topic, topic_for_type
 
@@ -21,6 +21,7 @@ __all__ = [
     "Topic",
     "Verdict",
     "did_from_peer_id",
+    "join",
     "peer_id_from_did",
     "peer_id_of",
     "topic_for_type",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -32,6 +32,7 @@ from libp2p import new_host
 from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
+from libp2p.discovery.events.peerDiscovery import peerDiscovery
 from libp2p.identity.identify import identify as identify_module
 from libp2p.identity.identify.identify import ID as IDENTIFY_PROTOCOL
 from libp2p.identity.identify.identify import parse_identify_response
@@ -219,7 +220,9 @@ class MeshHost:
         self.events: deque[tuple[Topic, bytes, float]] = deque(maxlen=config.event_log)
         self.event_source: Callable[[], Iterable[tuple[Topic, bytes]]] | None = None
         self._meta: dict[ID, _PeerMeta] = {}
-        self._pending: dict[bytes, Model] = {}
+        #: Objects validated but not yet delivered, by libp2p message id (bounded: a message
+        #: can pass validation and still not be delivered, e.g. one that claims to be ours).
+        self._pending: OrderedDict[bytes, Model] = OrderedDict()
         self._providing: set[bytes] = set()
         self._nursery: trio.Nursery | None = None
         self._stats = {
@@ -286,10 +289,13 @@ class MeshHost:
                 await self.pubsub.subscribe(topic.wire)
             for addr in self.config.bootstrap:
                 inner.start_soon(self._bootstrap, addr)
+            on_discovery = self._watch_mdns() if self.config.mdns else None
             task_status.started()
             try:
                 await trio.sleep_forever()
             finally:
+                if on_discovery is not None:
+                    peerDiscovery.unregister_peer_discovered_handler(on_discovery)
                 # py-libp2p 0.8.1 starts a sweeper thread for its seen-message cache and
                 # never stops it: stop it here so a closed node leaves no thread behind.
                 self.pubsub.seen_messages.stop()
@@ -304,6 +310,8 @@ class MeshHost:
             if outcome.verdict is Verdict.ACCEPT:
                 assert outcome.obj is not None
                 self._pending[bytes(msg.from_id) + bytes(msg.seqno)] = outcome.obj
+                while len(self._pending) > 4096:
+                    self._pending.popitem(last=False)
                 return True
             if outcome.verdict is Verdict.REJECT:
                 log.debug("dropped gossip from %s on %s: %s", peer, topic, outcome.reason)
@@ -411,6 +419,40 @@ class MeshHost:
             await self.dht.add_peer(peer_id)
         except Exception as exc:
             log.debug("dht add %s failed: %s", peer_id, exc)
+
+    def _watch_mdns(self) -> Callable[[Libp2pPeerInfo], None]:
+        """Dial peers that mDNS finds (py-libp2p 0.8.1 only announces them).
+
+        Discoveries arrive on zeroconf's thread, and the announcer is a process-wide
+        singleton (every node in the process hears every discovery): hop onto our trio
+        thread, and skip ourselves and peers we already have.
+        """
+        token = trio.lowlevel.current_trio_token()
+
+        def on_discovery(info: Libp2pPeerInfo) -> None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(self._discovered, info)
+
+        peerDiscovery.register_peer_discovered_handler(on_discovery)
+        return on_discovery
+
+    def _discovered(self, info: Libp2pPeerInfo) -> None:
+        if info.peer_id == self.peer_id or self._nursery is None:
+            return
+        if self.host.get_network().get_connections(info.peer_id):
+            return
+        self._nursery.start_soon(self._connect_discovered, info)
+
+    async def _connect_discovered(self, info: Libp2pPeerInfo) -> None:
+        try:
+            await self.connect(info)
+            log.info("connected to %s, found by mDNS", info.peer_id)
+        except MeshError as exc:
+            log.info("could not reach %s, found by mDNS: %s", info.peer_id, exc)
+            return
+        if self.config.sync_on_join:
+            with contextlib.suppress(MeshError):
+                await self.sync_from(info.peer_id)
 
     async def _bootstrap(self, addr: str, attempts: int = 10) -> None:
         try:
@@ -561,7 +603,7 @@ class MeshHost:
                 errors.append(f"{pid}: not found")
             except (MeshError, trio.TooSlowError) as exc:
                 errors.append(f"{pid}: {type(exc).__name__}: {exc}")
-                log.warning("fetch %s from %s failed: %s", c, pid, exc)
+                log.warning("fetch %s from %s failed: %s: %s", c, pid, type(exc).__name__, exc)
         if not errors:
             raise BlobNotFound(f"no provider of {c} is known or connected")
         raise BlobNotFound(f"no provider delivered {c}: " + "; ".join(errors))
@@ -653,10 +695,13 @@ class MeshHost:
             raise UnknownPeer(f"cannot open a sync stream to {pid}: {exc}") from exc
         new = 0
         peer = str(pid)
+        frames_before = self._stats["sync_frames"]
         try:
             with trio.fail_after(timeout):
                 reader = StreamReader(stream)
                 while not await reader.at_end():
+                    if self._stats["sync_frames"] - frames_before >= self.config.event_log:
+                        raise NetworkError(f"{pid} sent more events than this node keeps")
                     n = await reader.uvarint()
                     if n > 64:
                         raise NetworkError(f"sync frame from {pid} has a bad topic")

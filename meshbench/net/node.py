@@ -34,7 +34,7 @@ from meshbench.net.runner import TrioThread
 from meshbench.net.topics import Topic, topic_for_type
 from meshbench.store.blobs import BlobStore
 
-__all__ = ["Callback", "Libp2pNode", "Subscription"]
+__all__ = ["Callback", "Libp2pNode", "Subscription", "join"]
 
 log = logging.getLogger("meshbench.net")
 
@@ -262,3 +262,25 @@ class Libp2pNode:
         if self._dispatcher is not None and self._dispatcher.is_alive():
             self._inbox.put(None)
             self._dispatcher.join(10)
+
+
+def join(
+    data_dir: str | Path,
+    *,
+    listen: Sequence[str] = ("/ip4/0.0.0.0/tcp/0",),
+    bootstrap: Sequence[str] = (),
+    key: str = "default",
+    mdns: bool = True,
+) -> Libp2pNode:
+    """Join a live mesh from a notebook with the data dir's identity and blob store.
+
+    ``meshbench.Mesh.join`` (runtime issue) will put a MeshNode on top of this.
+    """
+    from meshbench.store.keystore import Keystore
+
+    root = Path(data_dir)
+    identity = Keystore(root / "keys").load_or_create(key)
+    node = Libp2pNode(
+        identity, BlobStore(root / "blobs"), listen=listen, bootstrap=bootstrap, mdns=mdns
+    )
+    return node.start()

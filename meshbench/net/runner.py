@@ -147,15 +147,25 @@ class TrioThread:
     async def _run_into(
         self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], fut: Any
     ) -> None:
-        try:
-            result = await fn(*args)
-        except trio.Cancelled:
-            self._settle(fut, exc=NetworkError("the libp2p node stopped during the call"))
-            raise
-        except BaseException as exc:
-            self._settle(fut, exc=exc)
-        else:
-            self._settle(fut, result=result)
+        with trio.CancelScope() as scope:
+            token = trio.lowlevel.current_trio_token()
+
+            def cancel_if_abandoned(f: concurrent.futures.Future[Any]) -> None:
+                # The caller gave up (timeout, asyncio cancellation): stop the trio task too.
+                if f.cancelled():
+                    with contextlib.suppress(trio.RunFinishedError):
+                        token.run_sync_soon(scope.cancel)
+
+            fut.add_done_callback(cancel_if_abandoned)
+            try:
+                result = await fn(*args)
+            except trio.Cancelled:
+                self._settle(fut, exc=NetworkError("the libp2p node stopped during the call"))
+                raise
+            except BaseException as exc:
+                self._settle(fut, exc=exc)
+            else:
+                self._settle(fut, result=result)
 
     def _settle(self, fut: Any, *, result: Any = None, exc: BaseException | None = None) -> None:
         with self._lock:

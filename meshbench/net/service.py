@@ -1,9 +1,9 @@
 """A node run from the command line: a :class:`Libp2pNode` plus its control socket.
 
 ``mesh-cli start`` builds a :class:`NodeService` and waits; the other ``mesh-cli`` commands
-are the handlers below, reached through :mod:`meshbench.net.control`. Commands that need the
-protocol engine (``publish-task``, ``offer-execution``) raise ``NotImplementedError`` in the
-node until the runtime issue lands.
+are the handlers below, reached through :mod:`meshbench.net.control`. Protocol commands
+(``publish-task``, ``task-status``, ``offer-execution``) are answered by the node's role
+(:mod:`meshbench.runtime.roles`: ``--role authority`` or ``--role worker``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from meshbench.core import encoding
-from meshbench.core.errors import NetworkError, SchemaError
+from meshbench.core.errors import NetworkError, ProtocolError, SchemaError
 from meshbench.core.model import decode_object
 from meshbench.net.control import ControlServer
 from meshbench.net.guard import GuardConfig
@@ -58,6 +58,8 @@ class NodeService:
         )
         self.stopped = threading.Event()
         self._control: ControlServer | None = None
+        #: The node's part in the protocol (meshbench.runtime.roles), attached after start.
+        self.role: Any = None
 
     def start(self) -> NodeService:
         # Claim the control socket first: it refuses to start over a live node.
@@ -72,6 +74,8 @@ class NodeService:
 
     def close(self) -> None:
         try:
+            if self.role is not None:
+                self.role.close()
             if self._control is not None:
                 self._control.close()
         finally:
@@ -93,8 +97,10 @@ class NodeService:
             "fetch": self._fetch,
             "bench-stream": self._bench_stream,
             "sync": lambda args: {"new_events": self.node.sync(str(args["peer_id"]))},
-            "publish-task": self._needs_runtime("publish-task"),
-            "offer-execution": self._needs_runtime("offer-execution"),
+            "publish-task": self._by_role("publish-task", "authority"),
+            "task-status": self._by_role("task-status", "authority"),
+            "rejections": self._by_role("rejections", "authority"),
+            "offer-execution": self._by_role("offer-execution", "worker"),
             "stop": self._stop,
         }
 
@@ -102,7 +108,7 @@ class NodeService:
         return {
             **self.info(),
             "network": self.node.stats(),
-            "protocol": "not running: the protocol engine arrives with the runtime issue",
+            "protocol": self.role.status() if self.role is not None else {"role": "peer"},
         }
 
     def _publish(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -156,12 +162,16 @@ class NodeService:
             raise NetworkError("this node was not started with --bench-protocol")
         return {"seconds": self.node.bench_stream(str(args["peer_id"]), int(args["bytes"]))}
 
-    def _needs_runtime(self, name: str) -> Any:
+    def _by_role(self, name: str, role: str) -> Any:
+        """A command that the node's protocol role answers (see meshbench.runtime.roles)."""
+
         def handler(args: dict[str, Any]) -> Any:
-            raise NotImplementedError(
-                f"{name} needs the protocol engine and MeshNode of the runtime issue, "
-                "which this node does not have yet"
-            )
+            handlers = self.role.handlers() if self.role is not None else {}
+            if name not in handlers:
+                raise ProtocolError(
+                    f"{name} needs a node started with 'mesh-cli start --role {role}'"
+                )
+            return handlers[name](args)
 
         return handler
 

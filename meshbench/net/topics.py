@@ -43,7 +43,7 @@ class Topic(StrEnum):
 
 
 TOPIC_TYPES: Final[dict[Topic, frozenset[str]]] = {
-    Topic.TASKS: frozenset({"TaskIntent", "TaskAssigned", "TaskExpired"}),
+    Topic.TASKS: frozenset({"TaskIntent", "TaskAssigned", "TaskExpired", "WorkRequest"}),
     Topic.OFFERS: frozenset({"ComputeOffer"}),
     Topic.EXECUTIONS: frozenset({"ResultCommitment", "ExecutionReceipt"}),
     Topic.VERIFICATIONS: frozenset({"VerificationReceipt", "QuorumReached"}),

@@ -4,7 +4,8 @@ A :class:`WorkerAgent` lives wherever its machine is (a Dask worker process, a t
 node, a libp2p peer). It makes offers for tasks its hardware can run, executes tasks under
 the deterministic executor, commits to results before anyone reveals, reveals when the
 commit phase closes, and judges a worker's receipt by its own re-execution. Its secrets
-(salts, outputs between commit and reveal) never leave it before they are due.
+(salts, outputs between commit and reveal) never leave it before they are due. The signed
+commit-reveal objects themselves are made by :class:`~meshbench.core.participant.Participant`.
 
 ``behaviour`` exists for demos and simulations of dishonest peers: ``honest``, ``wrong``
 (reports a wrong output as worker, honest as verifier) or ``lazy`` (skips the work and
@@ -15,16 +16,22 @@ protocol catches it by re-execution, not by trusting anyone.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from meshbench.core.encoding import CID, blob_cid
-from meshbench.core.errors import ExecutionError, MeshError, ProtocolError
+from meshbench.core.errors import (
+    DecryptionError,
+    ExecutionError,
+    InvalidModule,
+    MeshError,
+    ProtocolError,
+)
 from meshbench.core.events import StakeRequest
 from meshbench.core.identity import Identity
+from meshbench.core.participant import Participant
 from meshbench.core.types import (
     ComputeOffer,
     ExecutionReceipt,
@@ -34,7 +41,6 @@ from meshbench.core.types import (
     ResultCommitment,
     TaskIntent,
     VerificationReceipt,
-    result_commitment,
 )
 
 __all__ = ["Behaviour", "CostModel", "WorkerAgent", "error_output"]
@@ -74,18 +80,6 @@ class CostModel:
         return 2_000 + task.scope.cpu_cycles // self.cycles_per_ms
 
 
-@dataclass
-class _Pending:
-    output: bytes
-    output_cid: CID
-    salt: bytes
-    summary: ExecutionSummary
-    exit_code: int
-    validator: str = "exact"
-    #: The full result of this agent's own run (None when it failed), for content validators.
-    result: Any = None
-
-
 class WorkerAgent:
     """One mesh participant's worker and verifier roles."""
 
@@ -115,7 +109,12 @@ class WorkerAgent:
         self.capacity = capacity
         self._executor = executor
         self._executors = dict(executors or {})
-        self._pending: dict[tuple[CID, str], _Pending] = {}
+        # the commit-reveal objects are made by the core's Participant, with exactly the
+        # rules the authority checks; the agent keeps the output bytes until they are due
+        self.participant = Participant(identity)
+        self._outputs: dict[CID, bytes] = {}
+        #: (validator, own ExecutionResult or None) of tasks judged by a content validator
+        self._judging: dict[CID, tuple[str, Any]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -184,26 +183,48 @@ class WorkerAgent:
 
     # --- executing and committing ----------------------------------------------------
     def execute(
-        self, task: TaskIntent, wasm: bytes, data: bytes, now_ms: int, *, role: str
+        self,
+        task: TaskIntent,
+        wasm: bytes,
+        data: bytes,
+        now_ms: int,
+        *,
+        role: str,
+        envelope: bytes | None = None,
     ) -> ResultCommitment:
-        """Run ``task`` (as ``worker`` or ``verifier``) and commit to the result."""
-        output, summary, exit_code, result = self._run(task, wasm, data, role)
+        """Run ``task`` (as ``worker`` or ``verifier``) and commit to the result.
+
+        A private task's ``data`` is the ciphertext; ``envelope`` (an
+        :class:`~meshbench.store.blobs.EncryptedBlob` whose key the publisher sealed to this
+        peer when it was chosen) opens it here and nowhere else.
+        """
+        if envelope is not None:
+            data = self._open_private(task, data, envelope)
+            output, summary, exit_code, result = self._run(task, wasm, data, role, private=True)
+        else:
+            output, summary, exit_code, result = self._run(task, wasm, data, role)
         if role == "worker" and self.behaviour == "wrong":
             output = hashlib.sha256(b"wrong" + output).digest()
-        salt = os.urandom(16)
-        cid = blob_cid(output)
-        pending = _Pending(output, cid, salt, summary, exit_code, task.validator, result)
         with self._lock:
-            self._pending[(task.cid, role)] = pending
-        return ResultCommitment(
-            task_cid=task.cid,
-            worker=self.did,
-            commitment=result_commitment(task.cid, self.did, cid, salt),
-            created_at=now_ms,
-        ).sign(self.identity)
+            self.participant.forget(task.cid)  # a new assignment asks for a fresh commitment
+            self._outputs[task.cid] = output
+            if task.validator != "exact":
+                self._judging[task.cid] = (task.validator, result)
+            return self.participant.commit(
+                task.cid, blob_cid(output), now_ms, summary=summary, exit_code=exit_code
+            )
+
+    def _open_private(self, task: TaskIntent, ciphertext: bytes, envelope: bytes) -> bytes:
+        from meshbench.core.model import decode_object
+        from meshbench.store.blobs import EncryptedBlob, decrypt
+
+        env = decode_object(envelope)
+        if not isinstance(env, EncryptedBlob) or env.ciphertext_cid != task.input_cid:
+            raise DecryptionError("the envelope does not belong to this task's input")
+        return decrypt(ciphertext, env, self.identity)
 
     def _run(
-        self, task: TaskIntent, wasm: bytes, data: bytes, role: str
+        self, task: TaskIntent, wasm: bytes, data: bytes, role: str, *, private: bool = False
     ) -> tuple[bytes, ExecutionSummary, int, Any]:
         if role == "worker" and self.behaviour == "lazy":
             lazy = ExecutionSummary(fuel_used=0, peak_memory_bytes=0, wall_time_us=0)
@@ -212,7 +233,24 @@ class WorkerAgent:
         if executor is None:
             raise ProtocolError(f"{self.did} has no {task.executor!r} executor for this task")
         try:
-            result = executor.run_task(task, wasm, data)
+            if private and task.executor != "wasm":
+                raise ExecutionError(
+                    f"private inputs are supported for wasm tasks only, not {task.executor!r}",
+                    fuel_used=0,
+                )
+            if private:  # the input CID is the ciphertext's: check the module, run the plaintext
+                if blob_cid(wasm) != task.wasm_cid:
+                    raise InvalidModule(f"the module bytes do not hash to {task.wasm_cid}")
+                result = self.executor.run(
+                    self.executor.load(wasm, task.wasm_cid),
+                    data,
+                    args=task.args,
+                    scope=task.scope,
+                    seed=task.seed,
+                    output=task.output,
+                )
+            else:
+                result = executor.run_task(task, wasm, data)
         except ExecutionError as exc:
             summary = ExecutionSummary(
                 fuel_used=exc.fuel_used or 0,
@@ -225,19 +263,11 @@ class WorkerAgent:
 
     def reveal(self, task_cid: CID, now_ms: int) -> tuple[ExecutionReceipt, bytes]:
         """Open the worker commitment: the signed receipt, and the output bytes."""
-        p = self._take(task_cid, "worker")
-        receipt = ExecutionReceipt(
-            task_cid=task_cid,
-            worker=self.did,
-            output_cid=p.output_cid,
-            result_commitment=result_commitment(task_cid, self.did, p.output_cid, p.salt),
-            salt=p.salt,
-            exit_code=p.exit_code,
-            summary=p.summary,
-            created_at=now_ms,
-            parents=(task_cid,),
-        ).sign(self.identity)
-        return receipt, p.output
+        with self._lock:
+            receipt = self.participant.reveal(task_cid, now_ms)
+            output = self._outputs.pop(task_cid, b"")
+            self.participant.forget(task_cid)
+        return receipt, output
 
     def verdict(
         self,
@@ -253,49 +283,36 @@ class WorkerAgent:
         another validator (the task names it) an identical output is approved and a different
         one is judged by that validator on ``output``, the worker's revealed bytes.
         """
-        p = self._take(task_cid, "verifier")
-        approved = p.output_cid == receipt.output_cid
-        reason = "" if approved else f"re-execution gave {p.output_cid}"
-        if not approved and p.validator != "exact":
-            approved, reason = self._judge(p, receipt, output)
-        return VerificationReceipt(
-            task_cid=task_cid,
-            receipt_cid=receipt.cid,
-            verifier=self.did,
-            approved=approved,
-            output_cid=p.output_cid,
-            salt=p.salt,
-            fuel_used=p.summary.fuel_used,
-            engine=p.summary.engine,
-            reason=reason,
-            created_at=now_ms,
-            parents=(receipt.cid,),
-        ).sign(self.identity)
+        with self._lock:
+            judging = self._judging.pop(task_cid, None)
+            mine = self._outputs.get(task_cid, b"")
+        judged = None
+        if judging is not None and blob_cid(mine) != receipt.output_cid:
+            judged = self._judge(*judging, receipt, output)
+        with self._lock:
+            verdict = self.participant.verdict(task_cid, receipt, now_ms, judged=judged)
+            self._outputs.pop(task_cid, None)
+            self.participant.forget(task_cid)
+        return verdict
 
     @staticmethod
-    def _judge(p: _Pending, receipt: ExecutionReceipt, output: bytes | None) -> tuple[bool, str]:
+    def _judge(
+        validator_name: str, mine: Any, receipt: ExecutionReceipt, output: bytes | None
+    ) -> tuple[bool, str]:
         from meshbench.exec.plugins import load_validator
 
-        if p.result is None:
-            return False, f"re-execution failed ({p.output[:80]!r}); nothing to compare"
+        if mine is None:
+            return False, "this verifier's re-execution failed; nothing to compare"
         if output is None or blob_cid(output) != receipt.output_cid:
-            return False, f"the worker's output bytes were not supplied for {p.validator!r}"
+            return False, f"the worker's output bytes were not supplied for {validator_name!r}"
         try:
-            validator = load_validator(p.validator)
+            validator = load_validator(validator_name)
         except MeshError as exc:
-            return False, f"cannot judge with validator {p.validator!r}: {exc}"
-        return validator.confirms(
-            receipt.output_cid, receipt.summary, p.result, claimed_output=output
-        )
-
-    def _take(self, task_cid: CID, role: str) -> _Pending:
-        with self._lock:
-            p = self._pending.pop((task_cid, role), None)
-        if p is None:
-            raise ProtocolError(f"{self.did} holds no {role} commitment for task {task_cid}")
-        return p
+            return False, f"cannot judge with validator {validator_name!r}: {exc}"
+        return validator.confirms(receipt.output_cid, receipt.summary, mine, claimed_output=output)
 
     def forget(self, task_cid: CID) -> None:
         with self._lock:
-            for role in ("worker", "verifier"):
-                self._pending.pop((task_cid, role), None)
+            self._outputs.pop(task_cid, None)
+            self._judging.pop(task_cid, None)
+            self.participant.forget(task_cid)

@@ -16,9 +16,11 @@ from meshbench.core.encoding import CID
 from meshbench.core.types import ExecutionReceipt, TaskIntent
 from meshbench.runtime.agent import WorkerAgent
 
-__all__ = ["Deliver", "InProcessBackend", "WorkerBackend"]
+__all__ = ["Blobs", "Deliver", "InProcessBackend", "WorkerBackend", "run_and_deliver"]
 
 Deliver = Callable[[Any], None]
+#: A task's module, input and (for a private task) its sealed key envelope, as bytes.
+Blobs = tuple[bytes, bytes, bytes | None]
 
 
 class WorkerBackend(Protocol):
@@ -34,14 +36,12 @@ class WorkerBackend(Protocol):
 
     def worker_count(self) -> int: ...
 
-    def request_offers(
-        self, task: TaskIntent, blobs: tuple[bytes, bytes], deliver: Deliver
-    ) -> None:
+    def request_offers(self, task: TaskIntent, blobs: Blobs, deliver: Deliver) -> None:
         """Ask every worker for an offer; each answer (bytes or None) is delivered."""
         ...
 
     def execute(
-        self, did: str, task: TaskIntent, blobs: tuple[bytes, bytes], role: str, deliver: Deliver
+        self, did: str, task: TaskIntent, blobs: Blobs, role: str, deliver: Deliver
     ) -> None:
         """Have ``did`` run ``task`` as worker or verifier; deliver its commitment bytes."""
         ...
@@ -64,6 +64,18 @@ class WorkerBackend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def run_and_deliver(pool: cf.Executor, deliver: Deliver, fn: Callable[[], Any]) -> None:
+    """Run ``fn`` on ``pool`` and deliver its result, or the exception it raised."""
+
+    def run() -> None:
+        try:
+            deliver(fn())
+        except Exception as exc:  # delivered to the node, which decides
+            deliver(exc)
+
+    pool.submit(run)
 
 
 def _now() -> int:
@@ -97,18 +109,20 @@ class InProcessBackend:
 
         self._pool.submit(run)
 
-    def request_offers(
-        self, task: TaskIntent, blobs: tuple[bytes, bytes], deliver: Deliver
-    ) -> None:
+    def request_offers(self, task: TaskIntent, blobs: Blobs, deliver: Deliver) -> None:
         for agent in self.agents.values():
             offer = agent.offer(task, _now())
             deliver(None if offer is None else offer.encode())
 
     def execute(
-        self, did: str, task: TaskIntent, blobs: tuple[bytes, bytes], role: str, deliver: Deliver
+        self, did: str, task: TaskIntent, blobs: Blobs, role: str, deliver: Deliver
     ) -> None:
         agent = self.agents[did]
-        self._spawn(deliver, lambda: agent.execute(task, *blobs, _now(), role=role).encode())
+        wasm, data, envelope = blobs
+        self._spawn(
+            deliver,
+            lambda: agent.execute(task, wasm, data, _now(), role=role, envelope=envelope).encode(),
+        )
 
     def reveal(self, did: str, task_cid: CID, deliver: Deliver) -> None:
         agent = self.agents[did]

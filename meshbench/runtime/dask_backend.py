@@ -33,7 +33,7 @@ from meshbench.core.encoding import CID
 from meshbench.core.model import decode_object
 from meshbench.core.types import ExecutionReceipt, HardwareProfile, TaskIntent
 from meshbench.runtime.agent import Behaviour, CostModel, WorkerAgent
-from meshbench.runtime.backends import Deliver
+from meshbench.runtime.backends import Blobs, Deliver
 from meshbench.store.keystore import Keystore
 
 __all__ = ["DaskBackend", "MeshWorkerPlugin"]
@@ -133,10 +133,12 @@ def _offer(task_bytes: bytes, dask_worker: Any = None) -> bytes | None:
     return None if offer is None else offer.encode()
 
 
-def _execute(task_bytes: bytes, wasm: bytes, data: bytes, role: str) -> bytes:
+def _execute(
+    task_bytes: bytes, wasm: bytes, data: bytes, role: str, envelope: bytes | None = None
+) -> bytes:
     task = decode_object(task_bytes)
     assert isinstance(task, TaskIntent)
-    return _agent().execute(task, wasm, data, _now(), role=role).encode()
+    return _agent().execute(task, wasm, data, _now(), role=role, envelope=envelope).encode()
 
 
 def _reveal(task_cid: str, dask_worker: Any = None) -> tuple[bytes, bytes]:
@@ -153,6 +155,74 @@ def _verdict(
     return agent.verdict(CID.decode(task_cid), receipt, _now(), output=output).encode()
 
 
+def _execute_batch(items: list[tuple[bytes, bytes, bytes, str, bytes | None]]) -> list[Any]:
+    """Several executions in one Dask task; each answer is its commitment or its error."""
+    out: list[Any] = []
+    for task_bytes, wasm, data, role, envelope in items:
+        try:
+            out.append(_execute(task_bytes, wasm, data, role, envelope))
+        except Exception as exc:
+            out.append(exc)
+    return out
+
+
+def _answer_batch(items: list[tuple[str, Any]], dask_worker: Any = None) -> list[Any]:
+    """Several reveals (``("reveal", task_cid)``) and verdicts (``("verdict", (task_cid,
+    receipt_bytes))``) in one ``Client.run``."""
+    out: list[Any] = []
+    for kind, arg in items:
+        try:
+            if kind == "reveal":
+                out.append(_reveal(arg, dask_worker=dask_worker))
+            else:
+                out.append(_verdict(*arg, dask_worker=dask_worker))
+        except Exception as exc:
+            out.append(exc)
+    return out
+
+
+class _Batcher:
+    """Collects requests per worker and sends each worker's in one call.
+
+    A flush is scheduled on the first request and runs as soon as a pool thread is free, so
+    a lone request goes out at once, while a burst (many tasks published together, many
+    answers arriving together) is grouped: batching happens exactly when it keeps the
+    cluster busy, and costs nothing when it is idle.
+    """
+
+    def __init__(
+        self, pool: cf.Executor, send: Callable[[str, list[tuple[Any, Deliver]]], None]
+    ) -> None:
+        self._pool = pool
+        self._send = send
+        self._lock = threading.Lock()
+        self._pending: dict[str, list[tuple[Any, Deliver]]] = {}
+        self._scheduled = False
+        self.batches = 0
+        self.items = 0
+
+    def add(self, address: str, item: Any, deliver: Deliver) -> None:
+        with self._lock:
+            self._pending.setdefault(address, []).append((item, deliver))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self._pool.submit(self._flush)
+
+    def _flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            self._scheduled = False
+        for address, items in pending.items():
+            self.batches += 1
+            self.items += len(items)
+            try:
+                self._send(address, items)
+            except Exception as exc:
+                for _, deliver in items:
+                    deliver(exc)
+
+
 class DaskBackend:
     """Workers are the Dask workers of ``client``'s cluster."""
 
@@ -165,6 +235,8 @@ class DaskBackend:
         behaviours: Mapping[str, Behaviour] | None = None,
         cost: CostModel | None = None,
         module_cache_dir: str | os.PathLike[str] | None = None,
+        batching: bool = True,
+        batch_max_cycles: int = 20_000_000,
         executors: tuple[str, ...] = (),
     ) -> None:
         self.client = client
@@ -182,6 +254,10 @@ class DaskBackend:
         self._lock = threading.Lock()
         self._pool = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="mesh-dask")
         self._futures: set[Any] = set()
+        self.batching = batching
+        self.batch_max_cycles = batch_max_cycles
+        self._executions = _Batcher(self._pool, self._send_executions)
+        self._answers = _Batcher(self._pool, self._send_answers)
 
     # --- membership --------------------------------------------------------------------
     def _refresh(self) -> dict[str, bytes]:
@@ -208,18 +284,7 @@ class DaskBackend:
             return self._addr[did]
 
     # --- requests ------------------------------------------------------------------------
-    def _background(self, deliver: Deliver, fn: Callable[[], Any]) -> None:
-        def run() -> None:
-            try:
-                deliver(fn())
-            except Exception as exc:
-                deliver(exc)
-
-        self._pool.submit(run)
-
-    def request_offers(
-        self, task: TaskIntent, blobs: tuple[bytes, bytes], deliver: Deliver
-    ) -> None:
+    def request_offers(self, task: TaskIntent, blobs: Blobs, deliver: Deliver) -> None:
         data = task.encode()
         expected = set(self._addr.values())
 
@@ -245,46 +310,55 @@ class DaskBackend:
         return fut
 
     def execute(
-        self, did: str, task: TaskIntent, blobs: tuple[bytes, bytes], role: str, deliver: Deliver
+        self, did: str, task: TaskIntent, blobs: Blobs, role: str, deliver: Deliver
     ) -> None:
         address = self.address_of(did)
+        item = (task, blobs, role)
+        # Measured (bench mesh): grouping helps executions of about 1 ms and hurts those of
+        # about 10 ms (a batch runs its executions one after another); batch the short ones.
+        if self.batching and task.scope.cpu_cycles <= self.batch_max_cycles:
+            self._executions.add(address, item, deliver)
+        else:
+            self._pool.submit(self._send_executions, address, [(item, deliver)])
 
-        def submit() -> None:
+    def _send_executions(self, address: str, items: list[tuple[Any, Deliver]]) -> None:
+        # the module is shared by many tasks: send it to each worker once; the input is
+        # usually unique to the task: send it with the task (one message, not two)
+        payload = [
+            (
+                task.encode(),
+                self._blob_future(task.wasm_cid, blobs[0], address),
+                blobs[1],
+                role,
+                blobs[2],
+            )
+            for (task, blobs, role), _ in items
+        ]
+        first_task, _, first_role = items[0][0]
+        fut = self.client.submit(
+            _execute_batch,
+            payload,
+            workers=[address],
+            allow_other_workers=False,
+            pure=False,
+            key=f"mesh-{first_role}-{str(first_task.cid)[-12:]}-{len(items)}-{address[-5:]}",
+        )
+        self._futures.add(fut)
+        delivers = [d for _, d in items]
+
+        def done(f: Any) -> None:
+            self._futures.discard(f)
             try:
-                wasm = self._blob_future(task.wasm_cid, blobs[0], address)
-                data = self._blob_future(task.input_cid, blobs[1], address)
-                fut = self.client.submit(
-                    _execute,
-                    task.encode(),
-                    wasm,
-                    data,
-                    role,
-                    workers=[address],
-                    allow_other_workers=False,
-                    pure=False,
-                    key=f"mesh-{role}-{str(task.cid)[-12:]}-{did[-8:]}",
-                )
+                answers = f.result()
             except Exception as exc:
-                deliver(exc)
-                return
-            self._futures.add(fut)
+                answers = [exc] * len(delivers)
+            for deliver, answer in zip(delivers, answers, strict=True):
+                deliver(answer)
 
-            def done(f: Any) -> None:
-                self._futures.discard(f)
-                try:
-                    deliver(f.result())
-                except Exception as exc:
-                    deliver(exc)
-
-            fut.add_done_callback(done)
-
-        self._pool.submit(submit)
+        fut.add_done_callback(done)
 
     def reveal(self, did: str, task_cid: CID, deliver: Deliver) -> None:
-        address = self.address_of(did)
-        self._background(
-            deliver, lambda: self.client.run(_reveal, str(task_cid), workers=[address])[address]
-        )
+        self._answer(self.address_of(did), ("reveal", str(task_cid)), deliver)
 
     def verdict(
         self,
@@ -295,14 +369,27 @@ class DaskBackend:
         *,
         output: bytes | None = None,
     ) -> None:
-        address = self.address_of(did)
-        data = receipt.encode()
-        self._background(
-            deliver,
-            lambda: self.client.run(_verdict, str(task_cid), data, output, workers=[address])[
-                address
-            ],
-        )
+        item = ("verdict", (str(task_cid), receipt.encode(), output))
+        self._answer(self.address_of(did), item, deliver)
+
+    def _answer(self, address: str, item: tuple[str, Any], deliver: Deliver) -> None:
+        if self.batching:
+            self._answers.add(address, item, deliver)
+        else:
+            self._pool.submit(self._send_answers, address, [(item, deliver)])
+
+    def _send_answers(self, address: str, items: list[tuple[Any, Deliver]]) -> None:
+        answers = self.client.run(_answer_batch, [i for i, _ in items], workers=[address])
+        for (_, deliver), answer in zip(items, answers[address], strict=True):
+            deliver(answer)
+
+    def batch_stats(self) -> dict[str, float]:
+        """How much batching happened: requests per Dask call, executions and answers."""
+        e, a = self._executions, self._answers
+        return {
+            "executions_per_call": round(e.items / e.batches, 2) if e.batches else 0.0,
+            "answers_per_call": round(a.items / a.batches, 2) if a.batches else 0.0,
+        }
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

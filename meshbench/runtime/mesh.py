@@ -29,6 +29,7 @@ from meshbench.core.errors import ProtocolError
 from meshbench.core.events import MeshPolicyActivated, RewardDistributed
 from meshbench.core.identity import Identity
 from meshbench.core.policy import MeshPolicy, MeshPolicyFragment
+from meshbench.core.protocol import Faucet
 from meshbench.core.types import (
     CapabilityScope,
     ExecutionReceipt,
@@ -41,6 +42,7 @@ from meshbench.runtime.backends import InProcessBackend, WorkerBackend
 from meshbench.runtime.node import MeshNode, TaskRecord
 from meshbench.store.frames import LedgerFrames
 from meshbench.store.keystore import Keystore
+from meshbench.store.sealing import seal_to
 
 __all__ = ["Mesh", "TaskHandle", "TaskResult"]
 
@@ -136,6 +138,8 @@ class Mesh:
         self.cluster = cluster
         self.frames = LedgerFrames(node.ledger_path)
         self._nonce = 0
+        self.net: Any = None
+        self._funded: set[str] = set()
 
     # --- construction --------------------------------------------------------------------
     @classmethod
@@ -149,11 +153,15 @@ class Mesh:
         processes: bool = True,
         memory_limit: str = "2GiB",
         policy: MeshPolicyFragment | Mapping[str, Any] | None = None,
+        batching: bool = True,
         executors: Iterable[str] = (),
     ) -> Mesh:
         """Start a Dask ``LocalCluster`` of ``workers`` mesh workers on this machine.
 
-        ``executors``: extra executor plug-ins every worker loads (e.g. ``("cuda",)``)."""
+        ``batching`` groups the executions, reveals and verdicts that pile up for one worker
+        into one Dask call (see :class:`~meshbench.runtime.dask_backend.DaskBackend`).
+        ``executors``: extra executor plug-ins every worker loads (e.g. ``("cuda",)``).
+        """
         from distributed import Client, LocalCluster
 
         if workers < 2:
@@ -174,6 +182,7 @@ class Mesh:
                 policy,
                 cluster=cluster,
                 workers=workers,
+                batching=batching,
                 executors=tuple(executors),
             )
         except BaseException:
@@ -208,6 +217,50 @@ class Mesh:
         except BaseException:
             client.close()
             raise
+
+    @classmethod
+    def join(
+        cls,
+        listen: str = "/ip4/127.0.0.1/tcp/0",
+        bootstrap: Iterable[str] = (),
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
+        mdns: bool = False,
+        policy: MeshPolicyFragment | Mapping[str, Any] | None = None,
+        fund_workers: bool = True,
+    ) -> Mesh:
+        """Join a libp2p mesh as the federation's ledger authority and publisher.
+
+        Workers are peers running :class:`~meshbench.runtime.p2p.WorkerService` (``python -m
+        meshbench.runtime.p2p worker --authority DID ...``). With ``fund_workers`` the node
+        funds each new worker from the faucet so it can bond (a demo federation's genesis).
+        """
+        from meshbench.net.node import Libp2pNode
+        from meshbench.store.blobs import BlobStore
+
+        root = _data_dir(data_dir)
+        authority = Keystore(root / "keys").load_or_create("node")
+        net = Libp2pNode(
+            authority, BlobStore(root / "blobs"), listen=[listen], bootstrap=list(bootstrap),
+            mdns=mdns,
+        ).start()  # fmt: skip
+        try:
+            mesh = _start_over_transport(root, net, policy=policy, fund_workers=fund_workers)
+        except BaseException:
+            net.close()
+            raise
+        mesh.net = net  # this mesh owns its transport and closes it
+        return mesh
+
+    def _fund_new_workers(self, event: Any) -> None:
+        """Node listener (driver thread): genesis funds for a worker that just announced."""
+        from meshbench.core.types import PeerInfo
+
+        node = self.node
+        if isinstance(event, PeerInfo) and event.did not in self._funded:
+            self._funded.add(event.did)
+            if node.state is not None and node.state.books.balance(event.did) < WORKER_BOND:
+                node._queue.put(lambda: node.feed(Faucet(account=event.did, amount=WORKER_FUNDS)))
 
     @classmethod
     def in_process(
@@ -250,6 +303,7 @@ class Mesh:
         *,
         cluster: Any = None,
         workers: int,
+        batching: bool = True,
         executors: tuple[str, ...] = (),
     ) -> Mesh:
         from meshbench.runtime.dask_backend import DaskBackend
@@ -267,6 +321,7 @@ class Mesh:
             federation,
             behaviours=by_name,
             module_cache_dir=root / "module-cache",
+            batching=batching,
             executors=executors,
         )
         mesh = cls._start(root, backend, policy, workers=workers, client=client, cluster=cluster)
@@ -287,7 +342,9 @@ class Mesh:
         authority = keys.load_or_create("node")
         federation = keys.load_or_create("federation").did
         publisher = keys.load_or_create("publisher")
-        node = MeshNode(root, backend, authority=authority, federation=federation).start()
+        node = MeshNode(root, backend, authority=authority, federation=federation)
+        node.sealer = lambda envelope, recipients: seal_to(envelope, publisher, recipients)
+        node.start()
         mesh = cls(node, publisher=publisher, data_dir=root, client=client, cluster=cluster)
         try:
             mesh._set_up(workers, policy)
@@ -298,7 +355,7 @@ class Mesh:
 
     def _set_up(self, workers: int, policy: MeshPolicyFragment | Mapping[str, Any] | None) -> None:
         updates: dict[str, Any] = {}
-        if workers - 1 < MeshPolicy().verification_quorum.minimum_verifiers:
+        if workers > 0 and workers - 1 < MeshPolicy().verification_quorum.minimum_verifiers:
             updates["verification_quorum"] = {"minimum_verifiers": workers - 1}
         if policy is not None:
             extra = policy.updates if isinstance(policy, MeshPolicyFragment) else dict(policy)
@@ -361,6 +418,7 @@ class Mesh:
         args: Iterable[str] = (),
         output: str = "stdout",
         deadline_s: float = 120,
+        private: bool = False,
     ) -> TaskHandle:
         """Publish a task: ``wasm`` is bytes, a file path or a CID already stored; ``input``
         is bytes, a file path (``Path``), text (``str``) or a CID already stored.
@@ -369,6 +427,9 @@ class Mesh:
         kernel call of an executor extension, e.g. ``meshbench_cuda.KernelCall``); its module
         and input blobs, executor, validator, args and scope make the task (``scope`` given
         here overrides the payload's).
+
+        ``private=True`` stores the input encrypted (sealed to the publisher only); its key
+        is sealed to the chosen worker and verifiers at the moment they are chosen.
         """
         executor, validator = "wasm", "exact"
         if kernel is not None:
@@ -381,7 +442,13 @@ class Mesh:
         if wasm is None:
             raise ProtocolError("publish needs a wasm module (or kernel=...)")
         wasm_cid = self._blob(wasm, text_is_path=True)
-        input_cid = self._blob(input, text_is_path=False)
+        envelope = None
+        if private:
+            data = self.node.blobs.get(self._blob(input, text_is_path=False))
+            envelope = self.node.blobs.put_encrypted(data, [self.publisher.did])
+            input_cid = envelope.ciphertext_cid
+        else:
+            input_cid = self._blob(input, text_is_path=False)
         now = self.node.clock()
         self._nonce += 1
         task = TaskIntent(
@@ -400,7 +467,7 @@ class Mesh:
             deadline=now + int(deadline_s * 1000),
             nonce=time.time_ns() + self._nonce,
         ).sign(self.publisher)
-        return TaskHandle(self, self.node.publish(task))
+        return TaskHandle(self, self.node.publish(task, envelope=envelope))
 
     def _blob(self, value: Any, *, text_is_path: bool) -> CID:
         store = self.node.blobs
@@ -486,6 +553,8 @@ class Mesh:
         backend_close = getattr(self.node.backend, "close", None)
         if backend_close is not None:
             backend_close()
+        if self.net is not None:
+            self.net.close()
         if self.client is not None:
             self.client.close()
         if self.cluster is not None:
@@ -509,6 +578,32 @@ class Mesh:
             f"<div><b>Mesh</b>: {self.node.backend.worker_count()} workers, federation "
             f"<code>{self.node.federation}</code>{dash}</div>"
         )
+
+
+def _start_over_transport(
+    root: Path,
+    transport: Any,
+    *,
+    policy: MeshPolicyFragment | Mapping[str, Any] | None = None,
+    fund_workers: bool = True,
+) -> Mesh:
+    """A Mesh whose node is the ledger authority over a running libp2p ``transport``.
+
+    The transport's identity must be the data dir's ``node`` key (the authority).
+    """
+    from meshbench.runtime.p2p import P2PBackend
+
+    authority = Keystore(root / "keys").load_or_create("node")
+    if transport.identity.did != authority.did:
+        raise ProtocolError("the transport's key is not this data dir's authority key ('node')")
+    backend = P2PBackend(transport, authority)
+    mesh = Mesh._start(root, backend, policy, workers=0)
+    node = mesh.node
+    backend.unsolicited = node._deliver(node.feed_bytes)
+    node.listeners.append(backend.gossip)
+    if fund_workers:
+        node.listeners.append(mesh._fund_new_workers)
+    return mesh
 
 
 def _data_dir(data_dir: str | os.PathLike[str] | None) -> Path:

@@ -38,6 +38,7 @@ from meshbench.core.protocol import (
     Command,
     Faucet,
     MeshState,
+    PrivateInput,
     RequestReveal,
     RequestVerdict,
     RunExecution,
@@ -48,7 +49,7 @@ from meshbench.core.protocol import (
 )
 from meshbench.core.types import ExecutionReceipt, TaskIntent, VerificationReceipt
 from meshbench.runtime.backends import WorkerBackend
-from meshbench.store.blobs import BlobStore
+from meshbench.store.blobs import BlobStore, EncryptedBlob
 from meshbench.store.ledger import Ledger
 
 __all__ = ["MeshNode", "Rejection", "TaskRecord"]
@@ -79,6 +80,8 @@ class TaskRecord:
     verdicts: list[VerificationReceipt] = field(default_factory=list)
     outcome: str | None = None
     settlement: RewardDistributed | None = None
+    #: A private task's input key envelope (sealed to the publisher, then to those chosen).
+    envelope: EncryptedBlob | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -113,10 +116,16 @@ class MeshNode:
         self.records: dict[CID, TaskRecord] = {}
         self.rejections: list[Rejection] = []
         self.listeners: list[Callable[[Model], None]] = []
+        #: Seals a private input's key to recipients (set by the publisher's side).
+        self.sealer: Callable[[EncryptedBlob, tuple[str, ...]], EncryptedBlob] | None = None
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._timers: list[tuple[int, int, TimeoutFired]] = []
         self._seq = itertools.count()
         self._rounds: dict[CID, _OfferRound] = {}
+        self._inflight: dict[CID, tuple[bytes, bytes]] = {}
+        self._settled: list[TaskRecord] = []
+        self._answers: list[Callable[[], None]] = []
+        self._modules: dict[CID, bytes] = {}
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._start_error: BaseException | None = None
@@ -143,10 +152,13 @@ class MeshNode:
         fut: Future[Any] = Future()
 
         def work() -> None:
+            # the answer is given once the burst that computed it is committed
             try:
-                fut.set_result(fn())
-            except BaseException as exc:
-                fut.set_exception(exc)
+                result = fn()
+            except BaseException as exc:  # re-raised in the caller
+                self._answers.append(lambda e=exc: fut.set_exception(e))
+            else:
+                self._answers.append(lambda: fut.set_result(result))
 
         self._queue.put(work)
         return fut.result(timeout=timeout)
@@ -154,11 +166,20 @@ class MeshNode:
     # --- the driver thread ---------------------------------------------------------------
     def _main(self) -> None:
         try:
-            self._ledger = Ledger(self.ledger_path, authority=self.authority.did)
+            # Every object is checked exactly once, where it enters the node (decode_object
+            # for bytes from outside, verify() for objects handed to the API), so neither
+            # the state machine nor the ledger re-checks signatures on the hot path;
+            # `ledger verify` re-checks everything at any time.
+            self._ledger = Ledger(
+                self.ledger_path, authority=self.authority.did, verify_on_append=False
+            )
             books = Books(self.authority.did)
             books.load(self._ledger.books.tables())
             self.state = MeshState(
-                self.authority, books=books, membership=gov.BooksMembership(books)
+                self.authority,
+                books=books,
+                membership=gov.BooksMembership(books),
+                verify_signatures=False,
             )
         except BaseException as exc:
             self._start_error = exc
@@ -176,11 +197,34 @@ class MeshNode:
                     work = _IDLE
                 if work is None:
                     break
-                if work is not _IDLE:
-                    work()
-                self._fire_due_timers()
+                # one transaction per burst of work (group commit; each append stays atomic)
+                with self._ledger.batch():
+                    stop = self._burst(work)
+                    self._fire_due_timers()
+                # only now is the burst committed: readers of the ledger file see it
+                for rec in self._settled:
+                    rec.done.set()
+                self._settled.clear()
+                for answer in self._answers:
+                    answer()
+                self._answers.clear()
+                if stop:
+                    break
         finally:
             self._ledger.close()
+
+    def _burst(self, work: Callable[[], None], limit: int = 256) -> bool:
+        """Run ``work`` and whatever else is already queued (up to ``limit``); True to stop."""
+        for _ in range(limit):
+            work()
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if nxt is None:
+                return True
+            work = nxt
+        return False
 
     def _fire_due_timers(self) -> None:
         now = self.clock()
@@ -265,21 +309,36 @@ class MeshNode:
             self.backend.reveal(cmd.worker, cmd.task_cid, self._deliver(self._on_reveal))
         elif isinstance(cmd, RequestVerdict):
             rec = self.records.get(cmd.task_cid)
-            content = rec is not None and rec.task.validator != "exact"
+            # a content validator (not ``exact``) judges the worker's bytes: send them along
+            extra = {}
+            if rec is not None and rec.task.validator != "exact":
+                extra["output"] = rec.output
             self.backend.verdict(
-                cmd.verifier,
-                cmd.task_cid,
-                cmd.receipt,
-                self._deliver(self.feed_bytes),
-                output=rec.output if content and rec is not None else None,
+                cmd.verifier, cmd.task_cid, cmd.receipt, self._deliver(self.feed_bytes), **extra
             )
         elif isinstance(cmd, SealKey):
-            raise NotImplementedError(
-                "private (encrypted) task inputs are not supported by the embedded runtime yet"
-            )
+            rec = self.records.get(cmd.task_cid)
+            if rec is None or rec.envelope is None or self.sealer is None:
+                raise ProtocolError(f"task {cmd.task_cid} has no sealed input this node holds")
+            # the content key, sealed now to exactly the chosen worker and verifiers
+            rec.envelope = self.sealer(rec.envelope, cmd.recipients)
+            self.blobs.put_object(rec.envelope.encode())
 
-    def _blobs_of(self, task: TaskIntent) -> tuple[bytes, bytes]:
-        return self.blobs.get(task.wasm_cid), self.blobs.get(task.input_cid)
+    def _blobs_of(self, task: TaskIntent) -> tuple[bytes, bytes, bytes | None]:
+        """Module, input (and, for a private task, the sealed key envelope) of a task in
+        flight; module and input are read and hash-checked once, then kept."""
+        cached = self._inflight.get(task.cid)
+        if cached is None:
+            wasm = self._modules.get(task.wasm_cid)
+            if wasm is None:
+                wasm = self.blobs.get(task.wasm_cid)
+                if len(self._modules) >= 32:
+                    self._modules.pop(next(iter(self._modules)))
+                self._modules[task.wasm_cid] = wasm
+            cached = self._inflight[task.cid] = (wasm, self.blobs.get(task.input_cid))
+        rec = self.records.get(task.cid)
+        envelope = rec.envelope.encode() if rec is not None and rec.envelope else None
+        return (*cached, envelope)
 
     def _ask_for_offers(self, task: TaskIntent) -> None:
         self._rounds[task.cid] = _OfferRound(expected=self.backend.worker_count())
@@ -349,21 +408,31 @@ class MeshNode:
             if not rec.done.is_set() and self.state.state_of(cid) in ("Settled", "Expired"):
                 if rec.outcome is None:
                     rec.outcome = "Expired"
-                rec.done.set()
+                self._inflight.pop(cid, None)
+                if rec not in self._settled:
+                    self._settled.append(rec)
 
     # --- API (any thread) ------------------------------------------------------------------
-    def publish(self, task: TaskIntent) -> TaskRecord:
-        """Submit a signed task whose module and input are already in the blob store."""
+    def publish(self, task: TaskIntent, *, envelope: EncryptedBlob | None = None) -> TaskRecord:
+        """Submit a signed task whose module and input are already in the blob store.
+
+        With ``envelope`` the input is private: ``input_cid`` is its ciphertext, and its key
+        is sealed to the worker and verifiers only when the protocol chooses them.
+        """
         for cid in (task.wasm_cid, task.input_cid):
             if not self.blobs.has(cid):
                 raise ProtocolError(f"the blob {cid} is not in this node's store; put it first")
 
+        task.verify()  # checked once here; the core and the ledger trust the node's check
+
         def work() -> TaskRecord:
-            rec = TaskRecord(task=task)
+            rec = TaskRecord(task=task, envelope=envelope)
             self.records[task.cid] = rec
             assert self.state is not None
             try:
                 cmds = self.state.handle(task, self.clock())
+                if envelope is not None:
+                    cmds += self.state.handle(PrivateInput(task_cid=task.cid), self.clock())
             except MeshError:
                 del self.records[task.cid]
                 raise
@@ -376,8 +445,9 @@ class MeshNode:
         self.call(lambda: self._checked(Faucet(account=account, amount=amount, memo=memo)))
 
     def submit_bytes(self, data: bytes) -> None:
-        """A signed object from a participant (a PeerInfo, a stake request, ...)."""
-        self.call(lambda: self._checked(decode_object(data)))
+        """A signed object from a participant (a PeerInfo, a stake request, ...): checked."""
+        obj = decode_object(data)
+        self.call(lambda: self._checked(obj))
 
     def _checked(self, event: object) -> None:
         assert self.state is not None

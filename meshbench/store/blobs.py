@@ -32,7 +32,14 @@ from meshbench.core.errors import BlobNotFound, BlobTooLarge, CIDMismatch, Decry
 from meshbench.core.identity import Identity, public_key_from_did
 from meshbench.core.model import DID, Count, Model
 
-__all__ = ["DEFAULT_MAX_BLOB_BYTES", "BlobStore", "EncryptedBlob", "SealedKey"]
+__all__ = [
+    "DEFAULT_MAX_BLOB_BYTES",
+    "BlobStore",
+    "EncryptedBlob",
+    "SealedKey",
+    "decrypt",
+    "decrypt_stream",
+]
 
 DEFAULT_MAX_BLOB_BYTES: Final = 1024 * 1024 * 1024  # 1 GiB
 CHUNK: Final = 64 * 1024
@@ -239,33 +246,47 @@ class BlobStore:
         return out.getvalue()
 
     def iter_decrypted(self, envelope: EncryptedBlob, reader: Identity) -> Iterator[bytes]:
-        if envelope.cipher != CIPHER:
-            raise DecryptionError(f"unknown cipher {envelope.cipher!r}; expected {CIPHER}")
-        mine = [s for s in envelope.recipients if s.recipient == reader.did]
-        if not mine:
-            raise DecryptionError(f"{reader.did} is not a recipient of this blob")
-        box = nacl.public.SealedBox(reader.curve25519_private_key)
+        return decrypt_stream(self.iter_chunks(envelope.ciphertext_cid), envelope, reader)
+
+
+def decrypt(ciphertext: bytes, envelope: EncryptedBlob, reader: Identity) -> bytes:
+    """Open an encrypted blob held in memory (its CID checked against the envelope)."""
+    if encoding.blob_cid(ciphertext) != envelope.ciphertext_cid:
+        raise CIDMismatch("the ciphertext does not hash to the envelope's ciphertext_cid")
+    return b"".join(decrypt_stream([ciphertext], envelope, reader))
+
+
+def decrypt_stream(
+    chunks: Iterable[bytes], envelope: EncryptedBlob, reader: Identity
+) -> Iterator[bytes]:
+    """Decrypt a ciphertext stream with ``reader``'s sealed copy of the key."""
+    if envelope.cipher != CIPHER:
+        raise DecryptionError(f"unknown cipher {envelope.cipher!r}; expected {CIPHER}")
+    mine = [s for s in envelope.recipients if s.recipient == reader.did]
+    if not mine:
+        raise DecryptionError(f"{reader.did} is not a recipient of this blob")
+    box = nacl.public.SealedBox(reader.curve25519_private_key)
+    try:
+        key = box.decrypt(mine[0].sealed_key)
+    except nacl.exceptions.CryptoError as exc:
+        raise DecryptionError("the sealed key does not open with this identity") from exc
+    state = sodium.crypto_secretstream_xchacha20poly1305_state()
+    blocks = _split_first(chunks, _HEADER)
+    header = next(blocks, b"")
+    if len(header) != _HEADER:
+        raise DecryptionError("ciphertext is truncated (no stream header)")
+    sodium.crypto_secretstream_xchacha20poly1305_init_pull(state, header, key)
+    tag = None
+    for block in _rechunk(blocks, CHUNK + _ABYTES):
+        if tag == _TAG_FINAL:
+            raise DecryptionError("data after the final chunk")
         try:
-            key = box.decrypt(mine[0].sealed_key)
+            plain, tag = sodium.crypto_secretstream_xchacha20poly1305_pull(state, block, None)
         except nacl.exceptions.CryptoError as exc:
-            raise DecryptionError("the sealed key does not open with this identity") from exc
-        state = sodium.crypto_secretstream_xchacha20poly1305_state()
-        blocks = _split_first(self.iter_chunks(envelope.ciphertext_cid), _HEADER)
-        header = next(blocks, b"")
-        if len(header) != _HEADER:
-            raise DecryptionError("ciphertext is truncated (no stream header)")
-        sodium.crypto_secretstream_xchacha20poly1305_init_pull(state, header, key)
-        tag = None
-        for block in _rechunk(blocks, CHUNK + _ABYTES):
-            if tag == _TAG_FINAL:
-                raise DecryptionError("data after the final chunk")
-            try:
-                plain, tag = sodium.crypto_secretstream_xchacha20poly1305_pull(state, block, None)
-            except nacl.exceptions.CryptoError as exc:
-                raise DecryptionError("ciphertext was tampered with") from exc
-            yield plain
-        if tag != _TAG_FINAL:
-            raise DecryptionError("ciphertext is truncated (no final chunk)")
+            raise DecryptionError("ciphertext was tampered with") from exc
+        yield plain
+    if tag != _TAG_FINAL:
+        raise DecryptionError("ciphertext is truncated (no final chunk)")
 
 
 def _x25519(did: str) -> nacl.public.PublicKey:

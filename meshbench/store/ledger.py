@@ -19,6 +19,7 @@ conservation, and compares the refold with the stored tables.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -115,6 +116,7 @@ class Ledger:
         elif authority is not None and authority != stored:
             raise LedgerError(f"{self.path} belongs to authority {stored}, not {authority}")
         self.authority = stored
+        self._batch_depth = 0
         self.books = self._load_books()
         #: Test hook: called inside the transaction, just before COMMIT (crash tests).
         self.before_commit: Callable[[tuple[Model, ...]], None] | None = None
@@ -192,8 +194,9 @@ class Ledger:
         self.books.dirty.clear()
         self.books.apply(*events)  # raises before anything is written
         db = self._db
+        nested = self._batch_depth > 0
         try:
-            db.execute("BEGIN IMMEDIATE")
+            db.execute("SAVEPOINT append" if nested else "BEGIN IMMEDIATE")
             db.executemany(
                 "INSERT INTO events (cid, type, author, timestamp, data) VALUES (?, ?, ?, ?, ?)",
                 rows,
@@ -202,12 +205,42 @@ class Ledger:
             self._write_dirty()
             if self.before_commit is not None:
                 self.before_commit(events)
-            db.execute("COMMIT")
+            db.execute("RELEASE append" if nested else "COMMIT")
         except BaseException:
-            if db.in_transaction:
+            if nested:
+                db.execute("ROLLBACK TO append")
+                db.execute("RELEASE append")
+            elif db.in_transaction:
                 db.execute("ROLLBACK")
             self.books = self._load_books()  # the write failed: back to what is stored
             raise
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group several appends into one transaction (group commit).
+
+        Each append inside stays atomic on its own (a savepoint): a refused append leaves the
+        others in place. A crash before the batch commits loses the whole batch, never part
+        of an append. The node uses this to commit once per burst of work.
+        """
+        if self._batch_depth:
+            self._batch_depth += 1
+            try:
+                yield
+            finally:
+                self._batch_depth -= 1
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._batch_depth = 1
+        try:
+            yield
+        except BaseException:
+            self._batch_depth = 0
+            self._db.execute("ROLLBACK")
+            self.books = self._load_books()
+            raise
+        self._batch_depth = 0
+        self._db.execute("COMMIT")
 
     def _write_dirty(self) -> None:
         upserts, deletes = [], []

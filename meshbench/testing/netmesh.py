@@ -88,11 +88,17 @@ def spawn_node(
     bootstrap: Sequence[str] = (),
     extra: Sequence[str] = (),
     timeout: float = 60,
+    listen: str = "/ip4/127.0.0.1/tcp/0",
+    mdns: bool = False,
+    prefix: Sequence[str] = (),
 ) -> NodeProcess:
+    """Start a node process; ``prefix`` wraps the command (e.g. ``ip netns exec NS``)."""
     data = Path(data_dir)
     data.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "meshbench.cli.mesh_cli", "start", "--data-dir", str(data)]
-    argv += ["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0", *extra]
+    argv = [*prefix, sys.executable, "-m", "meshbench.cli.mesh_cli", "start"]
+    argv += ["--data-dir", str(data), "--listen", listen, *extra]
+    if not mdns:
+        argv.append("--no-mdns")
     for addr in bootstrap:
         argv += ["--bootstrap", addr]
     log = open(data / "node.log", "wb")  # noqa: SIM115 - lives as long as the process

@@ -25,16 +25,17 @@ def mint(who, amount):
     return Mint(authority=AUTH.did, account=who.did, amount=amount, timestamp=1).sign(AUTH)
 
 
-class FederationJoined(Signed, tag="test.FederationJoined"):
-    """An event type a later module (governance) defines and folds itself."""
-
-    SIGNER: ClassVar[str] = "member"
-    member: DID
-    timestamp: TimestampMs
-    parents: tuple[CID, ...] = ()
-
-
 def test_other_modules_register_their_own_fold_handlers():
+    from meshbench.core import model
+
+    class FederationJoined(Signed, tag="test.FederationJoined"):
+        """An event type a later module (governance) defines and folds itself."""
+
+        SIGNER: ClassVar[str] = "member"
+        member: DID
+        timestamp: TimestampMs
+        parents: tuple[CID, ...] = ()
+
     @register_fold(FederationJoined)
     def fold_joined(books: Books, ev: FederationJoined) -> None:
         books.put("members", ev.member, {"since": ev.timestamp})
@@ -48,6 +49,7 @@ def test_other_modules_register_their_own_fold_handlers():
         register_fold(FederationJoined, replace=True)(fold_joined)
     finally:
         FOLD_HANDLERS.pop(FederationJoined, None)
+        model._REGISTRY.pop("test.FederationJoined", None)  # other tests list every type
 
 
 def test_a_refused_event_leaves_the_whole_batch_unapplied():

@@ -494,3 +494,21 @@ def test_a_copied_commitment_cannot_be_opened_by_the_copier():
         h.feed(h.commit(task, v, GOOD))
     # whatever the copier reveals is bound to its own DID, never to the verifier's
     unchanged(h, ProtocolError, h.receipt(task, a.worker, GOOD))
+
+
+def test_too_few_verifiers_waits_a_window_without_asking_workers_again():
+    from meshbench.core.protocol import Broadcast, ScheduleTimeout
+
+    h = ProtocolHarness(peers=3)  # a worker and two verifiers: below minimum_verifiers 3
+    task = h.task()
+    h.feed(task)
+    h.feed(h.offer(task, h.peers[0]))
+    for _ in range(3):
+        h.advance(5_000)
+        cmds = h.fire(task, "offers")
+        assert not any(isinstance(c, Broadcast) for c in cmds)  # no offer round to spin on
+        assert [c.stage for c in cmds if isinstance(c, ScheduleTimeout)] == ["offers"]
+        assert h.state.state_of(task.cid) == "Offered"
+    h.now = task.deadline
+    h.fire(task, "deadline")
+    assert h.state.books.escrow(task.cid)["state"] == "Expired"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from meshbench.cli.mesh_cli import main
-from meshbench.core.errors import BlobNotFound, NetworkError
+from meshbench.core.errors import BlobNotFound, NetworkError, ProtocolError
 from meshbench.net import control
 from meshbench.net.control import NodeNotRunning
 from meshbench.net.service import NodeService
@@ -43,7 +43,7 @@ def test_control_socket_is_private_and_errors_keep_their_type(service: NodeServi
         control.request(service.data_dir, "fetch", cid=str(make_task(make_identity(1)).wasm_cid))
     with pytest.raises(NetworkError, match="unknown control command"):
         control.request(service.data_dir, "nope")
-    with pytest.raises(NotImplementedError, match="runtime issue"):
+    with pytest.raises(ProtocolError, match="--role authority"):
         control.request(service.data_dir, "publish-task")
 
 
@@ -74,11 +74,12 @@ def test_cli_commands_drive_the_node(
     code, out, _ = run(capsys, "provide", str(blob), "--data-dir", d)
     assert code == 0 and out.strip() == str(task.wasm_cid)
     args = ["--wasm-cid", str(task.wasm_cid), "--input-cid", str(task.input_cid), "--fee", "5"]
+    # protocol commands need a role: this node is a plain peer
     code, _, err = run(capsys, "publish-task", *args, "--data-dir", d)
-    assert code == 2 and "NotImplementedError" in err and "runtime issue" in err
+    assert code == 1 and "ProtocolError" in err and "--role authority" in err
     code, _, err = run(capsys, "offer-execution", "--task-cid", str(task.cid), "--cost", "3",
                        "--data-dir", d)  # fmt: skip
-    assert code == 2 and "runtime issue" in err
+    assert code == 1 and "--role worker" in err
 
 
 def test_commands_without_a_running_node_fail_with_a_clear_message(

@@ -37,7 +37,7 @@ def test_every_topic_is_namespaced_and_every_signed_type_has_one_topic() -> None
     assert Topic.parse("/meshbench/1/offers") is Topic.OFFERS
     with pytest.raises(NetworkError):
         Topic.parse("/other/1/tasks")
-    # (types that tests register, tagged "test.*", are not protocol objects)
+    # (types that tests define for themselves carry a "test." tag and travel nowhere)
     signed = {
         tag
         for tag, cls in model_types().items()

@@ -135,3 +135,39 @@ def test_close_leaves_no_thread_behind(tmp_path: Path) -> None:
     assert left == set()
     with pytest.raises(NetworkError):
         n.peers()
+
+
+def test_an_mplex_node_and_a_yamux_node_agree_on_a_muxer(tmp_path: Path) -> None:
+    a = node(tmp_path, 21, muxer="MPLEX").start()
+    try:
+        b = node(tmp_path, 22, bootstrap=a.addrs).start()
+        try:
+            a.wait_for_peers(1, 30)
+            inbox = Inbox()
+            b.subscribe("tasks", inbox)
+            task = make_task(make_identity(23), sign=True)
+            a.publish("tasks", task)
+            assert inbox.wait_for(1)[0][0] == task
+        finally:
+            b.close()
+    finally:
+        a.close()
+
+
+def test_provider_records_are_found_once_per_provider(pair) -> None:
+    a, b = pair
+    cid = a.store.put(b"provided twice")
+    a.provide(cid)
+    a.provide(cid)
+    assert b.find_providers(cid) == [a.peer_id]
+    assert b.fetch_blob(cid).read_bytes() == b"provided twice"
+
+
+def test_join_uses_the_data_dirs_identity_and_store(tmp_path: Path) -> None:
+    from meshbench.net import join
+    from meshbench.store.keystore import Keystore
+
+    ident = Keystore(tmp_path / "keys").create("default")
+    with join(tmp_path, listen=["/ip4/127.0.0.1/tcp/0"], mdns=False) as n:
+        assert n.did == ident.did
+        assert n.store.root == tmp_path / "blobs"

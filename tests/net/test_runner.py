@@ -86,3 +86,29 @@ def test_a_service_that_fails_to_start_reports_why() -> None:
     with pytest.raises(NetworkError, match="address in use"):
         runner.start()
     assert not runner.running
+
+
+def test_a_call_the_caller_abandons_is_cancelled_in_trio_too() -> None:
+    finished = threading.Event()
+    cancelled = threading.Event()
+
+    async def slow() -> None:
+        try:
+            await trio.sleep(30)
+            finished.set()
+        except trio.Cancelled:
+            cancelled.set()
+            raise
+
+    runner = TrioThread(_idle)
+    runner.start()
+    try:
+
+        async def caller() -> None:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(runner.acall(slow), 0.1)
+
+        asyncio.run(caller())
+        assert cancelled.wait(5) and not finished.is_set()
+    finally:
+        runner.stop()

@@ -112,3 +112,20 @@ def test_headless_cluster_survives_a_killed_worker(
         settled = mesh.payouts().filter(pl.col("task_cid") == str(long.cid))
         assert settled["amount"].sum() == 100_000
         assert mesh.node.verify_ledger().ok
+    # the same (now smaller) cluster runs a headless batch from the CLI
+    batch = tmp_path / "tasks.json"
+    batch.write_text(json.dumps({
+        "defaults": {"verifiers": 1, "fee": 100},
+        "tasks": [{"wasm": str(WASM / "sha256.wasm"), "input_text": "a"},
+                  {"wasm": str(WASM / "wordcount.wasm"), "input_text": "b c"}],
+    }))  # fmt: skip
+    from meshbench.cli.meshbench import main
+
+    report = tmp_path / "report.json"
+    try:
+        main(["cluster", "run", str(batch), "--scheduler", address, "--report", str(report),
+              "--data-dir", str(tmp_path / "batch")])  # fmt: skip
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    summary = json.loads(report.read_text())["summary"]
+    assert summary["accepted"] == 2 and summary["ledger_ok"] and summary["workers"] == 2

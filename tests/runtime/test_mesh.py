@@ -111,3 +111,23 @@ def test_policy_change_applies_without_restart(mesh: Mesh) -> None:
     )
     r = mesh.publish(WASM / "hello.wasm", b"").result(timeout=60)
     assert r.settlement is not None and r.settlement.policy_cid == new.cid
+
+
+def test_private_input_is_opened_only_by_the_chosen_peers(mesh: Mesh) -> None:
+    wasm = (WASM / "sha256.wasm").read_bytes()
+    secret = b"a secret input only the chosen peers may read"
+    h = mesh.publish(wasm, secret, private=True, verifiers=2)
+    r = h.result(timeout=60)
+    rec = mesh.node.records[h.cid]
+    assert r.accepted and r.output == WasmExecutor().run(wasm, secret).output
+    assert h.task.input_cid != mb.blob_cid(secret)  # the task names the ciphertext
+    chosen = {r.receipt.worker, *(v.verifier for v in r.verifications)}
+    holders = {s.recipient for s in rec.envelope.recipients}
+    assert holders == chosen | {mesh.publisher.did}
+    outsiders = [a for d, a in mesh.node.backend.agents.items() if d not in holders]
+    ciphertext = mesh.node.blobs.get(h.task.input_cid)
+    from meshbench.store.blobs import decrypt
+
+    for agent in outsiders:
+        with pytest.raises(mb.DecryptionError, match="not a recipient"):
+            decrypt(ciphertext, rec.envelope, agent.identity)

@@ -61,7 +61,7 @@ def _run_until(path, block_at: int, stop_after: int):
     return proc
 
 
-@pytest.mark.parametrize("block_at, stop_after", [(12, 10**9), (10**9, 25)])
+@pytest.mark.parametrize("block_at, stop_after", [(12, 10**9), (10**9, 15)])
 def test_sigkill_mid_settlement_loses_nothing(tmp_path, block_at, stop_after):
     path = tmp_path / "ledger.sqlite"
     proc = _run_until(path, block_at, stop_after)

@@ -35,7 +35,7 @@ op = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(op, max_size=25))
 def test_any_event_sequence_conserves_tokens(ops):
     with (

@@ -1,0 +1,73 @@
+// A js-libp2p peer for interop tests: dials a meshbench node, checks Identify, exchanges
+// signed gossipsub 1.1 messages with it, and sends it one malformed message.
+// Usage: node peer.mjs <multiaddr of the meshbench node> <hex of a signed object to publish>
+// Prints JSON lines: {"peer_id"}, {"agent", "protocol_version"}, {"published"}, {"received"}.
+if (!Promise.withResolvers) {
+  // Node 20 lacks it; libp2p 3.x uses it.
+  Promise.withResolvers = function () {
+    let resolve, reject
+    const promise = new Promise((res, rej) => { resolve = res; reject = rej })
+    return { promise, resolve, reject }
+  }
+}
+
+const { createLibp2p } = await import('libp2p')
+const { tcp } = await import('@libp2p/tcp')
+const { noise } = await import('@chainsafe/libp2p-noise')
+const { yamux } = await import('@chainsafe/libp2p-yamux')
+const { identify } = await import('@libp2p/identify')
+const { gossipsub } = await import('@libp2p/gossipsub')
+const { multiaddr } = await import('@multiformats/multiaddr')
+
+const TOPIC = '/meshbench/1/tasks'
+const [target, objectHex] = process.argv.slice(2)
+const say = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
+const deadline = setTimeout(() => { say({ error: 'timeout' }); process.exit(3) }, 45000)
+
+const node = await createLibp2p({
+  addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+  transports: [tcp()],
+  connectionEncrypters: [noise()],
+  streamMuxers: [yamux()],
+  services: {
+    identify: identify(),
+    pubsub: gossipsub({ emitSelf: false, allowPublishToZeroTopicPeers: false })
+  }
+})
+say({ peer_id: node.peerId.toString() })
+
+const received = new Promise((resolve) => {
+  node.services.pubsub.addEventListener('message', (evt) => {
+    if (evt.detail.topic === TOPIC) resolve(Buffer.from(evt.detail.data).toString('hex'))
+  })
+})
+node.services.pubsub.subscribe(TOPIC)
+const conn = await node.dial(multiaddr(target))
+const remote = conn.remotePeer
+
+// Wait for Identify and for the meshbench node's subscription.
+while (true) {
+  const subscribed = node.services.pubsub.getSubscribers(TOPIC).some((p) => p.equals(remote))
+  let agent
+  try {
+    const peer = await node.peerStore.get(remote)
+    agent = peer.metadata.get('AgentVersion')
+    if (subscribed && agent) {
+      const pv = peer.metadata.get('ProtocolVersion')
+      say({
+        agent: new TextDecoder().decode(agent),
+        protocol_version: pv ? new TextDecoder().decode(pv) : ''
+      })
+      break
+    }
+  } catch {}
+  await new Promise((r) => setTimeout(r, 50))
+}
+
+await node.services.pubsub.publish(TOPIC, Buffer.from('not dag-cbor at all'))
+await node.services.pubsub.publish(TOPIC, Buffer.from(objectHex, 'hex'))
+say({ published: true })
+say({ received: await received })
+clearTimeout(deadline)
+await node.stop()
+process.exit(0)

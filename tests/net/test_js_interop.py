@@ -1,0 +1,85 @@
+"""Interoperability with js-libp2p (libp2p 3.x, @libp2p/gossipsub): a peer of another stack
+connects over TCP + Noise + Yamux, reads our Identify, exchanges signed gossip with us, and
+its malformed message is dropped without harm.
+
+Needs Node.js and ``npm ci`` in ``interop/js`` (skipped with the reason otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from meshbench.net.node import Libp2pNode
+from meshbench.store.blobs import BlobStore
+from meshbench.testing.factories import make_identity, make_task
+
+JS = Path(__file__).resolve().parents[2] / "interop" / "js"
+
+
+def _lines(proc: subprocess.Popen[bytes]) -> queue.Queue[dict]:
+    out: queue.Queue[dict] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            try:
+                out.put(json.loads(line))
+            except ValueError:
+                continue
+
+    threading.Thread(target=pump, daemon=True).start()
+    return out
+
+
+def _next(lines: queue.Queue[dict], key: str, timeout: float = 45) -> dict:
+    while True:
+        item = lines.get(timeout=timeout)
+        if "error" in item:
+            raise AssertionError(f"js peer: {item}")
+        if key in item:
+            return item
+
+
+def test_js_libp2p_peer_identifies_and_gossips_with_us(tmp_path: Path) -> None:
+    if shutil.which("node") is None:
+        pytest.skip("Node.js is not installed")
+    if not (JS / "node_modules" / "libp2p").is_dir():
+        pytest.skip("js-libp2p is not installed: run 'npm ci' in interop/js")
+    ours = Libp2pNode(make_identity(31), BlobStore(tmp_path / "py"), mdns=False).start()
+    proc = None
+    try:
+        inbox: queue.Queue = queue.Queue()
+        ours.subscribe("tasks", lambda obj, peer: inbox.put((obj, peer)))
+        from_js = make_task(make_identity(32), nonce=1, sign=True)
+        proc = subprocess.Popen(
+            ["node", str(JS / "peer.mjs"), ours.addrs[0], from_js.encode().hex()],
+            cwd=JS, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        lines = _lines(proc)
+        js_peer = _next(lines, "peer_id")["peer_id"]
+        ident = _next(lines, "agent")
+        assert ident["agent"].startswith("meshbench/")
+        assert ident["protocol_version"] == "/mesh/1.0.0"
+        _next(lines, "published")
+        obj, origin = inbox.get(timeout=30)
+        assert obj == from_js and origin == js_peer
+        stats = ours.stats()
+        assert sum(stats["rejected"].values()) == 1  # the malformed one, dropped
+        assert js_peer not in stats["banned"]  # one bad message is not a ban
+        assert any(p.peer_id == js_peer for p in ours.peers())
+        to_js = make_task(make_identity(33), nonce=2, sign=True)
+        ours.publish("tasks", to_js)
+        assert bytes.fromhex(_next(lines, "received")["received"]) == to_js.encode()
+        assert proc.wait(30) == 0
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        ours.close()
