@@ -8,11 +8,14 @@ UV_VERSION := 0.13.9
 
 .PHONY: demo test lint unit lock bench wasm wasm-check clean
 
-$(STAMP): pyproject.toml requirements.lock
+# Installable extensions (their own pyproject.toml), installed editable beside meshbench.
+EXTENSIONS := extensions/meshbench-cuda
+
+$(STAMP): pyproject.toml requirements.lock $(addsuffix /pyproject.toml,$(EXTENSIONS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q uv==$(UV_VERSION)
 	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
-	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e . $(addprefix -e ,$(EXTENSIONS))
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -17,11 +17,19 @@ BENCHMARKS: dict[str, str] = {
     "protocol": "meshbench.bench.protocol",
     "net": "meshbench.bench.net",
     "mesh": "meshbench.bench.mesh",
+    # provided by the meshbench-cuda extension (extensions/meshbench-cuda)
+    "gpu": "meshbench_cuda.bench",
 }
 
 
 def run_benchmark(name: str, *, quick: bool = False) -> dict[str, Any]:
     if name not in BENCHMARKS:
         raise MeshError(f"no benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
-    module = importlib.import_module(BENCHMARKS[name])
+    try:
+        module = importlib.import_module(BENCHMARKS[name])
+    except ModuleNotFoundError as exc:
+        raise MeshError(
+            f"benchmark {name!r} needs {exc.name!r}: install its extension "
+            "(pip install -e extensions/meshbench-cuda)"
+        ) from exc
     return module.run(quick=quick)

@@ -9,6 +9,7 @@ was wrong and, where possible, what to do about it. Nothing below ever raises a 
 from __future__ import annotations
 
 __all__ = [
+    "ArrayFormatError",
     "BlobNotFound",
     "BlobTooLarge",
     "CIDMismatch",
@@ -26,7 +27,12 @@ __all__ = [
     "InvalidDID",
     "InvalidModule",
     "InvalidSignature",
+    "KernelBudgetExceeded",
+    "KernelError",
+    "KernelHashMismatch",
+    "KernelNotApproved",
     "KeyNotFound",
+    "LaunchParameterError",
     "LedgerError",
     "MemoryLimitExceeded",
     "MeshError",
@@ -41,6 +47,7 @@ __all__ = [
     "StaleProposal",
     "StoreError",
     "UnknownFederation",
+    "UnknownKernel",
     "UnknownPeer",
 ]
 
@@ -187,3 +194,35 @@ class ExecutionTimeout(ExecutionError):
 
 class GuestTrap(ExecutionError):
     """The guest trapped (unreachable, out-of-bounds access, stack overflow, ...)."""
+
+
+# --- kernel (accelerator) tasks: refused before anything is launched ---------------------------
+class KernelError(ExecutionError):
+    """A kernel task refused before launch: nothing was executed on the device."""
+
+    def __init__(self, message: str, *, fuel_used: int | None = 0) -> None:
+        super().__init__(message, fuel_used=fuel_used)
+
+
+class UnknownKernel(KernelError):
+    """The task names a kernel (name and version) that this worker has not installed."""
+
+
+class KernelNotApproved(KernelError):
+    """The kernel is installed but the worker's operator has not approved it."""
+
+
+class KernelHashMismatch(KernelError):
+    """The task's kernel content hash is not the hash of the installed kernel's code."""
+
+
+class ArrayFormatError(KernelError):
+    """An array bundle that is malformed, or arrays of the wrong names, dtypes or shapes."""
+
+
+class LaunchParameterError(KernelError):
+    """A kernel call with a malformed descriptor, or launch parameters out of range."""
+
+
+class KernelBudgetExceeded(KernelError):
+    """The kernel call needs more FLOPs (or device memory) than its budget allows."""

@@ -86,6 +86,11 @@ class Model(
 ):
     """Base of every value type. Subclasses declare fields and may override ``_validate``."""
 
+    #: Fields added after objects of this type were already in use: left out of the IPLD
+    #: form while they hold this default, so older objects keep their bytes and CIDs (an
+    #: encoding that spells the default out is not canonical and is refused).
+    OMIT_IF_DEFAULT: ClassVar[dict[str, Any]] = {}
+
     def __post_init__(self) -> None:
         _check_fields(self)
         try:
@@ -250,8 +255,12 @@ def decode_object(
 def _to_ipld(value: Any) -> Any:
     if isinstance(value, Model):
         out: dict[str, Any] = {"@type": value.__struct_config__.tag}
+        omit = value.OMIT_IF_DEFAULT
         for name, key in zip(value.__struct_fields__, value.__struct_encode_fields__, strict=True):
-            out[key] = _to_ipld(getattr(value, name))
+            item = getattr(value, name)
+            if omit and name in omit and item == omit[name]:
+                continue
+            out[key] = _to_ipld(item)
         return out
     if isinstance(value, tuple | list):
         return [_to_ipld(v) for v in value]

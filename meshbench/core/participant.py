@@ -98,11 +98,24 @@ class Participant:
             created_at=now,
         ).sign(self.identity)
 
-    def verdict(self, task_cid: CID, receipt: ExecutionReceipt, now: int) -> VerificationReceipt:
+    def verdict(
+        self,
+        task_cid: CID,
+        receipt: ExecutionReceipt,
+        now: int,
+        *,
+        judged: tuple[bool, str] | None = None,
+    ) -> VerificationReceipt:
+        """Approve exactly when the outputs are equal; for a task judged by a content
+        validator (not ``exact``), ``judged`` is that validator's ``(approved, reason)`` on
+        different outputs (an identical output is always approved)."""
         r = self._result(task_cid)
         engine = r.summary.engine if r.summary else ""
         fuel = r.summary.fuel_used if r.summary else 0
         approved = r.output_cid == receipt.output_cid
+        reason = "" if approved else f"re-execution gave {r.output_cid}"
+        if not approved and judged is not None:
+            approved, reason = judged
         return VerificationReceipt(
             task_cid=task_cid,
             receipt_cid=receipt.cid,
@@ -112,7 +125,7 @@ class Participant:
             salt=r.salt,
             fuel_used=fuel,
             engine=engine,
-            reason="" if approved else f"re-execution gave {r.output_cid}",
+            reason=reason,
             created_at=now,
             parents=(receipt.cid,),
         ).sign(self.identity)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, ClassVar, Final
 
 import msgspec
 from msgspec import Meta
@@ -127,6 +127,11 @@ class SelectionRules(Model, tag="SelectionRules"):
     max_attempts: Annotated[int, Meta(ge=1, le=100)] = 3
     #: Draw verifiers only from federations other than the worker's.
     distinct_verifier_federation: bool = False
+    #: Homogeneous redundancy: a GPU task's verifiers have the worker's ``gpu_class``, so
+    #: floating point results can be compared exactly (BOINC's answer to FMA and friends).
+    homogeneous_gpu_verifiers: bool = False
+
+    OMIT_IF_DEFAULT: ClassVar[dict[str, Any]] = {"homogeneous_gpu_verifiers": False}
 
 
 class MeshPolicy(Model, tag="MeshPolicy"):

@@ -643,12 +643,24 @@ class MeshState:
     ) -> list[str]:
         fed = rec.task.federation
         worker_fed = self.peers[worker].federation if worker in self.peers else None
+        worker_hw = self.peers[worker].hardware if worker in self.peers else None
+        same_class = rec.task.scope.gpu_flops > 0 and policy.selection.homogeneous_gpu_verifiers
         min_stake = policy.bonding_requirements.min_stake
         out = []
         for did, info in self.peers.items():
             if did in (worker, rec.task.publisher) or did in exclude:
                 continue
             if "verifier" not in info.roles or self.books.bonded(did) < min_stake:
+                continue
+            if rec.task.scope.gpu_flops > 0 and (
+                info.hardware is None or not info.hardware.satisfies(rec.task.scope)
+            ):
+                continue  # a GPU task is re-executed only where it can run (like its worker)
+            if same_class and (
+                worker_hw is None
+                or info.hardware is None
+                or info.hardware.gpu_class != worker_hw.gpu_class
+            ):
                 continue
             if policy.selection.distinct_verifier_federation and info.federation == worker_fed:
                 continue
@@ -847,8 +859,11 @@ class MeshState:
             opened = result_commitment(vr.task_cid, vr.verifier, vr.output_cid, vr.salt)
             if opened != own.commitment:
                 raise ProtocolError("the verdict does not open the verifier's own commitment")
-            if vr.approved != (vr.output_cid == rec.receipt.output_cid):
+            same = vr.output_cid == rec.receipt.output_cid
+            if rec.task.validator == "exact" and vr.approved != same:
                 raise ProtocolError("approved must say whether the verifier's output matches")
+            if same and not vr.approved:
+                raise ProtocolError("a verifier whose output is identical must approve")
         elif vr.approved:
             raise ProtocolError("a verifier without an output cannot approve")
         pin = self.policy(rec.task.federation).engine_pin

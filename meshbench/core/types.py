@@ -8,7 +8,7 @@ milliseconds from the injected clock; amounts are integer token units.
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, ClassVar, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from msgspec import Meta
 
@@ -90,6 +90,7 @@ class TaskIntent(Signed, tag="TaskIntent"):
     """A publisher's request to run a module on an input, with the fee it locks in escrow."""
 
     SIGNER: ClassVar[str] = "publisher"
+    OMIT_IF_DEFAULT: ClassVar[dict[str, Any]] = {"validator": "exact"}
     publisher: DID
     federation: DID
     wasm_cid: CID
@@ -100,6 +101,11 @@ class TaskIntent(Signed, tag="TaskIntent"):
     args: Annotated[tuple[Arg, ...], Meta(max_length=MAX_ARGS)] = ()
     #: Executor plug-in that runs the task (``wasm`` is built in).
     executor: Name = "wasm"
+    #: Validator plug-in verifiers judge with. ``exact`` (the default): a verifier approves
+    #: exactly when its output CID equals the worker's. Any other (e.g. ``tolerance`` for
+    #: floating point kernels): an identical output must be approved, a different one is
+    #: judged by that validator on both outputs' bytes.
+    validator: Name = "exact"
     #: Where the result is: ``stdout`` or the guest path of a file the module writes.
     output: Annotated[str, Meta(min_length=1, max_length=256)] = "stdout"
     created_at: TimestampMs

@@ -25,6 +25,7 @@ __all__ = [
     "ExactCIDValidator",
     "ExecutionResult",
     "Executor",
+    "TaskPayload",
     "Validator",
     "executor_names",
     "load_executor",
@@ -69,6 +70,22 @@ class ExecutionResult:
         }
 
 
+@dataclass(frozen=True, kw_only=True)
+class TaskPayload:
+    """What a non-wasm task publishes, built by its executor's package (e.g. a kernel call).
+
+    ``Mesh.publish(kernel=obj)`` calls ``obj.task_payload()`` and publishes a TaskIntent with
+    ``module`` and ``input`` stored as the task's ``wasm_cid`` and ``input_cid`` blobs.
+    """
+
+    executor: str
+    validator: str = "exact"
+    module: bytes
+    input: bytes
+    args: tuple[str, ...] = ()
+    scope: CapabilityScope = field(default_factory=CapabilityScope)
+
+
 @runtime_checkable
 class Executor(Protocol):
     """Runs a module on an input within a CapabilityScope, deterministically."""
@@ -99,8 +116,14 @@ class Validator(Protocol):
         claimed_output_cid: CID,
         claimed: ExecutionSummary,
         recomputed: ExecutionResult,
+        *,
+        claimed_output: bytes | None = None,
     ) -> tuple[bool, str]:
-        """``(approved, reason)``; the reason is empty when approved."""
+        """``(approved, reason)``; the reason is empty when approved.
+
+        ``claimed_output`` is the worker's revealed output (hash-checked by the caller), for
+        validators that compare contents rather than CIDs (floating point tolerance).
+        """
         ...
 
 
@@ -118,6 +141,8 @@ class ExactCIDValidator:
         claimed_output_cid: CID,
         claimed: ExecutionSummary,
         recomputed: ExecutionResult,
+        *,
+        claimed_output: bytes | None = None,
     ) -> tuple[bool, str]:
         if claimed_output_cid != recomputed.output_cid:
             return False, f"output {claimed_output_cid} != recomputed {recomputed.output_cid}"

@@ -17,11 +17,18 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from meshbench.core.encoding import CID, blob_cid
-from meshbench.core.errors import DecryptionError, ExecutionError, InvalidModule
+from meshbench.core.errors import (
+    DecryptionError,
+    ExecutionError,
+    InvalidModule,
+    MeshError,
+    ProtocolError,
+)
 from meshbench.core.events import StakeRequest
 from meshbench.core.identity import Identity
 from meshbench.core.participant import Participant
@@ -53,15 +60,21 @@ def error_output(exc: ExecutionError) -> bytes:
 
 @dataclass(frozen=True, kw_only=True)
 class CostModel:
-    """How a worker prices its offers: a base plus a price per million fuel units (cycles)."""
+    """How a worker prices its offers: a base plus a price per million fuel units (cycles)
+    and per GFLOP/s of GPU throughput the task's scope asks for."""
 
     base: int = 50
     per_million_cycles: int = 10
+    #: Tokens per GFLOP/s of ``scope.gpu_flops`` (above the default policy's 1, so a GPU
+    #: offer clears the scope-scaled minimum fee).
+    per_gflops_gpu: int = 2
     #: Estimated cycles per millisecond of this machine, for the ETA.
     cycles_per_ms: int = 200_000
 
     def cost(self, task: TaskIntent) -> int:
-        return self.base + -(-task.scope.cpu_cycles * self.per_million_cycles // 1_000_000)
+        scope = task.scope
+        gpu = -(-scope.gpu_flops * self.per_gflops_gpu // 10**9)
+        return self.base + -(-scope.cpu_cycles * self.per_million_cycles // 1_000_000) + gpu
 
     def eta_ms(self, task: TaskIntent) -> int:
         return 2_000 + task.scope.cpu_cycles // self.cycles_per_ms
@@ -80,7 +93,11 @@ class WorkerAgent:
         cost: CostModel | None = None,
         behaviour: Behaviour = "honest",
         capacity: int = 1,
+        executors: Mapping[str, Any] | None = None,
     ) -> None:
+        """``executors``: plug-ins for tasks whose ``executor`` is not ``wasm`` (by name, e.g.
+        ``{"cuda": CudaExecutor()}``); a task for an executor this agent lacks gets no offer.
+        """
         if behaviour not in BEHAVIOURS:
             raise ValueError(f"behaviour must be one of {BEHAVIOURS}, not {behaviour!r}")
         self.identity = identity
@@ -91,10 +108,13 @@ class WorkerAgent:
         self.behaviour = behaviour
         self.capacity = capacity
         self._executor = executor
+        self._executors = dict(executors or {})
         # the commit-reveal objects are made by the core's Participant, with exactly the
         # rules the authority checks; the agent keeps the output bytes until they are due
         self.participant = Participant(identity)
         self._outputs: dict[CID, bytes] = {}
+        #: (validator, own ExecutionResult or None) of tasks judged by a content validator
+        self._judging: dict[CID, tuple[str, Any]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -104,6 +124,20 @@ class WorkerAgent:
 
             self._executor = WasmExecutor()
         return self._executor
+
+    def executor_for(self, task: TaskIntent) -> Any | None:
+        """The executor that runs ``task`` here, or None when this agent has none for it."""
+        if task.executor == "wasm":
+            return self.executor
+        return self._executors.get(task.executor)
+
+    def can_run(self, task: TaskIntent) -> bool:
+        """An executor for the task that accepts it (e.g. its kernel is approved here)."""
+        executor = self.executor_for(task)
+        if executor is None:
+            return False
+        accepts = getattr(executor, "accepts", None)
+        return accepts is None or bool(accepts(task))
 
     # --- membership ------------------------------------------------------------------
     def peer_info(self, now_ms: int, *, addresses: tuple[str, ...] = ()) -> PeerInfo:
@@ -129,6 +163,8 @@ class WorkerAgent:
     def offer(self, task: TaskIntent, now_ms: int) -> ComputeOffer | None:
         """An offer for ``task``, or None when this machine cannot run it at the fee."""
         if not self.hardware.satisfies(task.scope) or task.publisher == self.did:
+            return None
+        if not self.can_run(task):
             return None
         cost = self.cost.cost(task)
         if cost > task.fee:
@@ -164,14 +200,16 @@ class WorkerAgent:
         """
         if envelope is not None:
             data = self._open_private(task, data, envelope)
-            output, summary, exit_code = self._run(task, wasm, data, role, private=True)
+            output, summary, exit_code, result = self._run(task, wasm, data, role, private=True)
         else:
-            output, summary, exit_code = self._run(task, wasm, data, role)
+            output, summary, exit_code, result = self._run(task, wasm, data, role)
         if role == "worker" and self.behaviour == "wrong":
             output = hashlib.sha256(b"wrong" + output).digest()
         with self._lock:
             self.participant.forget(task.cid)  # a new assignment asks for a fresh commitment
             self._outputs[task.cid] = output
+            if task.validator != "exact":
+                self._judging[task.cid] = (task.validator, result)
             return self.participant.commit(
                 task.cid, blob_cid(output), now_ms, summary=summary, exit_code=exit_code
             )
@@ -187,10 +225,19 @@ class WorkerAgent:
 
     def _run(
         self, task: TaskIntent, wasm: bytes, data: bytes, role: str, *, private: bool = False
-    ) -> tuple[bytes, ExecutionSummary, int]:
+    ) -> tuple[bytes, ExecutionSummary, int, Any]:
         if role == "worker" and self.behaviour == "lazy":
-            return data, ExecutionSummary(fuel_used=0, peak_memory_bytes=0, wall_time_us=0), 0
+            lazy = ExecutionSummary(fuel_used=0, peak_memory_bytes=0, wall_time_us=0)
+            return data, lazy, 0, None
+        executor = self.executor_for(task)
+        if executor is None:
+            raise ProtocolError(f"{self.did} has no {task.executor!r} executor for this task")
         try:
+            if private and task.executor != "wasm":
+                raise ExecutionError(
+                    f"private inputs are supported for wasm tasks only, not {task.executor!r}",
+                    fuel_used=0,
+                )
             if private:  # the input CID is the ciphertext's: check the module, run the plaintext
                 if blob_cid(wasm) != task.wasm_cid:
                     raise InvalidModule(f"the module bytes do not hash to {task.wasm_cid}")
@@ -203,16 +250,16 @@ class WorkerAgent:
                     output=task.output,
                 )
             else:
-                result = self.executor.run_task(task, wasm, data)
+                result = executor.run_task(task, wasm, data)
         except ExecutionError as exc:
             summary = ExecutionSummary(
                 fuel_used=exc.fuel_used or 0,
                 peak_memory_bytes=0,
                 wall_time_us=0,
-                engine=self.executor.engine,
+                engine=executor.engine,
             )
-            return error_output(exc), summary, -1
-        return result.output, result.summary, result.exit_code
+            return error_output(exc), summary, -1, None
+        return result.output, result.summary, result.exit_code, result
 
     def reveal(self, task_cid: CID, now_ms: int) -> tuple[ExecutionReceipt, bytes]:
         """Open the worker commitment: the signed receipt, and the output bytes."""
@@ -222,15 +269,50 @@ class WorkerAgent:
             self.participant.forget(task_cid)
         return receipt, output
 
-    def verdict(self, task_cid: CID, receipt: ExecutionReceipt, now_ms: int) -> VerificationReceipt:
-        """Judge ``receipt`` by this verifier's own committed re-execution."""
+    def verdict(
+        self,
+        task_cid: CID,
+        receipt: ExecutionReceipt,
+        now_ms: int,
+        *,
+        output: bytes | None = None,
+    ) -> VerificationReceipt:
+        """Judge ``receipt`` by this verifier's own committed re-execution.
+
+        Under the ``exact`` validator the verdict is whether the output CIDs are equal. Under
+        another validator (the task names it) an identical output is approved and a different
+        one is judged by that validator on ``output``, the worker's revealed bytes.
+        """
         with self._lock:
-            verdict = self.participant.verdict(task_cid, receipt, now_ms)
+            judging = self._judging.pop(task_cid, None)
+            mine = self._outputs.get(task_cid, b"")
+        judged = None
+        if judging is not None and blob_cid(mine) != receipt.output_cid:
+            judged = self._judge(*judging, receipt, output)
+        with self._lock:
+            verdict = self.participant.verdict(task_cid, receipt, now_ms, judged=judged)
             self._outputs.pop(task_cid, None)
             self.participant.forget(task_cid)
         return verdict
 
+    @staticmethod
+    def _judge(
+        validator_name: str, mine: Any, receipt: ExecutionReceipt, output: bytes | None
+    ) -> tuple[bool, str]:
+        from meshbench.exec.plugins import load_validator
+
+        if mine is None:
+            return False, "this verifier's re-execution failed; nothing to compare"
+        if output is None or blob_cid(output) != receipt.output_cid:
+            return False, f"the worker's output bytes were not supplied for {validator_name!r}"
+        try:
+            validator = load_validator(validator_name)
+        except MeshError as exc:
+            return False, f"cannot judge with validator {validator_name!r}: {exc}"
+        return validator.confirms(receipt.output_cid, receipt.summary, mine, claimed_output=output)
+
     def forget(self, task_cid: CID) -> None:
         with self._lock:
             self._outputs.pop(task_cid, None)
+            self._judging.pop(task_cid, None)
             self.participant.forget(task_cid)

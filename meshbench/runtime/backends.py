@@ -50,8 +50,17 @@ class WorkerBackend(Protocol):
         """Deliver ``(receipt bytes, output bytes)`` from the worker ``did``."""
         ...
 
-    def verdict(self, did: str, task_cid: CID, receipt: ExecutionReceipt, deliver: Deliver) -> None:
-        """Deliver the verification receipt bytes of verifier ``did``."""
+    def verdict(
+        self,
+        did: str,
+        task_cid: CID,
+        receipt: ExecutionReceipt,
+        deliver: Deliver,
+        *,
+        output: bytes | None = None,
+    ) -> None:
+        """Deliver the verification receipt bytes of verifier ``did``; ``output`` (the worker's
+        revealed bytes) is passed only for tasks judged by a content validator."""
         ...
 
     def close(self) -> None: ...
@@ -124,9 +133,19 @@ class InProcessBackend:
 
         self._spawn(deliver, run)
 
-    def verdict(self, did: str, task_cid: CID, receipt: ExecutionReceipt, deliver: Deliver) -> None:
+    def verdict(
+        self,
+        did: str,
+        task_cid: CID,
+        receipt: ExecutionReceipt,
+        deliver: Deliver,
+        *,
+        output: bytes | None = None,
+    ) -> None:
         agent = self.agents[did]
-        self._spawn(deliver, lambda: agent.verdict(task_cid, receipt, _now()).encode())
+        self._spawn(
+            deliver, lambda: agent.verdict(task_cid, receipt, _now(), output=output).encode()
+        )
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

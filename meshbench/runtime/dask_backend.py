@@ -64,15 +64,21 @@ class MeshWorkerPlugin(WorkerPlugin):
         behaviours: Mapping[str, Behaviour] | None = None,
         cost: CostModel | None = None,
         module_cache_dir: str | None = None,
+        executors: tuple[str, ...] = (),
     ) -> None:
+        """``executors``: extra executor plug-ins (by entry point name, e.g. ``cuda``) each
+        worker loads; one with an ``advertise(hardware)`` method amends the worker's
+        HardwareProfile (a GPU executor calibrates and reports its throughput)."""
         self.keys_dir = keys_dir
         self.federation = federation
         self.behaviours = dict(behaviours or {})
         self.cost = cost
         self.module_cache_dir = module_cache_dir
+        self.executors = tuple(executors)
         self.agent: WorkerAgent | None = None
 
     def setup(self, worker: Any) -> None:
+        from meshbench.exec.plugins import load_executor
         from meshbench.exec.wasm import WasmExecutor
 
         identity = Keystore(self.keys_dir).load_or_create(_key_name(worker.name))
@@ -84,6 +90,11 @@ class MeshWorkerPlugin(WorkerPlugin):
             gpu_flops=0,
             gpu_class=f"{gpus}xGPU" if gpus else "",
         )
+        extra = {name: load_executor(name) for name in self.executors}
+        for executor in extra.values():
+            advertise = getattr(executor, "advertise", None)
+            if advertise is not None:
+                hardware = advertise(hardware)
         self.agent = WorkerAgent(
             identity,
             self.federation,
@@ -92,6 +103,7 @@ class MeshWorkerPlugin(WorkerPlugin):
             cost=self.cost,
             behaviour=self.behaviours.get(str(worker.name), "honest"),
             capacity=max(1, int(worker.state.nthreads)),
+            executors=extra,
         )
 
 
@@ -138,10 +150,13 @@ def _reveal(task_cid: str, dask_worker: Any = None) -> tuple[bytes, bytes]:
     return receipt.encode(), output
 
 
-def _verdict(task_cid: str, receipt_bytes: bytes, dask_worker: Any = None) -> bytes:
+def _verdict(
+    task_cid: str, receipt_bytes: bytes, output: bytes | None = None, dask_worker: Any = None
+) -> bytes:
     receipt = decode_object(receipt_bytes)
     assert isinstance(receipt, ExecutionReceipt)
-    return _agent(dask_worker).verdict(CID.decode(task_cid), receipt, _now()).encode()
+    agent = _agent(dask_worker)
+    return agent.verdict(CID.decode(task_cid), receipt, _now(), output=output).encode()
 
 
 def _execute_batch(items: list[tuple[bytes, bytes, bytes, str, bytes | None]]) -> list[Any]:
@@ -226,6 +241,7 @@ class DaskBackend:
         module_cache_dir: str | os.PathLike[str] | None = None,
         batching: bool = True,
         batch_max_cycles: int = 20_000_000,
+        executors: tuple[str, ...] = (),
     ) -> None:
         self.client = client
         plugin = MeshWorkerPlugin(
@@ -234,6 +250,7 @@ class DaskBackend:
             behaviours=behaviours,
             cost=cost,
             module_cache_dir=str(module_cache_dir) if module_cache_dir else None,
+            executors=tuple(executors),
         )
         client.register_plugin(plugin, name=PLUGIN_NAME)
         self._addr: dict[str, str] = {}
@@ -359,8 +376,16 @@ class DaskBackend:
     def reveal(self, did: str, task_cid: CID, deliver: Deliver) -> None:
         self._answer(self.address_of(did), ("reveal", str(task_cid)), deliver)
 
-    def verdict(self, did: str, task_cid: CID, receipt: ExecutionReceipt, deliver: Deliver) -> None:
-        item = ("verdict", (str(task_cid), receipt.encode()))
+    def verdict(
+        self,
+        did: str,
+        task_cid: CID,
+        receipt: ExecutionReceipt,
+        deliver: Deliver,
+        *,
+        output: bytes | None = None,
+    ) -> None:
+        item = ("verdict", (str(task_cid), receipt.encode(), output))
         self._answer(self.address_of(did), item, deliver)
 
     def _answer(self, address: str, item: tuple[str, Any], deliver: Deliver) -> None:

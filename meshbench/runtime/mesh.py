@@ -17,7 +17,7 @@ import html
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,11 +154,13 @@ class Mesh:
         memory_limit: str = "2GiB",
         policy: MeshPolicyFragment | Mapping[str, Any] | None = None,
         batching: bool = True,
+        executors: Iterable[str] = (),
     ) -> Mesh:
         """Start a Dask ``LocalCluster`` of ``workers`` mesh workers on this machine.
 
         ``batching`` groups the executions, reveals and verdicts that pile up for one worker
         into one Dask call (see :class:`~meshbench.runtime.dask_backend.DaskBackend`).
+        ``executors``: extra executor plug-ins every worker loads (e.g. ``("cuda",)``).
         """
         from distributed import Client, LocalCluster
 
@@ -181,6 +183,7 @@ class Mesh:
                 cluster=cluster,
                 workers=workers,
                 batching=batching,
+                executors=tuple(executors),
             )
         except BaseException:
             client.close()
@@ -195,6 +198,7 @@ class Mesh:
         data_dir: str | os.PathLike[str] | None = None,
         policy: MeshPolicyFragment | Mapping[str, Any] | None = None,
         timeout: float = 30,
+        executors: Iterable[str] = (),
     ) -> Mesh:
         """Use the workers of a running Dask scheduler (``tcp://host:8786``)."""
         from distributed import Client
@@ -207,7 +211,9 @@ class Mesh:
             raise NetworkError(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
         try:
             n = len(client.scheduler_info()["workers"])
-            return cls._over_dask(client, data_dir, None, policy, workers=n)
+            return cls._over_dask(
+                client, data_dir, None, policy, workers=n, executors=tuple(executors)
+            )
         except BaseException:
             client.close()
             raise
@@ -264,20 +270,27 @@ class Mesh:
         data_dir: str | os.PathLike[str] | None = None,
         behaviours: Mapping[int, Behaviour] | None = None,
         policy: MeshPolicyFragment | Mapping[str, Any] | None = None,
+        agent_factory: Callable[[Identity, str, int], WorkerAgent] | None = None,
     ) -> Mesh:
-        """Workers as threads of this process (no Dask): for tests and quick experiments."""
+        """Workers as threads of this process (no Dask): for tests and quick experiments.
+
+        ``agent_factory(identity, federation, index)`` builds worker ``index``'s agent (its
+        hardware, extra executors); by default a 4 GiB CPU worker with the wasm executor.
+        """
         root = _data_dir(data_dir)
         keys = Keystore(root / "keys")
         federation = keys.load_or_create("federation").did
-        agents = [
-            WorkerAgent(
-                keys.load_or_create(f"worker-{i}"),
+
+        def default(identity: Identity, federation: str, i: int) -> WorkerAgent:
+            return WorkerAgent(
+                identity,
                 federation,
                 HardwareProfile(memory_mb=4096),
                 behaviour=(behaviours or {}).get(i, "honest"),
             )
-            for i in range(workers)
-        ]
+
+        make = agent_factory or default
+        agents = [make(keys.load_or_create(f"worker-{i}"), federation, i) for i in range(workers)]
         return cls._start(root, InProcessBackend(agents), policy, workers=workers)
 
     @classmethod
@@ -291,6 +304,7 @@ class Mesh:
         cluster: Any = None,
         workers: int,
         batching: bool = True,
+        executors: tuple[str, ...] = (),
     ) -> Mesh:
         from meshbench.runtime.dask_backend import DaskBackend
 
@@ -308,6 +322,7 @@ class Mesh:
             behaviours=by_name,
             module_cache_dir=root / "module-cache",
             batching=batching,
+            executors=executors,
         )
         mesh = cls._start(root, backend, policy, workers=workers, client=client, cluster=cluster)
         return mesh
@@ -393,9 +408,10 @@ class Mesh:
     # --- publishing ----------------------------------------------------------------------
     def publish(
         self,
-        wasm: bytes | str | os.PathLike[str] | CID,
+        wasm: bytes | str | os.PathLike[str] | CID | None = None,
         input: bytes | str | os.PathLike[str] | CID = b"",
         *,
+        kernel: Any = None,
         fee: int = 100,
         verifiers: int = 3,
         scope: CapabilityScope | None = None,
@@ -407,9 +423,24 @@ class Mesh:
         """Publish a task: ``wasm`` is bytes, a file path or a CID already stored; ``input``
         is bytes, a file path (``Path``), text (``str``) or a CID already stored.
 
+        ``kernel`` instead of ``wasm``: an object with ``task_payload() -> TaskPayload`` (a
+        kernel call of an executor extension, e.g. ``meshbench_cuda.KernelCall``); its module
+        and input blobs, executor, validator, args and scope make the task (``scope`` given
+        here overrides the payload's).
+
         ``private=True`` stores the input encrypted (sealed to the publisher only); its key
         is sealed to the chosen worker and verifiers at the moment they are chosen.
         """
+        executor, validator = "wasm", "exact"
+        if kernel is not None:
+            if wasm is not None or input != b"" or tuple(args):
+                raise ProtocolError("give either kernel=... or wasm/input/args, not both")
+            payload = kernel.task_payload()
+            executor, validator = payload.executor, payload.validator
+            wasm, input, args = payload.module, payload.input, payload.args
+            scope = scope or payload.scope
+        if wasm is None:
+            raise ProtocolError("publish needs a wasm module (or kernel=...)")
         wasm_cid = self._blob(wasm, text_is_path=True)
         envelope = None
         if private:
@@ -429,6 +460,8 @@ class Mesh:
             verifier_count=verifiers,
             scope=scope or CapabilityScope(),
             args=tuple(args),
+            executor=executor,
+            validator=validator,
             output=output,
             created_at=now,
             deadline=now + int(deadline_s * 1000),

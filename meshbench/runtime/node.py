@@ -314,8 +314,13 @@ class MeshNode:
         elif isinstance(cmd, RequestReveal):
             self.backend.reveal(cmd.worker, cmd.task_cid, self._deliver(self._on_reveal))
         elif isinstance(cmd, RequestVerdict):
+            rec = self.records.get(cmd.task_cid)
+            # a content validator (not ``exact``) judges the worker's bytes: send them along
+            extra = {}
+            if rec is not None and rec.task.validator != "exact":
+                extra["output"] = rec.output
             self.backend.verdict(
-                cmd.verifier, cmd.task_cid, cmd.receipt, self._deliver(self.feed_bytes)
+                cmd.verifier, cmd.task_cid, cmd.receipt, self._deliver(self.feed_bytes), **extra
             )
         elif isinstance(cmd, SealKey):
             rec = self.records.get(cmd.task_cid)
@@ -375,11 +380,15 @@ class MeshNode:
         except MeshError as exc:
             self._reject("reveal", exc)
             return
-        cmds = self.feed(receipt)
         rec = self.records.get(receipt.task_cid)
+        before = None if rec is None else rec.output
+        if rec is not None:
+            rec.output = output  # before feeding: verdict requests may need the bytes
+        cmds = self.feed(receipt)
         if cmds and rec is not None:
             self.blobs.put(output)
-            rec.output = output
+        elif rec is not None:
+            rec.output = before
 
     def _observe(self, ev: Model) -> None:
         task_cid = getattr(ev, "task_cid", None)

@@ -118,7 +118,17 @@ class P2PBackend:
             self._reveals[task_cid] = deliver
         self._request(task_cid, did, "reveal")
 
-    def verdict(self, did: str, task_cid: CID, receipt: ExecutionReceipt, deliver: Deliver) -> None:
+    def verdict(
+        self,
+        did: str,
+        task_cid: CID,
+        receipt: ExecutionReceipt,
+        deliver: Deliver,
+        *,
+        output: bytes | None = None,
+    ) -> None:
+        # ``output`` (for tasks judged by a content validator, e.g. GPU tolerance) does not
+        # travel over libp2p yet: such a verifier gets no bytes and rejects, saying why.
         with self._lock:
             self._verdicts[(task_cid, did)] = deliver
         self._request(task_cid, did, "verdict", receipt.cid)
