@@ -282,7 +282,7 @@ def simulate(
 
 
 def error_rate_vs_redundancy(
-    verifiers: Iterable[int] = (0, 1, 2, 3, 5),
+    verifiers: Iterable[int] = (1, 2, 3, 5),
     *,
     tasks: int = 500,
     workers: int = 30,
@@ -293,13 +293,16 @@ def error_rate_vs_redundancy(
     """verifiers, wrong_accept_rate, binomial_bound, executions_per_task, disputes, refunded.
 
     One simulation per verifier count, each with the policy's ``minimum_verifiers`` set to
-    that count (so ``verifiers=0`` really runs unverified).
+    that count. At least one verifier: a quorum of none decides nothing (every task would be
+    refunded).
     """
     from meshbench.core.policy import MeshPolicyFragment
     from meshbench.sim.simulator import SimConfig, run_simulation
 
     rows = []
     for k in verifiers:
+        if k < 1:
+            raise ValueError(f"verifiers per task must be at least 1, not {k}")
         quorum: dict[str, Any] = {"minimum_verifiers": k, "maximum_verifiers": max(k, 7)}
         policy = MeshPolicy().apply(MeshPolicyFragment(updates={"verification_quorum": quorum}))
         r = run_simulation(
