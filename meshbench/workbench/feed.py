@@ -146,6 +146,8 @@ class MeshFeed:
         self.peers: dict[str, PeerInfo] = {}
         self.errors: list[FeedError] = []
         self.events_seen = 0
+        #: The newest event time seen (ms): "now" for membership checks, from the ledger.
+        self.last_ms = 0
         self._load: dict[str, int] = {}
         self._subscribers: list[Subscriber] = []
         self._node: Any = None
@@ -251,7 +253,9 @@ class MeshFeed:
         except MeshError as exc:
             # The node accepted it, so this is a workbench bug or a foreign ledger; say so.
             self.report(f"fold of {type(ev).__name__}", exc)
-        at = _time(_stamp(ev))
+        stamp = _stamp(ev)
+        self.last_ms = max(self.last_ms, stamp or 0)
+        at = _time(stamp)
         if isinstance(ev, TaskIntent):
             self.tasks[str(ev.cid)] = _TaskView(task=ev)
             return "tasks"
@@ -462,7 +466,7 @@ class MeshFeed:
         with self._lock:
             if not self.federation or self.books.get("federations", self.federation) is None:
                 return []
-            return gov.members(self.books, self.federation, 2**62)
+            return gov.members(self.books, self.federation, self.last_ms)
 
 
 def _stamp(ev: Model) -> int | None:
