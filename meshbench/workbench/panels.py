@@ -139,11 +139,14 @@ class _TaskPicker(Panel):
     def __init__(self, feed: MeshFeed) -> None:
         self.picker = w.Dropdown(description="task", options=[], layout=w.Layout(width="420px"))
         self._follow = True
+        self._updating = False
         super().__init__(feed)
         self.widget = w.VBox([self.picker, self.body])
         self.picker.observe(self._picked, names="value")
 
     def _picked(self, change: dict[str, Any]) -> None:
+        if self._updating:
+            return
         options = [v for _, v in self.picker.options]
         self._follow = not options or change["new"] == options[-1]
         self.body.value = self.render()
@@ -153,12 +156,14 @@ class _TaskPicker(Panel):
             cids = list(self.feed.tasks)
         options = [(f"{i + 1}: {short(c)}", c) for i, c in enumerate(cids)]
         if len(options) != len(self.picker.options):
-            keep = self.picker.value
-            self.picker.options = options
-            if options and (self._follow or keep is None):
-                self.picker.value = options[-1][1]
-            elif keep is not None:
-                self.picker.value = keep
+            keep, follow = self.picker.value, self._follow
+            self._updating = True  # setting options moves the value: not a person's pick
+            try:
+                self.picker.options = options
+                if options:
+                    self.picker.value = options[-1][1] if follow or keep is None else keep
+            finally:
+                self._updating = False
         super().refresh()
 
     @property
