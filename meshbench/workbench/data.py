@@ -27,6 +27,7 @@ __all__ = [
     "error_rate_vs_redundancy",
     "export_parquet",
     "fee_market",
+    "open_trace",
     "reputation_history",
     "rewards_per_peer",
     "simulate",
@@ -122,6 +123,24 @@ def export_parquet(source: Any, directory: str | os.PathLike[str]) -> dict[str, 
         frame.write_parquet(path)
         paths[name] = path
     return paths
+
+
+def open_trace(path: str | os.PathLike[str]) -> Any:
+    """A recorded ledger (``datasets/traces/*.sqlite.gz`` or a plain ``.sqlite``) as a
+    :class:`~meshbench.store.frames.LedgerFrames`; a gzipped one is unpacked to a temp file."""
+    import gzip
+    import shutil
+    import tempfile
+
+    from meshbench.store.frames import LedgerFrames
+
+    src = Path(path)
+    if src.suffix != ".gz":
+        return LedgerFrames(src)
+    out = Path(tempfile.mkdtemp(prefix="meshbench-trace-")) / src.stem
+    with gzip.open(src, "rb") as fin, out.open("wb") as fout:
+        shutil.copyfileobj(fin, fout)
+    return LedgerFrames(out)
 
 
 # --- simulated runs ---------------------------------------------------------------------------

@@ -109,3 +109,21 @@ def test_charts_build_and_render_to_png(mesh, tmp_path):
         assert chart.to_dict()["$schema"].startswith("https://vega.github.io/schema/vega-lite")
     png = plots.save_png(charts[0], tmp_path / "rewards.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_recorded_trace_opens_offline():
+    from pathlib import Path
+
+    from meshbench.workbench import open_trace
+    from meshbench.workbench.feed import MeshFeed
+
+    root = Path(__file__).resolve().parents[2]
+    ledger = open_trace(root / "datasets" / "traces" / "sim-300-tasks.sqlite.gz")
+    tasks = ledger.tasks()
+    assert tasks.height == 300
+    assert ledger.payouts()["amount"].sum() == tasks["fee"].sum()
+    assert ledger.reputation().height == 20
+    hist = reputation_history(ledger)
+    assert hist["peer"].n_unique() == 20
+    feed = MeshFeed.from_ledger(ledger.path)
+    assert feed.errors == [] and len(feed.tasks) == 300
