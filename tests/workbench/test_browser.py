@@ -116,7 +116,14 @@ def test_notebook_01_dashboard_renders_and_reacts_in_chromium(lab, tmp_path):
             page.click("[data-command='notebook:restart-run-all']")
             page.click(".jp-Dialog .jp-mod-accept")
             dash = page.locator(".meshbench-dashboard").first
-            dash.wait_for(state="visible")
+            try:
+                dash.wait_for(state="visible")
+            except Exception:
+                page.screenshot(path=str(shot.with_suffix(".failed.png")), full_page=True)
+                errors = page.locator(
+                    ".jp-RenderedText[data-mime-type*='stderr']"
+                ).all_inner_texts()
+                raise AssertionError(f"no dashboard; cell errors: {errors}") from None
             header = dash.locator(".widget-html-content").first
             # the notebook publishes 5 tasks (one more is refused by the form): wait for them
             try:
