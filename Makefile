@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 
-.PHONY: demo test lint unit lock bench wasm wasm-check clean
+.PHONY: demo test lint unit nbval notebooks lab chromium lock bench wasm wasm-check clean
 
 # Installable extensions (their own pyproject.toml), installed editable beside meshbench.
 EXTENSIONS := extensions/meshbench-cuda
@@ -31,10 +31,36 @@ interop/js/node_modules/.installed: interop/js/package-lock.json
 	    cd interop/js && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
 	else echo "npm not found: the js-libp2p interop test will be skipped"; fi
 
-unit: $(STAMP) interop/js/node_modules/.installed
+unit: $(STAMP) interop/js/node_modules/.installed chromium
 	$(BIN)/python -m pytest -n 2 --timeout=300 -q
 
-test: lint unit
+# The tutorial notebooks, executed top to bottom and compared with their committed outputs
+# (CIDs, did:keys, timestamps and temp paths sanitised by notebooks/nbval.cfg); one
+# notebook per xdist worker.
+nbval: $(STAMP)
+	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval.cfg \
+	    --nbval-cell-timeout=600 --timeout=900 -n 2 --dist loadfile -q -p no:cacheprovider notebooks
+
+test: lint unit nbval
+
+# Re-execute the notebooks and save their outputs (after changing one; commit the result).
+notebooks: $(STAMP)
+	cd notebooks && ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	    --ExecutePreprocessor.timeout=600 0*.ipynb
+
+# JupyterLab on the tutorial notebooks (127.0.0.1 only).
+lab: $(STAMP)
+	$(BIN)/jupyter lab --ip=127.0.0.1 --notebook-dir=notebooks
+
+# Debian's chromium for the browser test (tests/workbench/test_browser.py drives it with
+# Playwright; Playwright's own browser download is not used). Best effort: where it cannot
+# be installed the test skips and says why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	    SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	    { $$SUDO apt-get update -qq && \
+	      DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; \
+	    } >/dev/null 2>&1 || echo "note: chromium could not be installed; the browser test will skip"; }
 
 bench: $(STAMP)
 	$(BIN)/meshbench bench all

@@ -92,6 +92,24 @@ from meshbench.core.types import (
 from meshbench.store.blobs import BlobStore, EncryptedBlob
 from meshbench.store.keystore import Keystore
 
+_LAZY = {
+    # heavier modules (Polars, the runtime) load on first use, not on ``import meshbench``
+    "Mesh": "meshbench.runtime.mesh",
+    "open_ledger": "meshbench.store.frames",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'meshbench' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 try:
     __version__ = _version("meshbench")
 except PackageNotFoundError:  # running from a source tree that is not installed
@@ -136,6 +154,7 @@ __all__ = [
     "Keystore",
     "LedgerError",
     "MemoryLimitExceeded",
+    "Mesh",
     "MeshError",
     "MeshPolicy",
     "MeshPolicyActivated",
@@ -178,6 +197,7 @@ __all__ = [
     "decode_object",
     "encode",
     "object_cid",
+    "open_ledger",
     "parse_cid",
     "result_commitment",
 ]

@@ -1,0 +1,503 @@
+"""MeshFeed: the workbench's model of a mesh, folded from its event stream.
+
+Panels are thin views of one :class:`MeshFeed`. The feed replays the ledger once, then
+receives every new event **pushed** by the node (``MeshNode.listeners``, called on the
+node's driver thread), folds it into its own :class:`~meshbench.core.books.Books` (the same
+deterministic fold every node runs, so balances, reputation and policy are exactly the
+node's) and keeps the rows the panels show: offers with their selection score broken down,
+receipts with their signature checked, escrow timelines, payouts, reputation over time,
+proposals and peers. Nothing polls; nothing blocks the kernel.
+
+Subscribers (``feed.subscribe(fn)``) are called with ``(topic, event)`` after each change;
+a subscriber that raises is reported in ``feed.errors`` and never breaks the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from meshbench.core import governance as gov
+from meshbench.core import reputation
+from meshbench.core.books import Books
+from meshbench.core.errors import MeshError
+from meshbench.core.events import (
+    EscrowStateChanged,
+    MeshPolicyActivated,
+    MeshPolicyProposal,
+    MeshPolicyVote,
+    QuorumReached,
+    RewardDistributed,
+    StakeSlashed,
+    TaskAssigned,
+    TaskExpired,
+)
+from meshbench.core.governance import CredentialRevoked, FederationCreated
+from meshbench.core.model import Model, decode_object
+from meshbench.core.policy import MeshPolicy
+from meshbench.core.types import (
+    ComputeOffer,
+    Credential,
+    ExecutionReceipt,
+    PeerInfo,
+    TaskIntent,
+    VerificationReceipt,
+)
+
+__all__ = ["FeedError", "MeshFeed", "ScoreBreakdown", "score_breakdown"]
+
+log = logging.getLogger("meshbench.workbench")
+
+Subscriber = Callable[[str, Any], None]
+
+
+@dataclass(frozen=True)
+class ScoreBreakdown:
+    """The parts of :func:`meshbench.core.selection.offer_score` for one offer."""
+
+    reputation: float
+    cost: float
+    eta: float
+    capacity: float
+    fair_queue_divisor: float
+
+    @property
+    def total(self) -> float:
+        return (self.reputation + self.cost + self.eta + self.capacity) / self.fair_queue_divisor
+
+
+def score_breakdown(
+    task: TaskIntent,
+    offer: ComputeOffer,
+    policy: MeshPolicy,
+    *,
+    reputation: float,
+    bond: int,
+    load: int,
+) -> ScoreBreakdown:
+    """``offer_score`` term by term (``total`` equals ``offer_score`` for the same inputs)."""
+    sel, sched = policy.selection, policy.scheduling
+    min_stake = max(1, policy.bonding_requirements.min_stake)
+    rep = (1 - policy.stake_weight) * reputation + policy.stake_weight * min(
+        1.0, bond / (2 * min_stake)
+    )
+    return ScoreBreakdown(
+        reputation=sel.reputation_weight * min(1.0, rep * sched.reputation_priority_boost),
+        cost=sel.cost_weight * (1 - offer.cost / task.fee if task.fee else 0.0),
+        eta=sel.eta_weight / (1 + offer.eta_ms / (sched.task_timeout * 1000)),
+        capacity=sel.capacity_weight * offer.capacity / (offer.capacity + 1),
+        fair_queue_divisor=float(1 + load) if sched.use_fair_queuing else 1.0,
+    )
+
+
+@dataclass(frozen=True)
+class FeedError:
+    """Something the workbench could not show or do, as a message a person can act on."""
+
+    at: datetime
+    source: str
+    error: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.error}: {self.message}"
+
+
+@dataclass
+class _TaskView:
+    task: TaskIntent
+    state: str = "Published"
+    offers: list[dict[str, Any]] = field(default_factory=list)
+    escrow: list[dict[str, Any]] = field(default_factory=list)
+    outcome: str | None = None
+
+
+def _time(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def short(did_or_cid: object, n: int = 10) -> str:
+    """A short label for a DID or CID (the tail, which is where they differ)."""
+    text = str(did_or_cid)
+    if text.startswith("did:key:"):
+        return "…" + text[-n:]
+    return text[:4] + "…" + text[-n:] if len(text) > n + 4 else text
+
+
+class MeshFeed:
+    """The folded, live state of one mesh (or of a ledger file, offline)."""
+
+    def __init__(self, authority: str, *, federation: str | None = None) -> None:
+        self.authority = authority
+        self.federation = federation
+        self.books = Books(authority)
+        self.tasks: dict[str, _TaskView] = {}
+        self.receipts: list[dict[str, Any]] = []
+        self.payouts: list[dict[str, Any]] = []
+        self.reputation_points: list[dict[str, Any]] = []
+        self.peers: dict[str, PeerInfo] = {}
+        self.errors: list[FeedError] = []
+        self.events_seen = 0
+        #: The newest event time seen (ms): "now" for membership checks, from the ledger.
+        self.last_ms = 0
+        self._load: dict[str, int] = {}
+        self._subscribers: list[Subscriber] = []
+        self._node: Any = None
+        self._rejections_seen = 0
+        self._changed = threading.Condition()
+        self._lock = threading.RLock()
+
+    # --- construction --------------------------------------------------------------------
+    @classmethod
+    def attach(cls, node: Any) -> MeshFeed:
+        """Follow a running :class:`~meshbench.runtime.node.MeshNode`: replay, then listen.
+
+        The replay and the registration run on the node's driver thread together, so no
+        event falls between them.
+        """
+        feed = cls(node.authority.did, federation=node.federation)
+        feed._node = node
+
+        def start() -> None:
+            for ev in _ledger_events(node.ledger_path):
+                feed.on_event(ev, replay=True)
+            feed._rejections_seen = len(node.rejections)
+            node.listeners.append(feed.on_event)
+
+        node.call(start)
+        return feed
+
+    @classmethod
+    def from_ledger(cls, path: str | Path) -> MeshFeed:
+        """The state of a ledger file, offline (no node)."""
+        path = Path(path)
+        authority = _ledger_authority(path)
+        feed = cls(authority)
+        for ev in _ledger_events(path):
+            feed.on_event(ev, replay=True)
+        return feed
+
+    def detach(self) -> None:
+        node = self._node
+        if node is not None:
+            node.call(
+                lambda: self.on_event in node.listeners and node.listeners.remove(self.on_event)
+            )
+            self._node = None
+
+    # --- subscribers ---------------------------------------------------------------------
+    def subscribe(self, fn: Subscriber) -> None:
+        self._subscribers.append(fn)
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 30) -> bool:
+        """Block until ``predicate()`` holds after some change (or ``timeout`` seconds)."""
+        with self._changed:
+            return self._changed.wait_for(predicate, timeout=timeout)
+
+    def report(self, source: str, exc: BaseException) -> FeedError:
+        err = FeedError(
+            at=datetime.now(tz=UTC), source=source, error=type(exc).__name__, message=str(exc)
+        )
+        self.errors.append(err)
+        self._notify("error", err)
+        return err
+
+    def _notify(self, topic: str, payload: Any) -> None:
+        for fn in list(self._subscribers):
+            try:
+                fn(topic, payload)
+            except Exception as exc:  # a view must never break the stream
+                log.exception("workbench subscriber failed")
+                if topic != "error":
+                    self.report(f"panel ({topic})", exc)
+        with self._changed:
+            self._changed.notify_all()
+
+    # --- the fold --------------------------------------------------------------------------
+    def on_event(self, ev: Model, replay: bool = False) -> None:
+        """Fold one ledger event (the node's listener; also used for the replay)."""
+        with self._lock:
+            try:
+                topic = self._fold(ev)
+            except Exception as exc:
+                self.report(f"event {type(ev).__name__}", exc)
+                return
+            self.events_seen += 1
+        if not replay:
+            self._check_rejections()
+        self._notify(topic, ev)
+
+    def _check_rejections(self) -> None:
+        node = self._node
+        if node is None:
+            return
+        rejections = node.rejections
+        while self._rejections_seen < len(rejections):
+            r = rejections[self._rejections_seen]
+            self._rejections_seen += 1
+            self.report(f"node refused {r.what}", r.error)
+
+    def _fold(self, ev: Model) -> str:
+        if isinstance(ev, TaskAssigned):
+            self._score_offers(ev)  # with the books as they were when the node selected
+        try:
+            self.books.apply(ev)
+        except MeshError as exc:
+            # The node accepted it, so this is a workbench bug or a foreign ledger; say so.
+            self.report(f"fold of {type(ev).__name__}", exc)
+        stamp = _stamp(ev)
+        self.last_ms = max(self.last_ms, stamp or 0)
+        at = _time(stamp)
+        if isinstance(ev, TaskIntent):
+            self.tasks[str(ev.cid)] = _TaskView(task=ev)
+            return "tasks"
+        if isinstance(ev, ComputeOffer):
+            view = self.tasks.get(str(ev.task_cid))
+            if view is not None:
+                view.state = "Offered"
+                view.offers.append(
+                    {"offer": ev, "worker": ev.worker, "cost": ev.cost, "eta_ms": ev.eta_ms,
+                     "capacity": ev.capacity, "score": None, "winner": False}
+                )  # fmt: skip
+            return "offers"
+        if isinstance(ev, TaskAssigned):
+            view = self.tasks.get(str(ev.task_cid))
+            if view is not None:
+                view.state = "Assigned"
+            self._load[ev.worker] = self._load.get(ev.worker, 0) + 1
+            return "offers"
+        if isinstance(ev, ExecutionReceipt | VerificationReceipt):
+            self._receipt(ev, at)
+            return "receipts"
+        if isinstance(ev, EscrowStateChanged):
+            view = self.tasks.get(str(ev.task_cid))
+            if view is not None:
+                view.escrow.append(
+                    {"from": ev.from_state, "to": ev.to_state, "amount": ev.amount,
+                     "reason": ev.reason, "time": at}
+                )  # fmt: skip
+            return "escrow"
+        if isinstance(ev, RewardDistributed):
+            for p in ev.payouts:
+                self.payouts.append(
+                    {"task_cid": str(ev.task_cid), "account": p.account, "role": p.role,
+                     "amount": p.amount, "time": at}
+                )  # fmt: skip
+            view = self.tasks.get(str(ev.task_cid))
+            if view is not None:
+                view.state = "Settled"
+                worker = next((p.account for p in ev.payouts if p.role == "worker"), None)
+                if worker and self._load.get(worker):
+                    self._load[worker] -= 1
+            return "escrow"
+        if isinstance(ev, QuorumReached):
+            view = self.tasks.get(str(ev.task_cid))
+            if view is not None:
+                view.outcome = ev.outcome
+                view.state = ev.outcome
+            peers = [ev.worker, *ev.with_quorum, *ev.against_quorum]
+            self._reputation_points([p for p in peers if p], ev.timestamp)
+            return "reputation"
+        if isinstance(ev, TaskExpired):
+            view = self.tasks.get(str(ev.task_cid))
+            if view is not None and ev.stage == "deadline":
+                view.state = "Expired"
+            if ev.worker:
+                self._reputation_points([ev.worker], ev.timestamp)
+            return "tasks"
+        if isinstance(ev, StakeSlashed):
+            return "escrow"
+        if isinstance(ev, PeerInfo):
+            self.peers[ev.did] = ev
+            return "peers"
+        if isinstance(
+            ev,
+            MeshPolicyActivated | MeshPolicyProposal | MeshPolicyVote | FederationCreated
+            | Credential | CredentialRevoked,
+        ):  # fmt: skip
+            return "policy" if not isinstance(ev, Credential | CredentialRevoked) else "peers"
+        return "events"
+
+    def _score_offers(self, ev: TaskAssigned) -> None:
+        view = self.tasks.get(str(ev.task_cid))
+        if view is None:
+            return
+        task = view.task
+        policy = self.books.policy_for(task.federation)
+        for row in view.offers:
+            offer: ComputeOffer = row["offer"]
+            rec = self.books.reputation_record(offer.worker)
+            row["score"] = score_breakdown(
+                task,
+                offer,
+                policy,
+                reputation=reputation.decayed(rec, ev.timestamp, policy),
+                bond=self.books.bonded(offer.worker),
+                load=self._load.get(offer.worker, 0),
+            )
+            row["winner"] = offer.cid == ev.offer_cid
+
+    def _receipt(self, ev: ExecutionReceipt | VerificationReceipt, at: datetime | None) -> None:
+        try:
+            ev.verify()
+            signature = "valid"
+        except MeshError as exc:
+            signature = f"INVALID ({type(exc).__name__})"
+        if isinstance(ev, ExecutionReceipt):
+            row = {"kind": "execution", "peer": ev.worker, "verdict": "—",
+                   "fuel": ev.summary.fuel_used, "output_cid": str(ev.output_cid),
+                   "reason": "" if ev.exit_code == 0 else f"exit code {ev.exit_code}"}  # fmt: skip
+        else:
+            row = {"kind": "verification", "peer": ev.verifier,
+                   "verdict": "approve" if ev.approved else "reject", "fuel": ev.fuel_used,
+                   "output_cid": "" if ev.output_cid is None else str(ev.output_cid),
+                   "reason": ev.reason}  # fmt: skip
+        row.update(task_cid=str(ev.task_cid), receipt_cid=str(ev.cid), signature=signature, time=at)
+        self.receipts.append(row)
+
+    def _reputation_points(self, peers: Iterable[str], at_ms: int) -> None:
+        for peer in dict.fromkeys(peers):
+            rec = self.books.reputation_record(peer)
+            if rec is None:
+                continue
+            self.reputation_points.append(
+                {"peer": peer, "time": _time(at_ms), "score": float(rec["score"]),
+                 "executions_ok": rec["executions_ok"], "executions_bad": rec["executions_bad"],
+                 "verifications_ok": rec["verifications_ok"],
+                 "verifications_bad": rec["verifications_bad"]}
+            )  # fmt: skip
+
+    # --- reading (any thread) ------------------------------------------------------------
+    def policy(self) -> MeshPolicy:
+        with self._lock:
+            return self.books.policy_for(self.federation) if self.federation else MeshPolicy()
+
+    def balances(self) -> pl.DataFrame:
+        with self._lock:
+            accounts = self.books.table("accounts")
+            stakes = self.books.table("stakes")
+        rows = [
+            {"account": a, "balance": int(accounts.get(a, 0)),
+             "bonded": int(stakes[a]["bonded"]) if a in stakes else 0}
+            for a in sorted(set(accounts) | set(stakes))
+        ]  # fmt: skip
+        schema = {"account": pl.Utf8, "balance": pl.Int64, "bonded": pl.Int64}
+        return pl.DataFrame(rows, schema=schema, orient="row")
+
+    def offers(self, task_cid: str | None = None) -> pl.DataFrame:
+        """Offers (of one task, or all) with their score terms and the winner marked."""
+        rows = []
+        with self._lock:
+            views = [self.tasks[task_cid]] if task_cid else list(self.tasks.values())
+            for view in views:
+                for r in view.offers:
+                    s: ScoreBreakdown | None = r["score"]
+                    rows.append(
+                        {"task_cid": str(view.task.cid), "worker": r["worker"], "cost": r["cost"],
+                         "eta_ms": r["eta_ms"], "capacity": r["capacity"],
+                         "score_reputation": s and s.reputation, "score_cost": s and s.cost,
+                         "score_eta": s and s.eta, "score_capacity": s and s.capacity,
+                         "fair_queue_divisor": s and s.fair_queue_divisor,
+                         "score": s and s.total, "winner": r["winner"]}
+                    )  # fmt: skip
+        schema = {
+            "task_cid": pl.Utf8, "worker": pl.Utf8, "cost": pl.Int64, "eta_ms": pl.Int64,
+            "capacity": pl.Int64, "score_reputation": pl.Float64, "score_cost": pl.Float64,
+            "score_eta": pl.Float64, "score_capacity": pl.Float64,
+            "fair_queue_divisor": pl.Float64, "score": pl.Float64, "winner": pl.Boolean,
+        }  # fmt: skip
+        return pl.DataFrame(rows, schema=schema, orient="row")
+
+    def receipts_frame(self) -> pl.DataFrame:
+        schema = {
+            "task_cid": pl.Utf8, "receipt_cid": pl.Utf8, "kind": pl.Utf8, "peer": pl.Utf8,
+            "verdict": pl.Utf8, "fuel": pl.Int64, "output_cid": pl.Utf8, "reason": pl.Utf8,
+            "signature": pl.Utf8, "time": pl.Datetime("ms", "UTC"),
+        }  # fmt: skip
+        with self._lock:
+            rows = [{k: r[k] for k in schema} for r in self.receipts]
+        return pl.DataFrame(rows, schema=schema, orient="row")
+
+    def reputation_history(self) -> pl.DataFrame:
+        """One row per peer per observation: the score after it (the ledger's own fold)."""
+        schema = {
+            "peer": pl.Utf8, "time": pl.Datetime("ms", "UTC"), "score": pl.Float64,
+            "executions_ok": pl.Int64, "executions_bad": pl.Int64,
+            "verifications_ok": pl.Int64, "verifications_bad": pl.Int64,
+        }  # fmt: skip
+        with self._lock:
+            rows = list(self.reputation_points)
+        return pl.DataFrame(rows, schema=schema, orient="row")
+
+    def proposals(self) -> list[dict[str, Any]]:
+        """Proposals of the federation (newest first) with their tallies."""
+        with self._lock:
+            if not self.federation or self.books.get("federations", self.federation) is None:
+                return []
+            out = []
+            for row in gov.proposals(self.books, self.federation):
+                t = gov.tally(self.books, row["cid"])
+                out.append(dict(row, tally=t))
+            return out
+
+    def policy_history(self) -> list[MeshPolicy]:
+        with self._lock:
+            if not self.federation:
+                return []
+            history = gov.policy_history(self.books, self.federation)
+            if history:
+                return history
+            rows = [
+                MeshPolicy.from_json(r["json"])
+                for r in self.books.table("policy_history").values()
+                if r.get("federation") == self.federation
+            ]
+            return sorted(rows, key=lambda p: p.policy_version)
+
+    def members(self) -> list[str]:
+        with self._lock:
+            if not self.federation or self.books.get("federations", self.federation) is None:
+                return []
+            return gov.members(self.books, self.federation, self.last_ms)
+
+
+def _stamp(ev: Model) -> int | None:
+    for name in ("timestamp", "created_at", "updated_at", "at", "issued_at"):
+        value = getattr(ev, name, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _ledger_events(path: str | Path) -> Iterable[Model]:
+    """Every event of a ledger file in order (read-only; the node checked them on append)."""
+    db = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT data FROM events ORDER BY seq").fetchall()
+    finally:
+        db.close()
+    for (data,) in rows:
+        yield decode_object(data, verify_signature=False)
+
+
+def _ledger_authority(path: Path) -> str:
+    from meshbench.core.errors import LedgerError
+
+    if not path.exists():
+        raise LedgerError(f"no ledger at {path}")
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT value FROM ledger_meta WHERE key = 'authority'").fetchone()
+    finally:
+        db.close()
+    if row is None:
+        raise LedgerError(f"{path} has no ledger authority recorded")
+    return str(row[0])
