@@ -379,27 +379,21 @@ class Mesh:
     def set_policy(self, fragment: MeshPolicyFragment) -> MeshPolicy:
         """Activate ``fragment`` on this (ungoverned) mesh's policy, without a restart."""
         node = self.node
-
-        def work() -> MeshPolicy:
-            assert node.state is not None
-            current = node.state.books.policy_for(node.federation)
-            if current.federation is None:
-                current = MeshPolicy(federation=node.federation)
-            new = current.apply(fragment)
-            ev = MeshPolicyActivated(
-                authority=node.authority.did,
-                policy_cid=new.cid,
-                federation_did=node.federation,
-                policy_version=new.policy_version,
-                previous_policy_cid=new.previous_policy_cid,
-                policy=new,
-                timestamp=node.clock(),
-            ).sign(node.authority)
-            node.state.books.apply(ev)
-            node._ledger.append(ev)
-            return new
-
-        return node.call(work)
+        current = self.policy
+        if current.federation is None:
+            current = MeshPolicy(federation=node.federation)
+        new = current.apply(fragment)
+        ev = MeshPolicyActivated(
+            authority=node.authority.did,
+            policy_cid=new.cid,
+            federation_did=node.federation,
+            policy_version=new.policy_version,
+            previous_policy_cid=new.previous_policy_cid,
+            policy=new,
+            timestamp=node.clock(),
+        ).sign(node.authority)
+        node.append(ev)
+        return new
 
     @property
     def policy(self) -> MeshPolicy:

@@ -447,6 +447,23 @@ class MeshNode:
 
         return self.call(work)
 
+    def append(self, *events: Model) -> None:
+        """Append signed events that are not protocol stimuli (governance, policy) to the
+        ledger and the state machine's books, and tell the listeners.
+
+        The ledger folds them first (a refused event raises its typed error and changes
+        nothing); then the state machine's books take the same events.
+        """
+
+        def work() -> None:
+            assert self._ledger is not None and self.state is not None
+            self._ledger.append(*events)
+            self.state.books.apply(*events)
+            for ev in events:
+                self._observe(ev)
+
+        self.call(work)
+
     def mint(self, account: str, amount: int, memo: str = "") -> None:
         self.call(lambda: self._checked(Faucet(account=account, amount=amount, memo=memo)))
 

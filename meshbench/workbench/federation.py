@@ -37,13 +37,7 @@ def append_events(node: Any, *events: Model) -> None:
     :class:`~meshbench.core.errors.GovernanceError`, ``DoubleVote``, ...) and changes nothing.
     """
 
-    def work() -> None:
-        node.state.books.apply(*events)
-        node._ledger.append(*events)
-        for ev in events:
-            node._observe(ev)
-
-    node.call(work)
+    node.append(*events)
 
 
 class FederationDesk:
