@@ -7,25 +7,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from meshbench.runtime.mesh import Mesh
+from meshbench.testing.netmesh import wait_until as wait_for
 
 WASM = Path(__file__).resolve().parents[2] / "datasets" / "wasm"
 BIN = Path(sys.executable).parent
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_local_cluster_in_threads(tmp_path: Path) -> None:

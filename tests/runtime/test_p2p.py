@@ -9,24 +9,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from meshbench.exec.wasm import WasmExecutor
 from meshbench.runtime.mesh import Mesh
+from meshbench.testing.netmesh import wait_until as wait_for
 
 WASM = Path(__file__).resolve().parents[2] / "datasets" / "wasm"
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.mark.slow
