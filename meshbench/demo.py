@@ -103,7 +103,8 @@ def run_demo(
         accepted = sum(r.accepted for r in results)
         caught = sum(r.outcome == "Rejected" for r in results)
         say(
-            f"\n{accepted}/{len(handles)} tasks accepted, {caught} wrong results caught by "
+            f"\n{accepted}/{len(handles)} tasks accepted, {caught} wrong "
+            f"result{'s' if caught != 1 else ''} caught by "
             f"re-execution and refunded. Ledger: {len(mesh.events())} signed events, "
             f"verify {'OK' if report.ok else 'FAILED: ' + '; '.join(report.problems)}."
         )
