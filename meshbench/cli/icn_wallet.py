@@ -16,7 +16,6 @@ Example (a three-member federation)::
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,15 +35,12 @@ from meshbench.core.identity import Identity
 from meshbench.core.policy import MeshPolicy, MeshPolicyFragment
 from meshbench.core.protocol import AppendToLedger, Faucet, MeshState
 from meshbench.core.types import Credential
+from meshbench.runtime.clock import wall_clock_ms as now_ms
 from meshbench.store.keystore import Keystore
 from meshbench.store.ledger import Ledger
 
 NODE_KEY = "node"
 YEAR_MS = 365 * 24 * 3600 * 1000
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass

@@ -15,6 +15,7 @@ import click
 
 from meshbench.cli.common import data_dir_option, emit, print_table, resolve_data_dir
 from meshbench.core.errors import LedgerError
+from meshbench.runtime.clock import wall_clock_ms as _now_ms
 from meshbench.store.ledger import Ledger
 
 __all__ = ["ledger"]
@@ -125,9 +126,3 @@ def faucet_cmd(
         for cmd in state.handle(Faucet(account=account, amount=amount, memo=memo), _now_ms()):
             led.append(*cmd.events)  # type: ignore[union-attr]
         click.echo(f"{account} now holds {led.balance(account)}")
-
-
-def _now_ms() -> int:
-    import time
-
-    return time.time_ns() // 1_000_000

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from meshbench.core.encoding import CID
 from meshbench.core.types import ExecutionReceipt, TaskIntent
 from meshbench.runtime.agent import WorkerAgent
+from meshbench.runtime.clock import wall_clock_ms as _now
 
 __all__ = ["Blobs", "Deliver", "InProcessBackend", "WorkerBackend", "run_and_deliver"]
 
@@ -76,12 +77,6 @@ def run_and_deliver(pool: cf.Executor, deliver: Deliver, fn: Callable[[], Any]) 
             deliver(exc)
 
     pool.submit(run)
-
-
-def _now() -> int:
-    import time
-
-    return time.time_ns() // 1_000_000
 
 
 class InProcessBackend:

@@ -34,17 +34,12 @@ from meshbench.core.model import decode_object
 from meshbench.core.types import ExecutionReceipt, HardwareProfile, TaskIntent
 from meshbench.runtime.agent import Behaviour, CostModel, WorkerAgent
 from meshbench.runtime.backends import Blobs, Deliver
+from meshbench.runtime.clock import wall_clock_ms as _now
 from meshbench.store.keystore import Keystore
 
 __all__ = ["DaskBackend", "MeshWorkerPlugin"]
 
 PLUGIN_NAME = "meshbench"
-
-
-def _now() -> int:
-    import time
-
-    return time.time_ns() // 1_000_000
 
 
 def _key_name(worker_name: object) -> str:

@@ -18,7 +18,6 @@ import logging
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -49,16 +48,13 @@ from meshbench.core.protocol import (
 )
 from meshbench.core.types import ExecutionReceipt, TaskIntent, VerificationReceipt
 from meshbench.runtime.backends import WorkerBackend
+from meshbench.runtime.clock import wall_clock_ms
 from meshbench.store.blobs import BlobStore, EncryptedBlob
 from meshbench.store.ledger import Ledger
 
 __all__ = ["MeshNode", "Rejection", "TaskRecord"]
 
 log = logging.getLogger("meshbench.node")
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass

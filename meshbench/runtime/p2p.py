@@ -24,7 +24,6 @@ import argparse
 import concurrent.futures as cf
 import logging
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,16 +43,13 @@ from meshbench.core.types import (
 )
 from meshbench.runtime.agent import WorkerAgent
 from meshbench.runtime.backends import Blobs, Deliver
+from meshbench.runtime.clock import wall_clock_ms as _now
 
 __all__ = ["P2PBackend", "WorkerService"]
 
 log = logging.getLogger("meshbench.p2p")
 #: Ledger events the authority gossips so that peers learn their funding and assignments.
 GOSSIPED = (Mint, StakeBonded)
-
-
-def _now() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class P2PBackend:

@@ -14,21 +14,17 @@ Each role adds control-socket handlers to the node (see :mod:`meshbench.cli.mesh
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 from meshbench.core.encoding import parse_cid
 from meshbench.core.errors import ProtocolError
 from meshbench.core.types import CapabilityScope, ComputeOffer, HardwareProfile, TaskIntent
+from meshbench.runtime.clock import wall_clock_ms as _now
 
 __all__ = ["AuthorityRole", "WorkerRole"]
 
 Handler = Callable[[dict[str, Any]], Any]
-
-
-def _now() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class AuthorityRole:
