@@ -438,8 +438,8 @@ class Mesh:
         wasm_cid = self._blob(wasm, text_is_path=True)
         envelope = None
         if private:
-            data = self.node.blobs.get(self._blob(input, text_is_path=False))
-            envelope = self.node.blobs.put_encrypted(data, [self.publisher.did])
+            # only the ciphertext is stored: the plaintext never enters the blob store
+            envelope = self.node.blobs.put_encrypted(self._plain_bytes(input), [self.publisher.did])
             input_cid = envelope.ciphertext_cid
         else:
             input_cid = self._blob(input, text_is_path=False)
@@ -481,6 +481,21 @@ class Mesh:
         if isinstance(value, str):
             return store.put(value.encode())
         raise TypeError(f"cannot publish a {type(value).__name__} as a blob")
+
+    def _plain_bytes(self, value: Any) -> bytes:
+        """The bytes of a private input (bytes, a ``Path``, text, or a stored CID)."""
+        if isinstance(value, CID):
+            return self.node.blobs.get(value)
+        if isinstance(value, bytes | bytearray | memoryview):
+            return bytes(value)
+        if isinstance(value, os.PathLike):
+            path = Path(value)
+            if not path.is_file():
+                raise ProtocolError(f"no such file: {path}")
+            return path.read_bytes()
+        if isinstance(value, str):
+            return value.encode()
+        raise TypeError(f"cannot publish a {type(value).__name__} as an input")
 
     def map(
         self,

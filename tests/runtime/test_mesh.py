@@ -145,3 +145,10 @@ def test_a_reopened_mesh_resumes_from_its_ledger(tmp_path: Path) -> None:
         assert again.publish(wasm, b"").result(timeout=60).accepted
         assert again.events().height > events
         assert again.node.verify_ledger().ok
+
+
+def test_private_input_plaintext_is_never_stored(mesh: Mesh) -> None:
+    secret = b"never stored in the clear"
+    h = mesh.publish(WASM / "hello.wasm", secret, private=True, verifiers=2)
+    assert h.result(timeout=60).accepted
+    assert not mesh.node.blobs.has(mb.blob_cid(secret))
