@@ -39,12 +39,12 @@ Times are the events' own timestamps (milliseconds); nothing here reads a clock.
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 from typing import Annotated, Any, ClassVar, Final, Literal
 
 import msgspec
 from msgspec import Meta
 
-from meshbench.core.books import Books, cid_key, register_fold
 from meshbench.core.encoding import CID, parse_cid
 from meshbench.core.errors import (
     DoubleVote,
@@ -59,9 +59,11 @@ from meshbench.core.events import MeshPolicyActivated, MeshPolicyProposal, MeshP
 from meshbench.core.identity import Identity
 from meshbench.core.model import DID, Model, Signed, TimestampMs
 from meshbench.core.policy import DAY_S, MeshPolicy, MeshPolicyFragment
+from meshbench.core.tables import FoldRules, Tables, cid_key
 from meshbench.core.types import Credential
 
 __all__ = [
+    "GOVERNANCE_RULES",
     "BooksMembership",
     "CredentialRevoked",
     "FederationCreated",
@@ -164,19 +166,19 @@ class Tally(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # --- reading --------------------------------------------------------------------------------
-def federation(books: Books, did: str) -> dict[str, Any]:
+def federation(books: Tables, did: str) -> dict[str, Any]:
     row = books.get("federations", did)
     if row is None:
         raise UnknownFederation(f"no federation {did} in this ledger")
     return row
 
 
-def is_member(books: Books, fed: str, did: str, at_ms: int) -> bool:
+def is_member(books: Tables, fed: str, did: str, at_ms: int) -> bool:
     row = books.get("members", _member_key(fed, did))
     return bool(row) and not row["revoked"] and row["issued_at"] <= at_ms < row["expires_at"]
 
 
-def members(books: Books, fed: str, at_ms: int) -> list[str]:
+def members(books: Tables, fed: str, at_ms: int) -> list[str]:
     """Current members of ``fed`` at ``at_ms``, sorted."""
     prefix = fed + "|"
     return sorted(
@@ -186,14 +188,14 @@ def members(books: Books, fed: str, at_ms: int) -> list[str]:
     )
 
 
-def proposal(books: Books, proposal_cid: CID | str) -> dict[str, Any]:
+def proposal(books: Tables, proposal_cid: CID | str) -> dict[str, Any]:
     row = books.get("proposals", _key(proposal_cid))
     if row is None:
         raise GovernanceError(f"no proposal {proposal_cid} in this ledger")
     return row
 
 
-def proposals(books: Books, fed: str | None = None, at_ms: int | None = None) -> list[dict]:
+def proposals(books: Tables, fed: str | None = None, at_ms: int | None = None) -> list[dict]:
     """Proposals (newest first), with status ``Expired`` for open ones past their time."""
     rows = [
         dict(r, status=_status(r, at_ms))
@@ -203,7 +205,7 @@ def proposals(books: Books, fed: str | None = None, at_ms: int | None = None) ->
     return sorted(rows, key=lambda r: (r["timestamp"], r["cid"]), reverse=True)
 
 
-def tally(books: Books, proposal_cid: CID | str, at_ms: int | None = None) -> Tally:
+def tally(books: Tables, proposal_cid: CID | str, at_ms: int | None = None) -> Tally:
     row = proposal(books, proposal_cid)
     at = at_ms if at_ms is not None else row["timestamp"]
     count = len(members(books, row["federation"], at))
@@ -218,20 +220,20 @@ def tally(books: Books, proposal_cid: CID | str, at_ms: int | None = None) -> Ta
     )
 
 
-def policy_history(books: Books, fed: str) -> list[MeshPolicy]:
+def policy_history(books: Tables, fed: str) -> list[MeshPolicy]:
     """Every policy version of ``fed``, oldest first."""
     rows = [r for r in books.table("policy_history").values() if r["federation"] == fed]
     return [MeshPolicy.from_json(r["json"]) for r in sorted(rows, key=lambda r: r["version"])]
 
 
-def policy_version(books: Books, fed: str, version: int) -> MeshPolicy:
+def policy_version(books: Tables, fed: str, version: int) -> MeshPolicy:
     for p in policy_history(books, fed):
         if p.policy_version == version:
             return p
     raise GovernanceError(f"federation {fed} has no policy version {version}")
 
 
-def resolve_federation(books: Books, did: str) -> str:
+def resolve_federation(books: Tables, did: str) -> str:
     """Follow rename/merge lineage to the federation that carries ``did`` on now."""
     seen = {did}
     row = books.get("federations", did)
@@ -244,14 +246,14 @@ def resolve_federation(books: Books, did: str) -> str:
     return did
 
 
-def pending_activations(books: Books) -> list[str]:
+def pending_activations(books: Tables) -> list[str]:
     """Approved proposals waiting for the ledger authority's activation (CIDs, oldest first)."""
     rows = [r for r in books.table("proposals").values() if r["status"] == "Approved"]
     return [r["cid"] for r in sorted(rows, key=lambda r: (r["timestamp"], r["cid"]))]
 
 
 def activation_for(
-    books: Books, proposal_cid: CID | str, authority: Identity, now_ms: int
+    books: Tables, proposal_cid: CID | str, authority: Identity, now_ms: int
 ) -> MeshPolicyActivated:
     """The activation event the ledger authority signs for an approved proposal."""
     row = proposal(books, proposal_cid)
@@ -274,8 +276,7 @@ def activation_for(
 
 
 # --- fold handlers --------------------------------------------------------------------------
-@register_fold(FederationCreated)
-def _fold_created(books: Books, ev: FederationCreated) -> None:
+def _fold_created(books: Tables, ev: FederationCreated) -> None:
     ev.verify()
     if books.get("federations", ev.federation_did) is not None:
         raise GovernanceError(f"federation {ev.federation_did} already exists")
@@ -302,8 +303,7 @@ def _fold_created(books: Books, ev: FederationCreated) -> None:
     _set_policy(books, ev.federation_did, ev.policy, at=ev.timestamp, proposal=None)
 
 
-@register_fold(Credential)
-def _fold_credential(books: Books, ev: Credential) -> None:
+def _fold_credential(books: Tables, ev: Credential) -> None:
     ev.verify()
     _active_federation(books, ev.federation)
     books.put(
@@ -322,8 +322,7 @@ def _fold_credential(books: Books, ev: Credential) -> None:
     )
 
 
-@register_fold(CredentialRevoked)
-def _fold_revoked(books: Books, ev: CredentialRevoked) -> None:
+def _fold_revoked(books: Tables, ev: CredentialRevoked) -> None:
     ev.verify()
     _active_federation(books, ev.federation)
     key = _member_key(ev.federation, ev.member)
@@ -333,8 +332,7 @@ def _fold_revoked(books: Books, ev: CredentialRevoked) -> None:
     books.put("members", key, dict(row, revoked=True))
 
 
-@register_fold(MeshPolicyProposal)
-def _fold_proposal(books: Books, ev: MeshPolicyProposal) -> None:
+def _fold_proposal(books: Tables, ev: MeshPolicyProposal) -> None:
     ev.verify()
     fed = _active_federation(books, ev.federation_did)
     key = cid_key(ev.cid)
@@ -372,8 +370,7 @@ def _fold_proposal(books: Books, ev: MeshPolicyProposal) -> None:
     )
 
 
-@register_fold(MeshPolicyVote)
-def _fold_vote(books: Books, ev: MeshPolicyVote) -> None:
+def _fold_vote(books: Tables, ev: MeshPolicyVote) -> None:
     ev.verify()
     key = cid_key(ev.policy_cid)
     row = books.get("proposals", key)
@@ -404,8 +401,7 @@ def _fold_vote(books: Books, ev: MeshPolicyVote) -> None:
     )
 
 
-@register_fold(MeshPolicyActivated, replace=True)
-def _fold_activated(books: Books, ev: MeshPolicyActivated) -> None:
+def _fold_activated(books: Tables, ev: MeshPolicyActivated) -> None:
     if ev.authority != books.authority:
         raise LedgerError(f"MeshPolicyActivated signed by {ev.authority}, not the authority")
     ev.verify()
@@ -443,8 +439,7 @@ def _fold_activated(books: Books, ev: MeshPolicyActivated) -> None:
             books.put("proposals", other["cid"], dict(other, status="Superseded"))
 
 
-@register_fold(FederationSucceeded)
-def _fold_succeeded(books: Books, ev: FederationSucceeded) -> None:
+def _fold_succeeded(books: Tables, ev: FederationSucceeded) -> None:
     ev.verify()
     old = _active_federation(books, ev.federation_did)
     prefix = ev.federation_did + "|"
@@ -505,7 +500,7 @@ def _status(row: dict[str, Any], at_ms: int | None) -> ProposalStatus:
     return status
 
 
-def _active_federation(books: Books, did: str) -> dict[str, Any]:
+def _active_federation(books: Tables, did: str) -> dict[str, Any]:
     row = federation(books, did)
     if row["status"] != "active":
         raise GovernanceError(
@@ -514,13 +509,13 @@ def _active_federation(books: Books, did: str) -> dict[str, Any]:
     return row
 
 
-def _require_member(books: Books, fed: str, did: str, at_ms: int, action: str) -> None:
+def _require_member(books: Tables, fed: str, did: str, at_ms: int, action: str) -> None:
     if not is_member(books, fed, did, at_ms):
         raise NotAMember(f"{did} is not a current member of {fed} and cannot {action}")
 
 
 def _set_policy(
-    books: Books, fed: str, policy: MeshPolicy, *, at: int, proposal: str | None
+    books: Tables, fed: str, policy: MeshPolicy, *, at: int, proposal: str | None
 ) -> None:
     key = cid_key(policy.cid)
     row = {"cid": key, "version": policy.policy_version, "json": policy.to_json()}
@@ -546,7 +541,7 @@ class BooksMembership:
     was renamed or merged into). An ungoverned federation is open to everyone.
     """
 
-    def __init__(self, books: Books) -> None:
+    def __init__(self, books: Tables) -> None:
         self.books = books
 
     def _governed(self, fed: str) -> bool:
@@ -564,3 +559,17 @@ class BooksMembership:
         if not self._governed(task_federation):
             return frozenset()  # no restriction
         return frozenset({task_federation, resolve_federation(self.books, task_federation)})
+
+
+#: Federations, credentials, proposals, votes, activation and lineage (folded by every ledger).
+GOVERNANCE_RULES: Final[FoldRules] = MappingProxyType(
+    {
+        FederationCreated: _fold_created,
+        Credential: _fold_credential,
+        CredentialRevoked: _fold_revoked,
+        MeshPolicyProposal: _fold_proposal,
+        MeshPolicyVote: _fold_vote,
+        MeshPolicyActivated: _fold_activated,
+        FederationSucceeded: _fold_succeeded,
+    }
+)

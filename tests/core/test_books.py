@@ -7,10 +7,11 @@ from typing import ClassVar
 import pytest
 
 from meshbench.core import reputation
-from meshbench.core.books import FOLD_HANDLERS, Books, register_fold
+from meshbench.core.books import ECONOMY_RULES, LEDGER_RULES, Books
 from meshbench.core.encoding import CID
 from meshbench.core.errors import InsufficientFunds, LedgerError
 from meshbench.core.events import MeshPolicyActivated, Mint, Transfer
+from meshbench.core.governance import GOVERNANCE_RULES
 from meshbench.core.model import DID, Signed, TimestampMs
 from meshbench.core.policy import MeshPolicy, MeshPolicyFragment
 from meshbench.core.protocol import AppendToLedger, SnapshotReputation
@@ -25,30 +26,32 @@ def mint(who, amount):
     return Mint(authority=AUTH.did, account=who.did, amount=amount, timestamp=1).sign(AUTH)
 
 
-def test_other_modules_register_their_own_fold_handlers():
+def test_rule_sets_are_explicit_values_a_module_can_extend():
     from meshbench.core import model
 
     class FederationJoined(Signed, tag="test.FederationJoined"):
-        """An event type a later module (governance) defines and folds itself."""
+        """An event type a later module defines and folds with its own rule."""
 
         SIGNER: ClassVar[str] = "member"
         member: DID
         timestamp: TimestampMs
         parents: tuple[CID, ...] = ()
 
-    @register_fold(FederationJoined)
     def fold_joined(books: Books, ev: FederationJoined) -> None:
         books.put("members", ev.member, {"since": ev.timestamp})
 
     try:
-        books = Books(AUTH.did)
+        books = Books(AUTH.did, rules={**LEDGER_RULES, FederationJoined: fold_joined})
         books.apply(FederationJoined(member=ALICE.did, timestamp=5).sign(ALICE))
         assert books.get("members", ALICE.did) == {"since": 5}
-        with pytest.raises(LedgerError):
-            register_fold(FederationJoined)(fold_joined)  # twice needs replace=True
-        register_fold(FederationJoined, replace=True)(fold_joined)
+        plain = Books(AUTH.did)  # the ledger's own rules are untouched by that extension
+        plain.apply(FederationJoined(member=ALICE.did, timestamp=5).sign(ALICE))
+        assert plain.get("members", ALICE.did) is None
+        with pytest.raises(TypeError):
+            LEDGER_RULES[FederationJoined] = fold_joined  # type: ignore[index]
+        assert set(LEDGER_RULES) == set(ECONOMY_RULES) | set(GOVERNANCE_RULES)
+        assert not set(ECONOMY_RULES) & set(GOVERNANCE_RULES)  # no handler is shadowed
     finally:
-        FOLD_HANDLERS.pop(FederationJoined, None)
         model._REGISTRY.pop("test.FederationJoined", None)  # other tests list every type
 
 
