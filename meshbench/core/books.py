@@ -107,6 +107,9 @@ def _fold_task(books: Tables, ev: TaskIntent) -> None:
             "price": None,
             "attempt": None,
             "outcome": None,
+            "offers": 0,
+            "verifiers": [],
+            "committed": [],
         },
     )
 
@@ -155,7 +158,8 @@ def _fold_dispute(books: Tables, ev: EscrowDispute) -> None:
             f"escrow of {key} cannot be disputed in state {escrow and escrow['state']}"
         )
     books.put("escrows", key, {**escrow, "state": "Disputed"})
-    books.put("tasks", key, {**task, "state": "Disputed"})
+    verifiers = [*task["verifiers"], *ev.extra_verifiers]
+    books.put("tasks", key, {**task, "state": "Disputed", "verifiers": verifiers})
 
 
 def _fold_reward(books: Tables, ev: RewardDistributed) -> None:
@@ -174,7 +178,7 @@ def _fold_reward(books: Tables, ev: RewardDistributed) -> None:
         if p.amount:
             books.credit(p.account, p.amount)
     books.put("escrows", key, {**escrow, "amount": 0, "paid": True})
-    books.put("tasks", key, {**task, "state": "Settled"})
+    books.put("tasks", key, {**task, "state": "Settled", "committed": []})
 
 
 def _fold_assigned(books: Tables, ev: TaskAssigned) -> None:
@@ -193,6 +197,8 @@ def _fold_assigned(books: Tables, ev: TaskAssigned) -> None:
             "worker": ev.worker,
             "price": ev.price,
             "attempt": ev.attempt,
+            "verifiers": list(ev.verifiers),
+            "committed": [],
         },
     )
 
@@ -200,8 +206,11 @@ def _fold_assigned(books: Tables, ev: TaskAssigned) -> None:
 def _fold_expired(books: Tables, ev: TaskExpired) -> None:
     _require_authority(books, ev.authority, "TaskExpired")
     key, task = _task_row(books, ev.task_cid)
-    state = "Expired" if ev.stage == "deadline" else "Reassigned"
-    books.put("tasks", key, {**task, "state": state})
+    # a failed worker sends the task back to the offers (a TaskAssigned in the same batch
+    # follows when another eligible offer is there)
+    back = "Offered" if task["offers"] else "Published"
+    state = "Expired" if ev.stage == "deadline" else back
+    books.put("tasks", key, {**task, "state": state, "committed": []})
     if ev.worker is not None:
         policy = books.policy_for(task["federation"])
         rec = reputation.observe(
@@ -294,13 +303,22 @@ def _advance(books: Tables, task_cid: CID, src: tuple[str, ...], dst: str) -> No
 
 
 def _fold_offer(books: Tables, ev: ComputeOffer) -> None:
-    _advance(books, ev.task_cid, ("Published",), "Offered")
+    key, task = _task_row(books, ev.task_cid)
+    state = "Offered" if task["state"] == "Published" else task["state"]
+    books.put("tasks", key, {**task, "state": state, "offers": task["offers"] + 1})
 
 
 def _fold_commitment(books: Tables, ev: ResultCommitment) -> None:
-    _, task = _task_row(books, ev.task_cid)
-    if ev.worker == task["worker"]:
-        _advance(books, ev.task_cid, ("Assigned",), "Executed")
+    """Assigned -> Executed when the worker commits; Executed -> Verifying once the worker
+    and every drawn verifier have committed (the commit phase is then closed)."""
+    key, task = _task_row(books, ev.task_cid)
+    committed = [*task["committed"], ev.worker]
+    state = task["state"]
+    if ev.worker == task["worker"] and state == "Assigned":
+        state = "Executed"
+    if state == "Executed" and set(task["verifiers"]) <= set(committed):
+        state = "Verifying"
+    books.put("tasks", key, {**task, "state": state, "committed": committed})
 
 
 def _fold_receipt(books: Tables, ev: ExecutionReceipt) -> None:

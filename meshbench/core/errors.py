@@ -46,6 +46,7 @@ __all__ = [
     "SchemaError",
     "StaleProposal",
     "StoreError",
+    "TransitionError",
     "UnknownFederation",
     "UnknownKernel",
     "UnknownPeer",
@@ -150,6 +151,10 @@ class StaleProposal(GovernanceError):
 
 class ProtocolError(MeshError):
     """An event that the protocol state machine does not allow in the task's state."""
+
+
+class TransitionError(ProtocolError):
+    """A handler left a task in a state its transition-table entry does not allow (a bug)."""
 
 
 class UnknownPeer(MeshError):

@@ -12,13 +12,25 @@ does I/O or reads a clock.
 Task lifecycle (:data:`TRANSITIONS` is the table, as data; a pair that is not in it raises
 :class:`ProtocolError` and changes nothing)::
 
-    Published --offer--> Offered --offer window closes--> Assigned
-    Assigned --worker commits--> Executed --all verifiers committed / timeout--> Verifying
-    Verifying --worker reveals, verifiers reveal verdicts--> Accepted | Rejected | Disputed
-    Disputed --more verifiers' verdicts--> Accepted | Rejected | NoConsensus
-    Accepted | Rejected | NoConsensus --settlement (same step)--> Settled
-    Assigned | Executed | Verifying --worker misses its time--> Reassigned -> Assigned | Expired
+    Published --offer--> Offered --offer window closes / all offers in--> Assigned
+    Assigned --worker commits--> Executed --all verifiers committed--> Verifying
+    Executed --verification timeout: commit phase closed--> Executed --worker reveals--> Verifying
+    Verifying --verifiers reveal verdicts--> (Accepted | Rejected | NoConsensus) -> Settled
+    Verifying --conflict or too few verdicts--> Disputed --more verdicts--> ... -> Settled
+    Assigned | Executed | Verifying --worker misses its time--> Assigned (next offer)
+        | Offered | Published (no eligible offer: window reopened) | Settled (refund)
     any open state --deadline--> Expired -> Settled (refund)
+
+A task's state is one value, the ``state`` of its row in the books' ``tasks`` table (the
+fold of the ledger's events, :mod:`meshbench.core.books`): this module never assigns it, it
+emits the events whose fold moves it, and the dispatcher checks that the state it arrives
+at is one the table allows. ``Accepted``, ``Rejected``, ``NoConsensus`` and ``Expired`` are
+passed through inside a settlement's batch; a task rests in an open state or ``Settled``.
+
+Every stimulus the authority accepts is journalled (:attr:`MeshState.journal`, with the
+authority's time; the runtime persists it with the events, in one transaction), so a
+restarted authority rebuilds itself by feeding the journal through these same handlers
+(:meth:`MeshState.restore`), and ``story(task)`` reads it back.
 
 Commit-reveal: the worker and every verifier first sign a :class:`ResultCommitment` (a hash
 bound to the task, their own DID, their output and a salt), before anyone's output is
@@ -35,15 +47,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from meshbench.core import escrow, quorum, reputation, selection
 from meshbench.core.books import Books, cid_key
 from meshbench.core.encoding import CID
 from meshbench.core.errors import (
     InsufficientFunds,
+    LedgerError,
     MeshError,
     ProtocolError,
+    TransitionError,
     UnknownPeer,
 )
 from meshbench.core.events import (
@@ -76,11 +90,14 @@ from meshbench.core.types import (
 from meshbench.core.views import BooksPolicyView, MembershipView, OpenMembership, PolicyView
 
 __all__ = [
+    "OPEN_STATES",
     "TRANSITIONS",
+    "AllOffersIn",
     "AppendToLedger",
     "Broadcast",
     "Command",
     "Faucet",
+    "Journaled",
     "MeshState",
     "PrivateInput",
     "RequestReveal",
@@ -92,7 +109,9 @@ __all__ = [
     "SnapshotReputation",
     "TaskState",
     "TimeoutFired",
+    "Transition",
     "transition_diagram",
+    "transition_mermaid",
     "transition_table_markdown",
 ]
 
@@ -106,7 +125,6 @@ TaskState = Literal[
     "Accepted",
     "Rejected",
     "NoConsensus",
-    "Reassigned",
     "Expired",
     "Settled",
 ]
@@ -121,6 +139,13 @@ class TimeoutFired:
     task_cid: CID
     stage: Stage
     token: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AllOffersIn:
+    """Every worker asked for an offer has answered: close the offer window now."""
+
+    task_cid: CID
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,6 +169,17 @@ class PrivateInput:
     """The task's input is encrypted: seal its key to the worker and verifiers once chosen."""
 
     task_cid: CID
+
+
+#: The stimuli that are not signed objects (a signed object is journalled by its CID).
+UNSIGNED_STIMULI: Final = (TimeoutFired, AllOffersIn, Faucet, SnapshotReputation, PrivateInput)
+
+
+class Journaled(NamedTuple):
+    """One accepted stimulus and the authority's time when it was handled."""
+
+    at: int
+    stimulus: object
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -225,43 +261,51 @@ Command = (
     | ScheduleTimeout
 )
 
-# (state, stimulus kind) -> handler name. Stimulus kinds: the object's type name, or
-# "Timeout:<stage>". Everything that affects a transition is in this table.
-TRANSITIONS: Final[dict[tuple[str, str], str]] = {
-    ("Published", "ComputeOffer"): "_on_offer",
-    ("Offered", "ComputeOffer"): "_on_offer",
-    ("Published", "Timeout:offers"): "_on_offer_window",
-    ("Offered", "Timeout:offers"): "_on_offer_window",
-    ("Assigned", "ResultCommitment"): "_on_commitment",
-    ("Executed", "ResultCommitment"): "_on_commitment",
-    ("Disputed", "ResultCommitment"): "_on_commitment",
-    ("Assigned", "Timeout:execution"): "_on_execution_timeout",
-    ("Executed", "Timeout:verification"): "_on_verification_timeout",
-    ("Verifying", "Timeout:verification"): "_on_verification_timeout",
-    ("Disputed", "Timeout:verification"): "_on_verification_timeout",
-    ("Verifying", "ExecutionReceipt"): "_on_reveal",
-    ("Verifying", "VerificationReceipt"): "_on_verdict",
-    ("Disputed", "VerificationReceipt"): "_on_verdict",
-    **{
-        (s, "Timeout:deadline"): "_on_deadline"
-        for s in ("Published", "Offered", "Assigned", "Executed", "Verifying", "Disputed")
-    },
-}
-OPEN_STATES: Final = frozenset(s for s, _ in TRANSITIONS)
+
+class Transition(NamedTuple):
+    """One entry of the table: the handler and the states the task may be in after it."""
+
+    handler: Callable[[MeshState, _Task, Any, int], list[Command]]
+    next_states: frozenset[str]
 
 
 def transition_table_markdown() -> str:
     """The transition table as Markdown (``docs/protocol.md`` embeds exactly this)."""
-    rows = ["| state | stimulus | handler |", "|---|---|---|"]
-    rows += [f"| {s} | {k} | `{h}` |" for (s, k), h in sorted(TRANSITIONS.items())]
+    rows = ["| state | stimulus | handler | next states |", "|---|---|---|---|"]
+    rows += [
+        f"| {s} | {k} | `{t.handler.__name__}` | {', '.join(sorted(t.next_states))} |"
+        for (s, k), t in sorted(TRANSITIONS.items())
+    ]
     return "\n".join(rows)
 
 
+def transition_mermaid() -> str:
+    """The table as a Mermaid state diagram, state -> state (``docs/protocol.md``)."""
+    edges: dict[tuple[str, str], set[str]] = {}
+    for (state, kind), t in sorted(TRANSITIONS.items()):
+        for nxt in t.next_states:
+            if kind != "Timeout:deadline" or nxt != "Settled" or state == "Published":
+                edges.setdefault((state, nxt), set()).add(kind)
+    lines = ["stateDiagram-v2", "    [*] --> Published: TaskIntent"]
+    for (state, nxt), kinds in sorted(edges.items()):
+        label = ", ".join(sorted(kinds)).replace(":", " ")
+        lines.append(f"    {state} --> {nxt}: {label}")
+    lines += [
+        "    Settled --> [*]",
+        "    note right of Settled: every open state -> Settled on Timeout deadline (refund)",
+    ]
+    return "\n".join(lines)
+
+
 def transition_diagram() -> str:
-    """The transition table as a Graphviz ``dot`` graph (docs are generated from this)."""
+    """The transition table as a Graphviz ``dot`` graph, state -> state, labelled by stimulus."""
+    edges: dict[tuple[str, str], set[str]] = {}
+    for (state, kind), t in sorted(TRANSITIONS.items()):
+        for nxt in t.next_states:
+            edges.setdefault((state, nxt), set()).add(kind)
     lines = ["digraph task {"]
-    for (state, kind), handler in sorted(TRANSITIONS.items()):
-        lines.append(f'  "{state}" -> "{handler.removeprefix("_on_")}" [label="{kind}"];')
+    for (state, nxt), kinds in sorted(edges.items()):
+        lines.append(f'  "{state}" -> "{nxt}" [label="{" | ".join(sorted(kinds))}"];')
     lines.append("}")
     return "\n".join(lines)
 
@@ -271,7 +315,7 @@ class _Task:
     """What the authority knows about one task (internal, replaced field by field)."""
 
     task: TaskIntent
-    state: str = "Published"
+    books: Books
     offers: dict[str, ComputeOffer] = field(default_factory=dict)
     tried: tuple[str, ...] = ()
     attempt: int = -1
@@ -285,6 +329,28 @@ class _Task:
     timers: dict[str, int] = field(default_factory=dict)
     private: bool = False
     disputed: bool = False
+    #: the worker has been asked to reveal (all verifiers committed, or the commit timer)
+    commit_closed: bool = False
+
+    @property
+    def state(self) -> str:
+        """The task's state: its row in the books (the one definition; read only here)."""
+        row = self.books.task(self.task.cid)
+        return "Published" if row is None else row["state"]
+
+    def new_attempt(self, assignment: TaskAssigned | None) -> None:
+        """Forget the previous attempt's commitments, reveal and votes (the one place)."""
+        self.assignment = assignment
+        if assignment is not None:
+            self.attempt = assignment.attempt
+            self.assigned_at = assignment.timestamp
+            self.tried = (*self.tried, assignment.worker)
+            self.verifiers = assignment.verifiers
+        self.commitments, self.verdicts, self.receipt = {}, {}, None
+        self.worker_committed_at = None
+        self.commit_closed = False
+        for stage in ("execution", "verification"):
+            self.timers.pop(stage, None)
 
 
 class MeshState:
@@ -302,8 +368,12 @@ class MeshState:
         policies: PolicyView | None = None,
         membership: MembershipView | None = None,
         verify_signatures: bool = True,
+        record_journal: bool = True,
     ) -> None:
         self.authority = authority
+        self.record_journal = record_journal
+        #: accepted stimuli not yet taken by the runtime (see :meth:`take_journal`)
+        self.journal: list[Journaled] = []
         self.books = books if books is not None else Books(authority.did)
         self.policies: PolicyView = policies or BooksPolicyView(self.books)
         self.membership: MembershipView = membership or OpenMembership()
@@ -320,18 +390,37 @@ class MeshState:
 
         Raises a :class:`MeshError` (``ProtocolError``, ``InvalidSignature``,
         ``UnknownPeer``, ``InsufficientFunds``...) for an event that is not allowed; the
-        state is then exactly as before.
+        state is then exactly as before. A stale timer (its phase is over) changes nothing.
+        Every accepted stimulus is added to :attr:`journal` (when ``record_journal``): the
+        runtime takes it with :meth:`take_journal` and persists it before the events the
+        stimulus produced.
         """
+        try:
+            out = self._handle(event, now)
+        except _Stale:
+            return []
+        if self.record_journal:
+            self.journal.append(Journaled(now, event))
+        return out
+
+    def take_journal(self) -> list[Journaled]:
+        """The stimuli accepted since the last call (the caller persists them)."""
+        taken, self.journal = self.journal, []
+        return taken
+
+    def _handle(self, event: object, now: int) -> list[Command]:
         if isinstance(event, TimeoutFired):
             rec = self.tasks.get(event.task_cid)
             if rec is None or rec.timers.get(event.stage) != event.token:
-                return []  # stale timer: the phase it guarded is over
+                raise _Stale  # the phase it guarded is over
             del rec.timers[event.stage]  # a timer fires once
             try:
                 return self._dispatch(rec, f"Timeout:{event.stage}", event, now)
             except MeshError:
                 rec.timers[event.stage] = event.token
                 raise
+        if isinstance(event, AllOffersIn):
+            return self._dispatch(self._record(event.task_cid), "AllOffersIn", event, now)
         if isinstance(event, Faucet):
             return self._on_faucet(event, now)
         if isinstance(event, SnapshotReputation):
@@ -372,13 +461,19 @@ class MeshState:
         return rec
 
     def _dispatch(self, rec: _Task, kind: str, event: Any, now: int) -> list[Command]:
-        name = TRANSITIONS.get((rec.state, kind))
-        if name is None:
+        state = rec.state
+        entry = TRANSITIONS.get((state, kind))
+        if entry is None:
             raise ProtocolError(
-                f"{kind} is not allowed for task {cid_key(rec.task.cid)} in state {rec.state}"
+                f"{kind} is not allowed for task {cid_key(rec.task.cid)} in state {state}"
             )
-        handler: Callable[[_Task, Any, int], list[Command]] = getattr(self, name)
-        return handler(rec, event, now)
+        out = entry.handler(self, rec, event, now)
+        if rec.state not in entry.next_states:
+            raise TransitionError(
+                f"{entry.handler.__name__} took task {cid_key(rec.task.cid)} from {state} to "
+                f"{rec.state}; the table allows {sorted(entry.next_states)}"
+            )
+        return out
 
     def _commit(self, events: list[Model]) -> AppendToLedger:
         """Fold ``events`` into the books (atomically, or raise) and make the append."""
@@ -401,87 +496,84 @@ class MeshState:
             raise UnknownPeer(f"{did} is not a member of federation {federation}")
 
     # --- recovery ---
-    def restore(self, events: Iterable[Model], now: int) -> list[Command]:
-        """Rebuild this (fresh) state from the ledger's events after a restart.
+    def restore(self, history: Iterable[Journaled | Model], now: int) -> list[Command]:
+        """Rebuild this (fresh) state after a restart by replaying the ledger's history.
 
-        The events are folded into the books again and every task's protocol record is
-        reconstructed; then, for each task still open, the outstanding requests are issued
-        again and its timers are scheduled afresh, so no task is left stuck by a crash.
+        ``history`` is the ledger in order: each journalled stimulus (:class:`Journaled`)
+        is fed through :meth:`handle` at its recorded time, exactly as it was live, and the
+        events it produces must be the ones the ledger holds next (same CIDs: signing is
+        deterministic), else :class:`LedgerError`; events no stimulus produced (governance,
+        policy) are folded as they come. Then every open task's outstanding requests are
+        issued again and its pending timers scheduled (none before ``now``), so no task is
+        left waiting for its deadline.
         """
         if self.tasks or self._seen or self.books.minted():
             raise ProtocolError("restore() needs a fresh MeshState (empty books)")
-        for ev in events:
-            self.books.apply(ev)
-            if isinstance(ev, Signed):
-                self._seen.add(ev.cid)
-            self._replay(ev)
+        expected: list[CID] = []
+        timers: dict[tuple[CID, str, int], int] = {}
+        for item in history:
+            if isinstance(item, Journaled):
+                if expected:
+                    raise LedgerError(f"the journal resumes before event {expected[0]} was seen")
+                for cmd in self.handle(item.stimulus, item.at):
+                    if isinstance(cmd, AppendToLedger):
+                        expected += [e.cid for e in cmd.events]
+                    elif isinstance(cmd, ScheduleTimeout):
+                        timers[(cmd.task_cid, cmd.stage, cmd.token)] = cmd.at
+                expected.reverse()
+                continue
+            if expected:
+                want = expected.pop()
+                if item.cid != want:
+                    raise LedgerError(
+                        f"replaying the journal gives event {want}, the ledger holds {item.cid}"
+                    )
+                continue
+            self.books.apply(item)  # an event no stimulus produced (governance, policy)
+            if isinstance(item, Signed):
+                self._seen.add(item.cid)
+        if expected:
+            raise LedgerError(f"the ledger ends before event {expected[-1]} the journal produces")
+        self.journal.clear()  # replayed, not new
         out: list[Command] = []
         for rec in self.tasks.values():
-            if rec.state not in OPEN_STATES and rec.state != "Reassigned":
-                continue
-            if rec.assignment is not None and rec.state != "Published":
-                self.load[rec.assignment.worker] = self.load.get(rec.assignment.worker, 0) + 1
-            out += self._resume(rec, now)
+            if rec.state in OPEN_STATES:
+                out += self._outstanding(rec, now)
+                for stage, token in sorted(rec.timers.items()):
+                    at = timers[(rec.task.cid, stage, token)]
+                    if at < now and stage in ("execution", "verification"):
+                        at = now + self._stage_timeout(rec, stage)  # requests were sent again
+                    out.append(
+                        ScheduleTimeout(
+                            task_cid=rec.task.cid,
+                            stage=stage,  # type: ignore[arg-type]
+                            at=max(now, at),
+                            token=token,
+                        )
+                    )
         return out
 
-    def _replay(self, ev: Model) -> None:
-        if isinstance(ev, TaskIntent):
-            self.tasks[ev.cid] = _Task(task=ev)
-            return
-        if isinstance(ev, PeerInfo):
-            self.peers[ev.did] = ev
-            return
-        rec = self.tasks.get(getattr(ev, "task_cid", None))  # type: ignore[arg-type]
-        if rec is None:
-            return
-        if isinstance(ev, ComputeOffer):
-            rec.offers[ev.worker] = ev
-            rec.state = "Offered" if rec.state == "Published" else rec.state
-        elif isinstance(ev, TaskAssigned):
-            rec.state, rec.attempt, rec.assignment = "Assigned", ev.attempt, ev
-            rec.assigned_at, rec.tried = ev.timestamp, (*rec.tried, ev.worker)
-            rec.verifiers, rec.commitments, rec.verdicts = ev.verifiers, {}, {}
-            rec.worker_committed_at, rec.receipt = None, None
-        elif isinstance(ev, ResultCommitment) and rec.assignment is not None:
-            rec.commitments[ev.worker] = ev
-            if ev.worker == rec.assignment.worker:
-                rec.worker_committed_at, rec.state = ev.created_at, "Executed"
-            if rec.state == "Executed" and all(v in rec.commitments for v in rec.verifiers):
-                rec.state = "Verifying"
-        elif isinstance(ev, ExecutionReceipt):
-            rec.receipt, rec.state = ev, "Verifying" if rec.state != "Disputed" else "Disputed"
-        elif isinstance(ev, VerificationReceipt):
-            rec.verdicts[ev.verifier] = ev
-        elif isinstance(ev, EscrowDispute):
-            rec.state, rec.disputed = "Disputed", True
-            rec.verifiers = (*rec.verifiers, *ev.extra_verifiers)
-        elif isinstance(ev, TaskExpired):
-            rec.state = "Reassigned" if ev.stage != "deadline" else "Expired"
-            if ev.stage != "deadline":
-                rec.assignment = None  # a TaskAssigned follows unless offers reopened
-        elif isinstance(ev, RewardDistributed):
-            rec.state = "Settled"
-
-    def _resume(self, rec: _Task, now: int) -> list[Command]:
+    def _stage_timeout(self, rec: _Task, stage: str) -> int:
         policy = self.policy(rec.task.federation)
-        out: list[Command] = [self._timer(rec, "deadline", max(now, rec.task.deadline))]
+        if stage == "execution":
+            return policy.scheduling.task_timeout * 1000
+        return policy.verification_quorum.verification_timeout * 1000
+
+    def _outstanding(self, rec: _Task, now: int) -> list[Command]:
+        """The requests an open task still waits on (sent again after a restart)."""
         a = rec.assignment
-        if rec.state in ("Published", "Offered", "Reassigned") or a is None:
-            rec.state = "Offered" if rec.offers else "Published"
-            return [*out, self._timer(rec, "offers", now + policy.selection.offer_window_ms)]
-        if rec.state == "Assigned":
+        if a is None:
+            return [Broadcast(topic="tasks", obj=rec.task)] if rec.state == "Published" else []
+        out: list[Command] = []
+        if a.worker not in rec.commitments:
             out.append(RunExecution(task=rec.task, worker=a.worker, assignment=a))
-            out.append(self._timer(rec, "execution", now + policy.scheduling.task_timeout * 1000))
-        verification_at = now + policy.verification_quorum.verification_timeout * 1000
         for v in rec.verifiers:
             if v not in rec.commitments:
                 out.append(RunVerification(task=rec.task, verifier=v, assignment=a))
             elif rec.receipt is not None and v not in rec.verdicts:
                 out.append(RequestVerdict(task_cid=rec.task.cid, verifier=v, receipt=rec.receipt))
-        if rec.state == "Verifying" and rec.receipt is None:
+        if rec.commit_closed and rec.receipt is None:
             out.append(RequestReveal(task_cid=rec.task.cid, worker=a.worker))
-        if rec.state != "Assigned":
-            out.append(self._timer(rec, "verification", verification_at))
         return out
 
     # --- faucet, peers, stake ----------------------------------------------------------------
@@ -577,7 +669,7 @@ class MeshState:
             )
         )
         cmd = self._commit([task, created])
-        rec = _Task(task=task)
+        rec = _Task(task=task, books=self.books)
         self.tasks[task.cid] = rec
         window = now + policy.selection.offer_window_ms
         return [
@@ -606,10 +698,13 @@ class MeshState:
             raise ProtocolError("offer refused: " + "; ".join(problems))
         cmd = self._commit([offer])
         rec.offers[offer.worker] = offer
-        rec.state = "Offered"
         return [cmd]
 
-    def _on_offer_window(self, rec: _Task, _ev: TimeoutFired, now: int) -> list[Command]:
+    def _on_all_offers_in(self, rec: _Task, ev: AllOffersIn, now: int) -> list[Command]:
+        rec.timers.pop("offers", None)  # the window closes now, not at its timer
+        return self._on_offer_window(rec, ev, now)
+
+    def _on_offer_window(self, rec: _Task, _ev: object, now: int) -> list[Command]:
         policy = self.policy(rec.task.federation)
         if rec.state == "Published" or not self._eligible_offers(rec, policy, now):
             # nobody (eligible) offered yet: keep the window open until the deadline
@@ -734,17 +829,7 @@ class MeshState:
         cmd = self._commit(batch)
         if rec.assignment is not None:
             self._release(rec.assignment.worker)
-        rec.state = "Assigned"
-        rec.attempt = attempt
-        rec.assignment = assignment
-        rec.assigned_at = now
-        rec.tried = (*rec.tried, offer.worker)
-        rec.verifiers = tuple(verifiers)
-        rec.commitments = {}
-        rec.worker_committed_at = None
-        rec.receipt = None
-        rec.verdicts = {}
-        rec.timers.pop("verification", None)
+        rec.new_attempt(assignment)
         self.load[offer.worker] = self.load.get(offer.worker, 0) + 1
         out: list[Command] = [cmd]
         if rec.private:
@@ -773,14 +858,9 @@ class MeshState:
         """No worker (or too few verifiers) now: try again each offer window until the
         deadline, re-broadcasting the task only when a new worker offer could help."""
         out: list[Command] = [self._commit(events)] if events else []
-        if rec.assignment is not None and rec.state != "Published":
+        if rec.assignment is not None:
             self._release(rec.assignment.worker)
-            rec.assignment = None
-        rec.state = "Offered" if rec.offers else "Published"
-        rec.commitments, rec.verdicts, rec.receipt = {}, {}, None
-        rec.worker_committed_at = None
-        for stage in ("execution", "verification"):
-            rec.timers.pop(stage, None)
+        rec.new_attempt(None)
         if ask_workers:
             out.append(Broadcast(topic="tasks", obj=rec.task))
         out.append(self._timer(rec, "offers", now + max(1, policy.selection.offer_window_ms)))
@@ -803,24 +883,25 @@ class MeshState:
             raise ProtocolError(f"{c.worker} already committed for this task")
         if is_worker and rec.state == "Disputed":
             raise ProtocolError("the worker's commitment is closed")
+        if rec.commit_closed and rec.state != "Disputed":
+            raise ProtocolError("the commit phase is closed: the worker was asked to reveal")
         cmd = self._commit([c])
         rec.commitments[c.worker] = c
         out: list[Command] = [cmd]
         if is_worker:
             rec.worker_committed_at = now
-            rec.state = "Executed"
             rec.timers.pop("execution", None)
             timeout = self.policy(rec.task.federation).verification_quorum.verification_timeout
             out.append(self._timer(rec, "verification", now + timeout * 1000))
         elif rec.state == "Disputed" and rec.receipt is not None:
             out.append(RequestVerdict(task_cid=c.task_cid, verifier=c.worker, receipt=rec.receipt))
-        if rec.state == "Executed" and all(v in rec.commitments for v in rec.verifiers):
+        if rec.state == "Verifying" and not rec.commit_closed:  # the last one committed
             out += self._close_commit_phase(rec)
         return out
 
     def _close_commit_phase(self, rec: _Task) -> list[Command]:
         assert rec.assignment is not None
-        rec.state = "Verifying"
+        rec.commit_closed = True
         return [RequestReveal(task_cid=rec.task.cid, worker=rec.assignment.worker)]
 
     def _on_reveal(self, rec: _Task, receipt: ExecutionReceipt, now: int) -> list[Command]:
@@ -829,6 +910,8 @@ class MeshState:
             raise ProtocolError(f"{receipt.worker} is not the assigned worker of this task")
         if rec.receipt is not None:
             raise ProtocolError("the worker already revealed its receipt")
+        if not rec.commit_closed:
+            raise ProtocolError("the commit phase is still open: a reveal is not asked for yet")
         commitment = rec.commitments[receipt.worker]
         if commitment.commitment != receipt.result_commitment:
             raise ProtocolError("the receipt does not open the worker's commitment")
@@ -884,7 +967,7 @@ class MeshState:
 
     def _on_verification_timeout(self, rec: _Task, _ev: TimeoutFired, now: int) -> list[Command]:
         rec.timers.pop("verification", None)
-        if rec.state == "Executed":  # some verifiers never committed: reveal anyway
+        if not rec.commit_closed:  # some verifiers never committed: reveal anyway
             out = self._close_commit_phase(rec)
             timeout = self.policy(rec.task.federation).verification_quorum.verification_timeout
             return [*out, self._timer(rec, "verification", now + timeout * 1000)]
@@ -913,7 +996,6 @@ class MeshState:
         events: list[Model] = [expired]
         slash = self._slash(worker, policy.penalties.no_show_percentage, rec, "no_show", now)
         events += slash
-        rec.state = "Reassigned"
         return self._assign(rec, now, events)
 
     # --- decisions and settlement ---
@@ -953,7 +1035,6 @@ class MeshState:
             )
         )
         cmd = self._commit([dispute])
-        rec.state = "Disputed"
         rec.disputed = True
         rec.verifiers = (*rec.verifiers, *extra)
         out: list[Command] = [cmd]
@@ -1109,6 +1190,64 @@ class MeshState:
         cmd = self._commit(events)
         if rec.assignment is not None:
             self._release(rec.assignment.worker)
-        rec.state = "Settled"
         rec.timers.clear()
         return [cmd]
+
+
+class _Stale(Exception):
+    """Internal: a timer whose phase is over (ignored, not journalled)."""
+
+
+_OPEN: Final = ("Published", "Offered", "Assigned", "Executed", "Verifying", "Disputed")
+_REASSIGN: Final = frozenset({"Assigned", "Offered", "Published", "Settled"})
+_DECIDE: Final = frozenset({"Disputed", "Settled"})
+_M = MeshState
+
+#: (state, stimulus kind) -> (handler, next states). Stimulus kinds: the object's type name,
+#: ``AllOffersIn`` or ``Timeout:<stage>``. Everything that affects a transition is here; the
+#: dispatcher refuses a pair that is not, and checks the state a handler arrives at.
+TRANSITIONS: Final[dict[tuple[str, str], Transition]] = {
+    **{
+        (s, "ComputeOffer"): Transition(_M._on_offer, frozenset({"Offered"}))
+        for s in ("Published", "Offered")
+    },
+    **{
+        (s, "Timeout:offers"): Transition(
+            _M._on_offer_window, frozenset({"Published", "Offered", "Assigned", "Settled"})
+        )
+        for s in ("Published", "Offered")
+    },
+    ("Offered", "AllOffersIn"): Transition(
+        _M._on_all_offers_in, frozenset({"Offered", "Assigned", "Settled"})
+    ),
+    ("Assigned", "ResultCommitment"): Transition(
+        _M._on_commitment, frozenset({"Assigned", "Executed", "Verifying"})
+    ),
+    ("Executed", "ResultCommitment"): Transition(
+        _M._on_commitment, frozenset({"Executed", "Verifying"})
+    ),
+    ("Disputed", "ResultCommitment"): Transition(_M._on_commitment, frozenset({"Disputed"})),
+    ("Assigned", "Timeout:execution"): Transition(_M._on_execution_timeout, _REASSIGN),
+    ("Executed", "Timeout:verification"): Transition(
+        _M._on_verification_timeout, frozenset({"Executed"}) | _REASSIGN
+    ),
+    ("Verifying", "Timeout:verification"): Transition(
+        _M._on_verification_timeout, _REASSIGN | _DECIDE
+    ),
+    ("Disputed", "Timeout:verification"): Transition(
+        _M._on_verification_timeout, _REASSIGN | _DECIDE
+    ),
+    ("Executed", "ExecutionReceipt"): Transition(_M._on_reveal, frozenset({"Verifying"}) | _DECIDE),
+    ("Verifying", "ExecutionReceipt"): Transition(
+        _M._on_reveal, frozenset({"Verifying"}) | _DECIDE
+    ),
+    ("Verifying", "VerificationReceipt"): Transition(
+        _M._on_verdict, frozenset({"Verifying"}) | _DECIDE
+    ),
+    ("Disputed", "VerificationReceipt"): Transition(
+        _M._on_verdict, frozenset({"Disputed", "Settled"})
+    ),
+    **{(s, "Timeout:deadline"): Transition(_M._on_deadline, frozenset({"Settled"})) for s in _OPEN},
+}
+#: The states a task can be in while it is not settled (every one has a deadline timer).
+OPEN_STATES: Final = frozenset(s for s, _ in TRANSITIONS)

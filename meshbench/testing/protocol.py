@@ -13,8 +13,16 @@ from typing import Any
 from meshbench.core.encoding import CID, blob_cid
 from meshbench.core.events import StakeRequest, TaskAssigned
 from meshbench.core.identity import Identity
+from meshbench.core.model import Model
 from meshbench.core.policy import MeshPolicy
-from meshbench.core.protocol import Command, Faucet, MeshState, TimeoutFired
+from meshbench.core.protocol import (
+    AppendToLedger,
+    Command,
+    Faucet,
+    Journaled,
+    MeshState,
+    TimeoutFired,
+)
 from meshbench.core.types import (
     CapabilityScope,
     ComputeOffer,
@@ -59,6 +67,8 @@ class ProtocolHarness:
         self.policies = policies or StaticPolicyView(policy or MeshPolicy())
         self.state = MeshState(self.authority, policies=self.policies, membership=membership)
         self.log: list[Command] = []
+        #: the ledger as the node would write it: journalled stimuli and events, in order
+        self.history: list[Journaled | Model] = []
         self._nonce = 0
         if publisher_funds:
             self.feed(Faucet(account=self.publisher.did, amount=publisher_funds))
@@ -80,6 +90,8 @@ class ProtocolHarness:
     def feed(self, event: Any) -> list[Command]:
         out = self.state.handle(event, self.now)
         self.log += out
+        self.history += self.state.take_journal()
+        self.history += [e for c in out if isinstance(c, AppendToLedger) for e in c.events]
         return out
 
     def advance(self, ms: int) -> None:

@@ -454,12 +454,18 @@ def test_bond_unbond_withdraw_respects_the_lock_period():
 
 
 # --- the table ---
+TRANSITIONS_STATES = {s for s, _ in TRANSITIONS} | {"Settled"}
+
+
 def test_transition_table_is_data_and_drawn_from_itself():
     dot = transition_diagram()
     assert dot.startswith("digraph")
-    for (state, kind), handler in TRANSITIONS.items():
+    for (state, kind), entry in TRANSITIONS.items():
         assert f'"{state}"' in dot and kind in dot
-        assert handler.startswith("_on_")
+        assert entry.handler.__name__.startswith("_on_")
+        assert entry.next_states and entry.next_states <= set(TRANSITIONS_STATES)
+        for nxt in entry.next_states:  # drawn state -> state
+            assert f'"{state}" -> "{nxt}"' in dot
 
 
 def test_unknown_pair_raises_protocol_error():

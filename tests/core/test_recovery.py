@@ -23,11 +23,16 @@ def ledger_events(h: ProtocolHarness) -> list:
     return [e for c in h.log if isinstance(c, AppendToLedger) for e in c.events]
 
 
+def ledger_history(h: ProtocolHarness) -> list:
+    """What the node's ledger holds: the journalled stimuli and the events, in order."""
+    return list(h.history)
+
+
 def restart(h: ProtocolHarness) -> list:
     """Replace h.state by a fresh authority restored from the ledger's events."""
     old = h.state
     h.state = MeshState(h.authority, policies=h.policies)
-    cmds = h.state.restore(ledger_events(h), h.now)
+    cmds = h.state.restore(ledger_history(h), h.now)
     assert h.state.books.tables() == old.books.tables()
     for cid, rec in old.tasks.items():
         assert h.state.tasks[cid].state == rec.state

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from meshbench.core.protocol import TRANSITIONS, MeshState
+from meshbench.core.errors import ProtocolError
+from meshbench.core.protocol import TRANSITIONS, MeshState, TimeoutFired
 from meshbench.testing.protocol import ProtocolHarness, output_cid
 
 GOOD, BAD = output_cid("good"), output_cid("bad")
@@ -16,7 +17,7 @@ def record_pairs(monkeypatch):
     original = MeshState._dispatch
 
     def spy(self, rec, kind, event, now):
-        SEEN.add((rec.state, kind))
+        SEEN.add((rec.state, kind))  # the books' row: the one task state
         return original(self, rec, kind, event, now)
 
     monkeypatch.setattr(MeshState, "_dispatch", spy)
@@ -96,6 +97,42 @@ def test_worker_that_commits_but_never_reveals_is_replaced():
     assert rec.state == "Assigned" and rec.assignment.worker != a.worker
 
 
+def test_all_offers_in_closes_the_window_at_once():
+    from meshbench.core.protocol import AllOffersIn
+
+    h = ProtocolHarness()
+    task = h.task()
+    h.feed(task)
+    h.feed(h.offer(task, h.peers[0]))
+    timer = h.state.tasks[task.cid].timers["offers"]
+    h.feed(AllOffersIn(task_cid=task.cid))  # no time passes: the window closes now
+    assert h.state.state_of(task.cid) == "Assigned"
+    assert "offers" not in h.state.tasks[task.cid].timers  # its timer is now stale
+    assert h.feed(TimeoutFired(task_cid=task.cid, stage="offers", token=timer)) == []
+
+
+def test_commit_timer_closes_the_phase_and_the_reveal_moves_on():
+    h = ProtocolHarness()
+    task, a = _assigned(h)
+    h.feed(h.commit(task, a.worker, GOOD))
+    for v in a.verifiers[:-1]:  # the last verifier never commits
+        h.feed(h.commit(task, v, GOOD))
+    h.advance(15 * 60 * 1000)
+    h.fire(task, "verification")
+    assert h.state.state_of(task.cid) == "Executed"  # the books say: no reveal yet
+    late = h.commit(task, a.verifiers[-1], GOOD)
+    unchanged_state = h.state.books.tables()
+    with pytest.raises(ProtocolError):  # the reveal was asked for: no late commitment
+        h.feed(late)
+    assert h.state.books.tables() == unchanged_state
+    receipt = h.receipt(task, a.worker, GOOD)
+    h.feed(receipt)
+    assert h.state.state_of(task.cid) == "Verifying"
+    for v in a.verifiers[:-1]:
+        h.feed(h.verdict(task, v, GOOD, receipt))
+    assert h.state.state_of(task.cid) in ("Disputed", "Settled")
+
+
 def test_every_transition_pair_was_exercised():
     """Replays every scenario here and in test_protocol in this process (xdist-safe)."""
     import tests.core.test_protocol as scenarios
@@ -106,6 +143,8 @@ def test_every_transition_pair_was_exercised():
         test_verification_timeout_decides_with_the_votes_present,
     ]
     local.append(test_worker_that_commits_but_never_reveals_is_replaced)
+    local.append(test_all_offers_in_closes_the_window_at_once)
+    local.append(test_commit_timer_closes_the_phase_and_the_reveal_moves_on)
     for fn in local:
         fn()
     for name in dir(scenarios):
@@ -119,7 +158,8 @@ def test_every_transition_pair_was_exercised():
 def test_docs_embed_the_current_transition_table():
     from pathlib import Path
 
-    from meshbench.core.protocol import transition_table_markdown
+    from meshbench.core.protocol import transition_mermaid, transition_table_markdown
 
     doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
     assert transition_table_markdown() in doc
+    assert transition_mermaid() in doc  # the state -> state diagram
