@@ -74,7 +74,7 @@ def sim(
     if ledger_path is not None:
         from meshbench.store.ledger import Ledger
 
-        simulation.ledger = Ledger(ledger_path, authority=simulation.authority.did)
+        simulation.attach_ledger(Ledger(ledger_path, authority=simulation.authority.did))
     report = simulation.run().to_dict()
     if simulation.ledger is not None:
         simulation.ledger.close()

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from meshbench.core import governance as gov
 from meshbench.core.books import Books
@@ -32,6 +32,7 @@ from meshbench.core.events import QuorumReached, RewardDistributed
 from meshbench.core.identity import Identity
 from meshbench.core.model import Model, decode_object
 from meshbench.core.protocol import (
+    AllOffersIn,
     AppendToLedger,
     Broadcast,
     Command,
@@ -85,7 +86,6 @@ class TaskRecord:
 class _OfferRound:
     expected: int
     received: int = 0
-    token: int | None = None
 
 
 class MeshNode:
@@ -169,17 +169,23 @@ class MeshNode:
             self._ledger = Ledger(
                 self.ledger_path, authority=self.authority.did, verify_on_append=False
             )
-            books = Books(self.authority.did)
+            # One Books per node: the state machine folds into the ledger's books and the
+            # ledger persists what that fold changed. After a restart the state machine is
+            # rebuilt by replaying the ledger's journal through its own handlers (into fresh
+            # books, which must equal the stored tables and then become the ledger's): every
+            # open task gets its outstanding requests and pending timers again.
+            restarting = len(self._ledger) > 0
+            books = Books(self.authority.did) if restarting else self._ledger.books
             self.state = MeshState(
                 self.authority,
                 books=books,
                 membership=gov.BooksMembership(books),
                 verify_signatures=False,
             )
-            # After a restart the state machine is rebuilt from the ledger: every open task
-            # gets its outstanding requests again and fresh timers (nothing left stuck).
-            events = (ev for _, _, ev in self._ledger.iter_events(check=False))
-            resumed = self.state.restore(events, self.clock()) if len(self._ledger) else []
+            resumed: list[Command] = []
+            if restarting:
+                resumed = self.state.restore(self._ledger.history(), self.clock())
+                self._ledger.adopt(books)
         except BaseException as exc:
             self._start_error = exc
             self._started.set()
@@ -236,14 +242,22 @@ class MeshNode:
 
     # --- feeding the core --------------------------------------------------------------
     def feed(self, event: object) -> list[Command]:
-        """Hand one event to the state machine (driver thread only) and carry out its commands."""
-        assert self.state is not None
+        """Hand one event to the state machine (driver thread only) and carry out its
+        commands; a refused event is recorded in ``rejections``."""
         try:
-            cmds = self.state.handle(event, self.clock())
+            cmds = self._handle(event)
         except MeshError as exc:
             self._reject(event, exc)
             return []
         self._run(cmds)
+        return cmds
+
+    def _handle(self, event: object) -> list[Command]:
+        """The state machine's answer to ``event`` (raises what it refuses); the stimulus
+        is journalled before its commands are carried out (same transaction)."""
+        assert self.state is not None and self._ledger is not None
+        cmds = self.state.handle(event, self.clock())
+        self._ledger.journal(self.state.take_journal())
         return cmds
 
     def feed_bytes(self, data: bytes) -> None:
@@ -288,43 +302,57 @@ class MeshNode:
 
     def _carry_out(self, cmd: Command) -> None:
         assert self._ledger is not None
-        if isinstance(cmd, AppendToLedger):
-            self._ledger.append(*cmd.events)
-            for ev in cmd.events:
-                self._observe(ev)
-        elif isinstance(cmd, ScheduleTimeout):
-            fired = TimeoutFired(task_cid=cmd.task_cid, stage=cmd.stage, token=cmd.token)
-            heapq.heappush(self._timers, (cmd.at, next(self._seq), fired))
-            if cmd.stage == "offers" and cmd.task_cid in self._rounds:
-                self._rounds[cmd.task_cid].token = cmd.token
-                self._close_offers_if_complete(cmd.task_cid)
-        elif isinstance(cmd, Broadcast):
-            if isinstance(cmd.obj, TaskIntent):
-                self._ask_for_offers(cmd.obj)
-        elif isinstance(cmd, RunExecution | RunVerification):
-            role = "worker" if isinstance(cmd, RunExecution) else "verifier"
-            did = cmd.worker if isinstance(cmd, RunExecution) else cmd.verifier
-            self.backend.execute(
-                did, cmd.task, self._blobs_of(cmd.task), role, self._deliver(self.feed_bytes)
-            )
-        elif isinstance(cmd, RequestReveal):
-            self.backend.reveal(cmd.worker, cmd.task_cid, self._deliver(self._on_reveal))
-        elif isinstance(cmd, RequestVerdict):
-            rec = self.records.get(cmd.task_cid)
-            # a content validator (not ``exact``) judges the worker's bytes: send them along
-            extra = {}
-            if rec is not None and rec.task.validator != "exact":
-                extra["output"] = rec.output
-            self.backend.verdict(
-                cmd.verifier, cmd.task_cid, cmd.receipt, self._deliver(self.feed_bytes), **extra
-            )
-        elif isinstance(cmd, SealKey):
-            rec = self.records.get(cmd.task_cid)
-            if rec is None or rec.envelope is None or self.sealer is None:
-                raise ProtocolError(f"task {cmd.task_cid} has no sealed input this node holds")
-            # the content key, sealed now to exactly the chosen worker and verifiers
-            rec.envelope = self.sealer(rec.envelope, cmd.recipients)
-            self.blobs.put_object(rec.envelope.encode())
+        match cmd:
+            case AppendToLedger():
+                self._ledger.persist(*cmd.events)  # the state machine folded them already
+                for ev in cmd.events:
+                    self._observe(ev)
+            case ScheduleTimeout():
+                fired = TimeoutFired(task_cid=cmd.task_cid, stage=cmd.stage, token=cmd.token)
+                heapq.heappush(self._timers, (cmd.at, next(self._seq), fired))
+            case Broadcast():
+                if isinstance(cmd.obj, TaskIntent):
+                    self._ask_for_offers(cmd.obj)
+            case RunExecution():
+                self.backend.execute(
+                    cmd.worker,
+                    cmd.task,
+                    self._blobs_of(cmd.task),
+                    "worker",
+                    self._deliver(self.feed_bytes),
+                )
+            case RunVerification():
+                self.backend.execute(
+                    cmd.verifier,
+                    cmd.task,
+                    self._blobs_of(cmd.task),
+                    "verifier",
+                    self._deliver(self.feed_bytes),
+                )
+            case RequestReveal():
+                self.backend.reveal(cmd.worker, cmd.task_cid, self._deliver(self._on_reveal))
+            case RequestVerdict():
+                rec = self.records.get(cmd.task_cid)
+                # a content validator (not ``exact``) judges the worker's bytes: send them along
+                extra = {}
+                if rec is not None and rec.task.validator != "exact":
+                    extra["output"] = rec.output
+                self.backend.verdict(
+                    cmd.verifier,
+                    cmd.task_cid,
+                    cmd.receipt,
+                    self._deliver(self.feed_bytes),
+                    **extra,
+                )
+            case SealKey():
+                rec = self.records.get(cmd.task_cid)
+                if rec is None or rec.envelope is None or self.sealer is None:
+                    raise ProtocolError(f"task {cmd.task_cid} has no sealed input this node holds")
+                # the content key, sealed now to exactly the chosen worker and verifiers
+                rec.envelope = self.sealer(rec.envelope, cmd.recipients)
+                self.blobs.put_object(rec.envelope.encode())
+            case _:
+                assert_never(cmd)
 
     def _blobs_of(self, task: TaskIntent) -> tuple[bytes, bytes, bytes | None]:
         """Module, input (and, for a private task, the sealed key envelope) of a task in
@@ -356,14 +384,15 @@ class MeshNode:
         self.backend.request_offers(task, self._blobs_of(task), self._deliver(on_offer))
 
     def _close_offers_if_complete(self, task_cid: CID) -> None:
-        """Every worker answered: close the offer window now rather than at its timer."""
+        """Every worker answered: tell the state machine (``AllOffersIn``), which closes the
+        offer window now rather than at its timer."""
         rnd = self._rounds.get(task_cid)
-        if rnd is None or rnd.token is None or rnd.received < rnd.expected:
+        if rnd is None or rnd.received < rnd.expected:
             return
         del self._rounds[task_cid]
         assert self.state is not None
         if self.state.state_of(task_cid) == "Offered":
-            self.feed(TimeoutFired(task_cid=task_cid, stage="offers", token=rnd.token))
+            self.feed(AllOffersIn(task_cid=task_cid))
 
     def _on_reveal(self, answer: tuple[bytes, bytes]) -> None:
         data, output = answer
@@ -430,11 +459,10 @@ class MeshNode:
         def work() -> TaskRecord:
             rec = TaskRecord(task=task, envelope=envelope)
             self.records[task.cid] = rec
-            assert self.state is not None
             try:
-                cmds = self.state.handle(task, self.clock())
+                cmds = self._handle(task)
                 if envelope is not None:
-                    cmds += self.state.handle(PrivateInput(task_cid=task.cid), self.clock())
+                    cmds += self._handle(PrivateInput(task_cid=task.cid))
             except MeshError:
                 del self.records[task.cid]
                 raise
@@ -447,14 +475,13 @@ class MeshNode:
         """Append signed events that are not protocol stimuli (governance, policy) to the
         ledger and the state machine's books, and tell the listeners.
 
-        The ledger folds them first (a refused event raises its typed error and changes
-        nothing); then the state machine's books take the same events.
+        The ledger folds them into the node's one books (which the state machine reads) and
+        writes them; a refused event raises its typed error and changes nothing.
         """
 
         def work() -> None:
-            assert self._ledger is not None and self.state is not None
+            assert self._ledger is not None
             self._ledger.append(*events)
-            self.state.books.apply(*events)
             for ev in events:
                 self._observe(ev)
 
@@ -469,8 +496,7 @@ class MeshNode:
         self.call(lambda: self._checked(obj))
 
     def _checked(self, event: object) -> None:
-        assert self.state is not None
-        self._run(self.state.handle(event, self.clock()))
+        self._run(self._handle(event))
 
     def state_of(self, task_cid: CID) -> str:
         return self.call(lambda: self.state.state_of(task_cid) if self.state else "Unknown")

@@ -29,7 +29,7 @@ import random
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, assert_never
 
 import msgspec
 
@@ -43,6 +43,7 @@ from meshbench.core.policy import MeshPolicy
 from meshbench.core.protocol import (
     AppendToLedger,
     Broadcast,
+    Command,
     Faucet,
     MeshState,
     RequestReveal,
@@ -123,12 +124,11 @@ class Simulation:
         self._seq = 0
         self.authority = _ident(cfg.seed, "authority")
         self.federation = _ident(cfg.seed, "federation")
-        self.state = MeshState(
-            self.authority,
-            books=None,
-            policies=StaticPolicyView(cfg.policy),
-        )
-        self.ledger = cfg.ledger
+        self.ledger: Any = None
+        self.state = MeshState(self.authority, policies=StaticPolicyView(cfg.policy))
+        self.state.record_journal = False
+        if cfg.ledger is not None:
+            self.attach_ledger(cfg.ledger)
         n = max(1, cfg.workers)
         self.peers = [_ident(cfg.seed, f"peer{i}") for i in range(n)]
         self.publishers = [_ident(cfg.seed, f"pub{i}") for i in range(max(1, cfg.publishers))]
@@ -144,6 +144,17 @@ class Simulation:
         self.nonce = 0
 
     # --- setup ---
+    def attach_ledger(self, ledger: Any) -> None:
+        """Write every event (and the journal) to ``ledger``, an empty
+        :class:`~meshbench.store.ledger.Ledger` of this simulation's authority. One Books:
+        the state machine folds into the ledger's books and the ledger persists what changed."""
+        if len(ledger) or self.state.books.minted():
+            raise ValueError("attach an empty ledger before the simulation runs")
+        self.ledger = ledger
+        self.state = MeshState(
+            self.authority, books=ledger.books, policies=StaticPolicyView(self.cfg.policy)
+        )
+
     def _assign_behaviours(self, n: int) -> dict[str, str]:
         order = list(range(n))
         self.rng.shuffle(order)
@@ -215,28 +226,35 @@ class Simulation:
         except MeshError:
             self.refused += 1
             return
+        if self.ledger is not None:
+            self.ledger.journal(self.state.take_journal())
         for cmd in commands:
             self._carry_out(cmd)
 
-    def _carry_out(self, cmd: Any) -> None:
-        if isinstance(cmd, AppendToLedger):
-            self.events += len(cmd.events)
-            if self.ledger is not None:
-                self.ledger.append(*cmd.events)
-        elif isinstance(cmd, ScheduleTimeout):
-            self.push(cmd.at, TimeoutFired(task_cid=cmd.task_cid, stage=cmd.stage, token=cmd.token))
-        elif isinstance(cmd, Broadcast) and isinstance(cmd.obj, TaskIntent):
-            self._offers(cmd.obj)
-        elif isinstance(cmd, RunExecution):
-            self._execute(cmd.task, cmd.worker, cmd.worker, is_worker=True)
-        elif isinstance(cmd, RunVerification):
-            self._execute(cmd.task, cmd.verifier, cmd.assignment.worker, is_worker=False)
-        elif isinstance(cmd, RequestReveal):
-            self._reveal(cmd.task_cid, cmd.worker)
-        elif isinstance(cmd, RequestVerdict):
-            self._verdict(cmd)
-        elif isinstance(cmd, SealKey):
-            pass  # keys are sealed by the runtime's blob store; nothing to simulate
+    def _carry_out(self, cmd: Command) -> None:
+        match cmd:
+            case AppendToLedger():
+                self.events += len(cmd.events)
+                if self.ledger is not None:
+                    self.ledger.persist(*cmd.events)  # folded once, by the state machine
+            case ScheduleTimeout():
+                fired = TimeoutFired(task_cid=cmd.task_cid, stage=cmd.stage, token=cmd.token)
+                self.push(cmd.at, fired)
+            case Broadcast():
+                if isinstance(cmd.obj, TaskIntent):
+                    self._offers(cmd.obj)
+            case RunExecution():
+                self._execute(cmd.task, cmd.worker, cmd.worker, is_worker=True)
+            case RunVerification():
+                self._execute(cmd.task, cmd.verifier, cmd.assignment.worker, is_worker=False)
+            case RequestReveal():
+                self._reveal(cmd.task_cid, cmd.worker)
+            case RequestVerdict():
+                self._verdict(cmd)
+            case SealKey():
+                pass  # keys are sealed by the runtime's blob store; nothing to simulate
+            case _:
+                assert_never(cmd)
 
     # --- publishers and workers ---
     def _publish(self, i: int) -> None:

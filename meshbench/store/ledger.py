@@ -7,8 +7,18 @@ Schema:
   checked at any time);
 * ``parents(child, parent)``: the DAG links; a parent must already be in the ledger;
 * ``derived(tbl, key, value)``: the tables of :class:`~meshbench.core.books.Books`
-  (accounts, escrows, stakes, reputation, tasks, policies, ... and whatever tables
-  registered fold handlers write), values as canonical JSON.
+  (accounts, escrows, stakes, reputation, tasks, policies, ... and whatever tables the
+  fold's rules write), values as canonical JSON;
+* ``stimuli(n, after_seq, at, kind, task, ref, data)``: the authority's journal, every
+  stimulus its state machine accepted, with the authority's time ``at``, placed after event
+  ``after_seq`` (a signed object by the CID of its event, ``ref``; a timer, faucet, ... as
+  JSON ``data``). A restart replays it through the protocol's handlers
+  (:meth:`Ledger.history`), and a task's story reads it.
+
+One :class:`Books` per ledger: the state machine folds its events into the ledger's books
+(they share the object) and :meth:`Ledger.persist` writes what that fold changed, so the
+hot path folds each event once. :meth:`Ledger.append` is for events nobody folded yet
+(governance, the wallet, imports): it folds them, then persists.
 
 One append is one SQLite transaction holding the events, their links and every derived
 row they change, so a crash (even SIGKILL mid-settlement) leaves either the whole
@@ -26,14 +36,19 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from meshbench.core.audit import SettlementAuditor
 from meshbench.core.books import Books, cid_key
+from meshbench.core.encoding import parse_cid
 from meshbench.core.errors import LedgerError, MeshError
 from meshbench.core.model import Model, Signed, decode_object
+from meshbench.core.protocol import UNSIGNED_STIMULI, Journaled
+from meshbench.core.types import TaskIntent
 
 __all__ = ["Ledger", "LedgerReport"]
+
+Link = tuple[str, str]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -56,7 +71,17 @@ CREATE TABLE IF NOT EXISTS derived (
     value TEXT NOT NULL,
     PRIMARY KEY (tbl, key)
 );
+CREATE TABLE IF NOT EXISTS stimuli (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    after_seq INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    task TEXT,
+    ref TEXT,
+    data TEXT
+);
 CREATE INDEX IF NOT EXISTS events_type ON events(type);
+CREATE INDEX IF NOT EXISTS stimuli_task ON stimuli(task);
 """
 
 
@@ -128,11 +153,24 @@ class Ledger:
 
     def _load_books(self) -> Books:
         books = Books(self.authority)
-        tables: dict[str, dict[str, Any]] = {}
-        for tbl, key, value in self._db.execute("SELECT tbl, key, value FROM derived"):
-            tables.setdefault(tbl, {})[key] = json.loads(value)
-        books.load(tables)
+        books.load(self.stored_tables())
         return books
+
+    def _reload_books(self) -> None:
+        """A write failed: the (shared) books go back to what the file holds, in place."""
+        self.books.load(self.stored_tables())
+
+    def adopt(self, books: Books) -> None:
+        """Use ``books`` (a fresh fold of this ledger, e.g. by a restored state machine) as
+        the ledger's one books; they must equal the stored tables."""
+        differences = _differences(self.stored_tables(), books.tables())
+        if differences:
+            raise LedgerError(
+                "the derived tables differ from the fold of the events (run `meshbench ledger "
+                f"rebuild`): {'; '.join(differences[:3])}"
+            )
+        books.dirty.clear()
+        self.books = books
 
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
@@ -166,7 +204,7 @@ class Ledger:
 
     # --- appending ---
     def append(self, *events: Model) -> None:
-        """Append ``events`` atomically: checked, folded and written in one transaction.
+        """Fold ``events`` into the books and write them, atomically, in one transaction.
 
         Raises (with nothing written and the books unchanged): ``InvalidSignature`` for a
         bad signature, ``LedgerError`` for a duplicate or an unknown parent, and whatever
@@ -174,6 +212,85 @@ class Ledger:
         """
         if not events:
             return
+        rows, links = self._rows(events)  # checked before the fold changes anything
+        self.books.dirty.clear()
+        self.books.apply(*events)  # raises before anything is written
+        self._write(events, rows, links)
+
+    def persist(self, *events: Model) -> None:
+        """Write events that the shared books already folded (the state machine's
+        ``AppendToLedger``), with the rows that fold changed: no second fold."""
+        if events:
+            self._write(events, *self._rows(events))
+
+    def journal(self, entries: list[Journaled]) -> None:
+        """Record accepted stimuli after the last event (call before persisting the events
+        they produced; the node does both inside one :meth:`batch`)."""
+        if not entries:
+            return
+        last = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        rows = [(last, e.at, *_stimulus_row(e.stimulus)) for e in entries]
+        db = self._db
+        nested = self._batch_depth > 0
+        db.execute("SAVEPOINT journal" if nested else "BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT INTO stimuli (after_seq, at, kind, task, ref, data) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        except BaseException:
+            db.execute("ROLLBACK TO journal" if nested else "ROLLBACK")
+            if nested:
+                db.execute("RELEASE journal")
+            raise
+        db.execute("RELEASE journal" if nested else "COMMIT")
+
+    def history(self) -> Iterator[Journaled | Model]:
+        """The journal and the events, merged in ledger order (what a restart replays).
+
+        A journalled signed object is the first event its stimulus produced, so it is read
+        from the event stream itself (decoded once, not looked up)."""
+        stimuli = self._db.execute(
+            "SELECT after_seq, at, kind, ref, data FROM stimuli ORDER BY n"
+        ).fetchall()
+        events = self.iter_events(check=False)
+        k = 0
+        for seq, cid, ev in events:
+            while k < len(stimuli) and stimuli[k][0] < seq:
+                after, at, kind, ref, data = stimuli[k]
+                k += 1
+                if ref is None:
+                    yield Journaled(at, _stimulus_from(kind, json.loads(data)))
+                    continue
+                if ref != cid:
+                    raise LedgerError(f"journal entry after #{after} names {ref}, not {cid}")
+                yield Journaled(at, ev)
+            yield ev
+        for row in stimuli[k:]:
+            yield self._journaled(row)
+
+    def stimuli_of(self, task_cid: Any) -> list[tuple[int, str, Journaled]]:
+        """``(n, kind, Journaled)`` of every journalled stimulus about one task, in order."""
+        key = task_cid if isinstance(task_cid, str) else cid_key(task_cid)
+        rows = self._db.execute(
+            "SELECT n, after_seq, at, kind, ref, data FROM stimuli WHERE task = ? ORDER BY n",
+            (key,),
+        ).fetchall()
+        return [
+            (n, kind, self._journaled((after, at, kind, ref, data)))
+            for n, after, at, kind, ref, data in rows
+        ]
+
+    def _journaled(self, row: tuple[Any, ...]) -> Journaled:
+        _, at, kind, ref, data = row
+        if ref is not None:
+            return Journaled(at, self.get(ref))
+        return Journaled(at, _stimulus_from(kind, json.loads(data)))
+
+    def _rows(
+        self, events: tuple[Model, ...]
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[str, str]]]:
         rows, links = [], []
         batch: set[str] = set()
         for ev in events:
@@ -191,8 +308,11 @@ class Ledger:
             author = ev.signer if isinstance(ev, Signed) else None
             stamp = _timestamp(ev)
             rows.append((key, type(ev).__name__, author, stamp, ev.encode()))
-        self.books.dirty.clear()
-        self.books.apply(*events)  # raises before anything is written
+        return rows, links
+
+    def _write(
+        self, events: tuple[Model, ...], rows: list[tuple[Any, ...]], links: list[Link]
+    ) -> None:
         db = self._db
         nested = self._batch_depth > 0
         try:
@@ -212,7 +332,7 @@ class Ledger:
                 db.execute("RELEASE append")
             elif db.in_transaction:
                 db.execute("ROLLBACK")
-            self.books = self._load_books()  # the write failed: back to what is stored
+            self._reload_books()  # the write failed: back to what is stored
             raise
 
     @contextlib.contextmanager
@@ -237,7 +357,7 @@ class Ledger:
         except BaseException:
             self._batch_depth = 0
             self._db.execute("ROLLBACK")
-            self.books = self._load_books()
+            self._reload_books()
             raise
         self._batch_depth = 0
         self._db.execute("COMMIT")
@@ -325,8 +445,7 @@ class Ledger:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        books.dirty.clear()
-        self.books = books
+        self.books.load(books.tables())  # in place: whoever shares the books sees them
         return report
 
     def close(self) -> None:
@@ -361,3 +480,34 @@ def _differences(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> 
             if va != vb:
                 out.append(f"{tbl}[{key}]: stored {va} but the events fold to {vb}")
     return out
+
+
+_STIMULI: Final[dict[str, type]] = {cls.__name__: cls for cls in UNSIGNED_STIMULI}
+
+
+def _stimulus_row(stimulus: object) -> tuple[str, str | None, str | None, str | None]:
+    """(kind, task, ref, data) of one journal row."""
+    task = getattr(stimulus, "task_cid", None)
+    task_key = cid_key(task) if task is not None else None
+    if isinstance(stimulus, Signed):
+        if isinstance(stimulus, TaskIntent):
+            task_key = cid_key(stimulus.cid)
+        return type(stimulus).__name__, task_key, cid_key(stimulus.cid), None
+    kind = type(stimulus).__name__
+    if kind not in _STIMULI:
+        raise LedgerError(f"{kind} is not a stimulus the journal knows")
+    fields = {
+        f: (cid_key(v) if f == "task_cid" else v)
+        for f in stimulus.__dataclass_fields__  # type: ignore[attr-defined]
+        for v in (getattr(stimulus, f),)
+    }
+    return kind, task_key, None, _json(fields)
+
+
+def _stimulus_from(kind: str, fields: dict[str, Any]) -> object:
+    cls = _STIMULI.get(kind)
+    if cls is None:
+        raise LedgerError(f"the journal holds an unknown stimulus kind {kind!r}")
+    if "task_cid" in fields:
+        fields = {**fields, "task_cid": parse_cid(fields["task_cid"])}
+    return cls(**fields)

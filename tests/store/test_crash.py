@@ -21,7 +21,7 @@ CHILD = textwrap.dedent(
 
     path, block_at = sys.argv[1], int(sys.argv[2])
     sim = Simulation(SimConfig(workers=12, malicious=0.2, faulty=0.2, tasks=400, seed=7))
-    sim.ledger = Ledger(path, authority=sim.authority.did)
+    sim.attach_ledger(Ledger(path, authority=sim.authority.did))
     settled = 0
 
     def hook(events):
