@@ -55,11 +55,8 @@ class SettlementAuditor:
 
     def _check_votes(self, ev: QuorumReached) -> None:
         where = f"QuorumReached {cid_key(ev.cid)}"
-        approvers, rejecters = set(), set()
-        for cids, approved, bucket in (
-            (ev.approvals, True, approvers),
-            (ev.rejections, False, rejecters),
-        ):
+        votes: dict[str, bool] = {}
+        for cids, approved in ((ev.approvals, True), (ev.rejections, False)):
             for c in cids:
                 vote = self.votes.get(cid_key(c))
                 if vote is None or vote.task_cid != ev.task_cid:
@@ -67,14 +64,11 @@ class SettlementAuditor:
                 elif vote.approved != approved:
                     self.problems.append(f"{where}: vote {c} is counted on the wrong side")
                 else:
-                    bucket.add(vote.verifier)
-        if ev.outcome == "Accepted":
-            expected_with, expected_against = approvers, rejecters
-        elif ev.outcome == "Rejected":
-            expected_with, expected_against = rejecters, approvers
-        else:
-            expected_with, expected_against = set(), set()
-        if set(ev.with_quorum) != expected_with or set(ev.against_quorum) != expected_against:
+                    votes[vote.verifier] = approved
+        expected_with, expected_against = quorum.sides(ev.outcome, votes)
+        if set(ev.with_quorum) != set(expected_with) or set(ev.against_quorum) != set(
+            expected_against
+        ):
             self.problems.append(f"{where}: with/against lists do not match the votes")
 
     def _check_reward(self, ev: RewardDistributed, books: Books) -> None:
@@ -96,10 +90,9 @@ class SettlementAuditor:
         if quorum_ev.worker is None:
             self.problems.append(f"{where}: an accepted result names no worker")
             return
-        weights = {
-            v: max(1, int(reputation.decayed(rec, quorum_ev.timestamp, policy) * 1_000_000))
-            for v, rec in records.items()
-        }
+        weights = escrow.verifier_weights(
+            {v: reputation.decayed(rec, quorum_ev.timestamp, policy) for v, rec in records.items()}
+        )
         n = len(quorum_ev.approvals) + len(quorum_ev.rejections)
         if len(quorum_ev.approvals) < quorum.needed_approvals(n, policy):
             self.problems.append(f"{where}: accepted with too few approvals for the policy")
@@ -109,7 +102,7 @@ class SettlementAuditor:
             publisher=task["publisher"],
             worker=quorum_ev.worker,
             treasury=task["federation"],
-            verifiers=sorted(weights.items()),
+            verifiers=weights,
             policy=policy,
             on_time=quorum_ev.on_time,
             quality_ppm=quorum_ev.quality_ppm,

@@ -19,12 +19,17 @@ sum to the escrowed fee, so settlement never creates or destroys a token.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from meshbench.core.events import Payout
 from meshbench.core.policy import MeshPolicy
 
-__all__ = ["refund_payouts", "settle_accepted", "split_weighted"]
+__all__ = [
+    "refund_payouts",
+    "settle_accepted",
+    "split_weighted",
+    "verifier_weights",
+]
 
 PPM = 1_000_000
 
@@ -43,6 +48,12 @@ def split_weighted(total: int, weights: Sequence[tuple[str, int]]) -> list[tuple
     d, a = shares[owner]
     shares[owner] = (d, a + rest)
     return shares
+
+
+def verifier_weights(reputations: Mapping[str, float]) -> list[tuple[str, int]]:
+    """Settlement weights of the verifiers with the quorum: reputation in parts per million
+    (at least 1), sorted by DID. Used by the authority and by the auditor alike."""
+    return sorted((v, max(1, int(r * 1_000_000))) for v, r in reputations.items())
 
 
 def settle_accepted(

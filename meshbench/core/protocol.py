@@ -77,6 +77,7 @@ from meshbench.core.events import (
 from meshbench.core.identity import Identity
 from meshbench.core.model import Model, Signed
 from meshbench.core.policy import MeshPolicy
+from meshbench.core.tables import Changes
 from meshbench.core.types import (
     ComputeOffer,
     ExecutionReceipt,
@@ -185,9 +186,11 @@ class Journaled(NamedTuple):
 # --- commands --------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AppendToLedger:
-    """Append these events atomically (one transaction); the books already include them."""
+    """Append these events atomically (one transaction); the books already include them,
+    and ``changes`` is what folding them changed (the rows the ledger writes with them)."""
 
     events: tuple[Model, ...]
+    changes: Changes = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -477,11 +480,11 @@ class MeshState:
 
     def _commit(self, events: list[Model]) -> AppendToLedger:
         """Fold ``events`` into the books (atomically, or raise) and make the append."""
-        self.books.apply(*events)
+        changes = self.books.apply(*events)
         for e in events:
             if isinstance(e, Signed):
                 self._seen.add(e.cid)
-        return AppendToLedger(events=tuple(events))
+        return AppendToLedger(events=tuple(events), changes=changes)
 
     def _timer(self, rec: _Task, stage: Stage, at: int) -> ScheduleTimeout:
         self._token += 1
@@ -771,8 +774,24 @@ class MeshState:
         return hashlib.sha256(self.authority.sign(msg)).digest()
 
     def _assign(self, rec: _Task, now: int, events: list[Model]) -> list[Command]:
+        """Decide who works (:meth:`_choose`), then carry that decision out."""
+        policy = self.policy(rec.task.federation)
+        choice = self._choose(rec, now, policy)
+        if isinstance(choice, str):
+            if choice == "exhausted":
+                return self._expire(rec, now, events, f"{rec.attempt + 1} assignments failed")
+            # no eligible offer: ask workers again. Too few verifiers: asking workers cannot
+            # help (and a runtime that closes offer rounds as soon as every worker answered
+            # would spin): wait a window for verifiers.
+            return self._reopen(rec, now, events, policy, ask_workers=choice == "no_offer")
+        return self._apply_assignment(rec, now, events, policy, *choice)
+
+    def _choose(
+        self, rec: _Task, now: int, policy: MeshPolicy
+    ) -> tuple[ComputeOffer, list[str]] | Literal["exhausted", "no_offer", "no_verifiers"]:
+        """The pure decision of an assignment: the best eligible offer and the drawn
+        verifiers, or why there is none. Changes nothing."""
         task = rec.task
-        policy = self.policy(task.federation)
         offers = selection.rank_offers(
             task,
             self._eligible_offers(rec, policy, now),
@@ -783,18 +802,29 @@ class MeshState:
         )
         attempt = rec.attempt + 1
         if attempt >= policy.selection.max_attempts:
-            return self._expire(rec, now, events, f"{attempt} assignments failed")
+            return "exhausted"
         if not offers:
-            return self._reopen(rec, now, events, policy, ask_workers=True)
+            return "no_offer"
         offer = offers[0]
         q = policy.verification_quorum
         k = min(max(task.verifier_count, q.minimum_verifiers), q.maximum_verifiers)
         candidates = self._verifier_candidates(rec, offer.worker, policy, now, ())
         verifiers = selection.draw_verifiers(self._draw_seed(rec, f"a{attempt}"), candidates, k)
         if len(verifiers) < max(1, q.minimum_verifiers):
-            # asking workers again cannot help (and a runtime that closes offer rounds as
-            # soon as every worker answered would spin): wait a window for verifiers
-            return self._reopen(rec, now, events, policy, ask_workers=False)
+            return "no_verifiers"
+        return offer, verifiers
+
+    def _apply_assignment(
+        self,
+        rec: _Task,
+        now: int,
+        events: list[Model],
+        policy: MeshPolicy,
+        offer: ComputeOffer,
+        verifiers: list[str],
+    ) -> list[Command]:
+        """Sign the assignment, move the escrow, commit, and ask the chosen parties."""
+        task, attempt = rec.task, rec.attempt + 1
         assignment = self._sign(
             TaskAssigned(
                 assigner=self.authority.did,
@@ -1076,14 +1106,7 @@ class MeshState:
         assert rec.assignment is not None and rec.receipt is not None
         task, receipt, policy = rec.task, rec.receipt, self.policy(rec.task.federation)
         worker = rec.assignment.worker
-        if decision == "Accepted":
-            with_q = sorted(v for v, ok in votes.items() if ok)
-            against = sorted(v for v, ok in votes.items() if not ok)
-        elif decision == "Rejected":
-            with_q = sorted(v for v, ok in votes.items() if not ok)
-            against = sorted(v for v, ok in votes.items() if ok)
-        else:
-            with_q, against = [], []
+        with_q, against = quorum.sides(decision, votes)
         assert rec.worker_committed_at is not None
         on_time = rec.worker_committed_at <= rec.assignment.due_at
         quality_ppm = round(receipt.summary.contribution_score * 1_000_000)
@@ -1113,9 +1136,9 @@ class MeshState:
                 publisher=task.publisher,
                 worker=worker,
                 treasury=task.federation,
-                verifiers=[
-                    (v, max(1, int(self._reputation(v, now, policy) * 1_000_000))) for v in with_q
-                ],
+                verifiers=escrow.verifier_weights(
+                    {v: self._reputation(v, now, policy) for v in with_q}
+                ),
                 policy=policy,
                 on_time=on_time,
                 quality_ppm=quality_ppm,

@@ -21,7 +21,13 @@ from typing import Literal
 
 from meshbench.core.policy import MeshPolicy
 
-__all__ = ["Decision", "binomial_wrong_accept_bound", "needed_approvals", "tally"]
+__all__ = [
+    "Decision",
+    "binomial_wrong_accept_bound",
+    "needed_approvals",
+    "sides",
+    "tally",
+]
 
 Decision = Literal["Accepted", "Rejected", "Conflict", "Insufficient", "NoConsensus"]
 
@@ -48,6 +54,19 @@ def tally(votes: Mapping[str, bool], *, drawn: int, policy: MeshPolicy) -> Decis
     if n - a >= needed_approvals(n, policy):
         return "Rejected"
     return "NoConsensus"
+
+
+def sides(decision: str, votes: Mapping[str, bool]) -> tuple[list[str], list[str]]:
+    """(voters with the quorum, voters against it), each sorted; both empty unless the
+    decision is ``Accepted`` or ``Rejected``. The authority settles with it and the auditor
+    re-derives with it."""
+    approve = sorted(v for v, ok in votes.items() if ok)
+    reject = sorted(v for v, ok in votes.items() if not ok)
+    if decision == "Accepted":
+        return approve, reject
+    if decision == "Rejected":
+        return reject, approve
+    return [], []
 
 
 def binomial_wrong_accept_bound(f: float, policy: MeshPolicy, first_round: int) -> float:

@@ -27,12 +27,20 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from meshbench.core.policy import MeshPolicy
 from meshbench.core.types import ComputeOffer, TaskIntent
 from meshbench.core.views import MembershipView
 
-__all__ = ["draw_verifiers", "offer_problems", "offer_score", "rank_offers"]
+__all__ = [
+    "ScoreBreakdown",
+    "draw_verifiers",
+    "offer_problems",
+    "offer_score",
+    "rank_offers",
+    "score_breakdown",
+]
 
 
 def offer_problems(
@@ -74,6 +82,45 @@ def offer_problems(
     return out
 
 
+@dataclass(frozen=True)
+class ScoreBreakdown:
+    """The terms of :func:`offer_score` for one offer (the workbench shows them)."""
+
+    reputation: float
+    cost: float
+    eta: float
+    capacity: float
+    fair_queue_divisor: float
+
+    @property
+    def total(self) -> float:
+        return (self.reputation + self.cost + self.eta + self.capacity) / self.fair_queue_divisor
+
+
+def score_breakdown(
+    task: TaskIntent,
+    offer: ComputeOffer,
+    policy: MeshPolicy,
+    *,
+    reputation: float,
+    bond: int,
+    load: int,
+) -> ScoreBreakdown:
+    """The score of ``offer`` term by term; :func:`offer_score` is its ``total``."""
+    sel, sched = policy.selection, policy.scheduling
+    min_stake = max(1, policy.bonding_requirements.min_stake)
+    rep = (1 - policy.stake_weight) * reputation + policy.stake_weight * min(
+        1.0, bond / (2 * min_stake)
+    )
+    return ScoreBreakdown(
+        reputation=sel.reputation_weight * min(1.0, rep * sched.reputation_priority_boost),
+        cost=sel.cost_weight * (1 - offer.cost / task.fee if task.fee else 0.0),
+        eta=sel.eta_weight / (1 + offer.eta_ms / (sched.task_timeout * 1000)),
+        capacity=sel.capacity_weight * offer.capacity / (offer.capacity + 1),
+        fair_queue_divisor=float(1 + load) if sched.use_fair_queuing else 1.0,
+    )
+
+
 def offer_score(
     task: TaskIntent,
     offer: ComputeOffer,
@@ -83,20 +130,7 @@ def offer_score(
     bond: int,
     load: int,
 ) -> float:
-    sel, sched = policy.selection, policy.scheduling
-    min_stake = max(1, policy.bonding_requirements.min_stake)
-    rep = (1 - policy.stake_weight) * reputation + policy.stake_weight * min(
-        1.0, bond / (2 * min_stake)
-    )
-    score = (
-        sel.reputation_weight * min(1.0, rep * sched.reputation_priority_boost)
-        + sel.cost_weight * (1 - offer.cost / task.fee if task.fee else 0.0)
-        + sel.eta_weight / (1 + offer.eta_ms / (sched.task_timeout * 1000))
-        + sel.capacity_weight * offer.capacity / (offer.capacity + 1)
-    )
-    if sched.use_fair_queuing:
-        score /= 1 + load
-    return score
+    return score_breakdown(task, offer, policy, reputation=reputation, bond=bond, load=load).total
 
 
 def rank_offers(

@@ -21,13 +21,15 @@ from meshbench.core.errors import InsufficientFunds, LedgerError
 from meshbench.core.model import Model
 from meshbench.core.policy import MeshPolicy
 
-__all__ = ["TABLES", "FoldHandler", "FoldRules", "Tables", "cid_key"]
+__all__ = ["TABLES", "Changes", "FoldHandler", "FoldRules", "Tables", "cid_key"]
 
 #: The derived tables every ledger has; handlers may create more (``Tables.put``).
 TABLES: Final = ("accounts", "escrows", "stakes", "reputation", "tasks", "policies", "meta")
 
 FoldHandler = Callable[[Any, Any], None]
 FoldRules = Mapping[type[Model], FoldHandler]
+#: What one fold changed: ``(table, key, new value or None when the row was removed)``.
+Changes = tuple[tuple[str, str, Any], ...]
 
 
 def cid_key(cid: CID) -> str:
@@ -52,7 +54,6 @@ class Tables:
         self._tables: dict[str, dict[str, Any]] = {t: {} for t in TABLES}
         self._pending: dict[tuple[str, str], Any] | None = None
         self._policy_cache: dict[str, MeshPolicy] = {}
-        self.dirty: set[tuple[str, str]] = set()
 
     def copy(self) -> Self:
         """An independent copy (values are replaced, never mutated, so a shallow copy works)."""
@@ -65,7 +66,6 @@ class Tables:
         self._tables = {t: {} for t in TABLES}
         for name, rows in tables.items():
             self._tables[name] = dict(rows)
-        self.dirty.clear()
 
     # --- reading ---
     def get(self, table: str, key: str, default: Any = None) -> Any:
@@ -125,8 +125,11 @@ class Tables:
         self.put("accounts", account, have - amount)
 
     # --- folding ---
-    def apply(self, *events: Model) -> None:
+    def apply(self, *events: Model) -> Changes:
         """Fold ``events`` atomically: all of them, or (on any error) none of them.
+
+        Returns what changed, ``((table, key, value or None for a deleted row), ...)``: what a
+        ledger persists with these events (no second fold).
 
         Before committing, the token change of every touched row is summed: it must equal
         what was minted by these events, else the whole batch is refused (``LedgerError``).
@@ -158,7 +161,7 @@ class Tables:
                 rows.pop(key, None)
             else:
                 rows[key] = value
-            self.dirty.add((table, key))
+        return tuple((table, key, value) for (table, key), value in pending.items())
 
     def fold(self, events: Iterable[Model]) -> Self:
         for event in events:

@@ -304,7 +304,9 @@ class MeshNode:
         assert self._ledger is not None
         match cmd:
             case AppendToLedger():
-                self._ledger.persist(*cmd.events)  # the state machine folded them already
+                self._ledger.persist(
+                    *cmd.events, changes=cmd.changes
+                )  # the state machine folded them already
                 for ev in cmd.events:
                     self._observe(ev)
             case ScheduleTimeout():

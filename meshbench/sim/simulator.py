@@ -236,7 +236,9 @@ class Simulation:
             case AppendToLedger():
                 self.events += len(cmd.events)
                 if self.ledger is not None:
-                    self.ledger.persist(*cmd.events)  # folded once, by the state machine
+                    self.ledger.persist(
+                        *cmd.events, changes=cmd.changes
+                    )  # folded once, by the state machine
             case ScheduleTimeout():
                 fired = TimeoutFired(task_cid=cmd.task_cid, stage=cmd.stage, token=cmd.token)
                 self.push(cmd.at, fired)

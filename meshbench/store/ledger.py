@@ -44,6 +44,7 @@ from meshbench.core.encoding import parse_cid
 from meshbench.core.errors import LedgerError, MeshError
 from meshbench.core.model import Model, Signed, decode_object
 from meshbench.core.protocol import UNSIGNED_STIMULI, Journaled
+from meshbench.core.tables import Changes
 from meshbench.core.types import TaskIntent
 
 __all__ = ["Ledger", "LedgerReport"]
@@ -169,7 +170,6 @@ class Ledger:
                 "the derived tables differ from the fold of the events (run `meshbench ledger "
                 f"rebuild`): {'; '.join(differences[:3])}"
             )
-        books.dirty.clear()
         self.books = books
 
     def __len__(self) -> int:
@@ -213,15 +213,14 @@ class Ledger:
         if not events:
             return
         rows, links = self._rows(events)  # checked before the fold changes anything
-        self.books.dirty.clear()
-        self.books.apply(*events)  # raises before anything is written
-        self._write(events, rows, links)
+        changes = self.books.apply(*events)  # raises before anything is written
+        self._write(events, rows, links, changes)
 
-    def persist(self, *events: Model) -> None:
+    def persist(self, *events: Model, changes: Changes) -> None:
         """Write events that the shared books already folded (the state machine's
         ``AppendToLedger``), with the rows that fold changed: no second fold."""
         if events:
-            self._write(events, *self._rows(events))
+            self._write(events, *self._rows(events), changes)
 
     def journal(self, entries: list[Journaled]) -> None:
         """Record accepted stimuli after the last event (call before persisting the events
@@ -311,7 +310,11 @@ class Ledger:
         return rows, links
 
     def _write(
-        self, events: tuple[Model, ...], rows: list[tuple[Any, ...]], links: list[Link]
+        self,
+        events: tuple[Model, ...],
+        rows: list[tuple[Any, ...]],
+        links: list[Link],
+        changes: Changes,
     ) -> None:
         db = self._db
         nested = self._batch_depth > 0
@@ -322,7 +325,7 @@ class Ledger:
                 rows,
             )
             db.executemany("INSERT OR IGNORE INTO parents VALUES (?, ?)", links)
-            self._write_dirty()
+            self._write_changes(changes)
             if self.before_commit is not None:
                 self.before_commit(events)
             db.execute("RELEASE append" if nested else "COMMIT")
@@ -362,17 +365,11 @@ class Ledger:
         self._batch_depth = 0
         self._db.execute("COMMIT")
 
-    def _write_dirty(self) -> None:
-        upserts, deletes = [], []
-        for tbl, key in sorted(self.books.dirty):
-            value = self.books.get(tbl, key)
-            if value is None:
-                deletes.append((tbl, key))
-            else:
-                upserts.append((tbl, key, _json(value)))
+    def _write_changes(self, changes: Changes) -> None:
+        upserts = [(tbl, key, _json(value)) for tbl, key, value in changes if value is not None]
+        deletes = [(tbl, key) for tbl, key, value in changes if value is None]
         self._db.executemany("INSERT OR REPLACE INTO derived VALUES (?, ?, ?)", upserts)
         self._db.executemany("DELETE FROM derived WHERE tbl = ? AND key = ?", deletes)
-        self.books.dirty.clear()
 
     # --- checking ---
     def refold(self, report: LedgerReport | None = None) -> Books:

@@ -43,6 +43,7 @@ from meshbench.core.events import (
 from meshbench.core.governance import CredentialRevoked, FederationCreated
 from meshbench.core.model import Model, decode_object
 from meshbench.core.policy import MeshPolicy
+from meshbench.core.selection import ScoreBreakdown, score_breakdown
 from meshbench.core.types import (
     ComputeOffer,
     Credential,
@@ -57,45 +58,6 @@ __all__ = ["FeedError", "MeshFeed", "ScoreBreakdown", "score_breakdown"]
 log = logging.getLogger("meshbench.workbench")
 
 Subscriber = Callable[[str, Any], None]
-
-
-@dataclass(frozen=True)
-class ScoreBreakdown:
-    """The parts of :func:`meshbench.core.selection.offer_score` for one offer."""
-
-    reputation: float
-    cost: float
-    eta: float
-    capacity: float
-    fair_queue_divisor: float
-
-    @property
-    def total(self) -> float:
-        return (self.reputation + self.cost + self.eta + self.capacity) / self.fair_queue_divisor
-
-
-def score_breakdown(
-    task: TaskIntent,
-    offer: ComputeOffer,
-    policy: MeshPolicy,
-    *,
-    reputation: float,
-    bond: int,
-    load: int,
-) -> ScoreBreakdown:
-    """``offer_score`` term by term (``total`` equals ``offer_score`` for the same inputs)."""
-    sel, sched = policy.selection, policy.scheduling
-    min_stake = max(1, policy.bonding_requirements.min_stake)
-    rep = (1 - policy.stake_weight) * reputation + policy.stake_weight * min(
-        1.0, bond / (2 * min_stake)
-    )
-    return ScoreBreakdown(
-        reputation=sel.reputation_weight * min(1.0, rep * sched.reputation_priority_boost),
-        cost=sel.cost_weight * (1 - offer.cost / task.fee if task.fee else 0.0),
-        eta=sel.eta_weight / (1 + offer.eta_ms / (sched.task_timeout * 1000)),
-        capacity=sel.capacity_weight * offer.capacity / (offer.capacity + 1),
-        fair_queue_divisor=float(1 + load) if sched.use_fair_queuing else 1.0,
-    )
 
 
 @dataclass(frozen=True)
