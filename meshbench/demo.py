@@ -100,6 +100,11 @@ def run_demo(
         _table("reputation", rep.with_columns(_short("peer")))
         report = mesh.node.verify_ledger()
         results = [h.result() for h in handles]
+        caught_handle = next((h for h, r in zip(handles, results, strict=True)
+                              if r.outcome == "Rejected"), None)  # fmt: skip
+        if caught_handle is not None:
+            say("\n== the story of the task the dishonest worker got (mesh.story(handle))")
+            say(str(mesh.story(caught_handle)))
         accepted = sum(r.accepted for r in results)
         caught = sum(r.outcome == "Rejected" for r in results)
         say(

@@ -1,9 +1,10 @@
-"""``meshbench ledger verify|rebuild|show``: check and refold the SQLite ledger.
+"""``meshbench ledger verify|rebuild|story|show``: check and refold the SQLite ledger.
 
 Example::
 
     meshbench ledger verify --json
     meshbench ledger rebuild
+    meshbench ledger story TASK_CID
 """
 
 from __future__ import annotations
@@ -77,6 +78,36 @@ def rebuild_cmd(path: Path | None, as_json: bool, data_dir: Path | None) -> None
     emit(report.to_dict(), as_json=as_json)
     if report.problems:
         sys.exit(1)
+
+
+@ledger.command("story")
+@click.argument("task_cid")
+@_ledger_option
+@click.option("--no-scores", is_flag=True, help="Skip the selection scores (no refold).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@data_dir_option
+def story_cmd(
+    task_cid: str, path: Path | None, no_scores: bool, as_json: bool, data_dir: Path | None
+) -> None:
+    """What happened to one task and why: stimuli, events, scores, decision, payouts.
+
+    Example: meshbench ledger story bafyrei... --data-dir ./mesh-data
+    """
+    from meshbench.store.story import task_story
+
+    with _open(data_dir, path) as led:
+        story = task_story(led, task_cid, scores=not no_scores)
+    if as_json:
+        emit(
+            {
+                "task_cid": story.task_cid,
+                "outcome": story.outcome,
+                "lines": [vars(line) for line in story.lines],
+            },
+            as_json=True,
+        )
+    else:
+        click.echo(str(story))
 
 
 @ledger.command("balances")

@@ -42,7 +42,9 @@ from meshbench.runtime.backends import InProcessBackend, WorkerBackend
 from meshbench.runtime.node import MeshNode, TaskRecord
 from meshbench.store.frames import LedgerFrames
 from meshbench.store.keystore import Keystore
+from meshbench.store.ledger import Ledger
 from meshbench.store.sealing import seal_to
+from meshbench.store.story import TaskStory, task_story
 
 __all__ = ["Mesh", "TaskHandle", "TaskResult"]
 
@@ -111,6 +113,10 @@ class TaskHandle:
             verifications=tuple(r.verdicts),
             settlement=r.settlement,
         )
+
+    def story(self, *, scores: bool = True) -> TaskStory:
+        """What happened to this task and why, read from the ledger (see :meth:`Mesh.story`)."""
+        return self._mesh.story(self.cid, scores=scores)
 
     def __repr__(self) -> str:
         return f"TaskHandle({self.cid}, {self.state})"
@@ -517,6 +523,15 @@ class Mesh:
                 h.result(timeout=left)
                 bar.update(1)
         return handles
+
+    def story(self, task: TaskHandle | CID | str, *, scores: bool = True) -> TaskStory:
+        """The task's story from the ledger: every stimulus the authority accepted about it
+        (with its id and time), the events each produced, the offers' selection scores, the
+        decision, payouts and slashes. ``print(mesh.story(handle))``."""
+        cid = task.cid if isinstance(task, TaskHandle) else task
+        self.node.call(lambda: None)  # everything handled so far is committed
+        with Ledger(self.node.ledger_path) as led:
+            return task_story(led, cid, scores=scores)
 
     # --- frames ----------------------------------------------------------------------------
     def events(self) -> pl.DataFrame:

@@ -269,15 +269,16 @@ class Ledger:
         for row in stimuli[k:]:
             yield self._journaled(row)
 
-    def stimuli_of(self, task_cid: Any) -> list[tuple[int, str, Journaled]]:
-        """``(n, kind, Journaled)`` of every journalled stimulus about one task, in order."""
+    def stimuli_ranges(self, task_cid: Any) -> list[tuple[int, int, int, Journaled]]:
+        """``(n, after_seq, at, Journaled)`` of every journalled stimulus about one task, in
+        order (``n`` is the stimulus id; its events follow event ``after_seq``)."""
         key = task_cid if isinstance(task_cid, str) else cid_key(task_cid)
         rows = self._db.execute(
             "SELECT n, after_seq, at, kind, ref, data FROM stimuli WHERE task = ? ORDER BY n",
             (key,),
         ).fetchall()
         return [
-            (n, kind, self._journaled((after, at, kind, ref, data)))
+            (n, after, at, self._journaled((after, at, kind, ref, data)))
             for n, after, at, kind, ref, data in rows
         ]
 
