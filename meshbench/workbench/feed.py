@@ -76,10 +76,17 @@ class FeedError:
 @dataclass
 class _TaskView:
     task: TaskIntent
-    state: str = "Published"
+    books: Books
     offers: list[dict[str, Any]] = field(default_factory=list)
     escrow: list[dict[str, Any]] = field(default_factory=list)
     outcome: str | None = None
+
+    @property
+    def state(self) -> str:
+        """The task's state: its row of the books' ``tasks`` table (the one definition,
+        :mod:`meshbench.core.books`; the feed folds the same events with the same rules)."""
+        row = self.books.task(self.task.cid)
+        return "Published" if row is None else row["state"]
 
 
 def _time(ms: int | None) -> datetime | None:
@@ -219,21 +226,17 @@ class MeshFeed:
         self.last_ms = max(self.last_ms, stamp or 0)
         at = _time(stamp)
         if isinstance(ev, TaskIntent):
-            self.tasks[str(ev.cid)] = _TaskView(task=ev)
+            self.tasks[str(ev.cid)] = _TaskView(task=ev, books=self.books)
             return "tasks"
         if isinstance(ev, ComputeOffer):
             view = self.tasks.get(str(ev.task_cid))
             if view is not None:
-                view.state = "Offered"
                 view.offers.append(
                     {"offer": ev, "worker": ev.worker, "cost": ev.cost, "eta_ms": ev.eta_ms,
                      "capacity": ev.capacity, "score": None, "winner": False}
                 )  # fmt: skip
             return "offers"
         if isinstance(ev, TaskAssigned):
-            view = self.tasks.get(str(ev.task_cid))
-            if view is not None:
-                view.state = "Assigned"
             self._load[ev.worker] = self._load.get(ev.worker, 0) + 1
             return "offers"
         if isinstance(ev, ExecutionReceipt | VerificationReceipt):
@@ -255,7 +258,6 @@ class MeshFeed:
                 )  # fmt: skip
             view = self.tasks.get(str(ev.task_cid))
             if view is not None:
-                view.state = "Settled"
                 worker = next((p.account for p in ev.payouts if p.role == "worker"), None)
                 if worker and self._load.get(worker):
                     self._load[worker] -= 1
@@ -264,14 +266,10 @@ class MeshFeed:
             view = self.tasks.get(str(ev.task_cid))
             if view is not None:
                 view.outcome = ev.outcome
-                view.state = ev.outcome
             peers = [ev.worker, *ev.with_quorum, *ev.against_quorum]
             self._reputation_points([p for p in peers if p], ev.timestamp)
             return "reputation"
         if isinstance(ev, TaskExpired):
-            view = self.tasks.get(str(ev.task_cid))
-            if view is not None and ev.stage == "deadline":
-                view.state = "Expired"
             if ev.worker:
                 self._reputation_points([ev.worker], ev.timestamp)
             return "tasks"
