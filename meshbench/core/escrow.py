@@ -8,10 +8,13 @@ For an accepted result, the escrowed ``fee`` is split as follows (all integers):
   percentage plus the rounding remainder of the two floors;
 * the worker earns ``worker_share * timeliness% * quality_ppm // (100 * 10**6)``
   (``WorkerRewardRules``); the unearned part is refunded to the publisher;
-* the verifier pool goes to the verifiers who voted with the final quorum, weighted by
-  reputation (ppm) when ``use_reputation_weighting``, else equally; each gets the floor of
-  its share and the **heaviest verifier** (ties: smallest DID) owns the remainder. With no
-  such verifier the pool is refunded.
+* the verifier pool goes to the verifiers who voted with the final quorum: each gets one
+  token, and the rest is split weighted by reputation (ppm) when
+  ``use_reputation_weighting``, else equally; each gets the floor of its share and the
+  **heaviest verifier** (ties: smallest DID) owns the remainder. A pool smaller than the
+  number of such verifiers is first topped up from the platform's share, then from the
+  worker's, so that every one of them earns something. With no such verifier the pool is
+  refunded.
 
 A rejected result, no consensus, or an expired task refunds the whole fee. Payouts always
 sum to the escrowed fee, so settlement never creates or destroys a token.
@@ -42,7 +45,9 @@ def split_weighted(total: int, weights: Sequence[tuple[str, int]]) -> list[tuple
     if wsum <= 0:
         weights = [(d, 1) for d, _ in weights]
         wsum = len(weights)
-    shares = [(d, total * w // wsum) for d, w in weights]
+    base = 1 if total >= len(weights) else 0  # everyone earns something when it can
+    rest_total = total - base * len(weights)
+    shares = [(d, base + rest_total * w // wsum) for d, w in weights]
     rest = total - sum(a for _, a in shares)
     owner = min(range(len(weights)), key=lambda i: (-weights[i][1], weights[i][0]))
     d, a = shares[owner]
@@ -80,6 +85,14 @@ def settle_accepted(
     earned = worker_share * timeliness * quality // (100 * PPM)
     refund = fee - price + (worker_share - earned)
     weights = list(verifiers) if r.use_reputation_weighting else [(d, 1) for d, _ in verifiers]
+    # every verifier with the quorum earns at least one token: a pool smaller than the
+    # number of verifiers is topped up from the platform's share, then the worker's
+    short = max(0, len(weights) - pool)
+    from_platform = min(short, platform)
+    from_worker = min(short - from_platform, earned)
+    platform -= from_platform
+    earned -= from_worker
+    pool += from_platform + from_worker
     verifier_lines = split_weighted(pool, sorted(weights))
     if not verifier_lines:
         refund += pool

@@ -334,6 +334,8 @@ class _Task:
     disputed: bool = False
     #: the worker has been asked to reveal (all verifiers committed, or the commit timer)
     commit_closed: bool = False
+    #: the deadline fired after the reveal and was extended once by the verification timeout
+    deadline_extended: bool = False
 
     @property
     def state(self) -> str:
@@ -1006,7 +1008,16 @@ class MeshState:
         return self._decide(rec, now)
 
     def _on_deadline(self, rec: _Task, _ev: TimeoutFired, now: int) -> list[Command]:
-        return self._expire(rec, now, [], "deadline passed")
+        if rec.receipt is None:
+            return self._expire(rec, now, [], "deadline passed")
+        # The worker revealed: its work is not forfeited by a deadline that fires while
+        # the verdicts come in. Wait once more by the verification timeout for committed
+        # verifiers still to vote, then decide on the verdicts in hand (no escalation).
+        waiting = [v for v in rec.verifiers if v in rec.commitments and v not in rec.verdicts]
+        if waiting and not rec.deadline_extended:
+            rec.deadline_extended = True
+            return [self._timer(rec, "deadline", now + self._stage_timeout(rec, "verification"))]
+        return self._decide(rec, now, final=True)
 
     def _worker_failed(self, rec: _Task, now: int, stage: str, why: str) -> list[Command]:
         assert rec.assignment is not None
@@ -1029,19 +1040,23 @@ class MeshState:
         return self._assign(rec, now, events)
 
     # --- decisions and settlement ---
-    def _decide(self, rec: _Task, now: int) -> list[Command]:
+    def _decide(self, rec: _Task, now: int, *, final: bool = False) -> list[Command]:
         policy = self.policy(rec.task.federation)
         q = policy.verification_quorum
-        votes = {v: r.approved for v, r in rec.verdicts.items() if r.output_cid is not None}
-        decision = quorum.tally(votes, drawn=len(rec.verifiers), policy=policy)
-        if decision in ("Conflict", "Insufficient"):
+        votes = self._votes(rec)
+        decision = quorum.tally(votes, drawn=len(rec.verifiers), policy=policy, final=final)
+        if decision in ("Conflict", "Insufficient") and not final:
             room = q.maximum_verifiers - len(rec.verifiers)
             if room > 0:
                 return self._escalate(rec, now, room, decision)
-            decision = "NoConsensus"
-        if decision == "Insufficient":
+            decision = quorum.tally(votes, drawn=len(rec.verifiers), policy=policy, final=True)
+        if decision in ("Conflict", "Insufficient"):
             decision = "NoConsensus"
         return self._settle(rec, now, decision, votes)
+
+    @staticmethod
+    def _votes(rec: _Task) -> dict[str, bool]:
+        return {v: r.approved for v, r in rec.verdicts.items() if r.output_cid is not None}
 
     def _escalate(self, rec: _Task, now: int, room: int, why: str) -> list[Command]:
         assert rec.assignment is not None
@@ -1051,9 +1066,8 @@ class MeshState:
         )
         seed = self._draw_seed(rec, f"a{rec.attempt}d{len(rec.verifiers)}")
         extra = selection.draw_verifiers(seed, candidates, room)
-        if not extra:
-            votes = {v: r.approved for v, r in rec.verdicts.items() if r.output_cid is not None}
-            return self._settle(rec, now, "NoConsensus", votes)
+        if not extra:  # nobody left to ask: the final rules decide on the votes in hand
+            return self._decide(rec, now, final=True)
         dispute = self._sign(
             EscrowDispute(
                 authority=self.authority.did,
@@ -1270,7 +1284,13 @@ TRANSITIONS: Final[dict[tuple[str, str], Transition]] = {
     ("Disputed", "VerificationReceipt"): Transition(
         _M._on_verdict, frozenset({"Disputed", "Settled"})
     ),
-    **{(s, "Timeout:deadline"): Transition(_M._on_deadline, frozenset({"Settled"})) for s in _OPEN},
+    **{
+        (s, "Timeout:deadline"): Transition(
+            _M._on_deadline,
+            frozenset({"Settled", s}) if s in ("Verifying", "Disputed") else frozenset({"Settled"}),
+        )
+        for s in _OPEN
+    },
 }
 #: The states a task can be in while it is not settled (every one has a deadline timer).
 OPEN_STATES: Final = frozenset(s for s, _ in TRANSITIONS)

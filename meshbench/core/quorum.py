@@ -4,8 +4,9 @@ Rules (``q = policy.verification_quorum``, ``n`` votes cast, ``a`` approvals):
 
 * fewer than ``q.minimum_verifiers`` votes: ``Insufficient`` (draw more, else no consensus);
 * unanimous: ``Accepted`` (all approve) or ``Rejected`` (all reject);
-* conflicting votes while more verifiers may still be drawn (``drawn < maximum_verifiers``):
-  ``Conflict``, which opens a dispute and draws verifiers up to ``maximum_verifiers``;
+* conflicting votes while more verifiers may still be drawn (``drawn < maximum_verifiers``
+  and the mesh has candidates left): ``Conflict``, which opens a dispute and draws
+  verifiers up to ``maximum_verifiers``;
 * otherwise (final): ``Accepted`` when ``100 * a >= required_percentage * n``, ``Rejected``
   when ``100 * (n - a) >= required_percentage * n``, else ``NoConsensus`` (refund).
 
@@ -37,7 +38,12 @@ def needed_approvals(n: int, policy: MeshPolicy) -> int:
     return -(-policy.verification_quorum.required_percentage * n // 100)
 
 
-def tally(votes: Mapping[str, bool], *, drawn: int, policy: MeshPolicy) -> Decision:
+def tally(
+    votes: Mapping[str, bool], *, drawn: int, policy: MeshPolicy, final: bool = False
+) -> Decision:
+    """The decision for ``votes`` among ``drawn`` verifiers. ``final``: no more verifiers
+    can be drawn (the mesh has none left to ask), so a conflict is decided by the final
+    rules instead of escalating (a small mesh must not shield a cheater)."""
     q = policy.verification_quorum
     n = len(votes)
     if n < max(1, q.minimum_verifiers):
@@ -47,7 +53,7 @@ def tally(votes: Mapping[str, bool], *, drawn: int, policy: MeshPolicy) -> Decis
         return "Accepted"
     if a == 0:
         return "Rejected"
-    if drawn < q.maximum_verifiers:
+    if drawn < q.maximum_verifiers and not final:
         return "Conflict"
     if a >= needed_approvals(n, policy):
         return "Accepted"

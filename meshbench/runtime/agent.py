@@ -169,13 +169,16 @@ class WorkerAgent:
         cost = self.cost.cost(task)
         if cost > task.fee:
             return None
+        eta = self.cost.eta_ms(task)
+        if now_ms + eta > task.deadline:
+            return None  # the result could not be delivered (and verified) in time
         return ComputeOffer(
             task_cid=task.cid,
             worker=self.did,
             federation=self.federation,
             cost=cost,
             capacity=self.capacity,
-            eta_ms=self.cost.eta_ms(task),
+            eta_ms=eta,
             hardware=self.hardware,
             created_at=now_ms,
             parents=(task.cid,),

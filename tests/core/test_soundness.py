@@ -1,0 +1,104 @@
+"""Issue 18: attacks on the protocol's rules, performed through the harness, refused or punished.
+
+Each test names the class of defect it covers (the numbering of issue 18).
+"""
+
+from __future__ import annotations
+
+from meshbench.core import escrow
+from meshbench.core.events import StakeSlashed
+from meshbench.core.policy import MeshPolicy
+from meshbench.core.protocol import AppendToLedger
+from meshbench.testing.factories import make_identity
+from meshbench.testing.protocol import ProtocolHarness, output_cid
+
+GOOD, BAD = output_cid("good"), output_cid("bad")
+
+
+def _slashes(h: ProtocolHarness) -> list[StakeSlashed]:
+    return [
+        e
+        for c in h.log
+        if isinstance(c, AppendToLedger)
+        for e in c.events
+        if isinstance(e, StakeSlashed)
+    ]
+
+
+# --- 9: small meshes shield cheaters -------------------------------------------------------
+def test_small_mesh_conflict_is_decided_by_the_final_rules_and_the_cheater_slashed():
+    h = ProtocolHarness(peers=4)  # a worker and exactly three verifiers: nobody left to draw
+    task, a = h.publish_and_assign()
+    accomplice, *honest = a.verifiers
+    h.execute(task, {accomplice: BAD, **{v: GOOD for v in honest}}, worker_output=BAD)
+    row = h.state.books.task(task.cid)
+    assert row["outcome"] == "Rejected"  # 1 approve / 2 reject, not NoConsensus
+    offences = {(s.account, s.offence) for s in _slashes(h)}
+    assert (a.worker, "wrong_result") in offences and (accomplice, "wrong_vote") in offences
+    h.state.books.check_conservation()
+
+
+# --- 10: a deadline after the reveal is a free result ---------------------------------------
+def test_deadline_after_the_reveal_waits_for_the_verdicts_and_pays_the_worker():
+    h = ProtocolHarness()
+    task, a = h.publish_and_assign()
+    h.feed(h.commit(task, a.worker, GOOD))
+    for v in a.verifiers:
+        h.feed(h.commit(task, v, GOOD))
+    receipt = h.receipt(task, a.worker, GOOD)
+    h.feed(receipt)
+    h.feed(h.verdict(task, a.verifiers[0], GOOD, receipt))
+    h.now = task.deadline
+    h.fire(task, "deadline")  # verdicts still coming: extended once, not expired
+    assert h.state.state_of(task.cid) == "Verifying"
+    for v in a.verifiers[1:]:
+        h.feed(h.verdict(task, v, GOOD, receipt))
+    assert h.state.books.task(task.cid)["outcome"] == "Accepted"
+    assert h.state.books.balance(a.worker) > 1_000 - 200  # funded 1000, bonded 200: paid
+
+
+def test_deadline_after_the_reveal_decides_on_the_verdicts_in_hand_at_last():
+    h = ProtocolHarness()
+    task, a = h.publish_and_assign()
+    h.feed(h.commit(task, a.worker, GOOD))
+    for v in a.verifiers:
+        h.feed(h.commit(task, v, BAD if v == a.verifiers[0] else GOOD))
+    receipt = h.receipt(task, a.worker, GOOD)
+    h.feed(receipt)
+    for v in a.verifiers:
+        h.feed(h.verdict(task, v, BAD if v == a.verifiers[0] else GOOD, receipt))
+    assert h.state.state_of(task.cid) == "Disputed"  # more verifiers drawn, none answer
+    h.now = task.deadline
+    h.fire(task, "deadline")
+    h.advance(15 * 60 * 1000)
+    if h.state.state_of(task.cid) != "Settled":
+        h.fire(task, "deadline")
+    assert h.state.state_of(task.cid) == "Settled"
+    assert h.state.books.task(task.cid)["outcome"] == "Accepted"  # 2 of 3 >= 66 %
+
+
+# --- 11: rounding starves verifiers ----------------------------------------------------------
+def test_every_verifier_with_the_quorum_earns_something_and_tokens_are_conserved():
+    policy = MeshPolicy()
+    ids = [make_identity(3000 + i).did for i in range(10)]
+    verifiers = [(ids[i], 500_000 + i) for i in range(7)]
+    for price in (10, 50, 51, 100):  # pools of 1, 5, 5, 10 tokens for 7 verifiers
+        payouts = escrow.settle_accepted(
+            fee=100,
+            price=price,
+            publisher=ids[7],
+            worker=ids[8],
+            treasury=ids[9],
+            verifiers=verifiers,
+            policy=policy,
+            on_time=True,
+            quality_ppm=1_000_000,
+        )
+        paid = {p.account: p.amount for p in payouts if p.role == "verifier"}
+        assert len(paid) == 7 and min(paid.values()) >= 1, (price, paid)
+        assert sum(p.amount for p in payouts) == 100
+    assert escrow.split_weighted(5, [("a", 9), ("b", 1), ("c", 1)]) == [
+        ("a", 3),
+        ("b", 1),
+        ("c", 1),
+    ]
