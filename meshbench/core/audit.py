@@ -7,6 +7,8 @@ overdrafts, illegal escrow moves). The auditor goes further while the events are
   that are in the ledger, about that task, with the votes it claims; its ``with_quorum`` and
   ``against_quorum`` must be exactly those voters, and an ``Accepted`` outcome must have at
   least ``needed_approvals`` of the votes under the policy the settlement names;
+* every ``RewardDistributed`` must name the policy its task's assignment pinned (a later
+  activation cannot re-price work already taken on);
 * every ``RewardDistributed`` of an accepted task must pay exactly what
   :func:`meshbench.core.escrow.settle_accepted` computes from the escrow, the assigned
   price, the policy (by CID: the defaults or any policy activated in the ledger) and the
@@ -22,7 +24,13 @@ from typing import Any
 
 from meshbench.core import escrow, quorum, reputation
 from meshbench.core.books import Books, cid_key
-from meshbench.core.events import MeshPolicyActivated, QuorumReached, RewardDistributed
+from meshbench.core.encoding import CID
+from meshbench.core.events import (
+    MeshPolicyActivated,
+    QuorumReached,
+    RewardDistributed,
+    TaskAssigned,
+)
 from meshbench.core.model import Model
 from meshbench.core.policy import MeshPolicy
 from meshbench.core.types import VerificationReceipt
@@ -36,6 +44,8 @@ class SettlementAuditor:
         self.policies: dict[str, MeshPolicy] = {cid_key(default.cid): default}
         self.votes: dict[str, VerificationReceipt] = {}
         self.decisions: dict[str, tuple[QuorumReached, dict[str, Any]]] = {}
+        #: the policy each task's current assignment pinned (None: assigned before pinning)
+        self.pinned: dict[str, CID | None] = {}
         self.problems: list[str] = []
         self.audited = 0
         self.unaudited = 0
@@ -46,6 +56,8 @@ class SettlementAuditor:
             self.policies[cid_key(ev.policy_cid)] = ev.policy
         elif isinstance(ev, VerificationReceipt):
             self.votes[cid_key(ev.cid)] = ev
+        elif isinstance(ev, TaskAssigned):
+            self.pinned[cid_key(ev.task_cid)] = ev.policy_cid
         elif isinstance(ev, QuorumReached):
             records = {v: books.reputation_record(v) for v in ev.with_quorum}
             self.decisions[cid_key(ev.task_cid)] = (ev, records)
@@ -78,6 +90,11 @@ class SettlementAuditor:
             return  # the fold reports it
         decided = self.decisions.get(key)
         where = f"RewardDistributed {cid_key(ev.cid)}"
+        pinned = self.pinned.get(key)
+        if pinned is not None and ev.policy_cid != pinned:
+            self.problems.append(
+                f"{where}: settled under policy {ev.policy_cid}, but the assignment pinned {pinned}"
+            )
         if decided is None or decided[0].outcome != "Accepted":
             expected = escrow.refund_payouts(fee=esc["amount"], publisher=task["publisher"])
             self._compare(where, ev, expected)

@@ -159,7 +159,13 @@ def _fold_dispute(books: Tables, ev: EscrowDispute) -> None:
         )
     books.put("escrows", key, {**escrow, "state": "Disputed"})
     verifiers = [*task["verifiers"], *ev.extra_verifiers]
-    books.put("tasks", key, {**task, "state": "Disputed", "verifiers": verifiers})
+    backers = [*task.get("backers", []), *ev.extra_verifiers]
+    books.put(
+        "tasks",
+        key,
+        {**task, "state": "Disputed", "verifiers": verifiers, "backers": backers},
+    )
+    _back(books, list(ev.extra_verifiers), +1)
 
 
 def _fold_reward(books: Tables, ev: RewardDistributed) -> None:
@@ -178,7 +184,14 @@ def _fold_reward(books: Tables, ev: RewardDistributed) -> None:
         if p.amount:
             books.credit(p.account, p.amount)
     books.put("escrows", key, {**escrow, "amount": 0, "paid": True})
-    books.put("tasks", key, {**task, "state": "Settled", "committed": []})
+    books.put("tasks", key, {**task, "state": "Settled", "committed": [], "backers": []})
+    _back(books, task.get("backers", []), -1)  # settled: their stake is free again
+
+
+def _back(books: Tables, parties: list[str], delta: int) -> None:
+    for did in parties:
+        n = books.backing(did) + delta
+        books.put("backing", did, n if n > 0 else None)
 
 
 def _fold_assigned(books: Tables, ev: TaskAssigned) -> None:
@@ -199,8 +212,11 @@ def _fold_assigned(books: Tables, ev: TaskAssigned) -> None:
             "attempt": ev.attempt,
             "verifiers": list(ev.verifiers),
             "committed": [],
+            "backers": [ev.worker, *ev.verifiers],
         },
     )
+    _back(books, task.get("backers", []), -1)  # the previous attempt's parties, if any
+    _back(books, [ev.worker, *ev.verifiers], +1)
 
 
 def _fold_expired(books: Tables, ev: TaskExpired) -> None:
@@ -210,7 +226,8 @@ def _fold_expired(books: Tables, ev: TaskExpired) -> None:
     # follows when another eligible offer is there)
     back = "Offered" if task["offers"] else "Published"
     state = "Expired" if ev.stage == "deadline" else back
-    books.put("tasks", key, {**task, "state": state, "committed": []})
+    books.put("tasks", key, {**task, "state": state, "committed": [], "backers": []})
+    _back(books, task.get("backers", []), -1)
     if ev.worker is not None:
         policy = books.policy_for(task["federation"])
         rec = reputation.observe(
@@ -265,6 +282,11 @@ def _fold_unbond(books: Tables, ev: StakeUnbonding) -> None:
 
 def _fold_withdraw(books: Tables, ev: StakeWithdrawn) -> None:
     _require_authority(books, ev.authority, "StakeWithdrawn")
+    if books.backing(ev.account):
+        raise ProtocolError(
+            f"{ev.account} backs {books.backing(ev.account)} open task(s): its stake stays "
+            "until they settle"
+        )
     s = _stake(books, ev.account)
     unlocked = sum(a for a, at in s["unbonding"] if at <= ev.timestamp)
     if unlocked < ev.amount:
@@ -284,11 +306,24 @@ def _fold_withdraw(books: Tables, ev: StakeWithdrawn) -> None:
 
 
 def _fold_slash(books: Tables, ev: StakeSlashed) -> None:
+    """Bonded stake first, then unbonding lots (the latest to unlock first): stake that
+    backed a task stays within reach of its slash even if its owner asked to unbond."""
     _require_authority(books, ev.authority, "StakeSlashed")
     s = _stake(books, ev.account)
-    if s["bonded"] < ev.amount:
-        raise LedgerError(f"cannot slash {ev.amount} from {ev.account}: {s['bonded']} bonded")
-    books.put("stakes", ev.account, {**s, "bonded": s["bonded"] - ev.amount})
+    reach = books.slashable(ev.account)
+    if reach < ev.amount:
+        raise LedgerError(f"cannot slash {ev.amount} from {ev.account}: {reach} within reach")
+    take_bonded = min(s["bonded"], ev.amount)
+    left = ev.amount - take_bonded
+    lots = sorted(s["unbonding"], key=lambda lot: -lot[1])
+    remaining = []
+    for amount, at in lots:
+        take = min(amount, left)
+        left -= take
+        if amount - take:
+            remaining.append([amount - take, at])
+    remaining.sort(key=lambda lot: lot[1])
+    books.put("stakes", ev.account, {"bonded": s["bonded"] - take_bonded, "unbonding": remaining})
     books.credit(ev.recipient, ev.amount)
 
 

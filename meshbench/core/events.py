@@ -10,7 +10,7 @@ Field names of the policy and escrow events follow upstream ICN (``reference.md`
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from msgspec import Meta
 
@@ -72,6 +72,7 @@ class Transfer(Signed, tag="Transfer"):
 class TaskAssigned(Signed, tag="TaskAssigned"):
     """The publisher's node chose a worker (and verifiers) for a task."""
 
+    OMIT_IF_DEFAULT: ClassVar[dict[str, Any]] = {"policy_cid": None}
     SIGNER: ClassVar[str] = "assigner"
     assigner: DID
     task_cid: CID
@@ -84,6 +85,9 @@ class TaskAssigned(Signed, tag="TaskAssigned"):
     #: When the worker promised its result (offer ``eta_ms`` after assignment).
     due_at: TimestampMs = 0
     timestamp: TimestampMs
+    #: The policy this attempt is bound by (tally, timeouts, penalties, settlement), pinned
+    #: at assignment so a later activation cannot re-price work already taken on.
+    policy_cid: CID | None = None
     parents: tuple[CID, ...] = ()
 
 

@@ -336,6 +336,8 @@ class _Task:
     commit_closed: bool = False
     #: the deadline fired after the reveal and was extended once by the verification timeout
     deadline_extended: bool = False
+    #: the policy pinned by the current assignment (its CID is in the signed TaskAssigned)
+    policy: MeshPolicy | None = None
 
     @property
     def state(self) -> str:
@@ -455,6 +457,11 @@ class MeshState:
     def policy(self, federation: str) -> MeshPolicy:
         return self.policies.policy_for(federation)
 
+    def _policy_of(self, rec: _Task) -> MeshPolicy:
+        """The policy a task is bound by: the one pinned in its assignment (tally, timeouts,
+        penalties and settlement use it, whatever is activated meanwhile), else the active."""
+        return rec.policy if rec.policy is not None else self.policy(rec.task.federation)
+
     def state_of(self, task_cid: CID) -> str:
         return self._record(task_cid).state
 
@@ -559,7 +566,7 @@ class MeshState:
         return out
 
     def _stage_timeout(self, rec: _Task, stage: str) -> int:
-        policy = self.policy(rec.task.federation)
+        policy = self._policy_of(rec)
         if stage == "execution":
             return policy.scheduling.task_timeout * 1000
         return policy.verification_quorum.verification_timeout * 1000
@@ -838,6 +845,7 @@ class MeshState:
                 price=offer.cost,
                 due_at=now + offer.eta_ms,
                 timestamp=now,
+                policy_cid=policy.cid,
                 parents=(task.cid, offer.cid),
             )
         )
@@ -862,6 +870,7 @@ class MeshState:
         if rec.assignment is not None:
             self._release(rec.assignment.worker)
         rec.new_attempt(assignment)
+        rec.policy = policy  # pinned: this attempt is tallied and settled under it
         self.load[offer.worker] = self.load.get(offer.worker, 0) + 1
         out: list[Command] = [cmd]
         if rec.private:
@@ -923,7 +932,7 @@ class MeshState:
         if is_worker:
             rec.worker_committed_at = now
             rec.timers.pop("execution", None)
-            timeout = self.policy(rec.task.federation).verification_quorum.verification_timeout
+            timeout = self._policy_of(rec).verification_quorum.verification_timeout
             out.append(self._timer(rec, "verification", now + timeout * 1000))
         elif rec.state == "Disputed" and rec.receipt is not None:
             out.append(RequestVerdict(task_cid=c.task_cid, verifier=c.worker, receipt=rec.receipt))
@@ -947,7 +956,7 @@ class MeshState:
         commitment = rec.commitments[receipt.worker]
         if commitment.commitment != receipt.result_commitment:
             raise ProtocolError("the receipt does not open the worker's commitment")
-        pin = self.policy(rec.task.federation).engine_pin
+        pin = self._policy_of(rec).engine_pin
         if pin and receipt.summary.engine != pin:
             raise ProtocolError(f"engine {receipt.summary.engine!r} is not the pinned {pin!r}")
         cmd = self._commit([receipt])
@@ -981,7 +990,7 @@ class MeshState:
                 raise ProtocolError("a verifier whose output is identical must approve")
         elif vr.approved:
             raise ProtocolError("a verifier without an output cannot approve")
-        pin = self.policy(rec.task.federation).engine_pin
+        pin = self._policy_of(rec).engine_pin
         if pin and vr.engine != pin:
             raise ProtocolError(f"verifier engine {vr.engine!r} is not the pinned {pin!r}")
         cmd = self._commit([vr])
@@ -1001,7 +1010,7 @@ class MeshState:
         rec.timers.pop("verification", None)
         if not rec.commit_closed:  # some verifiers never committed: reveal anyway
             out = self._close_commit_phase(rec)
-            timeout = self.policy(rec.task.federation).verification_quorum.verification_timeout
+            timeout = self._policy_of(rec).verification_quorum.verification_timeout
             return [*out, self._timer(rec, "verification", now + timeout * 1000)]
         if rec.receipt is None:
             return self._worker_failed(rec, now, "reveal", "committed but never revealed")
@@ -1022,7 +1031,7 @@ class MeshState:
     def _worker_failed(self, rec: _Task, now: int, stage: str, why: str) -> list[Command]:
         assert rec.assignment is not None
         worker = rec.assignment.worker
-        policy = self.policy(rec.task.federation)
+        policy = self._policy_of(rec)
         expired = self._sign(
             TaskExpired(
                 authority=self.authority.did,
@@ -1041,7 +1050,7 @@ class MeshState:
 
     # --- decisions and settlement ---
     def _decide(self, rec: _Task, now: int, *, final: bool = False) -> list[Command]:
-        policy = self.policy(rec.task.federation)
+        policy = self._policy_of(rec)
         q = policy.verification_quorum
         votes = self._votes(rec)
         decision = quorum.tally(votes, drawn=len(rec.verifiers), policy=policy, final=final)
@@ -1060,7 +1069,7 @@ class MeshState:
 
     def _escalate(self, rec: _Task, now: int, room: int, why: str) -> list[Command]:
         assert rec.assignment is not None
-        policy = self.policy(rec.task.federation)
+        policy = self._policy_of(rec)
         candidates = self._verifier_candidates(
             rec, rec.assignment.worker, policy, now, rec.verifiers
         )
@@ -1098,7 +1107,7 @@ class MeshState:
     def _slash(
         self, account: str, percentage: int, rec: _Task, offence: str, now: int
     ) -> list[Model]:
-        amount = self.books.bonded(account) * percentage // 100
+        amount = self.books.slashable(account) * percentage // 100
         if amount <= 0:
             return []
         return [
@@ -1118,7 +1127,7 @@ class MeshState:
 
     def _settle(self, rec: _Task, now: int, decision: str, votes: dict[str, bool]) -> list[Command]:
         assert rec.assignment is not None and rec.receipt is not None
-        task, receipt, policy = rec.task, rec.receipt, self.policy(rec.task.federation)
+        task, receipt, policy = rec.task, rec.receipt, self._policy_of(rec)
         worker = rec.assignment.worker
         with_q, against = quorum.sides(decision, votes)
         assert rec.worker_committed_at is not None
@@ -1205,7 +1214,7 @@ class MeshState:
         )
 
     def _expire(self, rec: _Task, now: int, events: list[Model], why: str) -> list[Command]:
-        policy = self.policy(rec.task.federation)
+        policy = self._policy_of(rec)
         expired = self._sign(
             TaskExpired(
                 authority=self.authority.did,

@@ -89,6 +89,18 @@ class Tables:
         stake = self.get("stakes", account)
         return int(stake["bonded"]) if stake else 0
 
+    def slashable(self, account: str) -> int:
+        """Stake a slash can reach: bonded plus still-unbonding lots (unbonding does not
+        take stake out of reach of the tasks it backed)."""
+        stake = self.get("stakes", account)
+        if not stake:
+            return 0
+        return int(stake["bonded"]) + sum(int(a) for a, _ in stake["unbonding"])
+
+    def backing(self, account: str) -> int:
+        """Open tasks whose assignment names ``account`` (as worker or verifier)."""
+        return int(self.get("backing", account, 0))
+
     def escrow(self, task_cid: CID) -> dict[str, Any] | None:
         return self.get("escrows", cid_key(task_cid))
 

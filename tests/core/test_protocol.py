@@ -427,14 +427,27 @@ def test_policy_activated_mid_run_governs_the_next_settlement():
             }
         )
     )
+    old = h.state.policy(h.federation.did)
     h.policies.set(h.federation.did, new)  # activation between two events, no restart
     h.execute(task, {v: GOOD for v in a.verifiers}, worker_output=GOOD)
+    # the task assigned before the activation settles under the policy its assignment
+    # pinned (issue 18 item 6: work already taken on is not re-priced) ...
     [reward] = payouts(h)
+    assert a.policy_cid == old.cid and reward.policy_cid == old.cid
+    assert _roles(reward) == {"worker": 90, "verifier": 10}
+    # ... and the next assignment is governed by the new policy at once
+    task2, a2 = h.publish_and_assign(fee=100, cost=100)
+    h.execute(task2, {v: GOOD for v in a2.verifiers}, worker_output=GOOD)
+    reward2 = payouts(h)[-1]
+    assert _roles(reward2) == {"worker": 70, "verifier": 20, "platform": 10}
+    assert a2.policy_cid == new.cid and reward2.policy_cid == new.cid
+
+
+def _roles(reward) -> dict[str, int]:
     roles = {p.role: 0 for p in reward.payouts}
     for p in reward.payouts:
         roles[p.role] += p.amount
-    assert roles == {"worker": 70, "verifier": 20, "platform": 10}
-    assert reward.policy_cid == new.cid
+    return roles
 
 
 # --- stake ---

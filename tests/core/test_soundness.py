@@ -102,3 +102,62 @@ def test_every_verifier_with_the_quorum_earns_something_and_tokens_are_conserved
         ("b", 1),
         ("c", 1),
     ]
+
+
+# --- 2: stake leaves before the slash ------------------------------------------------------
+def test_unbonding_after_assignment_does_not_escape_the_slash():
+    h = ProtocolHarness()
+    task, a = h.publish_and_assign()
+    cheat = h.by_did[a.worker]
+    h.feed(h.stake(cheat, "unbond", 200))  # everything, right after it was assigned
+    assert h.state.books.bonded(a.worker) == 0
+    h.execute(task, {v: GOOD for v in a.verifiers}, worker_output=BAD)
+    assert h.state.books.task(task.cid)["outcome"] == "Rejected"
+    [slash] = [s for s in _slashes(h) if s.account == a.worker]
+    assert slash.offence == "wrong_result" and slash.amount > 0
+    assert h.state.books.slashable(a.worker) == 200 - slash.amount
+    h.state.books.check_conservation()
+
+
+def test_stake_backing_an_open_task_cannot_be_withdrawn():
+    from meshbench.core.errors import ProtocolError
+
+    h = ProtocolHarness()
+    task, a = h.publish_and_assign()
+    cheat = h.by_did[a.worker]
+    h.feed(h.stake(cheat, "unbond", 200))
+    h.advance(8 * 24 * 3600 * 1000)  # past the lock period, the task still open
+    before = h.state.books.tables()
+    try:
+        h.feed(h.stake(cheat, "withdraw", 200))
+    except ProtocolError as exc:
+        assert "open task" in str(exc)
+    else:
+        raise AssertionError("a withdrawal of stake that backs an open task was accepted")
+    assert h.state.books.tables() == before
+    assert h.state.books.backing(a.worker) == 1
+
+
+# --- 6: a policy change after assignment re-prices work --------------------------------------
+def test_auditor_flags_a_settlement_under_another_policy_than_the_pinned_one():
+    from meshbench.core.audit import SettlementAuditor
+    from meshbench.core.books import Books
+    from meshbench.core.events import RewardDistributed
+
+    h = ProtocolHarness()
+    task, a = h.publish_and_assign(fee=100, cost=100)
+    h.execute(task, {v: GOOD for v in a.verifiers}, worker_output=GOOD)
+    events = [e for c in h.log if isinstance(c, AppendToLedger) for e in c.events]
+    other = MeshPolicy(min_fee=11)
+    forged = []
+    for e in events:
+        if isinstance(e, RewardDistributed):
+            fields = {f: getattr(e, f) for f in e.__struct_fields__ if f != "signature"}
+            e = RewardDistributed(**{**fields, "policy_cid": other.cid}).sign(h.authority)
+        forged.append(e)
+    for stream, bad in ((events, False), (forged, True)):
+        auditor, books = SettlementAuditor(), Books(h.authority.did)
+        for e in stream:
+            auditor.before(e, books)
+            books.apply(e)
+        assert any("pinned" in p for p in auditor.problems) == bad, auditor.problems
