@@ -123,7 +123,7 @@ def test_stake_backing_an_open_task_cannot_be_withdrawn():
     from meshbench.core.errors import ProtocolError
 
     h = ProtocolHarness()
-    task, a = h.publish_and_assign()
+    _task, a = h.publish_and_assign()
     cheat = h.by_did[a.worker]
     h.feed(h.stake(cheat, "unbond", 200))
     h.advance(8 * 24 * 3600 * 1000)  # past the lock period, the task still open
