@@ -32,6 +32,7 @@ from meshbench.core.encoding import parse_cid
 from meshbench.core.errors import GovernanceError, KeyNotFound, UnknownFederation
 from meshbench.core.events import MeshPolicyProposal, MeshPolicyVote, StakeRequest
 from meshbench.core.identity import Identity
+from meshbench.core.model import Model
 from meshbench.core.policy import MeshPolicy, MeshPolicyFragment
 from meshbench.core.protocol import AppendToLedger, Faucet, MeshState
 from meshbench.core.types import Credential
@@ -78,6 +79,20 @@ class Wallet:
         if len(named) != 1:
             raise UnknownFederation(f"no federation named {name_or_did!r} in this ledger")
         return named[0]
+
+    def append(self, *events: Model) -> None:
+        """Append participants' events; proposals and votes go with the ledger authority's
+        clock stamp (they are decided by its time, never by the member's own)."""
+        auth = self.authority()
+        stamp = None if auth is None else gov.clock_stamp(self.ledger.books, auth, events, now_ms())
+        if stamp is None and any(
+            isinstance(e, MeshPolicyProposal | MeshPolicyVote) for e in events
+        ):
+            raise GovernanceError(
+                "this data dir does not hold the ledger authority's key; send the proposal or "
+                "vote to the federation's node"
+            )
+        self.ledger.append(*(events if stamp is None else (stamp, *events)))
 
     def run(self, state_event: object) -> None:
         """Let the ledger authority's state machine handle a request, and append the result."""
@@ -386,7 +401,7 @@ def policy_propose(
             timestamp=now,
             expires_at=now + open_ms,
         ).sign(me)
-        w.ledger.append(prop)
+        w.append(prop)
         emit({"proposal_cid": str(prop.cid)} if as_json else str(prop.cid), as_json=as_json)
 
 
@@ -444,7 +459,7 @@ def policy_vote(policy_cid: str, approve: bool, acting: str, data_dir: Path | No
             timestamp=now_ms(),
             parents=(parse_cid(row["cid"]),),
         ).sign(me)
-        w.ledger.append(v)
+        w.append(v)
         t = gov.tally(w.ledger.books, row["cid"])
         click.echo(f"{t.status}: {t.approvals} approvals of {t.required} needed")
         auth = w.authority()

@@ -22,6 +22,7 @@ from meshbench.core import reputation
 from meshbench.core.encoding import CID
 from meshbench.core.errors import InsufficientFunds, LedgerError, ProtocolError
 from meshbench.core.events import (
+    AuthorityClock,
     EscrowDispute,
     EscrowStateChanged,
     Mint,
@@ -72,6 +73,14 @@ ESCROW_TRANSITIONS: Final[dict[str | None, frozenset[str]]] = {
 def _require_authority(books: Tables, signer: str, what: str) -> None:
     if signer != books.authority:
         raise LedgerError(f"{what} signed by {signer}, who is not the ledger authority")
+
+
+def _fold_clock(books: Tables, ev: AuthorityClock) -> None:
+    _require_authority(books, ev.authority, "AuthorityClock")
+    last = books.ledger_time()
+    if ev.timestamp < last:
+        raise LedgerError(f"the authority's clock went back from {last} to {ev.timestamp}")
+    books.put("meta", "clock", ev.timestamp)
 
 
 def _fold_mint(books: Tables, ev: Mint) -> None:
@@ -368,6 +377,7 @@ def _fold_snapshot(books: Tables, ev: ReputationSnapshot) -> None:
 #: Tokens, escrow, stake, tasks and reputation.
 ECONOMY_RULES: Final[FoldRules] = MappingProxyType(
     {
+        AuthorityClock: _fold_clock,
         Mint: _fold_mint,
         Transfer: _fold_transfer,
         TaskIntent: _fold_task,

@@ -19,6 +19,7 @@ from meshbench.core.model import DID, Amount, Model, Signed, TimestampMs
 from meshbench.core.policy import MeshPolicy, MeshPolicyFragment
 
 __all__ = [
+    "AuthorityClock",
     "EscrowDispute",
     "EscrowState",
     "EscrowStateChanged",
@@ -171,6 +172,21 @@ class EscrowDispute(Signed, tag="EscrowDispute"):
     reason: Reason
     extra_verifiers: tuple[DID, ...] = ()
     timestamp: TimestampMs
+    parents: tuple[CID, ...] = ()
+
+
+class AuthorityClock(Signed, tag="AuthorityClock"):
+    """The ledger authority's clock, stamped before the participants' events it accepts.
+
+    Rules that decide votes (a proposal's window, who may vote, until when) read this time,
+    never the participants' own timestamps, which count only within a bounded skew of it.
+    """
+
+    SIGNER: ClassVar[str] = "authority"
+    authority: DID
+    timestamp: TimestampMs
+    #: the participants' events this stamp accepts (they follow it in the same batch)
+    subjects: tuple[CID, ...] = ()
     parents: tuple[CID, ...] = ()
 
 

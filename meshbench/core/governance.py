@@ -33,7 +33,14 @@ A federation that has no :class:`FederationCreated` event is *ungoverned*: its l
 authority may set its policy directly with a ``MeshPolicyActivated`` that names no proposal
 (the embedded demo, and tests that change the policy mid-run).
 
-Times are the events' own timestamps (milliseconds); nothing here reads a clock.
+Times: whatever decides a vote is the **ledger authority's time**, the latest
+:class:`~meshbench.core.events.AuthorityClock` it stamped before the events it accepts
+(``Tables.ledger_time``). A proposal fixes its **electorate** (the members at that time) and
+the **required approvals** when it is accepted; a vote counts only from a member of that
+electorate who is still a member, inside the proposal's window by the authority's time; and
+a participant's own timestamp must lie within :data:`MAX_CLOCK_SKEW_MS` of it. So nobody can
+backdate a vote to a moment when the federation was smaller, vote after expiry, or vote as
+an ex-member. Nothing here reads a clock.
 """
 
 from __future__ import annotations
@@ -55,15 +62,21 @@ from meshbench.core.errors import (
     StaleProposal,
     UnknownFederation,
 )
-from meshbench.core.events import MeshPolicyActivated, MeshPolicyProposal, MeshPolicyVote
+from meshbench.core.events import (
+    AuthorityClock,
+    MeshPolicyActivated,
+    MeshPolicyProposal,
+    MeshPolicyVote,
+)
 from meshbench.core.identity import Identity
 from meshbench.core.model import DID, Model, Signed, TimestampMs
-from meshbench.core.policy import DAY_S, MeshPolicy, MeshPolicyFragment
+from meshbench.core.policy import DAY_S, MAX_CLOCK_SKEW_MS, MeshPolicy, MeshPolicyFragment
 from meshbench.core.tables import FoldRules, Tables, cid_key
 from meshbench.core.types import Credential
 
 __all__ = [
     "GOVERNANCE_RULES",
+    "MAX_CLOCK_SKEW_MS",
     "BooksMembership",
     "CredentialRevoked",
     "FederationCreated",
@@ -72,6 +85,7 @@ __all__ = [
     "SuccessorShare",
     "Tally",
     "activation_for",
+    "clock_stamp",
     "federation",
     "is_member",
     "members",
@@ -206,17 +220,16 @@ def proposals(books: Tables, fed: str | None = None, at_ms: int | None = None) -
 
 
 def tally(books: Tables, proposal_cid: CID | str, at_ms: int | None = None) -> Tally:
+    """Where a proposal stands: against the electorate and the required approvals fixed
+    when it was accepted."""
     row = proposal(books, proposal_cid)
-    at = at_ms if at_ms is not None else row["timestamp"]
-    count = len(members(books, row["federation"], at))
-    rules = GovernanceRules.from_json(federation(books, row["federation"])["rules"])
     return Tally(
         proposal_cid=row["cid"],
         status=_status(row, at_ms),
         approvals=len(row["approvals"]),
         rejections=len(row["rejections"]),
-        required=rules.required_approvals(count),
-        members=count,
+        required=row["required"],
+        members=len(row["electorate"]),
     )
 
 
@@ -244,6 +257,20 @@ def resolve_federation(books: Tables, did: str) -> str:
         seen.add(did)
         row = books.get("federations", did)
     return did
+
+
+def clock_stamp(
+    books: Tables, authority: Identity, events: tuple[Model, ...], now_ms: int
+) -> AuthorityClock | None:
+    """The ``AuthorityClock`` the ledger authority puts before ``events`` when one of them
+    is decided by its time (a proposal or a vote); None when none is. Never goes back."""
+    if not any(isinstance(e, MeshPolicyProposal | MeshPolicyVote) for e in events):
+        return None
+    return AuthorityClock(
+        authority=authority.did,
+        timestamp=max(now_ms, books.ledger_time()),
+        subjects=tuple(e.cid for e in events),
+    ).sign(authority)
 
 
 def pending_activations(books: Tables) -> list[str]:
@@ -338,12 +365,16 @@ def _fold_proposal(books: Tables, ev: MeshPolicyProposal) -> None:
     key = cid_key(ev.cid)
     if books.get("proposals", key) is not None:
         raise GovernanceError(f"proposal {key} is already recorded")
-    _require_member(books, ev.federation_did, ev.proposer_did, ev.timestamp, "propose")
+    now = _authority_time(books, ev.timestamp, "proposal")
+    _require_member(books, ev.federation_did, ev.proposer_did, now, "propose")
     rules = GovernanceRules.from_json(fed["rules"])
-    if ev.expires_at > ev.timestamp + rules.voting_period * 1000:
+    if ev.expires_at > now + rules.voting_period * 1000:
         raise GovernanceError(
             f"proposal stays open past the federation's voting period of {rules.voting_period} s"
         )
+    if ev.expires_at <= now:
+        raise GovernanceError("proposal expires before the ledger authority accepted it")
+    electorate = members(books, ev.federation_did, now)
     active = books.policy_for(ev.federation_did)
     if ev.base_policy_cid != active.cid:
         raise StaleProposal(
@@ -362,10 +393,13 @@ def _fold_proposal(books: Tables, ev: MeshPolicyProposal) -> None:
             "updates": ev.fragment.updates,
             "description": ev.description,
             "timestamp": ev.timestamp,
+            "accepted_at": now,
             "expires_at": ev.expires_at,
             "status": "Open",
             "approvals": [],
             "rejections": [],
+            "electorate": electorate,
+            "required": rules.required_approvals(len(electorate)),
         },
     )
 
@@ -378,19 +412,24 @@ def _fold_vote(books: Tables, ev: MeshPolicyVote) -> None:
         raise GovernanceError(f"vote on unknown proposal {key}")
     if row["federation"] != ev.federation_did:
         raise GovernanceError("vote names another federation than its proposal")
-    fed = _active_federation(books, ev.federation_did)
-    status = _status(row, ev.timestamp)
+    _active_federation(books, ev.federation_did)
+    now = _authority_time(books, ev.timestamp, "vote")
+    status = _status(row, now)
     if status != "Open":
         raise ProposalClosed(f"proposal {key} is {status}; votes are closed")
     if row["base"] != cid_key(books.policy_for(ev.federation_did).cid):
         raise StaleProposal(f"proposal {key} amends a policy that is no longer active")
-    _require_member(books, ev.federation_did, ev.voter_did, ev.timestamp, "vote")
+    _require_member(books, ev.federation_did, ev.voter_did, now, "vote")
+    if ev.voter_did not in row["electorate"]:
+        raise NotAMember(
+            f"{ev.voter_did} was not a member when proposal {key} was accepted; the electorate "
+            "is fixed then"
+        )
     if ev.voter_did in row["approvals"] or ev.voter_did in row["rejections"]:
         raise DoubleVote(f"{ev.voter_did} has already voted on proposal {key}")
     approvals = list(row["approvals"]) + ([ev.voter_did] if ev.approved else [])
     rejections = list(row["rejections"]) + ([] if ev.approved else [ev.voter_did])
-    count = len(members(books, ev.federation_did, ev.timestamp))
-    need = GovernanceRules.from_json(fed["rules"]).required_approvals(count)
+    count, need = len(row["electorate"]), row["required"]
     new_status = "Open"
     if len(approvals) >= need:
         new_status = "Approved"
@@ -498,6 +537,22 @@ def _status(row: dict[str, Any], at_ms: int | None) -> ProposalStatus:
     if status == "Open" and at_ms is not None and at_ms >= row["expires_at"]:
         return "Expired"
     return status
+
+
+def _authority_time(books: Tables, claimed: int, what: str) -> int:
+    """The ledger authority's time for a participant's event claiming ``claimed``."""
+    now = books.ledger_time()
+    if now <= 0:
+        raise GovernanceError(
+            f"a {what} needs the ledger authority's time: it stamps an AuthorityClock before "
+            "the events it accepts"
+        )
+    if abs(claimed - now) > MAX_CLOCK_SKEW_MS:
+        raise GovernanceError(
+            f"the {what}'s timestamp {claimed} is {claimed - now:+d} ms from the ledger "
+            f"authority's time {now} (at most {MAX_CLOCK_SKEW_MS} ms allowed)"
+        )
+    return now
 
 
 def _active_federation(books: Tables, did: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from meshbench.core.types import CapabilityScope
 __all__ = [
     "DAY_S",
     "KNOWN_TOKENS",
+    "MAX_CLOCK_SKEW_MS",
     "BondingRequirements",
     "MeshPolicy",
     "MeshPolicyFragment",
@@ -42,6 +43,12 @@ KNOWN_TOKENS: Final = frozenset({"ICN"})
 Fraction = Annotated[float, Meta(ge=0.0, le=1.0)]
 Percent = Annotated[int, Meta(ge=0, le=100)]
 Seconds = Annotated[int, Meta(ge=1, le=365 * DAY_S)]
+
+
+#: How far a participant's own timestamp may be from the ledger authority's clock (ms).
+#: Money and votes are decided by the authority's time; a participant's claim outside this
+#: window is refused, so a lying clock can neither backdate nor postdate anything.
+MAX_CLOCK_SKEW_MS: Final = 120_000
 
 
 class RewardSettings(Model, tag="RewardSettings"):

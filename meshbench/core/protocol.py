@@ -76,7 +76,7 @@ from meshbench.core.events import (
 )
 from meshbench.core.identity import Identity
 from meshbench.core.model import Model, Signed
-from meshbench.core.policy import MeshPolicy
+from meshbench.core.policy import MAX_CLOCK_SKEW_MS, MeshPolicy
 from meshbench.core.tables import Changes
 from meshbench.core.types import (
     ComputeOffer,
@@ -664,6 +664,13 @@ class MeshState:
             raise ProtocolError(f"fee {task.fee} is below the minimum {minimum} for this scope")
         if task.deadline <= now:
             raise ProtocolError(f"task deadline {task.deadline} has already passed (now {now})")
+        _within_skew(task.created_at, now, "task")
+        horizon = policy.bonding_requirements.lock_period * 1000
+        if task.deadline - now > horizon:
+            raise ProtocolError(
+                f"task deadline is {(task.deadline - now) // 1000} s away; at most the bond lock "
+                f"period ({horizon // 1000} s), so the stake that backs it stays slashable"
+            )
         have = self.books.balance(task.publisher)
         if have < task.fee:
             raise InsufficientFunds(
@@ -697,6 +704,7 @@ class MeshState:
         if offer.worker in rec.offers:
             raise ProtocolError(f"{offer.worker} already offered for this task (double offer)")
         self._member(offer.federation, offer.worker, now)
+        _within_skew(offer.created_at, now, "offer")  # when it arrives, not when ranked
         problems = selection.offer_problems(
             task,
             offer,
@@ -926,6 +934,7 @@ class MeshState:
             raise ProtocolError("the worker's commitment is closed")
         if rec.commit_closed and rec.state != "Disputed":
             raise ProtocolError("the commit phase is closed: the worker was asked to reveal")
+        _within_skew(c.created_at, now, "commitment")
         cmd = self._commit([c])
         rec.commitments[c.worker] = c
         out: list[Command] = [cmd]
@@ -1238,6 +1247,15 @@ class MeshState:
             self._release(rec.assignment.worker)
         rec.timers.clear()
         return [cmd]
+
+
+def _within_skew(claimed: int, now: int, what: str) -> None:
+    """A participant's timestamp counts only within MAX_CLOCK_SKEW_MS of the authority's."""
+    if abs(claimed - now) > MAX_CLOCK_SKEW_MS:
+        raise ProtocolError(
+            f"the {what}'s timestamp {claimed} is {claimed - now:+d} ms from the ledger "
+            f"authority's clock {now} (at most {MAX_CLOCK_SKEW_MS} ms allowed)"
+        )
 
 
 class _Stale(Exception):

@@ -97,6 +97,10 @@ class Tables:
             return 0
         return int(stake["bonded"]) + sum(int(a) for a, _ in stake["unbonding"])
 
+    def ledger_time(self) -> int:
+        """The ledger authority's latest clock stamp (``AuthorityClock``), 0 before any."""
+        return int(self.get("meta", "clock", 0))
+
     def backing(self, account: str) -> int:
         """Open tasks whose assignment names ``account`` (as worker or verifier)."""
         return int(self.get("backing", account, 0))

@@ -483,8 +483,11 @@ class MeshNode:
 
         def work() -> None:
             assert self._ledger is not None
-            self._ledger.append(*events)
-            for ev in events:
+            # proposals and votes are decided by the authority's time: stamp it first
+            stamp = gov.clock_stamp(self._ledger.books, self.authority, events, self.clock())
+            batch = events if stamp is None else (stamp, *events)
+            self._ledger.append(*batch)
+            for ev in batch:
                 self._observe(ev)
 
         self.call(work)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from meshbench.core.books import Books
-from meshbench.core.events import MeshPolicyProposal, MeshPolicyVote
+from meshbench.core.events import AuthorityClock, MeshPolicyProposal, MeshPolicyVote
 from meshbench.core.governance import FederationCreated, GovernanceRules
 from meshbench.core.identity import Identity
+from meshbench.core.model import Model
 from meshbench.core.policy import MeshPolicy, MeshPolicyFragment
 from meshbench.core.types import Credential
 
-__all__ = ["admit", "create_federation", "propose", "vote"]
+__all__ = ["admit", "create_federation", "propose", "stamped", "vote"]
 
 YEAR_MS = 365 * 24 * 3600 * 1000
 
@@ -76,3 +77,13 @@ def vote(
 
 def members_of(ids: Sequence[Identity]) -> list[str]:
     return [i.did for i in ids]
+
+
+def stamped(authority: Identity, *events: Model) -> tuple[Model, ...]:
+    """``events`` preceded by the ledger authority's clock stamp at the latest time they
+    claim (what the authority's node does before it accepts proposals and votes)."""
+    times = [getattr(e, "timestamp", 0) for e in events]
+    clock = AuthorityClock(
+        authority=authority.did, timestamp=max(times), subjects=tuple(e.cid for e in events)
+    )
+    return (clock.sign(authority), *events)

@@ -17,7 +17,7 @@ from meshbench.core.errors import (
 )
 from meshbench.core.governance import FederationSucceeded, GovernanceRules, SuccessorShare
 from meshbench.testing.factories import make_identity
-from meshbench.testing.governance import admit, create_federation, propose, vote
+from meshbench.testing.governance import admit, create_federation, propose, stamped, vote
 
 T0 = 1_700_000_000_000
 SPEC_EXAMPLE = (
@@ -48,11 +48,11 @@ def test_three_members_two_approvals_activate(books: Books) -> None:
     base = books.policy_for(FED.did)
     assert base.policy_version == 1 and base.reward_settings.worker_percentage == 90
     p = propose(books, FED.did, ALICE, frag, description="Increase worker rewards", now_ms=T0 + 1)
-    books.apply(p)
-    books.apply(vote(p, ALICE, approve=True, now_ms=T0 + 2))
+    books.apply(*stamped(AUTH, p))
+    books.apply(*stamped(AUTH, vote(p, ALICE, approve=True, now_ms=T0 + 2)))
     assert gov.tally(books, p.cid).status == "Open"
     assert gov.pending_activations(books) == []
-    books.apply(vote(p, BOB, approve=True, now_ms=T0 + 3))
+    books.apply(*stamped(AUTH, vote(p, BOB, approve=True, now_ms=T0 + 3)))
     t = gov.tally(books, p.cid)
     assert (t.status, t.approvals, t.required, t.members) == ("Approved", 2, 2, 3)
     assert gov.pending_activations(books) == [str(p.cid)]
@@ -72,15 +72,15 @@ def test_three_members_two_approvals_activate(books: Books) -> None:
 def test_bad_votes_change_nothing(books: Books) -> None:
     frag = mb.MeshPolicyFragment(updates={"min_fee": 20})
     p = propose(books, FED.did, ALICE, frag, description="fee", now_ms=T0 + 1)
-    books.apply(p)
-    books.apply(vote(p, ALICE, approve=True, now_ms=T0 + 2))
+    books.apply(*stamped(AUTH, p))
+    books.apply(*stamped(AUTH, vote(p, ALICE, approve=True, now_ms=T0 + 2)))
     before = _state(books)
     with pytest.raises(DoubleVote):
-        books.apply(vote(p, ALICE, approve=False, now_ms=T0 + 3))
+        books.apply(*stamped(AUTH, vote(p, ALICE, approve=False, now_ms=T0 + 3)))
     with pytest.raises(NotAMember):
-        books.apply(vote(p, DAVE, approve=True, now_ms=T0 + 3))
+        books.apply(*stamped(AUTH, vote(p, DAVE, approve=True, now_ms=T0 + 3)))
     with pytest.raises(ProposalClosed):
-        books.apply(vote(p, BOB, approve=True, now_ms=p.expires_at))
+        books.apply(*stamped(AUTH, vote(p, BOB, approve=True, now_ms=p.expires_at)))
     other = mb.MeshPolicyProposal(
         federation_did=FED.did,
         proposer_did=ALICE.did,
@@ -91,31 +91,36 @@ def test_bad_votes_change_nothing(books: Books) -> None:
         expires_at=T0 + 10,
     ).sign(ALICE)
     with pytest.raises(GovernanceError, match="unknown proposal"):
-        books.apply(vote(other, BOB, approve=True, now_ms=T0 + 3))
+        books.apply(*stamped(AUTH, vote(other, BOB, approve=True, now_ms=T0 + 3)))
     forged = vote(p, BOB, approve=True, now_ms=T0 + 3)
     import msgspec
 
     forged = msgspec.structs.replace(forged, signature=ALICE.sign(forged.signing_payload()))
     with pytest.raises(mb.InvalidSignature):
-        books.apply(forged)
+        books.apply(*stamped(AUTH, forged))
     assert _state(books) == before
 
 
 def test_non_member_cannot_propose_and_invalid_fragment_refused(books: Books) -> None:
     with pytest.raises(NotAMember):
         books.apply(
-            propose(
-                books,
-                FED.did,
-                DAVE,
-                mb.MeshPolicyFragment(updates={"min_fee": 1}),
-                description="x",
-                now_ms=T0 + 1,
+            *stamped(
+                AUTH,
+                propose(
+                    books,
+                    FED.did,
+                    DAVE,
+                    mb.MeshPolicyFragment(updates={"min_fee": 1}),
+                    description="x",
+                    now_ms=T0 + 1,
+                ),
             )
         )
     bad = mb.MeshPolicyFragment(updates={"reward_settings": {"worker_percentage": 50}})
     with pytest.raises(mb.PolicyValidationError, match="sum"):
-        books.apply(propose(books, FED.did, ALICE, bad, description="x", now_ms=T0 + 1))
+        books.apply(
+            *stamped(AUTH, propose(books, FED.did, ALICE, bad, description="x", now_ms=T0 + 1))
+        )
     assert gov.proposals(books, FED.did) == []
 
 
@@ -128,14 +133,14 @@ def test_rejection_and_activation_checks(books: Books) -> None:
         description="x",
         now_ms=T0 + 1,
     )
-    books.apply(p)
+    books.apply(*stamped(AUTH, p))
     with pytest.raises(ProposalClosed):  # not approved yet
         gov.activation_for(books, p.cid, AUTH, now_ms=T0 + 2)
-    books.apply(vote(p, BOB, approve=False, now_ms=T0 + 2))
-    books.apply(vote(p, CAROL, approve=False, now_ms=T0 + 3))
+    books.apply(*stamped(AUTH, vote(p, BOB, approve=False, now_ms=T0 + 2)))
+    books.apply(*stamped(AUTH, vote(p, CAROL, approve=False, now_ms=T0 + 3)))
     assert gov.tally(books, p.cid).status == "Rejected"
     with pytest.raises(ProposalClosed):
-        books.apply(vote(p, ALICE, approve=True, now_ms=T0 + 4))
+        books.apply(*stamped(AUTH, vote(p, ALICE, approve=True, now_ms=T0 + 4)))
 
 
 def test_forged_activation_refused(books: Books) -> None:
@@ -147,9 +152,9 @@ def test_forged_activation_refused(books: Books) -> None:
         description="x",
         now_ms=T0 + 1,
     )
-    books.apply(p)
-    books.apply(vote(p, ALICE, approve=True, now_ms=T0 + 2))
-    books.apply(vote(p, BOB, approve=True, now_ms=T0 + 3))
+    books.apply(*stamped(AUTH, p))
+    books.apply(*stamped(AUTH, vote(p, ALICE, approve=True, now_ms=T0 + 2)))
+    books.apply(*stamped(AUTH, vote(p, BOB, approve=True, now_ms=T0 + 3)))
     good = gov.activation_for(books, p.cid, AUTH, now_ms=T0 + 4)
     other_policy = books.policy_for(FED.did).apply(mb.MeshPolicyFragment(updates={"min_fee": 999}))
     import msgspec
@@ -185,14 +190,14 @@ def test_stale_proposals_are_superseded_not_rebased(books: Books) -> None:
         description="b",
         now_ms=T0 + 2,
     )
-    books.apply(p1)
-    books.apply(p2)
+    books.apply(*stamped(AUTH, p1))
+    books.apply(*stamped(AUTH, p2))
     for m in (ALICE, BOB):
-        books.apply(vote(p1, m, approve=True, now_ms=T0 + 3))
+        books.apply(*stamped(AUTH, vote(p1, m, approve=True, now_ms=T0 + 3)))
     books.apply(gov.activation_for(books, p1.cid, AUTH, now_ms=T0 + 4))
     assert gov.proposal(books, p2.cid)["status"] == "Superseded"
     with pytest.raises(ProposalClosed):
-        books.apply(vote(p2, CAROL, approve=True, now_ms=T0 + 5))
+        books.apply(*stamped(AUTH, vote(p2, CAROL, approve=True, now_ms=T0 + 5)))
     stale = propose(
         books,
         FED.did,
@@ -205,7 +210,7 @@ def test_stale_proposals_are_superseded_not_rebased(books: Books) -> None:
 
     stale = msgspec.structs.replace(stale, base_policy_cid=p1.base_policy_cid, signature=b"")
     with pytest.raises(StaleProposal):
-        books.apply(stale.sign(CAROL))
+        books.apply(*stamped(AUTH, stale.sign(CAROL)))
 
 
 def test_expired_credentials_and_revocation(books: Books) -> None:
@@ -229,7 +234,7 @@ def test_credential_must_be_signed_by_the_federation(books: Books) -> None:
 
     forged = msgspec.structs.replace(forged, signature=DAVE.sign(forged.signing_payload()))
     with pytest.raises(mb.InvalidSignature):
-        books.apply(forged)
+        books.apply(*stamped(AUTH, forged))
     with pytest.raises(UnknownFederation):
         books.apply(admit(make_identity(999), DAVE.did, now_ms=T0))
 
@@ -274,9 +279,9 @@ def test_rename_carries_members_and_policy(books: Books) -> None:
         description="x",
         now_ms=T0 + 1,
     )
-    books.apply(p)
+    books.apply(*stamped(AUTH, p))
     for m in (ALICE, BOB):
-        books.apply(vote(p, m, approve=True, now_ms=T0 + 2))
+        books.apply(*stamped(AUTH, vote(p, m, approve=True, now_ms=T0 + 2)))
     books.apply(gov.activation_for(books, p.cid, AUTH, now_ms=T0 + 3))
     new_fed = make_identity(300)
     books.apply(create_federation(new_fed, AUTH, name="renamed", now_ms=T0 + 4))
@@ -295,13 +300,16 @@ def test_rename_carries_members_and_policy(books: Books) -> None:
     assert gov.resolve_federation(books, FED.did) == new_fed.did
     with pytest.raises(GovernanceError, match="succeeded"):
         books.apply(
-            propose(
-                books,
-                FED.did,
-                ALICE,
-                mb.MeshPolicyFragment(updates={"min_fee": 1}),
-                description="x",
-                now_ms=T0 + 7,
+            *stamped(
+                AUTH,
+                propose(
+                    books,
+                    FED.did,
+                    ALICE,
+                    mb.MeshPolicyFragment(updates={"min_fee": 1}),
+                    description="x",
+                    now_ms=T0 + 7,
+                ),
             )
         )
     # the successor governs with the carried members
@@ -314,8 +322,8 @@ def test_rename_carries_members_and_policy(books: Books) -> None:
         now_ms=T0 + 8,
     )
     books.apply(q)
-    books.apply(vote(q, CAROL, approve=True, now_ms=T0 + 9))
-    books.apply(vote(q, BOB, approve=True, now_ms=T0 + 9))
+    books.apply(*stamped(AUTH, vote(q, CAROL, approve=True, now_ms=T0 + 9)))
+    books.apply(*stamped(AUTH, vote(q, BOB, approve=True, now_ms=T0 + 9)))
     assert gov.tally(books, q.cid).status == "Approved"
 
 
@@ -371,12 +379,13 @@ def test_refold_gives_identical_books(books: Books) -> None:
         description="x",
         now_ms=T0 + 1,
     )
-    books.apply(p)
-    events.append(p)
+    batch = stamped(AUTH, p)
+    books.apply(*batch)
+    events += batch
     for m in (ALICE, BOB):
-        v = vote(p, m, approve=True, now_ms=T0 + 2)
-        books.apply(v)
-        events.append(v)
+        batch = stamped(AUTH, vote(p, m, approve=True, now_ms=T0 + 2))
+        books.apply(*batch)
+        events += batch
     act = gov.activation_for(books, p.cid, AUTH, now_ms=T0 + 3)
     books.apply(act)
     events.append(act)
@@ -411,9 +420,9 @@ def test_activated_policy_pays_the_next_settled_task_75_20_5() -> None:
         books.apply(admit(h.federation, m.did, now_ms=h.now))
     frag = mb.MeshPolicyFragment.from_update_json(SPEC_EXAMPLE)
     p = propose(books, h.federation.did, trio[0], frag, description="spec", now_ms=h.now)
-    books.apply(p)
+    books.apply(*stamped(h.authority, p))
     for m in trio[:2]:
-        books.apply(vote(p, m, approve=True, now_ms=h.now))
+        books.apply(*stamped(h.authority, vote(p, m, approve=True, now_ms=h.now)))
     books.apply(gov.activation_for(books, p.cid, h.authority, now_ms=h.now))
     assert books.policy_for(h.federation.did).policy_version == 2
 
@@ -447,9 +456,9 @@ def test_a_second_node_picks_the_policy_up_from_the_dag(tmp_path: object) -> Non
             a.append(admit(FED, m.did, now_ms=T0))
         frag = mb.MeshPolicyFragment.from_update_json(SPEC_EXAMPLE)
         p = propose(a.books, FED.did, ALICE, frag, description="x", now_ms=T0 + 1)
-        a.append(p)
+        a.append(*stamped(AUTH, p))
         for m in (ALICE, BOB):
-            a.append(vote(p, m, approve=True, now_ms=T0 + 2))
+            a.append(*stamped(AUTH, vote(p, m, approve=True, now_ms=T0 + 2)))
         a.append(gov.activation_for(a.books, p.cid, AUTH, now_ms=T0 + 3))
         with Ledger(root / "b.sqlite", authority=AUTH.did) as b:
             before = b.books.policy_for(FED.did)

@@ -161,3 +161,116 @@ def test_auditor_flags_a_settlement_under_another_policy_than_the_pinned_one():
             auditor.before(e, books)
             books.apply(e)
         assert any("pinned" in p for p in auditor.problems) == bad, auditor.problems
+
+
+# --- 1: participants' clocks decide governance ---------------------------------------------
+def _five_member_federation():
+    from meshbench.core.books import Books
+    from meshbench.testing.governance import admit, create_federation
+
+    fed, auth = make_identity(100), make_identity(101)
+    alice, *others = (make_identity(i) for i in (102, 103, 104, 105, 106))
+    t0 = 1_700_000_000_000
+    books = Books(auth.did)
+    books.apply(create_federation(fed, auth, now_ms=t0))
+    books.apply(admit(fed, alice.did, now_ms=t0))  # alone for an hour
+    for m in others:
+        books.apply(admit(fed, m.did, now_ms=t0 + 3_600_000))
+    return books, fed, auth, alice, others, t0
+
+
+def _greedy(books, fed, alice, now):
+    from meshbench.core.policy import MeshPolicyFragment
+    from meshbench.testing.governance import propose
+
+    frag = MeshPolicyFragment(
+        updates={
+            "reward_settings": {
+                "worker_percentage": 0,
+                "verifier_percentage": 0,
+                "platform_fee_percentage": 100,
+            }
+        }
+    )
+    return propose(books, fed.did, alice, frag, description="all for me", now_ms=now)
+
+
+def test_a_backdated_vote_cannot_activate_a_policy_alone():
+    import pytest
+
+    from meshbench.core.errors import GovernanceError
+    from meshbench.core.governance import tally
+    from meshbench.testing.governance import stamped, vote
+
+    books, fed, auth, alice, _others, t0 = _five_member_federation()
+    now = t0 + 7_200_000
+    p = _greedy(books, fed, alice, now)
+    books.apply(*stamped(auth, p))
+    assert tally(books, p.cid).required == 3 and tally(books, p.cid).members == 5
+    before = books.tables()
+    backdated = vote(p, alice, approve=True, now_ms=t0 + 10)  # when alice was alone
+    clock = stamped(auth, vote(p, alice, approve=True, now_ms=now))[0]  # the authority's time
+    with pytest.raises(GovernanceError, match="ledger authority's time"):
+        books.apply(clock, backdated)
+    assert books.tables() == before
+    books.apply(*stamped(auth, vote(p, alice, approve=True, now_ms=now)))
+    assert tally(books, p.cid).status == "Open"  # one approval of three needed
+
+
+def test_votes_after_expiry_by_ex_members_or_late_members_are_refused():
+    import pytest
+
+    from meshbench.core.errors import NotAMember, ProposalClosed
+    from meshbench.core.governance import CredentialRevoked, clock_stamp
+    from meshbench.testing.governance import admit, stamped, vote
+
+    books, fed, auth, alice, others, t0 = _five_member_federation()
+    now = t0 + 7_200_000
+    p = _greedy(books, fed, alice, now)
+    books.apply(*stamped(auth, p))
+    late = make_identity(107)
+    books.apply(admit(fed, late.did, now_ms=now + 1))  # admitted after the proposal
+    with pytest.raises(NotAMember, match="electorate"):
+        books.apply(*stamped(auth, vote(p, late, approve=True, now_ms=now + 2)))
+    gone = others[0]
+    revoked = CredentialRevoked(federation=fed.did, member=gone.did, timestamp=now + 3)
+    books.apply(revoked.sign(fed))
+    backdated = vote(p, gone, approve=True, now_ms=now - 60_000)
+    with pytest.raises(NotAMember):  # an ex-member, even dated before the proposal
+        books.apply(clock_stamp(books, auth, (backdated,), now + 4), backdated)
+    after = p.expires_at + 1
+    with pytest.raises(ProposalClosed):  # the authority's time is past the window
+        books.apply(*stamped(auth, vote(p, others[1], approve=True, now_ms=after)))
+
+
+def test_task_offer_and_commitment_times_must_be_near_the_authoritys_clock():
+    from meshbench.core.errors import ProtocolError
+
+    h = ProtocolHarness()
+    future = h.task(created_at=h.now + 3_600_000, deadline=h.now + 7_200_000)
+    before = h.state.books.tables()
+    for bad in (future,):
+        try:
+            h.feed(bad)
+        except ProtocolError as exc:
+            assert "authority's clock" in str(exc)
+        else:
+            raise AssertionError("a task dated an hour ahead was accepted")
+    forever = h.task(deadline=h.now + 30 * 24 * 3600 * 1000)  # escrow locked for a month
+    try:
+        h.feed(forever)
+    except ProtocolError as exc:
+        assert "lock period" in str(exc)
+    else:
+        raise AssertionError("a task whose deadline is a month away was accepted")
+    assert h.state.books.tables() == before
+    task = h.task()
+    h.feed(task)
+    old_offer = h.offer(task, h.peers[0])
+    h.advance(10 * 60 * 1000)  # delivered ten minutes after it claims to have been made
+    try:
+        h.feed(old_offer)
+    except ProtocolError as exc:
+        assert "authority's clock" in str(exc)
+    else:
+        raise AssertionError("a stale-dated offer was accepted")
