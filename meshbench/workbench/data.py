@@ -9,7 +9,7 @@ Every function returns a ``pl.DataFrame`` with the columns its docstring names.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 
 from meshbench.core.events import QuorumReached, RewardDistributed, TaskAssigned
+from meshbench.core.model import Model
 from meshbench.core.policy import MeshPolicy
 from meshbench.core.types import ComputeOffer, TaskIntent
 
@@ -160,6 +161,17 @@ def _ts(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+class _Recorder:
+    """A ledger for the simulator that keeps nothing: it shows each appended event to
+    ``observe`` (the simulation's books already include it)."""
+
+    def __init__(self) -> None:
+        self.observe: Callable[..., None] = lambda *events: None
+
+    def append(self, *events: Model) -> None:
+        self.observe(*events)
+
+
 def simulate(
     *,
     tasks: int = 1000,
@@ -178,12 +190,12 @@ def simulate(
     peer_class, time, score: after every quorum), ``peers`` (peer, peer_class, score,
     earned).
     """
-    from meshbench.core.protocol import AppendToLedger
     from meshbench.sim.simulator import SimConfig, Simulation
 
+    recorder = _Recorder()
     cfg = SimConfig(
         workers=workers, malicious=malicious, faulty=faulty, tasks=tasks, verifiers=verifiers,
-        seed=seed, policy=policy or MeshPolicy(),
+        seed=seed, policy=policy or MeshPolicy(), ledger=recorder,
     )  # fmt: skip
     sim = Simulation(cfg)
     klass = sim.behaviour
@@ -192,13 +204,10 @@ def simulate(
     chosen: set[tuple[str, str]] = set()
     pay_rows: list[tuple[str, str, str, str, int]] = []
     rep_rows: list[tuple[str, str, int, float]] = []
-    carry_out = sim._carry_out
 
-    def observe(cmd: Any) -> None:
-        carry_out(cmd)
-        if not isinstance(cmd, AppendToLedger):
-            return
-        for ev in cmd.events:
+    def observe(*events: Model) -> None:
+        # the simulation appends each decision's events here, its books already folded
+        for ev in events:
             if isinstance(ev, TaskIntent):
                 task_rows[str(ev.cid)] = {
                     "task_cid": str(ev.cid), "publisher": ev.publisher, "fee": ev.fee,
@@ -230,7 +239,7 @@ def simulate(
                          p.role, p.amount)
                     )  # fmt: skip
 
-    sim._carry_out = observe  # type: ignore[method-assign]
+    recorder.observe = observe
     report = sim.run().to_dict()
     for cid, rec in sim.state.tasks.items():
         row = task_rows.get(str(cid))
