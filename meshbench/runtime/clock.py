@@ -37,7 +37,9 @@ class ClockError(MeshError, ValueError):
 class ManualClock:
     """Virtual time in milliseconds: ``clock()`` / ``clock.now()`` read it, ``advance(ms)``
     moves it. Thread-safe; the wakers (``on_advance``) run in the advancing thread, after
-    the new time is visible to every reader."""
+    the new time is visible to every reader. A node's waker returns once the node has
+    fired the timers that fell due (so ``advance`` returns after them), but what those
+    timers set going (a worker's execution) is still asynchronous."""
 
     def __init__(self, start_ms: int = T0_MS) -> None:
         self._now = int(start_ms)
@@ -64,7 +66,8 @@ class ManualClock:
         return now
 
     def on_advance(self, wake: Callable[[], None]) -> Callable[[], None]:
-        """Call ``wake()`` after every advance (it must not block); returns the remover."""
+        """Call ``wake()`` after every advance (it may wait for its driver, never for the
+        advancing thread); returns the function that removes it."""
         with self._lock:
             self._wakers.append(wake)
 

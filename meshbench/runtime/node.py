@@ -173,8 +173,7 @@ class MeshNode:
         self._start_error: BaseException | None = None
         self._unwake: Callable[[], None] | None = None
         if isinstance(clock, ManualClock):
-            # virtual time: an advance wakes the driver, which then fires the due timers
-            self._unwake = clock.on_advance(lambda: self._queue.put(_IDLE))
+            self._unwake = clock.on_advance(self._clock_advanced)
 
     # --- life cycle --------------------------------------------------------------------
     def start(self) -> MeshNode:
@@ -212,6 +211,16 @@ class MeshNode:
         self._queue.put(work)
         return fut.result(timeout=timeout)
 
+    def _clock_advanced(self) -> None:
+        """A :class:`ManualClock` moved: wake the driver and return once it has fired the
+        timers now due and committed what they did (an empty call does both: the driver
+        fires due timers after every burst, before it answers)."""
+        if self._thread is None or not self._thread.is_alive():
+            return
+        if threading.current_thread() is self._thread:
+            return  # advanced from inside a burst: due timers fire when it ends
+        self.call(lambda: None)
+
     # --- the driver thread ---------------------------------------------------------------
     def _main(self) -> None:
         try:
@@ -244,7 +253,7 @@ class MeshNode:
                     self._run(resumed)
             manual = isinstance(self.clock, ManualClock)
             while True:
-                # on a manual clock only work or an advance (which queues _IDLE) wakes us
+                # on a manual clock only work wakes the driver (an advance sends some)
                 wait: float | None = None if manual else 0.5
                 if self._timers and not manual:
                     wait = max(0.0, min(0.5, (self._timers[0][0] - self.clock()) / 1000))
