@@ -402,16 +402,19 @@ class Mesh:
         node = self.node
         infos = node.backend.describe(node.clock())
         for info in infos:
-            node.submit_bytes(info)
+            node.submit(info)
         snap = node.snapshot()
         need = [d for d in snap.peers if snap.bonded(d) < WORKER_BOND]
         for did in need:
-            node.mint(did, WORKER_FUNDS, memo="worker genesis")
+            node.submit(Faucet(account=did, amount=WORKER_FUNDS, memo="worker genesis"))
         if need:
             for req in node.backend.stake_requests(WORKER_BOND, node.clock()):
-                node.submit_bytes(req)
+                node.submit(req)
         if node.balance(self.publisher.did) < PUBLISHER_FUNDS // 2:
-            node.mint(self.publisher.did, PUBLISHER_FUNDS, memo="publisher faucet")
+            faucet = Faucet(
+                account=self.publisher.did, amount=PUBLISHER_FUNDS, memo="publisher faucet"
+            )
+            node.submit(faucet)
 
     def set_policy(self, fragment: MeshPolicyFragment) -> MeshPolicy:
         """Activate ``fragment`` on this (ungoverned) mesh's policy, without a restart."""

@@ -605,13 +605,6 @@ class MeshNode:
 
         return self.call(take)
 
-    def mint(self, account: str, amount: int, memo: str = "") -> None:
-        self.submit(Faucet(account=account, amount=amount, memo=memo))
-
-    def submit_bytes(self, data: bytes) -> None:
-        """A signed object from a participant, as bytes: :meth:`submit` ``(data)``."""
-        self.submit(data)
-
     def state_of(self, task_cid: CID) -> str:
         return self.call(lambda: self.state.state_of(task_cid) if self.state else "Unknown")
 
