@@ -57,7 +57,7 @@ from meshbench.core.types import ExecutionReceipt, TaskIntent, VerificationRecei
 from meshbench.runtime.backends import WorkerBackend
 from meshbench.runtime.clock import ManualClock, wall_clock_ms
 from meshbench.store.blobs import BlobStore, EncryptedBlob
-from meshbench.store.ledger import Ledger
+from meshbench.store.ledger import Ledger, LedgerReport
 
 __all__ = ["MeshNode", "NodeSnapshot", "Rejection", "Rejections", "TaskRecord"]
 
@@ -614,7 +614,7 @@ class MeshNode:
     def books_tables(self) -> dict[str, dict[str, Any]]:
         return self.call(lambda: self._ledger.books.tables() if self._ledger else {})
 
-    def verify_ledger(self) -> Any:
+    def verify_ledger(self) -> LedgerReport | None:
         return self.call(lambda: self._ledger.verify() if self._ledger else None)
 
 

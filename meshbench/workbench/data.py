@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -21,6 +21,10 @@ from meshbench.core.events import QuorumReached, RewardDistributed, TaskAssigned
 from meshbench.core.model import Model
 from meshbench.core.policy import MeshPolicy
 from meshbench.core.types import ComputeOffer, TaskIntent
+from meshbench.store.frames import LedgerFrames
+
+if TYPE_CHECKING:
+    from meshbench.runtime.mesh import Mesh
 
 __all__ = [
     "FRAME_NAMES",
@@ -64,7 +68,7 @@ def rewards_per_peer(payouts: pl.DataFrame) -> pl.DataFrame:
     return wide.sort(["total", "account"], descending=[True, False])
 
 
-def reputation_history(source: Any) -> pl.DataFrame:
+def reputation_history(source: Mesh | LedgerFrames | str | os.PathLike[str]) -> pl.DataFrame:
     """peer, time, score, executions_ok/bad, verifications_ok/bad: one row per observation.
 
     Folds the ledger's events again (``source`` is a ``Mesh``, a ledger path, or a
@@ -74,10 +78,10 @@ def reputation_history(source: Any) -> pl.DataFrame:
 
     if isinstance(source, str | os.PathLike):
         path = Path(source)
-    elif hasattr(source, "node"):
-        path = source.node.ledger_path
+    elif isinstance(source, LedgerFrames):
+        path = Path(source.path)
     else:
-        path = source.path
+        path = source.node.ledger_path
     return MeshFeed.from_ledger(path).reputation_history()
 
 
@@ -113,7 +117,9 @@ def task_latency(tasks: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def export_parquet(source: Any, directory: str | os.PathLike[str]) -> dict[str, Path]:
+def export_parquet(
+    source: Mesh | LedgerFrames, directory: str | os.PathLike[str]
+) -> dict[str, Path]:
     """Write every frame of ``source`` to ``<directory>/<name>.parquet``; returns the paths."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,7 +132,7 @@ def export_parquet(source: Any, directory: str | os.PathLike[str]) -> dict[str, 
     return paths
 
 
-def open_trace(path: str | os.PathLike[str]) -> Any:
+def open_trace(path: str | os.PathLike[str]) -> LedgerFrames:
     """A recorded ledger (``datasets/traces/*.sqlite.gz`` or a plain ``.sqlite``) as a
     :class:`~meshbench.store.frames.LedgerFrames`; a gzipped one is unpacked to a temp file."""
     import gzip
