@@ -24,6 +24,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check meshbench tests extensions
 	$(BIN)/ruff format --check meshbench tests extensions
+	$(BIN)/lint-imports --no-cache  # layers and forbidden imports ([tool.importlinter])
 
 # js-libp2p for the interoperability test (tests/net/test_js_interop.py); skipped without npm
 interop/js/node_modules/.installed: interop/js/package-lock.json

@@ -27,21 +27,20 @@ import click
 from meshbench.cli import meshbench as meshbench_cli
 from meshbench.cli.common import data_dir_option, emit, print_table, resolve_data_dir, run_cli
 from meshbench.core import governance as gov
-from meshbench.core.books import Books
 from meshbench.core.encoding import parse_cid
 from meshbench.core.errors import GovernanceError, KeyNotFound, UnknownFederation
-from meshbench.core.events import MeshPolicyProposal, MeshPolicyVote, StakeRequest
+from meshbench.core.events import StakeRequest
+from meshbench.core.federation_acts import YEAR_MS, admit, create_federation, propose, vote
 from meshbench.core.identity import Identity
 from meshbench.core.model import Model
-from meshbench.core.policy import MeshPolicy, MeshPolicyFragment
-from meshbench.core.protocol import AppendToLedger, Faucet, MeshState
-from meshbench.core.types import Credential
+from meshbench.core.policy import MeshPolicyFragment
+from meshbench.core.protocol import Faucet
 from meshbench.runtime.clock import wall_clock_ms as now_ms
+from meshbench.store.authority import decide_on_ledger
 from meshbench.store.keystore import Keystore
 from meshbench.store.ledger import Ledger
 
 NODE_KEY = "node"
-YEAR_MS = 365 * 24 * 3600 * 1000
 
 
 @dataclass
@@ -84,14 +83,12 @@ class Wallet:
         """Append participants' events; proposals and votes go with the ledger authority's
         clock stamp (they are decided by its time, never by the member's own)."""
         auth = self.authority()
-        stamp = None if auth is None else gov.clock_stamp(self.ledger.books, auth, events, now_ms())
-        if stamp is None and any(
-            isinstance(e, MeshPolicyProposal | MeshPolicyVote) for e in events
-        ):
+        if auth is None:
             raise GovernanceError(
                 "this data dir does not hold the ledger authority's key; send the proposal or "
                 "vote to the federation's node"
             )
+        stamp = gov.clock_stamp(self.ledger.books, auth, events, now_ms())
         self.ledger.append(*(events if stamp is None else (stamp, *events)))
 
     def run(self, state_event: object) -> None:
@@ -102,14 +99,8 @@ class Wallet:
                 "this data dir does not hold the ledger authority's key; send the request to "
                 "the federation's node"
             )
-        # The state machine folds into its own copy of the books; the ledger folds the same
-        # events again as it appends them (and refuses them if they do not fold).
-        books = Books(auth.did)
-        books.load(self.ledger.books.tables())
-        state = MeshState(auth, books=books, membership=gov.BooksMembership(books))
-        for cmd in state.handle(state_event, now_ms()):
-            if isinstance(cmd, AppendToLedger):
-                self.ledger.append(*cmd.events)
+        # every command kind is carried out or refused (decide_on_ledger: match/assert_never)
+        decide_on_ledger(self.ledger, auth, state_event, now_ms())
 
 
 @contextmanager
@@ -255,15 +246,7 @@ def federation_create(
             approval_count=approval_count,
             voting_period=voting_period,
         )
-        ev = gov.FederationCreated(
-            federation_did=fed.did,
-            name=name,
-            authority=auth.did,
-            rules=rules,
-            policy=MeshPolicy(federation=fed.did),
-            timestamp=now_ms(),
-        ).sign(fed)
-        w.ledger.append(ev)
+        w.ledger.append(create_federation(fed, auth.did, name=name, rules=rules, now_ms=now_ms()))
         click.echo(fed.did)
 
 
@@ -287,11 +270,7 @@ def federation_join(fed_name: str | None, acting: str, data_dir: Path | None) ->
                 f"admission is signed by the federation; this data dir does not hold its key. "
                 f"Send your did ({me.did}) to its operator."
             ) from None
-        now = now_ms()
-        cred = Credential(
-            federation=fed_did, member=me.did, issued_at=now, expires_at=now + YEAR_MS
-        ).sign(fed_key)
-        w.ledger.append(cred)
+        w.ledger.append(admit(fed_key, me.did, now_ms=now_ms(), ttl_ms=YEAR_MS))
         click.echo(f"{me.did} joined {row['name']} ({fed_did})")
 
 
@@ -314,7 +293,8 @@ def federation_members(fed_name: str | None, as_json: bool, data_dir: Path | Non
 
 
 def _member_row(w: Wallet, fed: str, did: str) -> dict[str, Any]:
-    row = w.ledger.books.get("members", f"{fed}|{did}")
+    row = gov.member(w.ledger.books, fed, did)
+    assert row is not None  # did is one of gov.members(...)
     return {"since": row["issued_at"], "expires": row["expires_at"], "via": row["via"]}
 
 
@@ -392,15 +372,9 @@ def policy_propose(
         rules = gov.GovernanceRules.from_json(gov.federation(w.ledger.books, fed)["rules"])
         now = now_ms()
         open_ms = min(int(open_hours * 3600 * 1000), rules.voting_period * 1000)
-        prop = MeshPolicyProposal(
-            federation_did=fed,
-            proposer_did=me.did,
-            base_policy_cid=w.ledger.books.policy_for(fed).cid,
-            fragment=fragment,
-            description=description,
-            timestamp=now,
-            expires_at=now + open_ms,
-        ).sign(me)
+        prop = propose(
+            w.ledger.books, fed, me, fragment, description=description, now_ms=now, open_ms=open_ms
+        )
         w.append(prop)
         emit({"proposal_cid": str(prop.cid)} if as_json else str(prop.cid), as_json=as_json)
 
@@ -451,15 +425,9 @@ def policy_vote(policy_cid: str, approve: bool, acting: str, data_dir: Path | No
     with open_wallet(data_dir, acting) as w:
         me = w.me()
         row = gov.proposal(w.ledger.books, parse_cid(policy_cid, codec="dag-cbor"))
-        v = MeshPolicyVote(
-            policy_cid=parse_cid(row["cid"]),
-            federation_did=row["federation"],
-            voter_did=me.did,
-            approved=approve,
-            timestamp=now_ms(),
-            parents=(parse_cid(row["cid"]),),
-        ).sign(me)
-        w.append(v)
+        w.append(
+            vote(parse_cid(row["cid"]), row["federation"], me, approve=approve, now_ms=now_ms())
+        )
         t = gov.tally(w.ledger.books, row["cid"])
         click.echo(f"{t.status}: {t.approvals} approvals of {t.required} needed")
         auth = w.authority()

@@ -146,14 +146,14 @@ def faucet_cmd(
     Creates the ledger (owned by that key) when it does not exist yet.
     Example: meshbench ledger faucet did:key:z6Mk... 1000
     """
-    from meshbench.core.protocol import Faucet, MeshState
+    from meshbench.core.protocol import Faucet
+    from meshbench.store.authority import decide_on_ledger
     from meshbench.store.keystore import Keystore
 
     root = resolve_data_dir(data_dir)
     authority = Keystore(root / "keys").load(key)
     db = path or root / "ledger.sqlite"
     with Ledger(db, authority=authority.did) as led:
-        state = MeshState(authority, books=led.books.copy())
-        for cmd in state.handle(Faucet(account=account, amount=amount, memo=memo), _now_ms()):
-            led.append(*cmd.events)  # type: ignore[union-attr]
+        mint = Faucet(account=account, amount=amount, memo=memo)
+        decide_on_ledger(led, authority, mint, _now_ms())
         click.echo(f"{account} now holds {led.balance(account)}")

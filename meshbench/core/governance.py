@@ -88,6 +88,8 @@ __all__ = [
     "clock_stamp",
     "federation",
     "is_member",
+    "member",
+    "member_key",
     "members",
     "pending_activations",
     "policy_history",
@@ -521,6 +523,16 @@ def _fold_succeeded(books: Tables, ev: FederationSucceeded) -> None:
             lineage=ev.kind,
         ),
     )
+
+
+def member_key(fed: str, did: str) -> str:
+    """The key of ``did``'s row in the ``members`` table of ``fed``."""
+    return _member_key(fed, did)
+
+
+def member(books: Tables, fed: str, did: str) -> dict[str, Any] | None:
+    """``did``'s membership row in ``fed`` (issued_at, expires_at, via, revoked), or None."""
+    return books.get("members", _member_key(fed, did))
 
 
 # --- internals ------------------------------------------------------------------------------

@@ -116,6 +116,11 @@ class GossipGuard:
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self.banned: set[str] = set()
 
+    @property
+    def tracked_origins(self) -> int:
+        """How many authors' rate buckets are held (bounded by ``max_tracked_peers``)."""
+        return len(self._origins)
+
     def check(
         self,
         topic: Topic,

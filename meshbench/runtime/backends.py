@@ -82,8 +82,15 @@ def run_and_deliver(pool: cf.Executor, deliver: Deliver, fn: Callable[[], Any]) 
 class InProcessBackend:
     """Workers as agents in this process; executions run on a thread pool."""
 
-    def __init__(self, agents: Sequence[WorkerAgent], *, threads: int = 2) -> None:
+    def __init__(
+        self,
+        agents: Sequence[WorkerAgent],
+        *,
+        threads: int = 2,
+        clock: Callable[[], int] = _now,
+    ) -> None:
         self.agents = {a.did: a for a in agents}
+        self.clock = clock  # the node's clock: the agents sign with the node's time
         self._pool = cf.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mesh-worker")
 
     def describe(self, now_ms: int) -> list[bytes]:
@@ -106,7 +113,7 @@ class InProcessBackend:
 
     def request_offers(self, task: TaskIntent, blobs: Blobs, deliver: Deliver) -> None:
         for agent in self.agents.values():
-            offer = agent.offer(task, _now())
+            offer = agent.offer(task, self.clock())
             deliver(None if offer is None else offer.encode())
 
     def execute(
@@ -114,16 +121,17 @@ class InProcessBackend:
     ) -> None:
         agent = self.agents[did]
         wasm, data, envelope = blobs
+        now = self.clock
         self._spawn(
             deliver,
-            lambda: agent.execute(task, wasm, data, _now(), role=role, envelope=envelope).encode(),
+            lambda: agent.execute(task, wasm, data, now(), role=role, envelope=envelope).encode(),
         )
 
     def reveal(self, did: str, task_cid: CID, deliver: Deliver) -> None:
         agent = self.agents[did]
 
         def run() -> tuple[bytes, bytes]:
-            receipt, output = agent.reveal(task_cid, _now())
+            receipt, output = agent.reveal(task_cid, self.clock())
             return receipt.encode(), output
 
         self._spawn(deliver, run)
@@ -139,7 +147,7 @@ class InProcessBackend:
     ) -> None:
         agent = self.agents[did]
         self._spawn(
-            deliver, lambda: agent.verdict(task_cid, receipt, _now(), output=output).encode()
+            deliver, lambda: agent.verdict(task_cid, receipt, self.clock(), output=output).encode()
         )
 
     def close(self) -> None:

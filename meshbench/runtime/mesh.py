@@ -39,6 +39,7 @@ from meshbench.core.types import (
 )
 from meshbench.runtime.agent import Behaviour, WorkerAgent
 from meshbench.runtime.backends import InProcessBackend, WorkerBackend
+from meshbench.runtime.clock import wall_clock_ms
 from meshbench.runtime.node import MeshNode, TaskRecord
 from meshbench.store.frames import LedgerFrames
 from meshbench.store.keystore import Keystore
@@ -251,11 +252,40 @@ class Mesh:
             mdns=mdns,
         ).start()  # fmt: skip
         try:
-            mesh = _start_over_transport(root, net, policy=policy, fund_workers=fund_workers)
+            mesh = cls.over_transport(net, data_dir=root, policy=policy, fund_workers=fund_workers)
         except BaseException:
             net.close()
             raise
         mesh.net = net  # this mesh owns its transport and closes it
+        return mesh
+
+    @classmethod
+    def over_transport(
+        cls,
+        transport: Any,
+        *,
+        data_dir: str | os.PathLike[str],
+        policy: MeshPolicyFragment | Mapping[str, Any] | None = None,
+        fund_workers: bool = True,
+    ) -> Mesh:
+        """A Mesh whose node is the ledger authority over a running libp2p ``transport``
+        (a :class:`~meshbench.net.node.Libp2pNode`; the caller keeps owning it).
+
+        The transport's identity must be the data dir's ``node`` key (the authority).
+        """
+        from meshbench.runtime.p2p import P2PBackend
+
+        root = _data_dir(data_dir)
+        authority = Keystore(root / "keys").load_or_create("node")
+        if transport.identity.did != authority.did:
+            raise ProtocolError("the transport's key is not this data dir's authority key ('node')")
+        backend = P2PBackend(transport, authority)
+        mesh = cls._start(root, backend, policy, workers=0)
+        node = mesh.node
+        backend.unsolicited = lambda data: node.submit(data, wait=False)
+        node.subscribe(backend.gossip)
+        if fund_workers:
+            node.subscribe(mesh._fund_new_workers)
         return mesh
 
     def _fund_new_workers(self, event: Any) -> None:
@@ -266,7 +296,8 @@ class Mesh:
         if isinstance(event, PeerInfo) and event.did not in self._funded:
             self._funded.add(event.did)
             if node.state is not None and node.state.books.balance(event.did) < WORKER_BOND:
-                node._queue.put(lambda: node.feed(Faucet(account=event.did, amount=WORKER_FUNDS)))
+                # queued, not fed: a listener runs inside the driver's burst
+                node.submit(Faucet(account=event.did, amount=WORKER_FUNDS), wait=False)
 
     @classmethod
     def in_process(
@@ -277,11 +308,15 @@ class Mesh:
         behaviours: Mapping[int, Behaviour] | None = None,
         policy: MeshPolicyFragment | Mapping[str, Any] | None = None,
         agent_factory: Callable[[Identity, str, int], WorkerAgent] | None = None,
+        clock: Callable[[], int] = wall_clock_ms,
     ) -> Mesh:
         """Workers as threads of this process (no Dask): for tests and quick experiments.
 
         ``agent_factory(identity, federation, index)`` builds worker ``index``'s agent (its
         hardware, extra executors); by default a 4 GiB CPU worker with the wasm executor.
+        ``clock``: milliseconds since the epoch for the node and its workers; a
+        :class:`~meshbench.runtime.clock.ManualClock` runs the mesh on virtual time (its
+        timers fire when the test advances the clock, never on their own).
         """
         root = _data_dir(data_dir)
         keys = Keystore(root / "keys")
@@ -297,7 +332,8 @@ class Mesh:
 
         make = agent_factory or default
         agents = [make(keys.load_or_create(f"worker-{i}"), federation, i) for i in range(workers)]
-        return cls._start(root, InProcessBackend(agents), policy, workers=workers)
+        backend = InProcessBackend(agents, clock=clock)
+        return cls._start(root, backend, policy, workers=workers, clock=clock)
 
     @classmethod
     def _over_dask(
@@ -343,12 +379,13 @@ class Mesh:
         workers: int,
         client: Any = None,
         cluster: Any = None,
+        clock: Callable[[], int] = wall_clock_ms,
     ) -> Mesh:
         keys = Keystore(root / "keys")
         authority = keys.load_or_create("node")
         federation = keys.load_or_create("federation").did
         publisher = keys.load_or_create("publisher")
-        node = MeshNode(root, backend, authority=authority, federation=federation)
+        node = MeshNode(root, backend, authority=authority, federation=federation, clock=clock)
         node.sealer = lambda envelope, recipients: seal_to(envelope, publisher, recipients)
         node.start()
         mesh = cls(node, publisher=publisher, data_dir=root, client=client, cluster=cluster)
@@ -371,16 +408,19 @@ class Mesh:
         node = self.node
         infos = node.backend.describe(node.clock())
         for info in infos:
-            node.submit_bytes(info)
-        bonded = node.call(lambda: {d: node.state.books.bonded(d) for d in node.state.peers})
-        need = [d for d, b in bonded.items() if b < WORKER_BOND]
+            node.submit(info)
+        snap = node.snapshot()
+        need = [d for d in snap.peers if snap.bonded(d) < WORKER_BOND]
         for did in need:
-            node.mint(did, WORKER_FUNDS, memo="worker genesis")
+            node.submit(Faucet(account=did, amount=WORKER_FUNDS, memo="worker genesis"))
         if need:
             for req in node.backend.stake_requests(WORKER_BOND, node.clock()):
-                node.submit_bytes(req)
+                node.submit(req)
         if node.balance(self.publisher.did) < PUBLISHER_FUNDS // 2:
-            node.mint(self.publisher.did, PUBLISHER_FUNDS, memo="publisher faucet")
+            faucet = Faucet(
+                account=self.publisher.did, amount=PUBLISHER_FUNDS, memo="publisher faucet"
+            )
+            node.submit(faucet)
 
     def set_policy(self, fragment: MeshPolicyFragment) -> MeshPolicy:
         """Activate ``fragment`` on this (ungoverned) mesh's policy, without a restart."""
@@ -403,7 +443,7 @@ class Mesh:
 
     @property
     def policy(self) -> MeshPolicy:
-        return self.node.call(lambda: self.node.state.books.policy_for(self.node.federation))
+        return self.node.snapshot().books.policy_for(self.node.federation)
 
     # --- publishing ----------------------------------------------------------------------
     def publish(
@@ -602,32 +642,6 @@ class Mesh:
             f"<div><b>Mesh</b>: {self.node.backend.worker_count()} workers, federation "
             f"<code>{self.node.federation}</code>{dash}</div>"
         )
-
-
-def _start_over_transport(
-    root: Path,
-    transport: Any,
-    *,
-    policy: MeshPolicyFragment | Mapping[str, Any] | None = None,
-    fund_workers: bool = True,
-) -> Mesh:
-    """A Mesh whose node is the ledger authority over a running libp2p ``transport``.
-
-    The transport's identity must be the data dir's ``node`` key (the authority).
-    """
-    from meshbench.runtime.p2p import P2PBackend
-
-    authority = Keystore(root / "keys").load_or_create("node")
-    if transport.identity.did != authority.did:
-        raise ProtocolError("the transport's key is not this data dir's authority key ('node')")
-    backend = P2PBackend(transport, authority)
-    mesh = Mesh._start(root, backend, policy, workers=0)
-    node = mesh.node
-    backend.unsolicited = node._deliver(node.feed_bytes)
-    node.listeners.append(backend.gossip)
-    if fund_workers:
-        node.listeners.append(mesh._fund_new_workers)
-    return mesh
 
 
 def _data_dir(data_dir: str | os.PathLike[str] | None) -> Path:

@@ -8,6 +8,12 @@ its queue, so the core stays single-threaded and deterministic in what it decide
 What comes back from workers arrives as bytes and is decoded with
 :func:`~meshbench.core.model.decode_object` (CID, schema, signature) before the core sees
 it. Whatever the core refuses is recorded (``node.rejections``) and changes nothing.
+
+The node's public face: :meth:`MeshNode.submit` (the one way in for signed objects, their
+bytes and the runtime's stimuli), :meth:`MeshNode.subscribe` (ledger events as they are
+appended), :attr:`MeshNode.rejections` (read-only) and :meth:`MeshNode.snapshot` (the
+books as of now, for readers). With a :class:`~meshbench.runtime.clock.ManualClock` the
+node runs on virtual time: its driver sleeps until work arrives or the clock is advanced.
 """
 
 from __future__ import annotations
@@ -18,11 +24,11 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, assert_never
+from typing import Any, assert_never, overload
 
 from meshbench.core import governance as gov
 from meshbench.core.books import Books
@@ -45,15 +51,16 @@ from meshbench.core.protocol import (
     RunVerification,
     ScheduleTimeout,
     SealKey,
+    SnapshotReputation,
     TimeoutFired,
 )
 from meshbench.core.types import ExecutionReceipt, TaskIntent, VerificationReceipt
 from meshbench.runtime.backends import WorkerBackend
-from meshbench.runtime.clock import wall_clock_ms
+from meshbench.runtime.clock import ManualClock, wall_clock_ms
 from meshbench.store.blobs import BlobStore, EncryptedBlob
-from meshbench.store.ledger import Ledger
+from meshbench.store.ledger import Ledger, LedgerReport
 
-__all__ = ["MeshNode", "Rejection", "TaskRecord"]
+__all__ = ["MeshNode", "NodeSnapshot", "Rejection", "Rejections", "TaskRecord"]
 
 log = logging.getLogger("meshbench.node")
 
@@ -65,6 +72,45 @@ class Rejection:
     at_ms: int
     what: str
     error: MeshError | Exception
+
+
+class Rejections(Sequence[Rejection]):
+    """A read-only view of what a node refused, oldest first (it grows; nothing is removed)."""
+
+    def __init__(self, items: list[Rejection]) -> None:
+        self.__items = items
+
+    @overload
+    def __getitem__(self, index: int) -> Rejection: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Rejection]: ...
+    def __getitem__(self, index: int | slice) -> Rejection | Sequence[Rejection]:
+        return self.__items[index]
+
+    def __len__(self) -> int:
+        return len(self.__items)
+
+    def __iter__(self) -> Iterator[Rejection]:
+        return iter(list(self.__items))
+
+    def __repr__(self) -> str:
+        return f"Rejections({len(self)})"
+
+
+@dataclass(frozen=True)
+class NodeSnapshot:
+    """The node's books as of ``at_ms`` (an independent copy: reading it never races the
+    driver), and the peers that announced themselves."""
+
+    at_ms: int
+    books: Books
+    peers: tuple[str, ...]
+
+    def balance(self, did: str) -> int:
+        return self.books.balance(did)
+
+    def bonded(self, did: str) -> int:
+        return self.books.bonded(did)
 
 
 @dataclass
@@ -110,8 +156,8 @@ class MeshNode:
         self._ledger: Ledger | None = None
         self.state: MeshState | None = None
         self.records: dict[CID, TaskRecord] = {}
-        self.rejections: list[Rejection] = []
-        self.listeners: list[Callable[[Model], None]] = []
+        self._rejections: list[Rejection] = []
+        self._listeners: list[Callable[[Model], None]] = []
         #: Seals a private input's key to recipients (set by the publisher's side).
         self.sealer: Callable[[EncryptedBlob, tuple[str, ...]], EncryptedBlob] | None = None
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
@@ -125,6 +171,9 @@ class MeshNode:
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._start_error: BaseException | None = None
+        self._unwake: Callable[[], None] | None = None
+        if isinstance(clock, ManualClock):
+            self._unwake = clock.on_advance(self._clock_advanced)
 
     # --- life cycle --------------------------------------------------------------------
     def start(self) -> MeshNode:
@@ -136,6 +185,9 @@ class MeshNode:
         return self
 
     def close(self) -> None:
+        if self._unwake is not None:
+            self._unwake()
+            self._unwake = None
         if self._thread is not None and self._thread.is_alive():
             self._queue.put(None)
             self._thread.join(timeout=30)
@@ -158,6 +210,16 @@ class MeshNode:
 
         self._queue.put(work)
         return fut.result(timeout=timeout)
+
+    def _clock_advanced(self) -> None:
+        """A :class:`ManualClock` moved: wake the driver and return once it has fired the
+        timers now due and committed what they did (an empty call does both: the driver
+        fires due timers after every burst, before it answers)."""
+        if self._thread is None or not self._thread.is_alive():
+            return
+        if threading.current_thread() is self._thread:
+            return  # advanced from inside a burst: due timers fire when it ends
+        self.call(lambda: None)
 
     # --- the driver thread ---------------------------------------------------------------
     def _main(self) -> None:
@@ -195,10 +257,12 @@ class MeshNode:
             if resumed:
                 with self._ledger.batch():
                     self._run(resumed)
+            manual = isinstance(self.clock, ManualClock)
             while True:
-                wait = 0.5
-                if self._timers:
-                    wait = max(0.0, min(wait, (self._timers[0][0] - self.clock()) / 1000))
+                # on a manual clock only work wakes the driver (an advance sends some)
+                wait: float | None = None if manual else 0.5
+                if self._timers and not manual:
+                    wait = max(0.0, min(0.5, (self._timers[0][0] - self.clock()) / 1000))
                 try:
                     work = self._queue.get(timeout=wait)
                 except queue.Empty:
@@ -274,7 +338,7 @@ class MeshNode:
         if isinstance(what, Model):
             label = f"{label} {what.cid}"
         log.info("refused %s: %s: %s", label, type(exc).__name__, exc)
-        self.rejections.append(Rejection(at_ms=self.clock(), what=label, error=exc))
+        self._rejections.append(Rejection(at_ms=self.clock(), what=label, error=exc))
 
     def _deliver(self, handler: Callable[[Any], None]) -> Callable[[Any], None]:
         """A thread-safe callback that runs ``handler(answer)`` on the driver thread."""
@@ -429,7 +493,7 @@ class MeshNode:
                 rec.outcome = ev.outcome
             elif isinstance(ev, RewardDistributed):
                 rec.settlement = ev
-        for listener in self.listeners:
+        for listener in self._listeners:
             try:
                 listener(ev)
             except Exception:
@@ -492,16 +556,86 @@ class MeshNode:
 
         self.call(work)
 
-    def mint(self, account: str, amount: int, memo: str = "") -> None:
-        self.call(lambda: self._checked(Faucet(account=account, amount=amount, memo=memo)))
+    def submit(self, item: Model | bytes | Stimulus, *, wait: bool = True) -> None:
+        """The one way in for a protocol stimulus: a signed object (a PeerInfo, a stake
+        request, an offer, ...), its encoded bytes, or a runtime stimulus (:class:`Faucet`).
 
-    def submit_bytes(self, data: bytes) -> None:
-        """A signed object from a participant (a PeerInfo, a stake request, ...): checked."""
-        obj = decode_object(data)
-        self.call(lambda: self._checked(obj))
+        Bytes are decoded and checked (CID, schema, signature); an object handed over as
+        such is checked here (:meth:`Model.verify`) since the core trusts the node's check.
+        With ``wait`` (from any thread but the driver's) a refused item raises its typed
+        :class:`MeshError` and changes nothing. Without ``wait`` the item is queued and this
+        returns at once (safe from a listener on the driver thread too); what the core
+        refuses is then recorded in :attr:`rejections`.
+        """
+        if not wait:
+            self._queue.put(lambda: self._take(item, raising=False))
+            return
+        if threading.current_thread() is self._thread:
+            raise ProtocolError(
+                "submit(wait=True) on the node's driver thread would re-enter the state "
+                "machine; use submit(..., wait=False) there"
+            )
+        obj = self._checked_input(item)
+        self.call(lambda: self._take(obj, raising=True))
 
-    def _checked(self, event: object) -> None:
-        self._run(self._handle(event))
+    def _checked_input(self, item: Model | bytes | Stimulus) -> object:
+        if isinstance(item, bytes | bytearray | memoryview):
+            return decode_object(bytes(item))
+        if isinstance(item, Model):
+            item.verify()
+        return item
+
+    def _take(self, item: Model | bytes | Stimulus, *, raising: bool) -> None:
+        """Driver thread: hand one checked input to the core and carry out its commands."""
+        assert self.state is not None
+        if raising:
+            self._run(self._handle(item))
+            return
+        try:
+            obj = self._checked_input(item)
+        except MeshError as exc:
+            label = f"{len(item)} bytes" if isinstance(item, bytes) else item
+            self._reject(label, exc)
+            return
+        self.feed(obj)
+
+    def subscribe(self, listener: Callable[[Model], None]) -> Callable[[], None]:
+        """Call ``listener(event)`` for every ledger event from now on (on the driver
+        thread, after it is appended); returns the function that unsubscribes it.
+
+        Subscribing from the driver thread (inside :meth:`call`) takes effect at once, so a
+        replay done in the same call misses nothing.
+        """
+        self.call(lambda: self._listeners.append(listener))
+        return lambda: self.unsubscribe(listener)
+
+    def unsubscribe(self, listener: Callable[[Model], None]) -> None:
+        def drop() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        if self._thread is None or not self._thread.is_alive():
+            drop()  # a closed node has no driver to run it on
+        else:
+            self.call(drop)
+
+    def subscribed(self, listener: Callable[[Model], None]) -> bool:
+        return listener in self._listeners
+
+    @property
+    def rejections(self) -> Rejections:
+        """What this node refused (read-only, oldest first)."""
+        return Rejections(self._rejections)
+
+    def snapshot(self) -> NodeSnapshot:
+        """The books as of now, copied on the driver thread (readers never race it)."""
+
+        def take() -> NodeSnapshot:
+            assert self.state is not None
+            peers = tuple(sorted(self.state.peers))
+            return NodeSnapshot(at_ms=self.clock(), books=self.state.books.copy(), peers=peers)
+
+        return self.call(take)
 
     def state_of(self, task_cid: CID) -> str:
         return self.call(lambda: self.state.state_of(task_cid) if self.state else "Unknown")
@@ -512,8 +646,11 @@ class MeshNode:
     def books_tables(self) -> dict[str, dict[str, Any]]:
         return self.call(lambda: self._ledger.books.tables() if self._ledger else {})
 
-    def verify_ledger(self) -> Any:
+    def verify_ledger(self) -> LedgerReport | None:
         return self.call(lambda: self._ledger.verify() if self._ledger else None)
 
 
 _IDLE: Callable[[], None] = lambda: None  # noqa: E731
+
+#: What :meth:`MeshNode.submit` takes besides signed objects and their bytes.
+Stimulus = Faucet | SnapshotReputation

@@ -31,11 +31,11 @@ class AuthorityRole:
     """Ledger authority + publisher on a running libp2p node."""
 
     def __init__(self, service: Any, *, policy: Any = None, fund_workers: bool = True) -> None:
-        from meshbench.runtime.mesh import Mesh, _start_over_transport
+        from meshbench.runtime.mesh import Mesh
 
         self.service = service
-        self.mesh: Mesh = _start_over_transport(
-            service.data_dir, service.node, policy=policy, fund_workers=fund_workers
+        self.mesh: Mesh = Mesh.over_transport(
+            service.node, data_dir=service.data_dir, policy=policy, fund_workers=fund_workers
         )
 
     def handlers(self) -> dict[str, Handler]:

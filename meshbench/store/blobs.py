@@ -39,6 +39,7 @@ __all__ = [
     "SealedKey",
     "decrypt",
     "decrypt_stream",
+    "x25519_key_of",
 ]
 
 DEFAULT_MAX_BLOB_BYTES: Final = 1024 * 1024 * 1024  # 1 GiB
@@ -214,8 +215,8 @@ class BlobStore:
             raise DecryptionError("an encrypted blob needs at least one recipient")
         key = sodium.crypto_secretstream_xchacha20poly1305_keygen()
         sealed = tuple(
-            SealedKey(recipient=did, sealed_key=nacl.public.SealedBox(_x25519(did)).encrypt(key))
-            for did in dids
+            SealedKey(recipient=d, sealed_key=nacl.public.SealedBox(x25519_key_of(d)).encrypt(key))
+            for d in dids
         )
         plain_size = 0
 
@@ -289,7 +290,8 @@ def decrypt_stream(
         raise DecryptionError("ciphertext is truncated (no final chunk)")
 
 
-def _x25519(did: str) -> nacl.public.PublicKey:
+def x25519_key_of(did: str) -> nacl.public.PublicKey:
+    """The X25519 key a ``did:key`` (Ed25519) is sealed to: its signing key, converted."""
     return nacl.signing.VerifyKey(public_key_from_did(did)).to_curve25519_public_key()
 
 

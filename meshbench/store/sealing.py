@@ -17,7 +17,7 @@ import nacl.public
 
 from meshbench.core.errors import DecryptionError
 from meshbench.core.identity import Identity
-from meshbench.store.blobs import EncryptedBlob, SealedKey, _x25519
+from meshbench.store.blobs import EncryptedBlob, SealedKey, x25519_key_of
 
 __all__ = ["seal_to"]
 
@@ -36,7 +36,7 @@ def seal_to(envelope: EncryptedBlob, holder: Identity, recipients: Iterable[str]
         raise DecryptionError("the sealed key does not open with the holder's identity") from exc
     have = {s.recipient: s for s in envelope.recipients}
     for did in sorted(set(recipients) - set(have)):
-        box = nacl.public.SealedBox(_x25519(did))
+        box = nacl.public.SealedBox(x25519_key_of(did))
         have[did] = SealedKey(recipient=did, sealed_key=box.encrypt(key))
     return EncryptedBlob(
         cipher=envelope.cipher,

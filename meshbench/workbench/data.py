@@ -9,17 +9,22 @@ Every function returns a ``pl.DataFrame`` with the columns its docstring names.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from meshbench.core.events import QuorumReached, RewardDistributed, TaskAssigned
+from meshbench.core.model import Model
 from meshbench.core.policy import MeshPolicy
 from meshbench.core.types import ComputeOffer, TaskIntent
+from meshbench.store.frames import LedgerFrames
+
+if TYPE_CHECKING:
+    from meshbench.runtime.mesh import Mesh
 
 __all__ = [
     "FRAME_NAMES",
@@ -63,7 +68,7 @@ def rewards_per_peer(payouts: pl.DataFrame) -> pl.DataFrame:
     return wide.sort(["total", "account"], descending=[True, False])
 
 
-def reputation_history(source: Any) -> pl.DataFrame:
+def reputation_history(source: Mesh | LedgerFrames | str | os.PathLike[str]) -> pl.DataFrame:
     """peer, time, score, executions_ok/bad, verifications_ok/bad: one row per observation.
 
     Folds the ledger's events again (``source`` is a ``Mesh``, a ledger path, or a
@@ -73,10 +78,10 @@ def reputation_history(source: Any) -> pl.DataFrame:
 
     if isinstance(source, str | os.PathLike):
         path = Path(source)
-    elif hasattr(source, "node"):
-        path = source.node.ledger_path
+    elif isinstance(source, LedgerFrames):
+        path = Path(source.path)
     else:
-        path = source.path
+        path = source.node.ledger_path
     return MeshFeed.from_ledger(path).reputation_history()
 
 
@@ -112,7 +117,9 @@ def task_latency(tasks: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def export_parquet(source: Any, directory: str | os.PathLike[str]) -> dict[str, Path]:
+def export_parquet(
+    source: Mesh | LedgerFrames, directory: str | os.PathLike[str]
+) -> dict[str, Path]:
     """Write every frame of ``source`` to ``<directory>/<name>.parquet``; returns the paths."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -125,7 +132,7 @@ def export_parquet(source: Any, directory: str | os.PathLike[str]) -> dict[str, 
     return paths
 
 
-def open_trace(path: str | os.PathLike[str]) -> Any:
+def open_trace(path: str | os.PathLike[str]) -> LedgerFrames:
     """A recorded ledger (``datasets/traces/*.sqlite.gz`` or a plain ``.sqlite``) as a
     :class:`~meshbench.store.frames.LedgerFrames`; a gzipped one is unpacked to a temp file."""
     import gzip
@@ -160,6 +167,17 @@ def _ts(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+class _Recorder:
+    """A ledger for the simulator that keeps nothing: it shows each appended event to
+    ``observe`` (the simulation's books already include it)."""
+
+    def __init__(self) -> None:
+        self.observe: Callable[..., None] = lambda *events: None
+
+    def append(self, *events: Model) -> None:
+        self.observe(*events)
+
+
 def simulate(
     *,
     tasks: int = 1000,
@@ -178,12 +196,12 @@ def simulate(
     peer_class, time, score: after every quorum), ``peers`` (peer, peer_class, score,
     earned).
     """
-    from meshbench.core.protocol import AppendToLedger
     from meshbench.sim.simulator import SimConfig, Simulation
 
+    recorder = _Recorder()
     cfg = SimConfig(
         workers=workers, malicious=malicious, faulty=faulty, tasks=tasks, verifiers=verifiers,
-        seed=seed, policy=policy or MeshPolicy(),
+        seed=seed, policy=policy or MeshPolicy(), ledger=recorder,
     )  # fmt: skip
     sim = Simulation(cfg)
     klass = sim.behaviour
@@ -192,13 +210,10 @@ def simulate(
     chosen: set[tuple[str, str]] = set()
     pay_rows: list[tuple[str, str, str, str, int]] = []
     rep_rows: list[tuple[str, str, int, float]] = []
-    carry_out = sim._carry_out
 
-    def observe(cmd: Any) -> None:
-        carry_out(cmd)
-        if not isinstance(cmd, AppendToLedger):
-            return
-        for ev in cmd.events:
+    def observe(*events: Model) -> None:
+        # the simulation appends each decision's events here, its books already folded
+        for ev in events:
             if isinstance(ev, TaskIntent):
                 task_rows[str(ev.cid)] = {
                     "task_cid": str(ev.cid), "publisher": ev.publisher, "fee": ev.fee,
@@ -230,7 +245,7 @@ def simulate(
                          p.role, p.amount)
                     )  # fmt: skip
 
-    sim._carry_out = observe  # type: ignore[method-assign]
+    recorder.observe = observe
     report = sim.run().to_dict()
     for cid, rec in sim.state.tasks.items():
         row = task_rows.get(str(cid))

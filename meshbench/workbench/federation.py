@@ -15,22 +15,29 @@ the node's driver thread, into its protocol state and its ledger, and out to its
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from meshbench.core import governance as gov
+from meshbench.core.books import Books
 from meshbench.core.encoding import CID, parse_cid
-from meshbench.core.governance import FederationCreated, GovernanceRules, Tally
+from meshbench.core.federation_acts import YEAR_MS, admit, create_federation, propose, vote
+from meshbench.core.governance import GovernanceRules, Tally
 from meshbench.core.identity import Identity
 from meshbench.core.model import Model
 from meshbench.core.policy import MeshPolicy, MeshPolicyFragment
 from meshbench.store.keystore import Keystore
-from meshbench.testing.governance import YEAR_MS, admit, propose, vote
+
+if TYPE_CHECKING:
+    from meshbench.runtime.mesh import Mesh
+    from meshbench.runtime.node import MeshNode
+
+T = TypeVar("T")
 
 __all__ = ["FederationDesk", "append_events"]
 
 
-def append_events(node: Any, *events: Model) -> None:
+def append_events(node: MeshNode, *events: Model) -> None:
     """Fold ``events`` into ``node``'s protocol state and append them to its ledger.
 
     Runs on the node's driver thread; a refused event raises its typed error (a
@@ -43,7 +50,7 @@ def append_events(node: Any, *events: Model) -> None:
 class FederationDesk:
     """The governance actions of one mesh's federation, signed by its members' keys."""
 
-    def __init__(self, mesh: Any, members: Mapping[str, Identity]) -> None:
+    def __init__(self, mesh: Mesh, members: Mapping[str, Identity]) -> None:
         self.mesh = mesh
         self.node = mesh.node
         self.federation: str = mesh.node.federation
@@ -52,7 +59,7 @@ class FederationDesk:
     @classmethod
     def govern(
         cls,
-        mesh: Any,
+        mesh: Mesh,
         members: Iterable[str] = ("alice", "bob", "carol"),
         *,
         name: str = "notebook-coop",
@@ -64,21 +71,21 @@ class FederationDesk:
         node = mesh.node
         people = {m: keys.load_or_create(f"member-{m}") for m in members}
         now = node.clock()
-        current = node.call(lambda: node.state.books.policy_for(node.federation))
+        snap = node.snapshot()
+        current = snap.books.policy_for(node.federation)
         policy = current if current.federation == fed.did else MeshPolicy(federation=fed.did)
-        created = FederationCreated(
-            federation_did=fed.did, name=name, authority=node.authority.did,
-            rules=rules or GovernanceRules(), policy=policy, timestamp=now,
-        ).sign(fed)  # fmt: skip
-        workers = node.call(lambda: sorted(node.state.peers))
-        dids = [*workers, mesh.publisher.did, *(p.did for p in people.values())]
+        created = create_federation(
+            fed, node.authority.did, name=name, rules=rules, policy=policy, now_ms=now
+        )
+        dids = [*snap.peers, mesh.publisher.did, *(p.did for p in people.values())]
         creds = [admit(fed, did, now_ms=now, ttl_ms=YEAR_MS) for did in dict.fromkeys(dids)]
         append_events(node, created, *creds)
         return cls(mesh, people)
 
     # --- reading -------------------------------------------------------------------------
-    def _books(self, fn: Any) -> Any:
-        return self.node.call(lambda: fn(self.node.state.books))
+    def _books(self, fn: Callable[[Books], T]) -> T:
+        """``fn`` of the node's books as of now (a snapshot: it never races the driver)."""
+        return fn(self.node.snapshot().books)
 
     @property
     def policy(self) -> MeshPolicy:
@@ -133,8 +140,10 @@ class FederationDesk:
         who = self._member(member)
         cid = parse_cid(proposal_cid) if isinstance(proposal_cid, str) else proposal_cid
         row = self._books(lambda b: gov.proposal(b, cid))
-        proposal_obj = self.node.call(lambda: self.node._ledger.get(row["cid"]))
-        append_events(self.node, vote(proposal_obj, who, approve=approve, now_ms=self.node.clock()))
+        ballot = vote(
+            parse_cid(row["cid"]), row["federation"], who, approve=approve, now_ms=self.node.clock()
+        )
+        append_events(self.node, ballot)
         tally = self.tally(cid)
         if tally.status == "Approved":
             act = self._books(

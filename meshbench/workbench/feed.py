@@ -1,7 +1,7 @@
 """MeshFeed: the workbench's model of a mesh, folded from its event stream.
 
 Panels are thin views of one :class:`MeshFeed`. The feed replays the ledger once, then
-receives every new event **pushed** by the node (``MeshNode.listeners``, called on the
+receives every new event **pushed** by the node (``MeshNode.subscribe``, called on the
 node's driver thread), folds it into its own :class:`~meshbench.core.books.Books` (the same
 deterministic fold every node runs, so balances, reputation and policy are exactly the
 node's) and keeps the rows the panels show: offers with their selection score broken down,
@@ -17,11 +17,12 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -52,6 +53,9 @@ from meshbench.core.types import (
     TaskIntent,
     VerificationReceipt,
 )
+
+if TYPE_CHECKING:
+    from meshbench.runtime.node import MeshNode
 
 __all__ = ["FeedError", "MeshFeed", "ScoreBreakdown", "score_breakdown"]
 
@@ -119,14 +123,14 @@ class MeshFeed:
         self.last_ms = 0
         self._load: dict[str, int] = {}
         self._subscribers: list[Subscriber] = []
-        self._node: Any = None
+        self._node: MeshNode | None = None
         self._rejections_seen = 0
         self._changed = threading.Condition()
         self._lock = threading.RLock()
 
     # --- construction --------------------------------------------------------------------
     @classmethod
-    def attach(cls, node: Any) -> MeshFeed:
+    def attach(cls, node: MeshNode) -> MeshFeed:
         """Follow a running :class:`~meshbench.runtime.node.MeshNode`: replay, then listen.
 
         The replay and the registration run on the node's driver thread together, so no
@@ -139,7 +143,7 @@ class MeshFeed:
             for ev in _ledger_events(node.ledger_path):
                 feed.on_event(ev, replay=True)
             feed._rejections_seen = len(node.rejections)
-            node.listeners.append(feed.on_event)
+            node.subscribe(feed.on_event)  # on the driver thread: at once
 
         node.call(start)
         return feed
@@ -157,10 +161,19 @@ class MeshFeed:
     def detach(self) -> None:
         node = self._node
         if node is not None:
-            node.call(
-                lambda: self.on_event in node.listeners and node.listeners.remove(self.on_event)
-            )
+            node.unsubscribe(self.on_event)
             self._node = None
+
+    @property
+    def attached(self) -> bool:
+        """Whether this feed still follows a node (``detach`` ends that)."""
+        return self._node is not None and self._node.subscribed(self.on_event)
+
+    @contextmanager
+    def reading(self) -> Iterator[MeshFeed]:
+        """Hold the fold still while a view reads several of its rows together."""
+        with self._lock:
+            yield self
 
     # --- subscribers ---------------------------------------------------------------------
     def subscribe(self, fn: Subscriber) -> None:

@@ -20,13 +20,17 @@ import html
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
 from meshbench.core.errors import MeshError
 from meshbench.core.types import CapabilityScope
 from meshbench.workbench.feed import FeedError, MeshFeed, short
+
+if TYPE_CHECKING:
+    from meshbench.runtime.mesh import Mesh, TaskHandle
+    from meshbench.workbench.federation import FederationDesk
 
 __all__ = [
     "Dashboard",
@@ -152,7 +156,7 @@ class _TaskPicker(Panel):
         self.body.value = self.render()
 
     def refresh(self) -> None:
-        with self.feed._lock:
+        with self.feed.reading():
             cids = list(self.feed.tasks)
         options = [(f"{i + 1}: {short(c)}", c) for i, c in enumerate(cids)]
         if len(options) != len(self.picker.options):
@@ -202,7 +206,7 @@ class ReceiptsPanel(Panel):
     topics = frozenset({"receipts"})
 
     def render(self) -> str:
-        with self.feed._lock:
+        with self.feed.reading():
             recent = self.feed.receipts[-MAX_ROWS:][::-1]
         rows, classes = [], []
         for r in recent:
@@ -224,7 +228,7 @@ class EscrowPanel(_TaskPicker):
 
     def render(self) -> str:
         cid = self.task_cid
-        with self.feed._lock:
+        with self.feed.reading():
             view = self.feed.tasks.get(cid) if cid else None
             timeline = list(view.escrow) if view else []
             state = view.state if view else ""
@@ -279,7 +283,7 @@ class PolicyPanel(Panel):
     title = "Policy"
     topics = frozenset({"policy"})
 
-    def __init__(self, feed: MeshFeed, desk: Any = None) -> None:
+    def __init__(self, feed: MeshFeed, desk: FederationDesk | None = None) -> None:
         self.desk = desk
         self.voter = w.Dropdown(description="vote as", options=list(desk.members) if desk else [])
         self.buttons = w.VBox()
@@ -364,7 +368,7 @@ class PeersPanel(Panel):
 
     def render(self) -> str:
         members = set(self.feed.members())
-        with self.feed._lock:
+        with self.feed.reading():
             peers = sorted(self.feed.peers.values(), key=lambda p: p.did)
         rows = []
         for p in peers:
@@ -391,7 +395,7 @@ def _example_modules() -> list[tuple[str, str]]:
 class PublishForm:
     """Pick a module (or upload one), an input, fee, verifiers and scope; publish; follow."""
 
-    def __init__(self, mesh: Any, feed: MeshFeed) -> None:
+    def __init__(self, mesh: Mesh, feed: MeshFeed) -> None:
         self.mesh = mesh
         self.feed = feed
         modules = _example_modules()
@@ -412,7 +416,7 @@ class PublishForm:
         )
         self.button = w.Button(description="Publish", button_style="primary", icon="paper-plane")
         self.status = w.HTML()
-        self.handles: list[Any] = []
+        self.handles: list[TaskHandle] = []
         self.button.on_click(lambda _: self.publish())
         feed.subscribe(self._on_change)
         self.widget = w.VBox(
@@ -435,7 +439,7 @@ class PublishForm:
             raise ValueError("pick a module or upload a .wasm file")
         return str(self.module.value)
 
-    def publish(self) -> Any:
+    def publish(self) -> TaskHandle | None:
         """Publish from the form's values; returns the task handle (None on an error)."""
         try:
             scope = CapabilityScope(
@@ -460,7 +464,7 @@ class PublishForm:
     def _show(self) -> None:
         handle = self.handles[-1]
         cid = str(handle.cid)
-        with self.feed._lock:
+        with self.feed.reading():
             view = self.feed.tasks.get(cid)
             state = view.state if view else "Published"
             n_offers = len(view.offers) if view else 0
@@ -476,7 +480,7 @@ class PublishForm:
 class Dashboard:
     """Every panel over one mesh, with the publish form and a message area."""
 
-    def __init__(self, mesh: Any, *, federation: Any = None) -> None:
+    def __init__(self, mesh: Mesh, *, federation: FederationDesk | None = None) -> None:
         self.mesh = mesh
         self.feed = MeshFeed.attach(mesh.node)
         self.form = PublishForm(mesh, self.feed)
@@ -499,7 +503,7 @@ class Dashboard:
         self.widget = w.VBox([self.header, self.form.widget, tabs, self.messages])
         self.widget.add_class("meshbench-dashboard")
 
-    def set_federation(self, desk: Any) -> None:
+    def set_federation(self, desk: FederationDesk) -> None:
         """Attach a :class:`~meshbench.workbench.federation.FederationDesk` (vote buttons)."""
         self.policy.desk = desk
         self.policy.voter.options = list(desk.members)
@@ -510,7 +514,7 @@ class Dashboard:
         self.policy.refresh()
 
     def _header(self) -> str:
-        with self.feed._lock:
+        with self.feed.reading():
             n_tasks = len(self.feed.tasks)
             settled = sum(v.state in ("Settled", "Expired") for v in self.feed.tasks.values())
             peers = len(self.feed.peers)
@@ -539,6 +543,6 @@ class Dashboard:
         return _bundle(self.widget, repr(self), self.snapshot_html(), **kwargs)
 
     def __repr__(self) -> str:
-        with self.feed._lock:
+        with self.feed.reading():
             n = len(self.feed.tasks)
         return f"Dashboard({len(self.feed.peers)} peers, {n} tasks)"

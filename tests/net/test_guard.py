@@ -120,4 +120,4 @@ def test_idle_author_buckets_are_pruned() -> None:
     guard = GossipGuard(GuardConfig(max_tracked_peers=10))
     for i in range(50):
         guard.check(Topic.TASKS, task(i), "relay", float(i), origin=f"a{i}")
-    assert len(guard._origins) <= 10
+    assert guard.tracked_origins <= 10

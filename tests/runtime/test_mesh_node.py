@@ -1,0 +1,89 @@
+"""MeshNode's public face: submit (the one way in), subscribe, rejections, snapshot."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+import meshbench as mb
+from meshbench.core.protocol import Faucet
+from meshbench.runtime.clock import ManualClock
+from meshbench.runtime.mesh import Mesh
+from meshbench.runtime.node import NodeSnapshot, Rejections
+from meshbench.testing.factories import make_identity
+
+
+@pytest.fixture
+def mesh(tmp_path: Path) -> Mesh:
+    with Mesh.in_process(workers=2, data_dir=tmp_path, clock=ManualClock()) as m:
+        yield m
+
+
+def test_submit_takes_objects_bytes_and_stimuli(mesh: Mesh) -> None:
+    node, alice = mesh.node, make_identity(7).did
+    node.submit(Faucet(account=alice, amount=30, memo="test"))
+    assert node.balance(alice) == 30
+    info = mesh.node.backend.agents[next(iter(mesh.node.backend.agents))].peer_info(
+        node.clock() + 1
+    )
+    node.submit(info.encode())  # as bytes: decoded and checked
+    assert node.snapshot().peers == tuple(sorted(mesh.node.backend.agents))
+
+
+def test_a_refused_submission_raises_and_changes_nothing(mesh: Mesh) -> None:
+    node = mesh.node
+    before = node.books_tables()
+    with pytest.raises(mb.MeshError):
+        node.submit(b"garbled bytes")
+    with pytest.raises(mb.ProtocolError, match="positive"):
+        node.submit(Faucet(account=make_identity(7).did, amount=0))
+    assert node.books_tables() == before
+    assert len(node.rejections) == 0  # raised to the caller, not recorded
+
+
+def test_without_wait_refusals_are_recorded_read_only(mesh: Mesh) -> None:
+    node = mesh.node
+    node.submit(b"garbled bytes", wait=False)
+    node.call(lambda: None)  # the queue is FIFO: the submission was handled before this
+    rejections = node.rejections
+    assert isinstance(rejections, Rejections) and len(rejections) == 1
+    assert rejections[0].what == "13 bytes" and isinstance(rejections[0].error, mb.MeshError)
+    assert not hasattr(rejections, "append")
+
+
+def test_listeners_subscribe_and_unsubscribe(mesh: Mesh) -> None:
+    node, seen = mesh.node, []
+    unsubscribe = node.subscribe(seen.append)
+    node.submit(Faucet(account=make_identity(8).did, amount=5))
+    assert [type(e).__name__ for e in seen] == ["Mint"]
+    unsubscribe()
+    assert not node.subscribed(seen.append)
+    node.submit(Faucet(account=make_identity(8).did, amount=5))
+    assert len(seen) == 1
+
+
+def test_a_snapshot_is_an_independent_copy(mesh: Mesh) -> None:
+    node = mesh.node
+    snap = node.snapshot()
+    assert isinstance(snap, NodeSnapshot) and snap.at_ms == node.clock()
+    assert snap.balance(mesh.publisher.did) == node.balance(mesh.publisher.did)
+    node.submit(Faucet(account=mesh.publisher.did, amount=1))
+    assert node.snapshot().balance(mesh.publisher.did) == snap.balance(mesh.publisher.did) + 1
+
+
+def test_a_blocking_submit_from_the_driver_is_refused(mesh: Mesh) -> None:
+    node, errors = mesh.node, []
+
+    def listener(_ev: object) -> None:
+        if threading.current_thread().name == "mesh-node" and not errors:
+            try:
+                node.submit(Faucet(account=make_identity(9).did, amount=1))
+            except mb.ProtocolError as exc:
+                errors.append(exc)
+
+    node.subscribe(listener)
+    node.submit(Faucet(account=make_identity(9).did, amount=2))
+    assert len(errors) == 1 and "wait=False" in str(errors[0])
+    assert node.balance(make_identity(9).did) == 2
