@@ -338,6 +338,8 @@ class _Task:
     deadline_extended: bool = False
     #: the policy pinned by the current assignment (its CID is in the signed TaskAssigned)
     policy: MeshPolicy | None = None
+    #: the verifiers drawn for the current round (the assignment's, then each dispute's)
+    round_verifiers: tuple[str, ...] = ()
 
     @property
     def state(self) -> str:
@@ -353,6 +355,7 @@ class _Task:
             self.assigned_at = assignment.timestamp
             self.tried = (*self.tried, assignment.worker)
             self.verifiers = assignment.verifiers
+        self.round_verifiers = self.verifiers
         self.commitments, self.verdicts, self.receipt = {}, {}, None
         self.worker_committed_at = None
         self.commit_closed = False
@@ -934,6 +937,12 @@ class MeshState:
             raise ProtocolError("the worker's commitment is closed")
         if rec.commit_closed and rec.state != "Disputed":
             raise ProtocolError("the commit phase is closed: the worker was asked to reveal")
+        if rec.state == "Disputed" and c.worker not in rec.round_verifiers:
+            # drawn in an earlier round and silent then: it cannot join once the dispute
+            # (and so the worker's output) is known; it is penalised at settlement
+            raise ProtocolError(
+                f"{c.worker} did not commit in its own round; only this dispute's verifiers may"
+            )
         _within_skew(c.created_at, now, "commitment")
         cmd = self._commit([c])
         rec.commitments[c.worker] = c
@@ -1099,6 +1108,7 @@ class MeshState:
         cmd = self._commit([dispute])
         rec.disputed = True
         rec.verifiers = (*rec.verifiers, *extra)
+        rec.round_verifiers = tuple(extra)
         out: list[Command] = [cmd]
         if rec.private:
             out.append(
@@ -1187,6 +1197,9 @@ class MeshState:
             )
         for v in against:
             events += self._slash(v, policy.penalties.wrong_vote_percentage, rec, "wrong_vote", now)
+        for v in rec.verifiers:  # drawn, and never committed or never voted: a no-show
+            if v not in rec.verdicts:
+                events += self._slash(v, policy.penalties.no_show_percentage, rec, "no_show", now)
         return self._finish(rec, events)
 
     def _escrow_final(self, rec: _Task, to_state: str, reason: str, now: int) -> list[Model]:
