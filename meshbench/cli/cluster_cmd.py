@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from meshbench.cli.common import data_dir_option, emit
+from meshbench.cli.common import InputFile, data_dir_option, emit
 from meshbench.core.errors import SchemaError
 from meshbench.core.types import CapabilityScope
 
@@ -86,7 +86,7 @@ def cluster() -> None:
 
 
 @cluster.command("run")
-@click.argument("tasks_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("tasks_file", type=InputFile())
 @click.option("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786).")
 @click.option("--local", "local_workers", type=click.IntRange(2, 64), default=None,
               help="Start a LocalCluster of this many workers instead.")  # fmt: skip

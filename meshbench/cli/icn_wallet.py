@@ -24,12 +24,21 @@ from typing import Any
 
 import click
 
+import meshbench
 from meshbench.cli import meshbench as meshbench_cli
-from meshbench.cli.common import data_dir_option, emit, print_table, resolve_data_dir, run_cli
+from meshbench.cli.common import (
+    InputFile,
+    data_dir_option,
+    emit,
+    group_data_dir_option,
+    print_table,
+    resolve_data_dir,
+    run_cli,
+)
 from meshbench.core import governance as gov
 from meshbench.core.books import Books
 from meshbench.core.encoding import parse_cid
-from meshbench.core.errors import GovernanceError, KeyNotFound, UnknownFederation
+from meshbench.core.errors import GovernanceError, IdentityError, KeyNotFound, UnknownFederation
 from meshbench.core.events import MeshPolicyProposal, MeshPolicyVote, StakeRequest
 from meshbench.core.identity import Identity
 from meshbench.core.policy import MeshPolicy, MeshPolicyFragment
@@ -121,6 +130,8 @@ def json_option(f: Any) -> Any:
 
 
 @click.group(name="icn-wallet", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(meshbench.__version__, prog_name="icn-wallet")
+@group_data_dir_option
 def main_group() -> None:
     """A member's wallet: keys, balance, stake, federations and mesh policy.
 
@@ -232,6 +243,16 @@ def federation_create(
     """Create a federation governed from this node. Example: icn-wallet federation create coop"""
     with open_wallet(data_dir, acting) as w:
         fed_key = f"federation-{name}"
+        if any(r["name"] == name for r in w.ledger.books.table("federations").values()):
+            raise GovernanceError(
+                f"a federation named {name!r} already exists in {w.root}; "
+                "pick another name, or see 'icn-wallet federation members'"
+            )
+        if fed_key in w.keys.names():
+            raise IdentityError(
+                f"the keystore of {w.root} already holds a key {fed_key!r} (from a federation "
+                f"created elsewhere?); pick another name than {name!r}"
+            )
         fed = w.keys.create(fed_key)
         auth = w.authority()
         assert auth is not None  # this data dir created the ledger
@@ -348,9 +369,7 @@ def _print_policy(data: dict[str, Any], prefix: str = "") -> None:
 
 
 @policy.command("propose")
-@click.option(
-    "--update-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True
-)
+@click.option("--update-file", type=InputFile(), required=True)
 @click.option("--description", required=True)
 @click.option("--federation", "fed_name", default=None)
 @click.option("--open-hours", type=click.FloatRange(min=0.01), default=72.0, show_default=True)
@@ -470,6 +489,7 @@ def policy_history(fed_name: str | None, as_json: bool, data_dir: Path | None) -
                 "previous_policy_cid": r["previous"],
                 "proposal": r["proposal"],
                 "activated_at": r["activated_at"],
+                "activated": _readable_ms(r["activated_at"]),
             }
             for r in sorted(
                 (r for r in rows.values() if r["federation"] == fed), key=lambda r: r["version"]
@@ -478,7 +498,7 @@ def policy_history(fed_name: str | None, as_json: bool, data_dir: Path | None) -
         if as_json:
             emit(out, as_json=True)
         else:
-            print_table(out, ["version", "policy_cid", "previous_policy_cid", "activated_at"])
+            print_table(out, ["version", "policy_cid", "previous_policy_cid", "activated"])
 
 
 @policy.command("diff")
@@ -501,6 +521,15 @@ def policy_diff(
         else:
             for k, c in changes.items():
                 click.echo(f"{k}: {json.dumps(c['from'])} -> {json.dumps(c['to'])}")
+
+
+def _readable_ms(ms: int | None) -> str:
+    """A ledger timestamp (ms since the epoch) as UTC ISO 8601, to the second."""
+    if ms is None:
+        return "-"
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,9 +17,16 @@ import click
 
 import meshbench
 from meshbench.cli import cluster_cmd, run_cmd
-from meshbench.cli.common import data_dir_option, emit, resolve_data_dir, run_cli
+from meshbench.cli.common import (
+    InputFile,
+    data_dir_option,
+    emit,
+    group_data_dir_option,
+    resolve_data_dir,
+    run_cli,
+)
 from meshbench.core import encoding
-from meshbench.core.errors import BlobNotFound, EncodingError, MeshError, SchemaError
+from meshbench.core.errors import EncodingError, InvalidCID, MeshError, NoSuchFile, SchemaError
 from meshbench.core.model import Signed, decode_object
 from meshbench.store.blobs import BlobStore
 from meshbench.store.keystore import Keystore
@@ -27,6 +34,7 @@ from meshbench.store.keystore import Keystore
 
 @click.group(name="meshbench", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(meshbench.__version__, prog_name="meshbench")
+@group_data_dir_option
 def main_group() -> None:
     """Workbench and runtime for verifiable mesh compute.
 
@@ -38,7 +46,7 @@ def main_group() -> None:
 
 
 @main_group.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=InputFile())
 def cid(file: Path) -> None:
     """Print the raw CID of FILE (stores nothing).
 
@@ -54,7 +62,7 @@ def cid(file: Path) -> None:
 
 
 @main_group.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=InputFile())
 @data_dir_option
 def put(file: Path, data_dir: Path | None) -> None:
     """Store FILE in the blob store and print its CID.
@@ -138,16 +146,18 @@ def inspect(target: str, data_dir: Path | None) -> None:
             )
             return
     else:
-        c = encoding.parse_cid(target)
+        try:
+            c = encoding.parse_cid(target)
+        except InvalidCID:
+            raise NoSuchFile(
+                f"{target}: no such file, and not a CID (bafyrei... or bafkrei...)"
+            ) from None
         store = BlobStore(resolve_data_dir(data_dir) / "blobs")
         if c.codec == encoding.RAW:
             size = len(store.get(c))
             emit({"kind": "blob", "cid": str(c), "bytes": size, "hash": "verified"}, as_json=True)
             return
-        try:
-            obj = decode_object(store.get_object(c), expected_cid=c)
-        except BlobNotFound:
-            raise
+        obj = decode_object(store.get_object(c), expected_cid=c)
     report = {
         "kind": "object",
         "type": type(obj).__name__,
