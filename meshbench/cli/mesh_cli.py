@@ -20,6 +20,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -33,7 +34,7 @@ from meshbench.cli.common import (
     resolve_data_dir,
     run_cli,
 )
-from meshbench.core.errors import ProtocolError
+from meshbench.core.errors import ProtocolError, SchemaError
 from meshbench.net import control
 
 #: Where ``mesh-cli start`` listens unless told otherwise: this machine only. Listening on
@@ -199,6 +200,12 @@ def list_peers(as_json: bool, data_dir: Path | None) -> None:
 @click.option("--wait", is_flag=True, help="With a task CID: wait until it settles.")
 @click.option("--follow", is_flag=True, help="With a task CID: a line per state change.")
 @click.option("--timeout", type=float, default=600, show_default=True, help="For --wait/--follow.")
+@click.option(
+    "--field",
+    metavar="PATH",
+    default=None,
+    help="Print one field only, e.g. did, addrs.0, protocol.federation (for scripts).",
+)
 @data_dir_option
 def status(
     task_cid: str | None,
@@ -206,6 +213,7 @@ def status(
     wait: bool,
     follow: bool,
     timeout: float,
+    field: str | None,
     data_dir: Path | None,
 ) -> None:
     """Show the running node (identity, addresses, counters, role), or one task's state.
@@ -217,18 +225,23 @@ def status(
     \b
     Example:
       mesh-cli status
+      mesh-cli status --field addrs.0          (this node's address, for --bootstrap)
       mesh-cli status bafyrei... --follow      (on an authority node)
     """
     root = resolve_data_dir(data_dir)
     if task_cid is None:
         if wait or follow:
             raise click.UsageError("--wait and --follow need a task CID")
-        emit(control.request(root, "status"), as_json=as_json)
-        return
-    info = control.request(root, "task-status", task_cid=task_cid)
-    if wait or follow:
-        info = _follow(root, info, timeout, print_changes=follow and not as_json)
-    emit(info, as_json=as_json)
+        info = control.request(root, "status")
+    else:
+        info = control.request(root, "task-status", task_cid=task_cid)
+        if wait or follow:
+            info = _follow(root, info, timeout, print_changes=follow and not as_json)
+    if field is not None:
+        value = _field(info, field)
+        emit(value, as_json=as_json or isinstance(value, dict | list))
+    else:
+        emit(info, as_json=as_json)
     if (wait or follow) and not info.get("done"):
         raise ProtocolError(f"task {task_cid} is still {info['state']} after {timeout:g} s")
 
@@ -254,6 +267,20 @@ def _follow(root: Path, info: dict, timeout: float, *, print_changes: bool) -> d
         if print_changes and info["state"] != before:
             click.echo(f"{_clock()}  {info['state']}")
     return info
+
+
+def _field(info: Any, path: str) -> Any:
+    """``a.b.0``: key ``a``, then ``b``, then item 0 of a list."""
+    value = info
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            known = ", ".join(value) if isinstance(value, dict) else f"0..{len(value) - 1}"
+            raise SchemaError(f"no field {path!r} in the status (at {part!r}; there: {known})")
+    return value
 
 
 def _clock() -> str:
@@ -332,13 +359,21 @@ def events(as_json: bool, data_dir: Path | None) -> None:
 @click.option("--wasm-cid", required=True)
 @click.option("--input-cid", required=True)
 @click.option("--fee", type=int, required=True)
-@click.option("--verifiers", type=click.IntRange(0, 64), default=3, show_default=True)
+@click.option("--verifiers", type=click.IntRange(1, 64), default=3, show_default=True)
 @click.option("--cpu-cycles", type=click.IntRange(min=1), default=1_000_000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the task CID, state and notes.")
 @data_dir_option
 def publish_task(
-    wasm_cid: str, input_cid: str, fee: int, verifiers: int, cpu_cycles: int, data_dir: Path | None
+    wasm_cid: str,
+    input_cid: str,
+    fee: int,
+    verifiers: int,
+    cpu_cycles: int,
+    as_json: bool,
+    data_dir: Path | None,
 ) -> None:
-    """Publish a task through the running authority node (blobs provided there first).
+    """Publish a task through the running authority node (blobs provided there first);
+    print its CID. The policy may raise or cap the verifiers: a warning says so.
 
     Example: mesh-cli publish-task --wasm-cid bafkrei... --input-cid bafkrei... --fee 100
     """
@@ -349,7 +384,13 @@ def publish_task(
         "verifiers": verifiers,
         "cpu_cycles": cpu_cycles,
     }
-    emit(control.request(resolve_data_dir(data_dir), "publish-task", **args), as_json=True)
+    result = control.request(resolve_data_dir(data_dir), "publish-task", **args)
+    if as_json:
+        emit(result, as_json=True)
+        return
+    for note in result.get("warnings", ()):
+        click.echo(f"warning: {note}", err=True)
+    click.echo(result["task_cid"])
 
 
 @main_group.command("offer-execution")

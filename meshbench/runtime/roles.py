@@ -73,14 +73,25 @@ class AuthorityRole:
                     f"{cid} is not in this node's store: 'mesh-cli provide FILE' it first"
                 )
         scope = CapabilityScope(cpu_cycles=int(args.get("cpu_cycles") or 1_000_000))
-        handle = self.mesh.publish(
-            wasm,
-            data,
-            fee=int(args["fee"]),
-            verifiers=int(args.get("verifiers") or 3),
-            scope=scope,
-        )
-        return {"task_cid": str(handle.cid), "state": handle.state}
+        asked = int(args.get("verifiers") or 3)
+        handle = self.mesh.publish(wasm, data, fee=int(args["fee"]), verifiers=asked, scope=scope)
+        given = self.mesh.policy.verification_quorum.verifiers_for(asked)
+        warnings = []
+        if given != asked:
+            bound = "minimum" if given > asked else "maximum"
+            warnings.append(f"{asked} verifiers asked, {given} drawn: policy {bound}_verifiers")
+        workers = self.mesh.node.backend.worker_count()
+        if given + 1 > workers:
+            warnings.append(
+                f"it needs {given + 1} workers (1 executes, {given} verify) and "
+                f"{workers} have joined: it waits for more"
+            )
+        return {
+            "task_cid": str(handle.cid),
+            "state": handle.state,
+            "verifiers": given,
+            "warnings": warnings,
+        }
 
     def _task_status(self, args: dict[str, Any]) -> dict[str, Any]:
         """The task's state; with ``since`` (a state), wait up to ``wait_s`` s (at most
@@ -115,13 +126,11 @@ class AuthorityRole:
 
     def status(self) -> dict[str, Any]:
         node = self.mesh.node
-        stakes = node.books_tables().get("stakes", {})
-        min_stake = self.mesh.policy.bonding_requirements.min_stake
         return {
             "role": "authority",
             "federation": node.federation,
             "workers": node.backend.worker_count(),
-            "bonded_workers": sum(1 for s in stakes.values() if s["bonded"] >= min_stake),
+            "bonded_workers": self.mesh.bonded_workers(),
             "tasks": len(node.records),
         }
 
