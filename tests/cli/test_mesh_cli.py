@@ -107,7 +107,9 @@ def test_an_authority_node_publishes_tasks_and_reports_them(
         wasm_cid = run(capsys, "provide", str(wasm), "--data-dir", d)[1].strip()
         input_cid = run(capsys, "provide", str(data), "--data-dir", d)[1].strip()
         args = ["--wasm-cid", wasm_cid, "--input-cid", input_cid, "--fee", "100"]
-        code, out, err = run(capsys, "publish-task", *args, "--verifiers", "1", "--json", "--data-dir", d)
+        code, out, err = run(
+            capsys, "publish-task", *args, "--verifiers", "1", "--json", "--data-dir", d
+        )
         assert code == 0, err
         task_cid = json.loads(out)["task_cid"]
         status = control.request(svc.data_dir, "status")
