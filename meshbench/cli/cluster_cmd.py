@@ -82,7 +82,12 @@ def _publish(mesh: Any, spec: dict[str, Any]) -> Any:
 
 @click.group()
 def cluster() -> None:
-    """Headless runs on a Dask cluster."""
+    """Headless runs on a Dask cluster.
+
+    \b
+    Example:
+      meshbench cluster run tasks.json --local 3
+    """
 
 
 @cluster.command("run")

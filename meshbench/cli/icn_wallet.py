@@ -152,7 +152,12 @@ main_group.add_command(meshbench_cli.key)
 @json_option
 @data_dir_option
 def balance(acting: str, as_json: bool, data_dir: Path | None) -> None:
-    """Spendable balance and bonded stake. Example: icn-wallet balance --as alice"""
+    """Spendable balance and bonded stake.
+
+    \b
+    Example:
+      icn-wallet balance --as alice
+    """
     with open_wallet(data_dir, acting) as w:
         me = w.me().did
         books = w.ledger.books
@@ -173,7 +178,9 @@ def balance(acting: str, as_json: bool, data_dir: Path | None) -> None:
 def faucet(to_name: str, amount: int, data_dir: Path | None) -> None:
     """Mint tokens (the ledger authority only).
 
-    Example: icn-wallet faucet --to alice --amount 500
+    \b
+    Example:
+      icn-wallet faucet --to alice --amount 500
     """
     with open_wallet(data_dir, "default") as w:
         did = to_name if to_name.startswith("did:") else w.keys.load(to_name).did
@@ -203,7 +210,12 @@ def _stake(action: str, amount: int, federation: str | None, acting: str, d: Pat
 @acting_option
 @data_dir_option
 def stake(amount: int, federation: str | None, acting: str, data_dir: Path | None) -> None:
-    """Bond tokens as stake. Example: icn-wallet stake --amount 100 --as alice"""
+    """Bond tokens as stake.
+
+    \b
+    Example:
+      icn-wallet stake --amount 100 --as alice
+    """
     _stake("bond", amount, federation, acting, data_dir)
 
 
@@ -213,14 +225,24 @@ def stake(amount: int, federation: str | None, acting: str, data_dir: Path | Non
 @acting_option
 @data_dir_option
 def unstake(amount: int, federation: str | None, acting: str, data_dir: Path | None) -> None:
-    """Start unbonding stake (released after the policy's lock period)."""
+    """Start unbonding stake (released after the policy's lock period).
+
+    \b
+    Example:
+      icn-wallet unstake --amount 50 --as alice
+    """
     _stake("unbond", amount, federation, acting, data_dir)
 
 
 # --- federations ---------------------------------------------------------------------------
 @main_group.group()
 def federation() -> None:
-    """Create, join and list federations."""
+    """Create, join and list federations.
+
+    \b
+    Example:
+      icn-wallet federation create coop --as founder
+    """
 
 
 @federation.command("create")
@@ -240,7 +262,12 @@ def federation_create(
     acting: str,
     data_dir: Path | None,
 ) -> None:
-    """Create a federation governed from this node. Example: icn-wallet federation create coop"""
+    """Create a federation governed from this node.
+
+    \b
+    Example:
+      icn-wallet federation create coop
+    """
     with open_wallet(data_dir, acting) as w:
         fed_key = f"federation-{name}"
         if any(r["name"] == name for r in w.ledger.books.table("federations").values()):
@@ -280,7 +307,9 @@ def federation_create(
 def federation_join(fed_name: str | None, acting: str, data_dir: Path | None) -> None:
     """Join a federation whose key this data dir holds (the federation admits you).
 
-    Example: icn-wallet federation join --federation coop --as alice
+    \b
+    Example:
+      icn-wallet federation join --federation coop --as alice
     """
     with open_wallet(data_dir, acting) as w:
         fed_did = w.federation(fed_name)
@@ -306,7 +335,12 @@ def federation_join(fed_name: str | None, acting: str, data_dir: Path | None) ->
 @json_option
 @data_dir_option
 def federation_members(fed_name: str | None, as_json: bool, data_dir: Path | None) -> None:
-    """List the current members. Example: icn-wallet federation members --json"""
+    """List the current members.
+
+    \b
+    Example:
+      icn-wallet federation members --json
+    """
     with open_wallet(data_dir, "default") as w:
         fed = w.federation(fed_name)
         now = now_ms()
@@ -327,12 +361,22 @@ def _member_row(w: Wallet, fed: str, did: str) -> dict[str, Any]:
 # --- mesh policy ---------------------------------------------------------------------------
 @main_group.group()
 def mesh() -> None:
-    """Mesh compute settings."""
+    """Mesh compute settings.
+
+    \b
+    Example:
+      icn-wallet mesh policy view
+    """
 
 
 @mesh.group()
 def policy() -> None:
-    """View, propose, vote on and audit the federation's MeshPolicy."""
+    """View, propose, vote on and audit the federation's MeshPolicy.
+
+    \b
+    Example:
+      icn-wallet mesh policy history
+    """
 
 
 @policy.command("view")
@@ -343,7 +387,12 @@ def policy() -> None:
 def policy_view(
     fed_name: str | None, version: int | None, as_json: bool, data_dir: Path | None
 ) -> None:
-    """Show the active policy (or any version). Example: icn-wallet mesh policy view --json"""
+    """Show the active policy (or any version).
+
+    \b
+    Example:
+      icn-wallet mesh policy view --json
+    """
     with open_wallet(data_dir, "default") as w:
         fed = w.federation(fed_name)
         books = w.ledger.books
@@ -387,7 +436,9 @@ def policy_propose(
 ) -> None:
     """Propose a policy update from a JSON fragment.
 
-    Example: icn-wallet mesh policy propose --update-file u.json --description "More for workers"
+    \b
+    Example:
+      icn-wallet mesh policy propose --update-file u.json --description "More for workers"
     """
     fragment = MeshPolicyFragment.from_file(update_file)
     with open_wallet(data_dir, acting) as w:
@@ -414,7 +465,12 @@ def policy_propose(
 @json_option
 @data_dir_option
 def policy_list(fed_name: str | None, as_json: bool, data_dir: Path | None) -> None:
-    """List proposals with their tallies. Example: icn-wallet mesh policy list"""
+    """List proposals with their tallies.
+
+    \b
+    Example:
+      icn-wallet mesh policy list
+    """
     with open_wallet(data_dir, "default") as w:
         fed = w.federation(fed_name)
         now = now_ms()
@@ -450,7 +506,9 @@ def policy_list(fed_name: str | None, as_json: bool, data_dir: Path | None) -> N
 def policy_vote(policy_cid: str, approve: bool, acting: str, data_dir: Path | None) -> None:
     """Vote on a proposal (once; a second vote is refused).
 
-    Example: icn-wallet mesh policy vote --policy-cid bafy... --approve
+    \b
+    Example:
+      icn-wallet mesh policy vote --policy-cid bafy... --approve
     """
     with open_wallet(data_dir, acting) as w:
         me = w.me()
@@ -478,7 +536,12 @@ def policy_vote(policy_cid: str, approve: bool, acting: str, data_dir: Path | No
 @json_option
 @data_dir_option
 def policy_history(fed_name: str | None, as_json: bool, data_dir: Path | None) -> None:
-    """Every policy version, linked by CID. Example: icn-wallet mesh policy history"""
+    """Every policy version, linked by CID.
+
+    \b
+    Example:
+      icn-wallet mesh policy history
+    """
     with open_wallet(data_dir, "default") as w:
         fed = w.federation(fed_name)
         rows = w.ledger.books.table("policy_history")
@@ -510,7 +573,12 @@ def policy_history(fed_name: str | None, as_json: bool, data_dir: Path | None) -
 def policy_diff(
     old: int, new: int, fed_name: str | None, as_json: bool, data_dir: Path | None
 ) -> None:
-    """Fields that differ between two versions. Example: icn-wallet mesh policy diff 1 2"""
+    """Fields that differ between two versions.
+
+    \b
+    Example:
+      icn-wallet mesh policy diff 1 2
+    """
     with open_wallet(data_dir, "default") as w:
         fed = w.federation(fed_name)
         a = gov.policy_version(w.ledger.books, fed, old)

@@ -184,7 +184,9 @@ def start(
 def list_peers(as_json: bool, data_dir: Path | None) -> None:
     """List the peers the running node is connected to.
 
-    Example: mesh-cli list-peers --json
+    \b
+    Example:
+      mesh-cli list-peers --json
     """
     peers = control.request(resolve_data_dir(data_dir), "list-peers")
     if as_json:
@@ -293,7 +295,9 @@ def _clock() -> str:
 def connect(addr: str, data_dir: Path | None) -> None:
     """Connect the running node to a peer multiaddr ending in /p2p/<id>.
 
-    Example: mesh-cli connect /ip4/127.0.0.1/tcp/9001/p2p/12D3KooW...
+    \b
+    Example:
+      mesh-cli connect /ip4/127.0.0.1/tcp/9001/p2p/12D3KooW...
     """
     click.echo(control.request(resolve_data_dir(data_dir), "connect", addr=addr)["peer_id"])
 
@@ -306,7 +310,9 @@ def publish(files: tuple[Path, ...], data_dir: Path | None) -> None:
 
     Nothing is sent unless every file is a signed object.
 
-    Example: mesh-cli publish task.cbor
+    \b
+    Example:
+      mesh-cli publish task.cbor
     """
     objects = [f.read_bytes().hex() for f in files]
     names = [str(f) for f in files]
@@ -320,7 +326,9 @@ def publish(files: tuple[Path, ...], data_dir: Path | None) -> None:
 def provide(file: Path, data_dir: Path | None) -> None:
     """Store FILE in the node's blob store and announce it in the DHT; print its CID.
 
-    Example: mesh-cli provide module.wasm
+    \b
+    Example:
+      mesh-cli provide module.wasm
     """
     result = control.request(resolve_data_dir(data_dir), "provide", path=str(file.resolve()))
     click.echo(result["cid"])
@@ -334,7 +342,9 @@ def provide(file: Path, data_dir: Path | None) -> None:
 def fetch(cid: str, peers: tuple[str, ...], as_json: bool, data_dir: Path | None) -> None:
     """Fetch a blob by CID from the mesh into the node's store.
 
-    Example: mesh-cli fetch bafkrei...
+    \b
+    Example:
+      mesh-cli fetch bafkrei...
     """
     result = control.request(resolve_data_dir(data_dir), "fetch", cid=cid, peers=list(peers))
     emit(result, as_json=as_json)
@@ -346,7 +356,9 @@ def fetch(cid: str, peers: tuple[str, ...], as_json: bool, data_dir: Path | None
 def events(as_json: bool, data_dir: Path | None) -> None:
     """List the events the node accepted (gossip and sync), oldest first.
 
-    Example: mesh-cli events --json
+    \b
+    Example:
+      mesh-cli events --json
     """
     rows = control.request(resolve_data_dir(data_dir), "events")
     if as_json:
@@ -375,7 +387,9 @@ def publish_task(
     """Publish a task through the running authority node (blobs provided there first);
     print its CID. The policy may raise or cap the verifiers: a warning says so.
 
-    Example: mesh-cli publish-task --wasm-cid bafkrei... --input-cid bafkrei... --fee 100
+    \b
+    Example:
+      mesh-cli publish-task --wasm-cid bafkrei... --input-cid bafkrei... --fee 100
     """
     args = {
         "wasm_cid": wasm_cid,
@@ -400,7 +414,9 @@ def publish_task(
 def offer_execution(task_cid: str, cost: int, data_dir: Path | None) -> None:
     """Offer to execute a task seen on the mesh, at COST (on a --role worker node).
 
-    Example: mesh-cli offer-execution --task-cid bafyrei... --cost 80
+    \b
+    Example:
+      mesh-cli offer-execution --task-cid bafyrei... --cost 80
     """
     args = {"task_cid": task_cid, "cost": cost}
     emit(control.request(resolve_data_dir(data_dir), "offer-execution", **args), as_json=True)
@@ -409,7 +425,12 @@ def offer_execution(task_cid: str, cost: int, data_dir: Path | None) -> None:
 @main_group.command()
 @data_dir_option
 def stop(data_dir: Path | None) -> None:
-    """Stop the node running on the data dir."""
+    """Stop the node running on the data dir.
+
+    \b
+    Example:
+      mesh-cli stop --data-dir node1
+    """
     control.request(resolve_data_dir(data_dir), "stop")
 
 

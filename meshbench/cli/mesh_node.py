@@ -37,7 +37,7 @@ class NodeService:
         *,
         listen: Sequence[str],
         bootstrap: Sequence[str] = (),
-        mdns: bool = True,
+        mdns: bool = False,
         key_name: str = "default",
         muxer: str = "YAMUX",
         guard: GuardConfig | None = None,

@@ -50,7 +50,9 @@ def main_group() -> None:
 def cid(file: Path) -> None:
     """Print the raw CID of FILE (stores nothing).
 
-    Example: meshbench cid input.bin
+    \b
+    Example:
+      meshbench cid input.bin
     """
     import hashlib
 
@@ -67,7 +69,9 @@ def cid(file: Path) -> None:
 def put(file: Path, data_dir: Path | None) -> None:
     """Store FILE in the blob store and print its CID.
 
-    Example: meshbench put module.wasm
+    \b
+    Example:
+      meshbench put module.wasm
     """
     store = BlobStore(resolve_data_dir(data_dir) / "blobs")
     click.echo(str(store.put_file(file)))
@@ -80,7 +84,9 @@ def put(file: Path, data_dir: Path | None) -> None:
 def get(cid_text: str, output: Path | None, data_dir: Path | None) -> None:
     """Write the blob CID to stdout or to -o FILE, after checking its hash.
 
-    Example: meshbench get bafkrei... -o out.bin
+    \b
+    Example:
+      meshbench get bafkrei... -o out.bin
     """
     store = BlobStore(resolve_data_dir(data_dir) / "blobs")
     if output is None:
@@ -92,7 +98,12 @@ def get(cid_text: str, output: Path | None, data_dir: Path | None) -> None:
 
 @main_group.group()
 def key() -> None:
-    """Manage Ed25519 identities (did:key)."""
+    """Manage Ed25519 identities (did:key).
+
+    \b
+    Example:
+      meshbench key new --name alice
+    """
 
 
 @key.command("new")
@@ -101,7 +112,9 @@ def key() -> None:
 def key_new(name: str, data_dir: Path | None) -> None:
     """Create an identity and print its did:key (the secret stays in the keystore, 0600).
 
-    Example: meshbench key new --name alice
+    \b
+    Example:
+      meshbench key new --name alice
     """
     ident = Keystore(resolve_data_dir(data_dir) / "keys").create(name)
     click.echo(ident.did)
@@ -114,7 +127,9 @@ def key_new(name: str, data_dir: Path | None) -> None:
 def key_show(name: str, as_json: bool, data_dir: Path | None) -> None:
     """Print the did:key of an identity (never its secret).
 
-    Example: meshbench key show --name alice
+    \b
+    Example:
+      meshbench key show --name alice
     """
     store = Keystore(resolve_data_dir(data_dir) / "keys")
     ident = store.load(name)
@@ -130,7 +145,9 @@ def key_show(name: str, as_json: bool, data_dir: Path | None) -> None:
 def inspect(target: str, data_dir: Path | None) -> None:
     """Decode an object (a file, or a CID in the store), check CID and signature, print JSON.
 
-    Example: meshbench inspect task.cbor
+    \b
+    Example:
+      meshbench inspect task.cbor
     """
     path = Path(target)
     if path.is_file():
@@ -175,7 +192,9 @@ def inspect(target: str, data_dir: Path | None) -> None:
 def demo(workers: int, threads: bool, data_dir: Path | None) -> None:
     """Run the embedded demo mesh end to end and print what happened.
 
-    Example: meshbench demo --workers 4
+    \b
+    Example:
+      meshbench demo --workers 4
     """
     from meshbench.demo import run_demo
 
@@ -189,7 +208,9 @@ def demo(workers: int, threads: bool, data_dir: Path | None) -> None:
 def bench(name: str, as_json: bool, quick: bool) -> None:
     """Run benchmarks (ratios measured side by side in one run).
 
-    Example: meshbench bench encoding --json
+    \b
+    Example:
+      meshbench bench encoding --json
     """
     from meshbench.bench import BENCHMARKS, run_benchmark
 
