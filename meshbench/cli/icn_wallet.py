@@ -438,6 +438,7 @@ def policy_propose(
 
     \b
     Example:
+      echo '{"min_fee": 20}' > u.json
       icn-wallet mesh policy propose --update-file u.json --description "More for workers"
     """
     fragment = MeshPolicyFragment.from_file(update_file)

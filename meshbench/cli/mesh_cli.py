@@ -328,7 +328,7 @@ def provide(file: Path, data_dir: Path | None) -> None:
 
     \b
     Example:
-      mesh-cli provide module.wasm
+      mesh-cli provide datasets/wasm/hello.wasm
     """
     result = control.request(resolve_data_dir(data_dir), "provide", path=str(file.resolve()))
     click.echo(result["cid"])

@@ -2,7 +2,7 @@
 
 Example::
 
-    meshbench put module.wasm          # store a blob, print its CID
+    meshbench put datasets/wasm/hello.wasm   # store a blob, print its CID
     meshbench key new                  # make the default identity, print its did:key
     meshbench inspect receipt.cbor     # decode, check CID and signature, print JSON
 """
@@ -40,8 +40,8 @@ def main_group() -> None:
 
     \b
     Example:
-      meshbench put hello.wasm
-      meshbench inspect bafyrei...
+      meshbench put datasets/wasm/hello.wasm
+      meshbench run --wasm datasets/wasm/sha256.wasm --input README.md
     """
 
 
@@ -52,7 +52,7 @@ def cid(file: Path) -> None:
 
     \b
     Example:
-      meshbench cid input.bin
+      meshbench cid datasets/wasm/hello.wasm
     """
     import hashlib
 
@@ -71,7 +71,7 @@ def put(file: Path, data_dir: Path | None) -> None:
 
     \b
     Example:
-      meshbench put module.wasm
+      meshbench put datasets/wasm/hello.wasm
     """
     store = BlobStore(resolve_data_dir(data_dir) / "blobs")
     click.echo(str(store.put_file(file)))
@@ -86,7 +86,7 @@ def get(cid_text: str, output: Path | None, data_dir: Path | None) -> None:
 
     \b
     Example:
-      meshbench get bafkrei... -o out.bin
+      meshbench get $(meshbench put datasets/wasm/hello.wasm) -o out.wasm
     """
     store = BlobStore(resolve_data_dir(data_dir) / "blobs")
     if output is None:

@@ -110,7 +110,7 @@ def run(
     \b
     Example:
       meshbench run --wasm datasets/wasm/sha256.wasm --input README.md
-      meshbench run --wasm app.wasm --arg -v --dir ./data::/data --fuel 10000000000 --json
+      meshbench run --wasm datasets/wasm/escape.wasm --dir ./datasets::/data --fuel 10000000 --json
     """
     from meshbench.exec.wasm import WasmExecutor, tree_from_host_dir
 

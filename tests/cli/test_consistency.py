@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -267,3 +268,28 @@ def test_a_mesh_cli_client_call_loads_no_runtime(node: NodeService) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["peer_id"] == node.node.peer_id
+
+
+# commands whose example needs no running node, ledger or earlier state (in this order)
+SELF_CONTAINED = ["meshbench cid", "meshbench put", "meshbench get", "meshbench key new",
+                  "meshbench key show", "meshbench run"]  # fmt: skip
+
+
+def test_self_contained_help_examples_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "datasets").symlink_to(ROOT / "datasets")
+    (tmp_path / "README.md").symlink_to(ROOT / "README.md")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MESHBENCH")},
+        "MESHBENCH_HOME": str(tmp_path / "home"),
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+    }
+    for path in SELF_CONTAINED:
+        out = run(capsys, "meshbench", *path.split()[1:], "--help")[1]
+        lines = out[out.index("Example") :].split("\n\n")[0].splitlines()[1:]
+        for line in (x.strip() for x in lines if x.strip()):
+            proc = subprocess.run(
+                ["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, timeout=120
+            )
+            assert proc.returncode == 0, (path, line, proc.stderr.decode()[-2000:])
