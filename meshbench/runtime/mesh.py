@@ -558,6 +558,9 @@ class Mesh:
     def reputation(self) -> pl.DataFrame:
         return self.frames.reputation()
 
+    def slashes(self) -> pl.DataFrame:
+        return self.frames.slashes()
+
     def balances(self) -> pl.DataFrame:
         return self.frames.balances()
 
