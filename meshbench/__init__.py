@@ -6,9 +6,6 @@ first use (PEP 562), so ``import meshbench`` (and every CLI's start-up) costs ne
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _version
-
 _LAZY = {
     # heavier modules (Polars, the runtime) load on first use, not on ``import meshbench``
     "Mesh": "meshbench.runtime.mesh",
@@ -97,7 +94,19 @@ _LAZY = {
 }
 
 
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("meshbench")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0.0.0+unknown"
+
+
 def __getattr__(name: str) -> object:
+    if name == "__version__":  # read from the installed metadata on first use (~20 ms)
+        globals()[name] = value = _installed_version()
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'meshbench' has no attribute {name!r}")
@@ -111,11 +120,6 @@ def __getattr__(name: str) -> object:
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
-
-try:
-    __version__ = _version("meshbench")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "CID",

@@ -24,7 +24,6 @@ from typing import Any
 
 import click
 
-import meshbench
 from meshbench.cli import meshbench as meshbench_cli
 from meshbench.cli.common import (
     InputFile,
@@ -130,7 +129,7 @@ def json_option(f: Any) -> Any:
 
 
 @click.group(name="icn-wallet", context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(meshbench.__version__, prog_name="icn-wallet")
+@click.version_option(package_name="meshbench", prog_name="icn-wallet")
 @group_data_dir_option
 def main_group() -> None:
     """A member's wallet: keys, balance, stake, federations and mesh policy.

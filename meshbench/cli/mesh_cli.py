@@ -24,7 +24,6 @@ from typing import Any
 
 import click
 
-import meshbench
 from meshbench.cli.common import (
     InputFile,
     data_dir_option,
@@ -45,7 +44,7 @@ __all__ = ["main", "main_group"]
 
 
 @click.group(name="mesh-cli", context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(meshbench.__version__, prog_name="mesh-cli")
+@click.version_option(package_name="meshbench", prog_name="mesh-cli")
 @group_data_dir_option
 def main_group() -> None:
     """Run a mesh node on libp2p and drive it.

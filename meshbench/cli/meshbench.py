@@ -15,7 +15,6 @@ from pathlib import Path
 
 import click
 
-import meshbench
 from meshbench.cli import cluster_cmd, run_cmd
 from meshbench.cli.common import (
     InputFile,
@@ -33,7 +32,7 @@ from meshbench.store.keystore import Keystore
 
 
 @click.group(name="meshbench", context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(meshbench.__version__, prog_name="meshbench")
+@click.version_option(package_name="meshbench", prog_name="meshbench")
 @group_data_dir_option
 def main_group() -> None:
     """Workbench and runtime for verifiable mesh compute.
