@@ -1,105 +1,112 @@
 """meshbench: a workbench and runtime for verifiable mesh compute (the ICN Mesh Compute Overlay).
 
-The public API is what ``__all__`` lists; ``tests/test_api.py`` pins it.
+The public API is what ``__all__`` lists; ``tests/test_api.py`` pins it. Every name loads on
+first use (PEP 562), so ``import meshbench`` (and every CLI's start-up) costs next to nothing.
 """
 
 from __future__ import annotations
-
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _version
-
-from meshbench.core.encoding import CID, blob_cid, decode, encode, object_cid, parse_cid
-from meshbench.core.errors import (
-    BlobNotFound,
-    BlobTooLarge,
-    CIDMismatch,
-    DecryptionError,
-    DoubleVote,
-    EncodingError,
-    ExecutionError,
-    ExecutionTimeout,
-    GovernanceError,
-    GuestTrap,
-    IdentityError,
-    InsufficientFunds,
-    InvalidCID,
-    InvalidDID,
-    InvalidModule,
-    InvalidSignature,
-    IOLimitExceeded,
-    KeyNotFound,
-    LedgerError,
-    MemoryLimitExceeded,
-    MeshError,
-    NetworkError,
-    NonCanonicalEncoding,
-    NotAMember,
-    OutOfFuel,
-    PolicyValidationError,
-    ProposalClosed,
-    ProtocolError,
-    SchemaError,
-    StaleProposal,
-    StoreError,
-    UnknownFederation,
-    UnknownPeer,
-)
-from meshbench.core.events import (
-    EscrowDispute,
-    EscrowStateChanged,
-    MeshPolicyActivated,
-    MeshPolicyProposal,
-    MeshPolicyVote,
-    Mint,
-    Payout,
-    QuorumReached,
-    RewardDistributed,
-    TaskAssigned,
-    TaskExpired,
-    Transfer,
-)
-from meshbench.core.governance import (
-    CredentialRevoked,
-    FederationCreated,
-    FederationSucceeded,
-    GovernanceRules,
-    SuccessorShare,
-)
-from meshbench.core.identity import Identity
-from meshbench.core.model import Model, Signed, decode_object
-from meshbench.core.policy import (
-    BondingRequirements,
-    MeshPolicy,
-    MeshPolicyFragment,
-    RewardSettings,
-    SchedulingParams,
-    VerificationQuorum,
-)
-from meshbench.core.types import (
-    CapabilityScope,
-    ComputeOffer,
-    Credential,
-    ExecutionReceipt,
-    ExecutionSummary,
-    HardwareProfile,
-    PeerInfo,
-    ReputationSnapshot,
-    ResultCommitment,
-    TaskIntent,
-    VerificationReceipt,
-    result_commitment,
-)
-from meshbench.store.blobs import BlobStore, EncryptedBlob
-from meshbench.store.keystore import Keystore
 
 _LAZY = {
     # heavier modules (Polars, the runtime) load on first use, not on ``import meshbench``
     "Mesh": "meshbench.runtime.mesh",
     "open_ledger": "meshbench.store.frames",
+    "CID": "meshbench.core.encoding",
+    "blob_cid": "meshbench.core.encoding",
+    "decode": "meshbench.core.encoding",
+    "encode": "meshbench.core.encoding",
+    "object_cid": "meshbench.core.encoding",
+    "parse_cid": "meshbench.core.encoding",
+    "BlobNotFound": "meshbench.core.errors",
+    "BlobTooLarge": "meshbench.core.errors",
+    "CIDMismatch": "meshbench.core.errors",
+    "DecryptionError": "meshbench.core.errors",
+    "DoubleVote": "meshbench.core.errors",
+    "EncodingError": "meshbench.core.errors",
+    "ExecutionError": "meshbench.core.errors",
+    "ExecutionTimeout": "meshbench.core.errors",
+    "GovernanceError": "meshbench.core.errors",
+    "GuestTrap": "meshbench.core.errors",
+    "IdentityError": "meshbench.core.errors",
+    "InsufficientFunds": "meshbench.core.errors",
+    "InvalidCID": "meshbench.core.errors",
+    "InvalidDID": "meshbench.core.errors",
+    "InvalidModule": "meshbench.core.errors",
+    "InvalidSignature": "meshbench.core.errors",
+    "IOLimitExceeded": "meshbench.core.errors",
+    "KeyNotFound": "meshbench.core.errors",
+    "LedgerError": "meshbench.core.errors",
+    "MemoryLimitExceeded": "meshbench.core.errors",
+    "MeshError": "meshbench.core.errors",
+    "NetworkError": "meshbench.core.errors",
+    "NonCanonicalEncoding": "meshbench.core.errors",
+    "NotAMember": "meshbench.core.errors",
+    "OutOfFuel": "meshbench.core.errors",
+    "PolicyValidationError": "meshbench.core.errors",
+    "ProposalClosed": "meshbench.core.errors",
+    "ProtocolError": "meshbench.core.errors",
+    "SchemaError": "meshbench.core.errors",
+    "StaleProposal": "meshbench.core.errors",
+    "StoreError": "meshbench.core.errors",
+    "UnknownFederation": "meshbench.core.errors",
+    "UnknownPeer": "meshbench.core.errors",
+    "EscrowDispute": "meshbench.core.events",
+    "EscrowStateChanged": "meshbench.core.events",
+    "MeshPolicyActivated": "meshbench.core.events",
+    "MeshPolicyProposal": "meshbench.core.events",
+    "MeshPolicyVote": "meshbench.core.events",
+    "Mint": "meshbench.core.events",
+    "Payout": "meshbench.core.events",
+    "QuorumReached": "meshbench.core.events",
+    "RewardDistributed": "meshbench.core.events",
+    "TaskAssigned": "meshbench.core.events",
+    "TaskExpired": "meshbench.core.events",
+    "Transfer": "meshbench.core.events",
+    "CredentialRevoked": "meshbench.core.governance",
+    "FederationCreated": "meshbench.core.governance",
+    "FederationSucceeded": "meshbench.core.governance",
+    "GovernanceRules": "meshbench.core.governance",
+    "SuccessorShare": "meshbench.core.governance",
+    "Identity": "meshbench.core.identity",
+    "Model": "meshbench.core.model",
+    "Signed": "meshbench.core.model",
+    "decode_object": "meshbench.core.model",
+    "BondingRequirements": "meshbench.core.policy",
+    "MeshPolicy": "meshbench.core.policy",
+    "MeshPolicyFragment": "meshbench.core.policy",
+    "RewardSettings": "meshbench.core.policy",
+    "SchedulingParams": "meshbench.core.policy",
+    "VerificationQuorum": "meshbench.core.policy",
+    "CapabilityScope": "meshbench.core.types",
+    "ComputeOffer": "meshbench.core.types",
+    "Credential": "meshbench.core.types",
+    "ExecutionReceipt": "meshbench.core.types",
+    "ExecutionSummary": "meshbench.core.types",
+    "HardwareProfile": "meshbench.core.types",
+    "PeerInfo": "meshbench.core.types",
+    "ReputationSnapshot": "meshbench.core.types",
+    "ResultCommitment": "meshbench.core.types",
+    "TaskIntent": "meshbench.core.types",
+    "VerificationReceipt": "meshbench.core.types",
+    "result_commitment": "meshbench.core.types",
+    "BlobStore": "meshbench.store.blobs",
+    "EncryptedBlob": "meshbench.store.blobs",
+    "Keystore": "meshbench.store.keystore",
 }
 
 
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("meshbench")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0.0.0+unknown"
+
+
 def __getattr__(name: str) -> object:
+    if name == "__version__":  # read from the installed metadata on first use (~20 ms)
+        globals()[name] = value = _installed_version()
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'meshbench' has no attribute {name!r}")
@@ -110,10 +117,9 @@ def __getattr__(name: str) -> object:
     return value
 
 
-try:
-    __version__ = _version("meshbench")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "CID",

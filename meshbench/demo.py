@@ -96,6 +96,16 @@ def run_demo(
             "payouts by account and role",
             payouts.sort("account", "role").with_columns(_short("account")),
         )
+        slashes = mesh.slashes().select("task_cid", "account", "offence", "amount")
+        if slashes.height:
+            _table(
+                "slashes (bond penalties, paid to the federation treasury)",
+                slashes.with_columns(_short("task_cid"), _short("account")),
+            )
+        else:
+            say("\n== slashes: none (the dishonest worker was never chosen to execute)")
+        bonds = mesh.balances().filter(pl.col("bonded") > 0).sort("bonded")
+        _table("bonded stake after the run", bonds.with_columns(_short("account")))
         rep = mesh.reputation().sort("score", descending=True)
         _table("reputation", rep.with_columns(_short("peer")))
         report = mesh.node.verify_ledger()

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from meshbench.cli.common import data_dir_option, emit
+from meshbench.cli.common import InputFile, data_dir_option, emit, resolve_data_dir
 from meshbench.core.errors import SchemaError
 from meshbench.core.types import CapabilityScope
 
@@ -82,11 +82,16 @@ def _publish(mesh: Any, spec: dict[str, Any]) -> Any:
 
 @click.group()
 def cluster() -> None:
-    """Headless runs on a Dask cluster."""
+    """Headless runs on a Dask cluster.
+
+    \b
+    Example:
+      meshbench cluster run tasks.json --local 3
+    """
 
 
 @cluster.command("run")
-@click.argument("tasks_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("tasks_file", type=InputFile())
 @click.option("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786).")
 @click.option("--local", "local_workers", type=click.IntRange(2, 64), default=None,
               help="Start a LocalCluster of this many workers instead.")  # fmt: skip
@@ -94,6 +99,8 @@ def cluster() -> None:
               default=Path("report.json"), show_default=True)  # fmt: skip
 @click.option("--timeout", type=float, default=600, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Also print the report's summary as JSON.")
+@click.option("--progress/--no-progress", default=None,
+              help="A progress bar on stderr (default: when stderr is a terminal).")  # fmt: skip
 @data_dir_option
 def cluster_run(
     tasks_file: Path,
@@ -102,13 +109,23 @@ def cluster_run(
     report: Path,
     timeout: float,
     as_json: bool,
+    progress: bool | None,
     data_dir: Path | None,
 ) -> None:
     """Run every task of TASKS_FILE through the mesh and write a report.
 
-    Example: meshbench cluster run tasks.json --scheduler tcp://10.0.0.5:8786
+    The mesh keeps its ledger and blobs in the data dir, so 'meshbench get OUTPUT_CID'
+    reads any output of the report afterwards.
+
+    \b
+    Example:
+      echo '[{"wasm": "datasets/wasm/sha256.wasm", "input_text": "hi"}]' > tasks.json
+      meshbench cluster run tasks.json --local 3
     """
     import logging
+    import sys
+
+    from tqdm.auto import tqdm
 
     from meshbench.runtime.mesh import Mesh
 
@@ -116,34 +133,22 @@ def cluster_run(
     specs = load_batch(tasks_file)
     if (scheduler is None) == (local_workers is None):
         raise click.UsageError("give exactly one of --scheduler ADDR or --local N")
+    root = resolve_data_dir(data_dir)
     t0 = time.monotonic()
     if scheduler is not None:
-        mesh = Mesh.connect(scheduler, data_dir=data_dir)
+        mesh = Mesh.connect(scheduler, data_dir=root)
     else:
-        mesh = Mesh.local(workers=local_workers or 4, data_dir=data_dir)
+        mesh = Mesh.local(workers=local_workers or 4, data_dir=root)
     with mesh:
+        for line in verifier_warnings(specs, mesh.policy.verification_quorum, _workers(mesh)):
+            click.echo(f"warning: {line}", err=True)
         handles = [_publish(mesh, s) for s in specs]
         rows = []
-        for i, h in enumerate(handles):
-            r = h.result(timeout=timeout)
-            rows.append(
-                {
-                    "index": i,
-                    "task_cid": str(h.cid),
-                    "outcome": r.outcome,
-                    "output_cid": None if r.output_cid is None else str(r.output_cid),
-                    "worker": None if r.receipt is None else r.receipt.worker,
-                    "fuel_used": None if r.receipt is None else r.receipt.summary.fuel_used,
-                    "approvals": sum(v.approved for v in r.verifications),
-                    "verifications": len(r.verifications),
-                    "payouts": []
-                    if r.settlement is None
-                    else [
-                        {"account": p.account, "role": p.role, "amount": p.amount}
-                        for p in r.settlement.payouts
-                    ],
-                }
-            )
+        show = sys.stderr.isatty() if progress is None else progress
+        with tqdm(total=len(handles), disable=not show, desc="tasks", file=sys.stderr) as bar:
+            for i, h in enumerate(handles):
+                rows.append(_row(i, h, h.result(timeout=timeout)))
+                bar.update(1)
         ledger = mesh.node.verify_ledger()
         outcomes = [row["outcome"] for row in rows]
         summary = {
@@ -153,9 +158,51 @@ def cluster_run(
             "other": len(rows) - outcomes.count("Accepted") - outcomes.count("Rejected"),
             "wall_s": round(time.monotonic() - t0, 3),
             "ledger_ok": ledger.ok,
-            "workers": mesh.node.backend.worker_count(),
+            "workers": _workers(mesh),
+            "data_dir": str(root),
         }
     report.write_text(json.dumps({"summary": summary, "tasks": rows}, indent=2))
     emit(summary, as_json=as_json)
     if not as_json:
         click.echo(f"report written to {report}")
+        click.echo(f"outputs and ledger in {root}: meshbench get OUTPUT_CID --data-dir {root}")
+
+
+def _workers(mesh: Any) -> int:
+    return int(mesh.node.backend.worker_count())
+
+
+def verifier_warnings(specs: list[dict[str, Any]], quorum: Any, workers: int) -> list[str]:
+    """What the policy and the cluster's size will change in the tasks' verifier counts."""
+    out = []
+    for asked in sorted({int(s.get("verifiers", 3)) for s in specs}):
+        given = quorum.verifiers_for(asked)
+        if given != asked:
+            bound = "minimum" if given > asked else "maximum"
+            out.append(
+                f'"verifiers": {asked} becomes {given}: the policy\'s {bound}_verifiers is {given}'
+            )
+        if given > workers - 1:
+            out.append(
+                f"{given} verifiers need {given + 1} workers (the worker never verifies "
+                f"itself); this cluster has {workers}: tasks get at most {workers - 1}"
+            )
+    return out
+
+
+def _row(i: int, h: Any, r: Any) -> dict[str, Any]:
+    return {
+        "index": i,
+        "task_cid": str(h.cid),
+        "outcome": r.outcome,
+        "output_cid": None if r.output_cid is None else str(r.output_cid),
+        "worker": None if r.receipt is None else r.receipt.worker,
+        "fuel_used": None if r.receipt is None else r.receipt.summary.fuel_used,
+        "approvals": sum(v.approved for v in r.verifications),
+        "verifications": len(r.verifications),
+        "payouts": []
+        if r.settlement is None
+        else [
+            {"account": p.account, "role": p.role, "amount": p.amount} for p in r.settlement.payouts
+        ],
+    }

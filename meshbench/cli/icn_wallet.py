@@ -25,10 +25,18 @@ from typing import Any
 import click
 
 from meshbench.cli import meshbench as meshbench_cli
-from meshbench.cli.common import data_dir_option, emit, print_table, resolve_data_dir, run_cli
+from meshbench.cli.common import (
+    InputFile,
+    data_dir_option,
+    emit,
+    group_data_dir_option,
+    print_table,
+    resolve_data_dir,
+    run_cli,
+)
 from meshbench.core import governance as gov
 from meshbench.core.encoding import parse_cid
-from meshbench.core.errors import GovernanceError, KeyNotFound, UnknownFederation
+from meshbench.core.errors import GovernanceError, IdentityError, KeyNotFound, UnknownFederation
 from meshbench.core.events import StakeRequest
 from meshbench.core.federation_acts import YEAR_MS, admit, create_federation, propose, vote
 from meshbench.core.identity import Identity
@@ -127,6 +135,8 @@ def json_option(f: Any) -> Any:
 
 
 @click.group(name="icn-wallet", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="meshbench", prog_name="icn-wallet")
+@group_data_dir_option
 def main_group() -> None:
     """A member's wallet: keys, balance, stake, federations and mesh policy.
 
@@ -147,7 +157,12 @@ main_group.add_command(meshbench_cli.key)
 @json_option
 @data_dir_option
 def balance(acting: str, as_json: bool, data_dir: Path | None) -> None:
-    """Spendable balance and bonded stake. Example: icn-wallet balance --as alice"""
+    """Spendable balance and bonded stake.
+
+    \b
+    Example:
+      icn-wallet balance --as alice
+    """
     with open_wallet(data_dir, acting) as w:
         me = w.me().did
         books = w.ledger.books
@@ -168,7 +183,9 @@ def balance(acting: str, as_json: bool, data_dir: Path | None) -> None:
 def faucet(to_name: str, amount: int, data_dir: Path | None) -> None:
     """Mint tokens (the ledger authority only).
 
-    Example: icn-wallet faucet --to alice --amount 500
+    \b
+    Example:
+      icn-wallet faucet --to alice --amount 500
     """
     with open_wallet(data_dir, "default") as w:
         did = to_name if to_name.startswith("did:") else w.keys.load(to_name).did
@@ -198,7 +215,12 @@ def _stake(action: str, amount: int, federation: str | None, acting: str, d: Pat
 @acting_option
 @data_dir_option
 def stake(amount: int, federation: str | None, acting: str, data_dir: Path | None) -> None:
-    """Bond tokens as stake. Example: icn-wallet stake --amount 100 --as alice"""
+    """Bond tokens as stake.
+
+    \b
+    Example:
+      icn-wallet stake --amount 100 --as alice
+    """
     _stake("bond", amount, federation, acting, data_dir)
 
 
@@ -208,14 +230,24 @@ def stake(amount: int, federation: str | None, acting: str, data_dir: Path | Non
 @acting_option
 @data_dir_option
 def unstake(amount: int, federation: str | None, acting: str, data_dir: Path | None) -> None:
-    """Start unbonding stake (released after the policy's lock period)."""
+    """Start unbonding stake (released after the policy's lock period).
+
+    \b
+    Example:
+      icn-wallet unstake --amount 50 --as alice
+    """
     _stake("unbond", amount, federation, acting, data_dir)
 
 
 # --- federations ---------------------------------------------------------------------------
 @main_group.group()
 def federation() -> None:
-    """Create, join and list federations."""
+    """Create, join and list federations.
+
+    \b
+    Example:
+      icn-wallet federation create coop --as founder
+    """
 
 
 @federation.command("create")
@@ -235,9 +267,24 @@ def federation_create(
     acting: str,
     data_dir: Path | None,
 ) -> None:
-    """Create a federation governed from this node. Example: icn-wallet federation create coop"""
+    """Create a federation governed from this node.
+
+    \b
+    Example:
+      icn-wallet federation create coop
+    """
     with open_wallet(data_dir, acting) as w:
         fed_key = f"federation-{name}"
+        if any(r["name"] == name for r in w.ledger.books.table("federations").values()):
+            raise GovernanceError(
+                f"a federation named {name!r} already exists in {w.root}; "
+                "pick another name, or see 'icn-wallet federation members'"
+            )
+        if fed_key in w.keys.names():
+            raise IdentityError(
+                f"the keystore of {w.root} already holds a key {fed_key!r} (from a federation "
+                f"created elsewhere?); pick another name than {name!r}"
+            )
         fed = w.keys.create(fed_key)
         auth = w.authority()
         assert auth is not None  # this data dir created the ledger
@@ -257,7 +304,9 @@ def federation_create(
 def federation_join(fed_name: str | None, acting: str, data_dir: Path | None) -> None:
     """Join a federation whose key this data dir holds (the federation admits you).
 
-    Example: icn-wallet federation join --federation coop --as alice
+    \b
+    Example:
+      icn-wallet federation join --federation coop --as alice
     """
     with open_wallet(data_dir, acting) as w:
         fed_did = w.federation(fed_name)
@@ -279,7 +328,12 @@ def federation_join(fed_name: str | None, acting: str, data_dir: Path | None) ->
 @json_option
 @data_dir_option
 def federation_members(fed_name: str | None, as_json: bool, data_dir: Path | None) -> None:
-    """List the current members. Example: icn-wallet federation members --json"""
+    """List the current members.
+
+    \b
+    Example:
+      icn-wallet federation members --json
+    """
     with open_wallet(data_dir, "default") as w:
         fed = w.federation(fed_name)
         now = now_ms()
@@ -301,12 +355,22 @@ def _member_row(w: Wallet, fed: str, did: str) -> dict[str, Any]:
 # --- mesh policy ---------------------------------------------------------------------------
 @main_group.group()
 def mesh() -> None:
-    """Mesh compute settings."""
+    """Mesh compute settings.
+
+    \b
+    Example:
+      icn-wallet mesh policy view
+    """
 
 
 @mesh.group()
 def policy() -> None:
-    """View, propose, vote on and audit the federation's MeshPolicy."""
+    """View, propose, vote on and audit the federation's MeshPolicy.
+
+    \b
+    Example:
+      icn-wallet mesh policy history
+    """
 
 
 @policy.command("view")
@@ -317,7 +381,12 @@ def policy() -> None:
 def policy_view(
     fed_name: str | None, version: int | None, as_json: bool, data_dir: Path | None
 ) -> None:
-    """Show the active policy (or any version). Example: icn-wallet mesh policy view --json"""
+    """Show the active policy (or any version).
+
+    \b
+    Example:
+      icn-wallet mesh policy view --json
+    """
     with open_wallet(data_dir, "default") as w:
         fed = w.federation(fed_name)
         books = w.ledger.books
@@ -343,9 +412,7 @@ def _print_policy(data: dict[str, Any], prefix: str = "") -> None:
 
 
 @policy.command("propose")
-@click.option(
-    "--update-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True
-)
+@click.option("--update-file", type=InputFile(), required=True)
 @click.option("--description", required=True)
 @click.option("--federation", "fed_name", default=None)
 @click.option("--open-hours", type=click.FloatRange(min=0.01), default=72.0, show_default=True)
@@ -363,7 +430,10 @@ def policy_propose(
 ) -> None:
     """Propose a policy update from a JSON fragment.
 
-    Example: icn-wallet mesh policy propose --update-file u.json --description "More for workers"
+    \b
+    Example:
+      echo '{"min_fee": 20}' > u.json
+      icn-wallet mesh policy propose --update-file u.json --description "More for workers"
     """
     fragment = MeshPolicyFragment.from_file(update_file)
     with open_wallet(data_dir, acting) as w:
@@ -384,7 +454,12 @@ def policy_propose(
 @json_option
 @data_dir_option
 def policy_list(fed_name: str | None, as_json: bool, data_dir: Path | None) -> None:
-    """List proposals with their tallies. Example: icn-wallet mesh policy list"""
+    """List proposals with their tallies.
+
+    \b
+    Example:
+      icn-wallet mesh policy list
+    """
     with open_wallet(data_dir, "default") as w:
         fed = w.federation(fed_name)
         now = now_ms()
@@ -420,7 +495,9 @@ def policy_list(fed_name: str | None, as_json: bool, data_dir: Path | None) -> N
 def policy_vote(policy_cid: str, approve: bool, acting: str, data_dir: Path | None) -> None:
     """Vote on a proposal (once; a second vote is refused).
 
-    Example: icn-wallet mesh policy vote --policy-cid bafy... --approve
+    \b
+    Example:
+      icn-wallet mesh policy vote --policy-cid bafy... --approve
     """
     with open_wallet(data_dir, acting) as w:
         me = w.me()
@@ -442,7 +519,12 @@ def policy_vote(policy_cid: str, approve: bool, acting: str, data_dir: Path | No
 @json_option
 @data_dir_option
 def policy_history(fed_name: str | None, as_json: bool, data_dir: Path | None) -> None:
-    """Every policy version, linked by CID. Example: icn-wallet mesh policy history"""
+    """Every policy version, linked by CID.
+
+    \b
+    Example:
+      icn-wallet mesh policy history
+    """
     with open_wallet(data_dir, "default") as w:
         fed = w.federation(fed_name)
         rows = w.ledger.books.table("policy_history")
@@ -453,6 +535,7 @@ def policy_history(fed_name: str | None, as_json: bool, data_dir: Path | None) -
                 "previous_policy_cid": r["previous"],
                 "proposal": r["proposal"],
                 "activated_at": r["activated_at"],
+                "activated": _readable_ms(r["activated_at"]),
             }
             for r in sorted(
                 (r for r in rows.values() if r["federation"] == fed), key=lambda r: r["version"]
@@ -461,7 +544,7 @@ def policy_history(fed_name: str | None, as_json: bool, data_dir: Path | None) -
         if as_json:
             emit(out, as_json=True)
         else:
-            print_table(out, ["version", "policy_cid", "previous_policy_cid", "activated_at"])
+            print_table(out, ["version", "policy_cid", "previous_policy_cid", "activated"])
 
 
 @policy.command("diff")
@@ -473,7 +556,12 @@ def policy_history(fed_name: str | None, as_json: bool, data_dir: Path | None) -
 def policy_diff(
     old: int, new: int, fed_name: str | None, as_json: bool, data_dir: Path | None
 ) -> None:
-    """Fields that differ between two versions. Example: icn-wallet mesh policy diff 1 2"""
+    """Fields that differ between two versions.
+
+    \b
+    Example:
+      icn-wallet mesh policy diff 1 2
+    """
     with open_wallet(data_dir, "default") as w:
         fed = w.federation(fed_name)
         a = gov.policy_version(w.ledger.books, fed, old)
@@ -484,6 +572,15 @@ def policy_diff(
         else:
             for k, c in changes.items():
                 click.echo(f"{k}: {json.dumps(c['from'])} -> {json.dumps(c['to'])}")
+
+
+def _readable_ms(ms: int | None) -> str:
+    """A ledger timestamp (ms since the epoch) as UTC ISO 8601, to the second."""
+    if ms is None:
+        return "-"
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -55,7 +55,11 @@ def ledger() -> None:
 def verify_cmd(path: Path | None, as_json: bool, data_dir: Path | None) -> None:
     """Check every signature, CID, parent link, fold rule and token conservation.
 
-    Exits 1 when anything is wrong. Example: meshbench ledger verify --json
+    Exits 1 when anything is wrong.
+
+    \b
+    Example:
+      meshbench ledger verify --json
     """
     with _open(data_dir, path) as led:
         report = led.verify()
@@ -71,7 +75,11 @@ def verify_cmd(path: Path | None, as_json: bool, data_dir: Path | None) -> None:
 def rebuild_cmd(path: Path | None, as_json: bool, data_dir: Path | None) -> None:
     """Drop the derived tables and refold them from the event DAG.
 
-    Reports whether the refold equals what was stored. Example: meshbench ledger rebuild
+    Reports whether the refold equals what was stored.
+
+    \b
+    Example:
+      meshbench ledger rebuild
     """
     with _open(data_dir, path) as led:
         report = led.rebuild()
@@ -115,7 +123,12 @@ def story_cmd(
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @data_dir_option
 def balances_cmd(path: Path | None, as_json: bool, data_dir: Path | None) -> None:
-    """Print every account's balance and bond. Example: meshbench ledger balances"""
+    """Print every account's balance and bond.
+
+    \b
+    Example:
+      meshbench ledger balances
+    """
     with _open(data_dir, path) as led:
         accounts = led.books.table("accounts")
         stakes = led.books.table("stakes")
@@ -144,7 +157,9 @@ def faucet_cmd(
     """Mint AMOUNT tokens to ACCOUNT (genesis/faucet), signed by the ledger authority.
 
     Creates the ledger (owned by that key) when it does not exist yet.
-    Example: meshbench ledger faucet did:key:z6Mk... 1000
+    \b
+    Example:
+      meshbench ledger faucet did:key:z6Mk... 1000
     """
     from meshbench.core.protocol import Faucet
     from meshbench.store.authority import decide_on_ledger

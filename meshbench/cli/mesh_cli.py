@@ -2,41 +2,56 @@
 
 Example::
 
-    mesh-cli start --listen /ip4/0.0.0.0/tcp/9000            # terminal 1 (foreground)
-    mesh-cli start --data-dir b --listen /ip4/0.0.0.0/tcp/9001 \\
+    mesh-cli start --listen /ip4/127.0.0.1/tcp/9000          # terminal 1 (foreground)
+    mesh-cli --data-dir b start --listen /ip4/127.0.0.1/tcp/9001 \\
         --bootstrap /ip4/127.0.0.1/tcp/9000/p2p/12D3KooW...    # terminal 2
     mesh-cli list-peers --json                                 # terminal 3
 
 Every command but ``start`` talks to the node started on the same data dir, through its
-control socket (``<data dir>/mesh-node.sock``).
+control socket (``<data dir>/mesh-node.sock``). Those client commands import only click and
+the control socket's client (no libp2p, no runtime), so they answer in a fraction of a
+second; ``start`` loads the rest.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
-import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import click
 
-import meshbench
-from meshbench.cli.common import data_dir_option, emit, print_table, resolve_data_dir, run_cli
+from meshbench.cli.common import (
+    InputFile,
+    data_dir_option,
+    emit,
+    group_data_dir_option,
+    print_table,
+    resolve_data_dir,
+    run_cli,
+)
+from meshbench.core.errors import ProtocolError, SchemaError
 from meshbench.net import control
+
+#: Where ``mesh-cli start`` listens unless told otherwise: this machine only. Listening on
+#: the LAN (``--listen /ip4/0.0.0.0/tcp/9000``) and mDNS (``--mdns``) are explicit choices.
+DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/9000"
 
 __all__ = ["main", "main_group"]
 
 
 @click.group(name="mesh-cli", context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(meshbench.__version__, prog_name="mesh-cli")
+@click.version_option(package_name="meshbench", prog_name="mesh-cli")
+@group_data_dir_option
 def main_group() -> None:
     """Run a mesh node on libp2p and drive it.
 
     \b
     Example:
-      mesh-cli start --listen /ip4/0.0.0.0/tcp/9000
+      mesh-cli start --listen /ip4/127.0.0.1/tcp/9000
       mesh-cli list-peers --json
     """
 
@@ -45,12 +60,17 @@ def main_group() -> None:
 @click.option(
     "--listen",
     multiple=True,
-    default=["/ip4/0.0.0.0/tcp/9000"],
+    default=[DEFAULT_LISTEN],
     show_default=True,
-    help="Multiaddr to listen on (repeatable).",
+    help="Multiaddr to listen on (repeatable); /ip4/0.0.0.0/tcp/PORT to accept LAN peers.",
 )
 @click.option("--bootstrap", multiple=True, help="Peer multiaddr ending in /p2p/<id> (repeatable).")
-@click.option("--no-mdns", is_flag=True, help="Do not discover or announce peers on the LAN.")
+@click.option(
+    "--mdns/--no-mdns",
+    default=False,
+    show_default=True,
+    help="Discover and announce peers on the LAN with mDNS.",
+)
 @click.option("--key", "key_name", default="default", show_default=True, help="Keystore identity.")
 @click.option("--muxer", type=click.Choice(["yamux", "mplex"]), default="yamux", show_default=True)
 @click.option(
@@ -73,7 +93,7 @@ def main_group() -> None:
 @click.option("--authority", "authority_did", default=None, help="Worker: the authority's did.")
 @click.option(
     "--policy-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=InputFile(),
     default=None,
     help="Authority: a MeshPolicy update (JSON fragment) to activate at start.",
 )
@@ -82,7 +102,7 @@ def main_group() -> None:
 def start(
     listen: tuple[str, ...],
     bootstrap: tuple[str, ...],
-    no_mdns: bool,
+    mdns: bool,
     key_name: str,
     muxer: str,
     gossip_rate: float,
@@ -101,13 +121,19 @@ def start(
     tasks (its key is the data dir's 'node' key); with --role worker it offers for and runs
     the tasks of the authority named by --authority.
 
+    By default it listens on 127.0.0.1 only, with mDNS off: other machines reach it only
+    with --listen /ip4/0.0.0.0/tcp/PORT (and --mdns to be found on the LAN).
+
     Prints one JSON line when ready: peer_id, did, addrs.
 
     \b
     Example:
-      mesh-cli start --listen /ip4/0.0.0.0/tcp/9000 \\
-        --bootstrap /ip4/10.0.0.2/tcp/9000/p2p/12D3KooW...
+      mesh-cli start --listen /ip4/127.0.0.1/tcp/9000
+      mesh-cli start --role authority --listen /ip4/0.0.0.0/tcp/9000 --mdns
     """
+    import signal
+    import threading
+
     import libp2p.network.auto_connector  # noqa: F401 - its logger exists before we tune levels
 
     from meshbench.cli.mesh_node import NodeService
@@ -120,7 +146,7 @@ def start(
         resolve_data_dir(data_dir),
         listen=listen,
         bootstrap=bootstrap,
-        mdns=not no_mdns,
+        mdns=mdns,
         key_name="node" if role == "authority" else key_name,
         muxer=muxer.upper(),
         guard=GuardConfig(rate_per_second=gossip_rate, burst=gossip_burst),
@@ -157,7 +183,9 @@ def start(
 def list_peers(as_json: bool, data_dir: Path | None) -> None:
     """List the peers the running node is connected to.
 
-    Example: mesh-cli list-peers --json
+    \b
+    Example:
+      mesh-cli list-peers --json
     """
     peers = control.request(resolve_data_dir(data_dir), "list-peers")
     if as_json:
@@ -170,17 +198,94 @@ def list_peers(as_json: bool, data_dir: Path | None) -> None:
 @main_group.command()
 @click.argument("task_cid", required=False)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--wait", is_flag=True, help="With a task CID: wait until it settles.")
+@click.option("--follow", is_flag=True, help="With a task CID: a line per state change.")
+@click.option("--timeout", type=float, default=600, show_default=True, help="For --wait/--follow.")
+@click.option(
+    "--field",
+    metavar="PATH",
+    default=None,
+    help="Print one field only, e.g. did, addrs.0, protocol.federation (for scripts).",
+)
 @data_dir_option
-def status(task_cid: str | None, as_json: bool, data_dir: Path | None) -> None:
+def status(
+    task_cid: str | None,
+    as_json: bool,
+    wait: bool,
+    follow: bool,
+    timeout: float,
+    field: str | None,
+    data_dir: Path | None,
+) -> None:
     """Show the running node (identity, addresses, counters, role), or one task's state.
 
-    Example: mesh-cli status --json; mesh-cli status bafyrei... (on an authority node)
+    With --wait, wait until the task settles and print its outcome; with --follow, also
+    print a line each time its state changes (exit status 1 if it does not settle within
+    --timeout seconds).
+
+    \b
+    Example:
+      mesh-cli status
+      mesh-cli status --field addrs.0          (this node's address, for --bootstrap)
+      mesh-cli status bafyrei... --follow      (on an authority node)
     """
     root = resolve_data_dir(data_dir)
     if task_cid is None:
-        emit(control.request(root, "status"), as_json=as_json)
+        if wait or follow:
+            raise click.UsageError("--wait and --follow need a task CID")
+        info = control.request(root, "status")
     else:
-        emit(control.request(root, "task-status", task_cid=task_cid), as_json=as_json)
+        info = control.request(root, "task-status", task_cid=task_cid)
+        if wait or follow:
+            info = _follow(root, info, timeout, print_changes=follow and not as_json)
+    if field is not None:
+        value = _field(info, field)
+        emit(value, as_json=as_json or isinstance(value, dict | list))
+    else:
+        emit(info, as_json=as_json)
+    if (wait or follow) and not info.get("done"):
+        raise ProtocolError(f"task {task_cid} is still {info['state']} after {timeout:g} s")
+
+
+def _follow(root: Path, info: dict, timeout: float, *, print_changes: bool) -> dict:
+    """Ask the node again each time the task's state changes, until it is done."""
+    deadline = time.monotonic() + timeout
+    if print_changes:
+        click.echo(f"{_clock()}  {info['state']}")
+    while not info.get("done"):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        before = info["state"]
+        info = control.request(
+            root,
+            "task-status",
+            timeout=min(left, 30.0) + 30,  # the node answers within its own wait
+            task_cid=info["task_cid"],
+            since=before,
+            wait_s=min(left, 30.0),
+        )
+        if print_changes and info["state"] != before:
+            click.echo(f"{_clock()}  {info['state']}")
+    return info
+
+
+def _field(info: Any, path: str) -> Any:
+    """``a.b.0``: key ``a``, then ``b``, then item 0 of a list."""
+    value = info
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            known = ", ".join(value) if isinstance(value, dict) else f"0..{len(value) - 1}"
+            raise SchemaError(f"no field {path!r} in the status (at {part!r}; there: {known})")
+    return value
+
+
+def _clock() -> str:
+    return time.strftime("%H:%M:%S")
 
 
 @main_group.command()
@@ -189,31 +294,40 @@ def status(task_cid: str | None, as_json: bool, data_dir: Path | None) -> None:
 def connect(addr: str, data_dir: Path | None) -> None:
     """Connect the running node to a peer multiaddr ending in /p2p/<id>.
 
-    Example: mesh-cli connect /ip4/127.0.0.1/tcp/9001/p2p/12D3KooW...
+    \b
+    Example:
+      mesh-cli connect /ip4/127.0.0.1/tcp/9001/p2p/12D3KooW...
     """
     click.echo(control.request(resolve_data_dir(data_dir), "connect", addr=addr)["peer_id"])
 
 
 @main_group.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=InputFile())
 @data_dir_option
-def publish(files: tuple[str, ...], data_dir: Path | None) -> None:
+def publish(files: tuple[Path, ...], data_dir: Path | None) -> None:
     """Gossip signed objects (DAG-CBOR files), each on the topic of its type.
 
-    Example: mesh-cli publish task.cbor
+    Nothing is sent unless every file is a signed object.
+
+    \b
+    Example:
+      mesh-cli publish task.cbor
     """
-    objects = [Path(f).read_bytes().hex() for f in files]
-    result = control.request(resolve_data_dir(data_dir), "publish", objects=objects)
+    objects = [f.read_bytes().hex() for f in files]
+    names = [str(f) for f in files]
+    result = control.request(resolve_data_dir(data_dir), "publish", objects=objects, names=names)
     emit(result, as_json=True)
 
 
 @main_group.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=InputFile())
 @data_dir_option
 def provide(file: Path, data_dir: Path | None) -> None:
     """Store FILE in the node's blob store and announce it in the DHT; print its CID.
 
-    Example: mesh-cli provide module.wasm
+    \b
+    Example:
+      mesh-cli provide datasets/wasm/hello.wasm
     """
     result = control.request(resolve_data_dir(data_dir), "provide", path=str(file.resolve()))
     click.echo(result["cid"])
@@ -227,7 +341,9 @@ def provide(file: Path, data_dir: Path | None) -> None:
 def fetch(cid: str, peers: tuple[str, ...], as_json: bool, data_dir: Path | None) -> None:
     """Fetch a blob by CID from the mesh into the node's store.
 
-    Example: mesh-cli fetch bafkrei...
+    \b
+    Example:
+      mesh-cli fetch bafkrei...
     """
     result = control.request(resolve_data_dir(data_dir), "fetch", cid=cid, peers=list(peers))
     emit(result, as_json=as_json)
@@ -239,7 +355,9 @@ def fetch(cid: str, peers: tuple[str, ...], as_json: bool, data_dir: Path | None
 def events(as_json: bool, data_dir: Path | None) -> None:
     """List the events the node accepted (gossip and sync), oldest first.
 
-    Example: mesh-cli events --json
+    \b
+    Example:
+      mesh-cli events --json
     """
     rows = control.request(resolve_data_dir(data_dir), "events")
     if as_json:
@@ -252,15 +370,25 @@ def events(as_json: bool, data_dir: Path | None) -> None:
 @click.option("--wasm-cid", required=True)
 @click.option("--input-cid", required=True)
 @click.option("--fee", type=int, required=True)
-@click.option("--verifiers", type=click.IntRange(0, 64), default=3, show_default=True)
+@click.option("--verifiers", type=click.IntRange(1, 64), default=3, show_default=True)
 @click.option("--cpu-cycles", type=click.IntRange(min=1), default=1_000_000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the task CID, state and notes.")
 @data_dir_option
 def publish_task(
-    wasm_cid: str, input_cid: str, fee: int, verifiers: int, cpu_cycles: int, data_dir: Path | None
+    wasm_cid: str,
+    input_cid: str,
+    fee: int,
+    verifiers: int,
+    cpu_cycles: int,
+    as_json: bool,
+    data_dir: Path | None,
 ) -> None:
-    """Publish a task through the running authority node (blobs provided there first).
+    """Publish a task through the running authority node (blobs provided there first);
+    print its CID. The policy may raise or cap the verifiers: a warning says so.
 
-    Example: mesh-cli publish-task --wasm-cid bafkrei... --input-cid bafkrei... --fee 100
+    \b
+    Example:
+      mesh-cli publish-task --wasm-cid bafkrei... --input-cid bafkrei... --fee 100
     """
     args = {
         "wasm_cid": wasm_cid,
@@ -269,7 +397,13 @@ def publish_task(
         "verifiers": verifiers,
         "cpu_cycles": cpu_cycles,
     }
-    emit(control.request(resolve_data_dir(data_dir), "publish-task", **args), as_json=True)
+    result = control.request(resolve_data_dir(data_dir), "publish-task", **args)
+    if as_json:
+        emit(result, as_json=True)
+        return
+    for note in result.get("warnings", ()):
+        click.echo(f"warning: {note}", err=True)
+    click.echo(result["task_cid"])
 
 
 @main_group.command("offer-execution")
@@ -279,7 +413,9 @@ def publish_task(
 def offer_execution(task_cid: str, cost: int, data_dir: Path | None) -> None:
     """Offer to execute a task seen on the mesh, at COST (on a --role worker node).
 
-    Example: mesh-cli offer-execution --task-cid bafyrei... --cost 80
+    \b
+    Example:
+      mesh-cli offer-execution --task-cid bafyrei... --cost 80
     """
     args = {"task_cid": task_cid, "cost": cost}
     emit(control.request(resolve_data_dir(data_dir), "offer-execution", **args), as_json=True)
@@ -288,7 +424,12 @@ def offer_execution(task_cid: str, cost: int, data_dir: Path | None) -> None:
 @main_group.command()
 @data_dir_option
 def stop(data_dir: Path | None) -> None:
-    """Stop the node running on the data dir."""
+    """Stop the node running on the data dir.
+
+    \b
+    Example:
+      mesh-cli stop --data-dir node1
+    """
     control.request(resolve_data_dir(data_dir), "stop")
 
 
@@ -299,7 +440,14 @@ def _configure_logging(verbose: int) -> None:
     # messages, full queues) would be lost or printed raw: route them through ours.
     lib = logging.getLogger("libp2p")
     lib.propagate = True
-    lib.setLevel((logging.ERROR, logging.WARNING, logging.DEBUG)[min(verbose, 2)])
+    lib_level = (logging.ERROR, logging.WARNING, logging.DEBUG)[min(verbose, 2)]
+    lib.setLevel(lib_level)
+    # Some py-libp2p modules pin their own logger at INFO (the auto-connector logs every
+    # 10 s): below -vv they follow the level chosen here.
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        pinned = isinstance(logger, logging.Logger) and logging.NOTSET < logger.level < lib_level
+        if name.startswith("libp2p.") and pinned:
+            logger.setLevel(logging.NOTSET)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from meshbench.core import encoding
-from meshbench.core.errors import NetworkError, ProtocolError, SchemaError
+from meshbench.core.errors import EncodingError, NetworkError, ProtocolError, SchemaError
 from meshbench.core.model import decode_object
 from meshbench.net.control import ControlServer
 from meshbench.net.guard import GuardConfig
@@ -37,7 +37,7 @@ class NodeService:
         *,
         listen: Sequence[str],
         bootstrap: Sequence[str] = (),
-        mdns: bool = True,
+        mdns: bool = False,
         key_name: str = "default",
         muxer: str = "YAMUX",
         guard: GuardConfig | None = None,
@@ -114,12 +114,21 @@ class NodeService:
     def _publish(self, args: dict[str, Any]) -> dict[str, Any]:
         """Gossip encoded signed objects (hex), each on the topic of its type."""
         objs = []
-        for text in args["objects"]:
+        names = list(args.get("names") or ())
+        for i, text in enumerate(args["objects"]):
+            name = names[i] if i < len(names) else f"object {i}"
             try:
                 data = bytes.fromhex(text)
             except ValueError:
                 raise SchemaError("objects travel to the node as hex-encoded DAG-CBOR") from None
-            objs.append(decode_object(data))
+            try:
+                objs.append(decode_object(data))
+            except (EncodingError, SchemaError) as exc:
+                # the same type, and a message that says which file and what it should be
+                raise type(exc)(
+                    f"{name} is not a signed meshbench object (DAG-CBOR, e.g. a task.cbor "
+                    f"written by TaskIntent.encode()): {exc}"
+                ) from None
         by_topic: dict[Topic, list[Any]] = {}
         for obj in objs:
             by_topic.setdefault(topic_for_type(obj.__struct_config__.tag), []).append(obj)

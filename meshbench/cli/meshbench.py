@@ -2,7 +2,7 @@
 
 Example::
 
-    meshbench put module.wasm          # store a blob, print its CID
+    meshbench put datasets/wasm/hello.wasm   # store a blob, print its CID
     meshbench key new                  # make the default identity, print its did:key
     meshbench inspect receipt.cbor     # decode, check CID and signature, print JSON
 """
@@ -15,34 +15,43 @@ from pathlib import Path
 
 import click
 
-import meshbench
 from meshbench.cli import cluster_cmd, run_cmd
-from meshbench.cli.common import data_dir_option, emit, resolve_data_dir, run_cli
+from meshbench.cli.common import (
+    InputFile,
+    data_dir_option,
+    emit,
+    group_data_dir_option,
+    resolve_data_dir,
+    run_cli,
+)
 from meshbench.core import encoding
-from meshbench.core.errors import BlobNotFound, EncodingError, MeshError, SchemaError
+from meshbench.core.errors import EncodingError, InvalidCID, MeshError, NoSuchFile, SchemaError
 from meshbench.core.model import Signed, decode_object
 from meshbench.store.blobs import BlobStore
 from meshbench.store.keystore import Keystore
 
 
 @click.group(name="meshbench", context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(meshbench.__version__, prog_name="meshbench")
+@click.version_option(package_name="meshbench", prog_name="meshbench")
+@group_data_dir_option
 def main_group() -> None:
     """Workbench and runtime for verifiable mesh compute.
 
     \b
     Example:
-      meshbench put hello.wasm
-      meshbench inspect bafyrei...
+      meshbench put datasets/wasm/hello.wasm
+      meshbench run --wasm datasets/wasm/sha256.wasm --input README.md
     """
 
 
 @main_group.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=InputFile())
 def cid(file: Path) -> None:
     """Print the raw CID of FILE (stores nothing).
 
-    Example: meshbench cid input.bin
+    \b
+    Example:
+      meshbench cid datasets/wasm/hello.wasm
     """
     import hashlib
 
@@ -54,12 +63,14 @@ def cid(file: Path) -> None:
 
 
 @main_group.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=InputFile())
 @data_dir_option
 def put(file: Path, data_dir: Path | None) -> None:
     """Store FILE in the blob store and print its CID.
 
-    Example: meshbench put module.wasm
+    \b
+    Example:
+      meshbench put datasets/wasm/hello.wasm
     """
     store = BlobStore(resolve_data_dir(data_dir) / "blobs")
     click.echo(str(store.put_file(file)))
@@ -72,7 +83,9 @@ def put(file: Path, data_dir: Path | None) -> None:
 def get(cid_text: str, output: Path | None, data_dir: Path | None) -> None:
     """Write the blob CID to stdout or to -o FILE, after checking its hash.
 
-    Example: meshbench get bafkrei... -o out.bin
+    \b
+    Example:
+      meshbench get $(meshbench put datasets/wasm/hello.wasm) -o out.wasm
     """
     store = BlobStore(resolve_data_dir(data_dir) / "blobs")
     if output is None:
@@ -84,7 +97,12 @@ def get(cid_text: str, output: Path | None, data_dir: Path | None) -> None:
 
 @main_group.group()
 def key() -> None:
-    """Manage Ed25519 identities (did:key)."""
+    """Manage Ed25519 identities (did:key).
+
+    \b
+    Example:
+      meshbench key new --name alice
+    """
 
 
 @key.command("new")
@@ -93,7 +111,9 @@ def key() -> None:
 def key_new(name: str, data_dir: Path | None) -> None:
     """Create an identity and print its did:key (the secret stays in the keystore, 0600).
 
-    Example: meshbench key new --name alice
+    \b
+    Example:
+      meshbench key new --name alice
     """
     ident = Keystore(resolve_data_dir(data_dir) / "keys").create(name)
     click.echo(ident.did)
@@ -106,7 +126,9 @@ def key_new(name: str, data_dir: Path | None) -> None:
 def key_show(name: str, as_json: bool, data_dir: Path | None) -> None:
     """Print the did:key of an identity (never its secret).
 
-    Example: meshbench key show --name alice
+    \b
+    Example:
+      meshbench key show --name alice
     """
     store = Keystore(resolve_data_dir(data_dir) / "keys")
     ident = store.load(name)
@@ -122,7 +144,9 @@ def key_show(name: str, as_json: bool, data_dir: Path | None) -> None:
 def inspect(target: str, data_dir: Path | None) -> None:
     """Decode an object (a file, or a CID in the store), check CID and signature, print JSON.
 
-    Example: meshbench inspect task.cbor
+    \b
+    Example:
+      meshbench inspect task.cbor
     """
     path = Path(target)
     if path.is_file():
@@ -138,16 +162,18 @@ def inspect(target: str, data_dir: Path | None) -> None:
             )
             return
     else:
-        c = encoding.parse_cid(target)
+        try:
+            c = encoding.parse_cid(target)
+        except InvalidCID:
+            raise NoSuchFile(
+                f"{target}: no such file, and not a CID (bafyrei... or bafkrei...)"
+            ) from None
         store = BlobStore(resolve_data_dir(data_dir) / "blobs")
         if c.codec == encoding.RAW:
             size = len(store.get(c))
             emit({"kind": "blob", "cid": str(c), "bytes": size, "hash": "verified"}, as_json=True)
             return
-        try:
-            obj = decode_object(store.get_object(c), expected_cid=c)
-        except BlobNotFound:
-            raise
+        obj = decode_object(store.get_object(c), expected_cid=c)
     report = {
         "kind": "object",
         "type": type(obj).__name__,
@@ -165,7 +191,9 @@ def inspect(target: str, data_dir: Path | None) -> None:
 def demo(workers: int, threads: bool, data_dir: Path | None) -> None:
     """Run the embedded demo mesh end to end and print what happened.
 
-    Example: meshbench demo --workers 4
+    \b
+    Example:
+      meshbench demo --workers 4
     """
     from meshbench.demo import run_demo
 
@@ -179,7 +207,9 @@ def demo(workers: int, threads: bool, data_dir: Path | None) -> None:
 def bench(name: str, as_json: bool, quick: bool) -> None:
     """Run benchmarks (ratios measured side by side in one run).
 
-    Example: meshbench bench encoding --json
+    \b
+    Example:
+      meshbench bench encoding --json
     """
     from meshbench.bench import BENCHMARKS, run_benchmark
 

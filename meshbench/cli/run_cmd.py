@@ -11,10 +11,15 @@ import click
 
 from meshbench.cli.common import data_dir_option, resolve_data_dir
 from meshbench.core import encoding
-from meshbench.core.errors import MeshError
+from meshbench.core.errors import MeshError, NoSuchFile, OutOfFuel
 from meshbench.core.types import CapabilityScope
 
-__all__ = ["run"]
+__all__ = ["DEFAULT_FUEL", "run"]
+
+#: Fuel of a local run unless --fuel says otherwise: enough for the project's own examples
+#: (sha256 of README.md needs ~10^8). A task published to a mesh keeps its scope's default
+#: (1,000,000 cpu_cycles), since its fee and offers are priced by cpu_cycles.
+DEFAULT_FUEL = 10**9
 
 
 def _read_ref(ref: str, data_dir: Path | None, what: str) -> bytes:
@@ -25,7 +30,7 @@ def _read_ref(ref: str, data_dir: Path | None, what: str) -> bytes:
     try:
         cid = encoding.parse_cid(ref, codec=encoding.RAW)
     except MeshError:
-        raise MeshError(f"{what} {ref!r} is neither a file nor a raw CID") from None
+        raise NoSuchFile(f"{what} {ref}: no such file (and not a raw CID, bafkrei...)") from None
     from meshbench.store.blobs import BlobStore
 
     return BlobStore(resolve_data_dir(data_dir) / "blobs").get(cid)
@@ -67,7 +72,13 @@ def _seed(text: str | None) -> bytes:
     metavar="HOST_DIR[::GUEST_DIR]",
     help="Map a host directory read-only into the guest, repeatable.",
 )
-@click.option("--fuel", type=click.IntRange(1), help="Fuel (cpu_cycles); default 1,000,000.")
+@click.option(
+    "--fuel",
+    type=click.IntRange(1),
+    default=DEFAULT_FUEL,
+    show_default=True,
+    help="Fuel (cpu_cycles): about one per wasm instruction.",
+)
 @click.option("--mem-mb", type=click.IntRange(1), help="Linear memory cap; default 128.")
 @click.option("--io-mb", type=click.IntRange(0), help="I/O budget; default 50.")
 @click.option("--seed", help="Determinism seed: 64 hex digits, or any text (hashed).")
@@ -81,7 +92,7 @@ def run(
     input_ref: str | None,
     args: tuple[str, ...],
     dirs: tuple[str, ...],
-    fuel: int | None,
+    fuel: int,
     mem_mb: int | None,
     io_mb: int | None,
     seed: str | None,
@@ -99,14 +110,14 @@ def run(
     \b
     Example:
       meshbench run --wasm datasets/wasm/sha256.wasm --input README.md
-      meshbench run --wasm app.wasm --arg -v --dir ./data::/data --fuel 10000000000 --json
+      meshbench run --wasm datasets/wasm/escape.wasm --dir ./datasets::/data --fuel 10000000 --json
     """
     from meshbench.exec.wasm import WasmExecutor, tree_from_host_dir
 
     defaults = CapabilityScope()
     scope = CapabilityScope(
         memory_mb=mem_mb or defaults.memory_mb,
-        cpu_cycles=fuel or defaults.cpu_cycles,
+        cpu_cycles=fuel,
         io_mb=defaults.io_mb if io_mb is None else io_mb,
     )
     wasm = _read_ref(wasm_ref, data_dir, "--wasm")
@@ -115,16 +126,23 @@ def run(
     for spec in dirs:
         host, guest = _parse_dir(spec)
         trees[guest] = tree_from_host_dir(host)
-    result = WasmExecutor().run(
-        wasm,
-        data,
-        args=args,
-        dirs=trees,
-        scope=scope,
-        seed=_seed(seed),
-        output=output_file or "stdout",
-        timeout_s=timeout,
-    )
+    try:
+        result = WasmExecutor().run(
+            wasm,
+            data,
+            args=args,
+            dirs=trees,
+            scope=scope,
+            seed=_seed(seed),
+            output=output_file or "stdout",
+            timeout_s=timeout,
+        )
+    except OutOfFuel as exc:
+        # the engine speaks of the scope's cpu_cycles; here the user typed --fuel
+        raise OutOfFuel(
+            f"the guest used all {fuel:,} fuel of this run; raise --fuel (e.g. --fuel {fuel * 10})",
+            fuel_used=exc.fuel_used,
+        ) from None
     if output is not None:
         output.write_bytes(result.output)
     if as_json:

@@ -37,6 +37,7 @@ __all__ = [
     "MemoryLimitExceeded",
     "MeshError",
     "NetworkError",
+    "NoSuchFile",
     "NonCanonicalEncoding",
     "NotAMember",
     "OutOfFuel",
@@ -110,6 +111,10 @@ class BlobTooLarge(StoreError):
 
 class DecryptionError(StoreError):
     """An encrypted blob that cannot be opened with the keys at hand, or was tampered with."""
+
+
+class NoSuchFile(StoreError):
+    """A path given on the command line or to the API that is not a readable file."""
 
 
 class LedgerError(StoreError):

@@ -214,8 +214,27 @@ class Signed(Model):
         return bool(self.signature)
 
 
+# The modules that define the protocol's object types (importing one registers its types).
+_TYPE_MODULES: Final = (
+    "meshbench.core.types",
+    "meshbench.core.events",
+    "meshbench.core.governance",
+    "meshbench.core.policy",
+)
+
+
+def _load_types() -> None:
+    """Register every protocol type, however little of meshbench was imported so far
+    (``import meshbench`` itself loads its names lazily)."""
+    import importlib
+
+    for name in _TYPE_MODULES:
+        importlib.import_module(name)
+
+
 def model_types() -> dict[str, type[Model]]:
     """Every registered model type by its ``@type`` tag."""
+    _load_types()
     return dict(_REGISTRY)
 
 
@@ -238,6 +257,9 @@ def decode_object(
         raise SchemaError(f"a meshbench object is a map, not a {type(value).__name__}")
     tag = value.get("@type")
     cls = _REGISTRY.get(tag) if isinstance(tag, str) else None
+    if cls is None and isinstance(tag, str):
+        _load_types()
+        cls = _REGISTRY.get(tag)
     if cls is None:
         raise SchemaError(f"unknown object type {tag!r}; known: {', '.join(sorted(_REGISTRY))}")
     obj = cls.from_ipld(value)

@@ -77,6 +77,11 @@ class VerificationQuorum(Model, tag="VerificationQuorum"):
     maximum_verifiers: Annotated[int, Meta(ge=0, le=64)] = 7
     verification_timeout: Seconds = 15 * 60
 
+    def verifiers_for(self, requested: int) -> int:
+        """How many verifiers a task that asks for ``requested`` is given: at least
+        ``minimum_verifiers``, at most ``maximum_verifiers``."""
+        return min(max(requested, self.minimum_verifiers), self.maximum_verifiers)
+
 
 class PenaltyTable(Model, tag="PenaltyTable"):
     """Bond slashes, in percent of the offender's bonded stake; slashed tokens go to the

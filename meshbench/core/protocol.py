@@ -827,7 +827,7 @@ class MeshState:
             return "no_offer"
         offer = offers[0]
         q = policy.verification_quorum
-        k = min(max(task.verifier_count, q.minimum_verifiers), q.maximum_verifiers)
+        k = q.verifiers_for(task.verifier_count)
         candidates = self._verifier_candidates(rec, offer.worker, policy, now, ())
         verifiers = selection.draw_verifiers(self._draw_seed(rec, f"a{attempt}"), candidates, k)
         if len(verifiers) < max(1, q.minimum_verifiers):

@@ -14,7 +14,7 @@ from msgspec import Meta
 
 from meshbench.core import encoding
 from meshbench.core.encoding import CID
-from meshbench.core.model import DID, Amount, Count, Model, Signed, TimestampMs
+from meshbench.core.model import DID, MAX_AMOUNT, Amount, Count, Model, Signed, TimestampMs
 
 __all__ = [
     "CapabilityScope",
@@ -95,8 +95,10 @@ class TaskIntent(Signed, tag="TaskIntent"):
     federation: DID
     wasm_cid: CID
     input_cid: CID
-    fee: Amount
-    verifier_count: Annotated[int, Meta(ge=0, le=64)] = 3
+    # a task pays its worker and verifiers from the fee, and is checked by at least one
+    # verifier: a zero fee or zero verifiers is refused when built and when decoded
+    fee: Annotated[int, Meta(ge=1, le=MAX_AMOUNT)]
+    verifier_count: Annotated[int, Meta(ge=1, le=64)] = 3
     scope: CapabilityScope = CapabilityScope()
     args: Annotated[tuple[Arg, ...], Meta(max_length=MAX_ARGS)] = ()
     #: Executor plug-in that runs the task (``wasm`` is built in).

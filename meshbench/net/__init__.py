@@ -6,11 +6,34 @@ See :class:`~meshbench.net.node.Libp2pNode` (thread-safe API) and
 
 from __future__ import annotations
 
-from meshbench.net.guard import GossipGuard, GuardConfig, Verdict
-from meshbench.net.keys import did_from_peer_id, peer_id_from_did, peer_id_of
-from meshbench.net.node import Libp2pNode, Subscription, join
-from meshbench.net.peers import PeerRecord
-from meshbench.net.topics import Topic, topic_for_type
+# Loaded on first use: ``meshbench.net.control`` (all a mesh-cli client needs) must not pay
+# for py-libp2p's ~1.5 s of imports.
+_LAZY = {
+    "GossipGuard": "meshbench.net.guard",
+    "GuardConfig": "meshbench.net.guard",
+    "Verdict": "meshbench.net.guard",
+    "did_from_peer_id": "meshbench.net.keys",
+    "peer_id_from_did": "meshbench.net.keys",
+    "peer_id_of": "meshbench.net.keys",
+    "Libp2pNode": "meshbench.net.node",
+    "Subscription": "meshbench.net.node",
+    "join": "meshbench.net.node",
+    "PeerRecord": "meshbench.net.peers",
+    "Topic": "meshbench.net.topics",
+    "topic_for_type": "meshbench.net.topics",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'meshbench.net' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "GossipGuard",

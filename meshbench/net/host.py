@@ -94,7 +94,7 @@ class HostConfig:
     identity: Identity
     listen: Sequence[str] = ("/ip4/127.0.0.1/tcp/0",)
     bootstrap: Sequence[str] = ()
-    mdns: bool = True
+    mdns: bool = False  # mDNS only when asked (a LAN node); see Libp2pNode
     muxer: str = "YAMUX"  # or "MPLEX"; the other one is always offered as a fallback
     guard: GuardConfig = field(default_factory=GuardConfig)
     #: Per-peer gossip send queue (py-libp2p's default is 32 and drops silently when full).

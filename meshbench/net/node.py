@@ -7,9 +7,12 @@ subscriber never stalls the network. :meth:`close` ends both.
 
 Example::
 
-    node = Libp2pNode(identity, BlobStore(path), listen=["/ip4/0.0.0.0/tcp/9000"]).start()
+    node = Libp2pNode(identity, BlobStore(path), listen=["/ip4/127.0.0.1/tcp/9000"]).start()
     node.subscribe("tasks", lambda task, peer: print(task.cid, "from", peer))
     node.publish("tasks", signed_task)
+
+Safe defaults everywhere: listen on 127.0.0.1 only, mDNS off. A LAN node asks for both
+(``listen=["/ip4/0.0.0.0/tcp/9000"], mdns=True``).
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ class Libp2pNode:
         *,
         listen: Sequence[str] = ("/ip4/127.0.0.1/tcp/0",),
         bootstrap: Sequence[str] = (),
-        mdns: bool = True,
+        mdns: bool = False,
         muxer: str = "YAMUX",
         guard: GuardConfig | None = None,
         max_blob_bytes: int | None = None,
@@ -268,10 +271,10 @@ class Libp2pNode:
 def join(
     data_dir: str | Path,
     *,
-    listen: Sequence[str] = ("/ip4/0.0.0.0/tcp/0",),
+    listen: Sequence[str] = ("/ip4/127.0.0.1/tcp/0",),
     bootstrap: Sequence[str] = (),
     key: str = "default",
-    mdns: bool = True,
+    mdns: bool = False,
 ) -> Libp2pNode:
     """Join a live mesh from a notebook with the data dir's identity and blob store.
 

@@ -288,6 +288,24 @@ class Mesh:
             node.subscribe(mesh._fund_new_workers)
         return mesh
 
+    def bonded_workers(self) -> int:
+        """How many workers have bonded at least the policy's ``min_stake``."""
+        stakes = self.node.books_tables().get("stakes", {})
+        min_stake = self.policy.bonding_requirements.min_stake
+        return sum(1 for s in stakes.values() if s["bonded"] >= min_stake)
+
+    def wait_for_workers(self, count: int, timeout: float = 120) -> int:
+        """Wait until ``count`` workers have joined and bonded (worker peers join a libp2p
+        mesh after it starts); return how many have. ``NetworkError`` after ``timeout`` s."""
+        from meshbench.core.errors import NetworkError
+
+        deadline = time.monotonic() + timeout
+        while (n := self.bonded_workers()) < count:
+            if time.monotonic() > deadline:
+                raise NetworkError(f"{n} of {count} workers joined and bonded in {timeout:g} s")
+            time.sleep(0.2)  # a look at the books five times a second (a cheap driver call)
+        return n
+
     def _fund_new_workers(self, event: Any) -> None:
         """Node listener (driver thread): genesis funds for a worker that just announced."""
         from meshbench.core.types import PeerInfo
@@ -594,6 +612,9 @@ class Mesh:
 
     def reputation(self) -> pl.DataFrame:
         return self.frames.reputation()
+
+    def slashes(self) -> pl.DataFrame:
+        return self.frames.slashes()
 
     def balances(self) -> pl.DataFrame:
         return self.frames.balances()

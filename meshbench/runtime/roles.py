@@ -14,17 +14,25 @@ Each role adds control-socket handlers to the node (see :mod:`meshbench.cli.mesh
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from meshbench.core.encoding import parse_cid
 from meshbench.core.errors import ProtocolError
 from meshbench.core.types import CapabilityScope, ComputeOffer, HardwareProfile, TaskIntent
 from meshbench.runtime.clock import wall_clock_ms as _now
 
-__all__ = ["AuthorityRole", "WorkerRole"]
+__all__ = ["TERMINAL_STATES", "AuthorityRole", "WorkerRole"]
 
 Handler = Callable[[dict[str, Any]], Any]
+
+#: States a task never leaves.
+TERMINAL_STATES: Final = frozenset({"Settled"})
+
+#: The longest one ``task-status`` request waits for a change (the client asks again).
+MAX_WAIT_S: Final = 30.0
 
 
 class AuthorityRole:
@@ -37,6 +45,16 @@ class AuthorityRole:
         self.mesh: Mesh = Mesh.over_transport(
             service.node, data_dir=service.data_dir, policy=policy, fund_workers=fund_workers
         )
+        # Every event the node accepts may move a task: waiting status requests wake on it.
+        self._changed = threading.Condition()
+        self._generation = 0
+        self.mesh.node.listeners.append(self._on_event)
+
+    def _on_event(self, event: Any) -> None:
+        # driver thread: only wake the waiters, never call back into the node from here
+        with self._changed:
+            self._generation += 1
+            self._changed.notify_all()
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -55,20 +73,50 @@ class AuthorityRole:
                     f"{cid} is not in this node's store: 'mesh-cli provide FILE' it first"
                 )
         scope = CapabilityScope(cpu_cycles=int(args.get("cpu_cycles") or 1_000_000))
-        handle = self.mesh.publish(
-            wasm,
-            data,
-            fee=int(args["fee"]),
-            verifiers=int(args.get("verifiers") or 3),
-            scope=scope,
-        )
-        return {"task_cid": str(handle.cid), "state": handle.state}
+        asked = int(args.get("verifiers") or 3)
+        handle = self.mesh.publish(wasm, data, fee=int(args["fee"]), verifiers=asked, scope=scope)
+        given = self.mesh.policy.verification_quorum.verifiers_for(asked)
+        warnings = []
+        if given != asked:
+            bound = "minimum" if given > asked else "maximum"
+            warnings.append(f"{asked} verifiers asked, {given} drawn: policy {bound}_verifiers")
+        workers = self.mesh.node.backend.worker_count()
+        if given + 1 > workers:
+            warnings.append(
+                f"it needs {given + 1} workers (1 executes, {given} verify) and "
+                f"{workers} have joined: it waits for more"
+            )
+        return {
+            "task_cid": str(handle.cid),
+            "state": handle.state,
+            "verifiers": given,
+            "warnings": warnings,
+        }
 
     def _task_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The task's state; with ``since`` (a state), wait up to ``wait_s`` s (at most
+        :data:`MAX_WAIT_S`) until it is another state or the task is done."""
         cid = parse_cid(str(args["task_cid"]), codec="dag-cbor")
+        since = args.get("since")
+        if since is None:
+            return self._snapshot(cid)
+        deadline = time.monotonic() + min(float(args.get("wait_s", MAX_WAIT_S)), MAX_WAIT_S)
+        while True:
+            with self._changed:
+                generation = self._generation
+            out = self._snapshot(cid)  # an unknown task raises ProtocolError
+            left = deadline - time.monotonic()
+            if out["state"] != since or out["done"] or left <= 0:
+                return out
+            with self._changed:
+                # a change between the snapshot and here bumped the generation: no wait
+                self._changed.wait_for(lambda g=generation: self._generation != g, timeout=left)
+
+    def _snapshot(self, cid: Any) -> dict[str, Any]:
         rec = self.mesh.node.records.get(cid)
         state = self.mesh.node.state_of(cid)
-        out: dict[str, Any] = {"task_cid": str(cid), "state": state}
+        done = state in TERMINAL_STATES or (rec is not None and rec.done.is_set())
+        out: dict[str, Any] = {"task_cid": str(cid), "state": state, "done": done}
         if rec is not None:
             out["outcome"] = rec.outcome
             out["output_cid"] = None if rec.receipt is None else str(rec.receipt.output_cid)
@@ -78,13 +126,11 @@ class AuthorityRole:
 
     def status(self) -> dict[str, Any]:
         node = self.mesh.node
-        stakes = node.books_tables().get("stakes", {})
-        min_stake = self.mesh.policy.bonding_requirements.min_stake
         return {
             "role": "authority",
             "federation": node.federation,
             "workers": node.backend.worker_count(),
-            "bonded_workers": sum(1 for s in stakes.values() if s["bonded"] >= min_stake),
+            "bonded_workers": self.mesh.bonded_workers(),
             "tasks": len(node.records),
         }
 

@@ -22,6 +22,7 @@ from meshbench.core.events import (
     EscrowStateChanged,
     QuorumReached,
     RewardDistributed,
+    StakeSlashed,
     TaskAssigned,
 )
 from meshbench.core.model import Model, decode_object
@@ -62,6 +63,10 @@ SCHEMAS: Final[dict[str, dict[str, Any]]] = {
         "verifications_bad": pl.Int64,
     },
     "balances": {"account": pl.Utf8, "balance": pl.Int64, "bonded": pl.Int64},
+    "slashes": {
+        "task_cid": pl.Utf8, "account": pl.Utf8, "offence": pl.Utf8, "amount": pl.Int64,
+        "recipient": pl.Utf8, "time": _TS,
+    },
 }  # fmt: skip
 
 
@@ -220,6 +225,19 @@ class LedgerFrames:
             for p in ev.payouts
         ]  # fmt: skip
         return _frame("payouts", rows)
+
+    def slashes(self) -> pl.DataFrame:
+        """Bond penalties: who lost how much of their stake, for which offence and task."""
+        rows = [
+            {
+                "task_cid": None if ev.task_cid is None else str(ev.task_cid),
+                "account": ev.account, "offence": ev.offence, "amount": ev.amount,
+                "recipient": ev.recipient, "time": _time(ev.timestamp),
+            }
+            for _, ev in self._events(("StakeSlashed",))
+            if isinstance(ev, StakeSlashed)
+        ]  # fmt: skip
+        return _frame("slashes", rows)
 
     def reputation(self) -> pl.DataFrame:
         rows = [

@@ -97,8 +97,7 @@ def spawn_node(
     data.mkdir(parents=True, exist_ok=True)
     argv = [*prefix, sys.executable, "-m", "meshbench.cli.mesh_cli", "start"]
     argv += ["--data-dir", str(data), "--listen", listen, *extra]
-    if not mdns:
-        argv.append("--no-mdns")
+    argv.append("--mdns" if mdns else "--no-mdns")
     for addr in bootstrap:
         argv += ["--bootstrap", addr]
     log = open(data / "node.log", "wb")  # noqa: SIM115 - lives as long as the process

@@ -57,7 +57,14 @@ def reputation_trajectories(history: pl.DataFrame, *, color: str = "peer_label")
         alt.Chart(data, title="Reputation over time")
         .mark_line(interpolate="step-after", opacity=0.8)
         .encode(
-            x=alt.X("time:T", title="time"),
+            # clock time to the second, in UTC, few enough labels to read (a run often
+            # lasts seconds: the default labels were milliseconds on top of each other)
+            x=alt.X(
+                "time:T",
+                title="time (UTC)",
+                scale=alt.Scale(type="utc"),
+                axis=alt.Axis(format="%H:%M:%S", labelAngle=-30, labelOverlap=True, tickCount=6),
+            ),
             y=alt.Y("score:Q", scale=alt.Scale(domain=[0, 1]), title="reputation"),
             color=alt.Color(f"{color}:N"),
             detail="peer:N",

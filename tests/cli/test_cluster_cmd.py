@@ -35,3 +35,19 @@ def test_paths_are_relative_to_the_batch_file(tmp_path: Path) -> None:
     f.write_text('{"defaults": {"fee": 7}, "tasks": [{"wasm": "m.wasm", "input_text": "x"}]}')
     [spec] = load_batch(f)
     assert spec["wasm"] == tmp_path / "m.wasm" and spec["fee"] == 7
+
+
+def test_the_batch_warns_when_policy_or_cluster_size_change_the_verifiers() -> None:
+    from meshbench.cli.cluster_cmd import verifier_warnings
+    from meshbench.core.policy import VerificationQuorum
+
+    quorum = VerificationQuorum(minimum_verifiers=3, maximum_verifiers=7)
+    specs = [{"verifiers": 2}, {"verifiers": 9}, {}]
+    lines = verifier_warnings(specs, quorum, workers=4)
+    assert lines == [
+        '"verifiers": 2 becomes 3: the policy\'s minimum_verifiers is 3',
+        '"verifiers": 9 becomes 7: the policy\'s maximum_verifiers is 7',
+        "7 verifiers need 8 workers (the worker never verifies itself); this cluster has 4: "
+        "tasks get at most 3",
+    ]
+    assert verifier_warnings([{"verifiers": 3}], quorum, workers=4) == []

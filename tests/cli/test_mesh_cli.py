@@ -107,7 +107,9 @@ def test_an_authority_node_publishes_tasks_and_reports_them(
         wasm_cid = run(capsys, "provide", str(wasm), "--data-dir", d)[1].strip()
         input_cid = run(capsys, "provide", str(data), "--data-dir", d)[1].strip()
         args = ["--wasm-cid", wasm_cid, "--input-cid", input_cid, "--fee", "100"]
-        code, out, err = run(capsys, "publish-task", *args, "--verifiers", "1", "--data-dir", d)
+        code, out, err = run(
+            capsys, "publish-task", *args, "--verifiers", "1", "--json", "--data-dir", d
+        )
         assert code == 0, err
         task_cid = json.loads(out)["task_cid"]
         status = control.request(svc.data_dir, "status")
@@ -115,5 +117,44 @@ def test_an_authority_node_publishes_tasks_and_reports_them(
         assert status["protocol"]["role"] == "authority" and status["protocol"]["tasks"] == 1
         code, out, err = run(capsys, "status", task_cid, "--json", "--data-dir", d)
         assert code == 0 and json.loads(out)["task_cid"] == task_cid
+    finally:
+        svc.close()
+
+
+def test_status_wait_and_follow_end_with_a_typed_error_when_the_task_does_not_settle(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No worker has joined: the task cannot settle, and --wait/--follow say so in time."""
+    import time
+
+    from meshbench.runtime.roles import AuthorityRole
+
+    svc = NodeService(tmp_path / "auth", listen=["/ip4/127.0.0.1/tcp/0"], mdns=False,
+                      key_name="node").start()  # fmt: skip
+    svc.role = AuthorityRole(svc)
+    try:
+        d = str(svc.data_dir)
+        wasm, data = tmp_path / "m.wasm", tmp_path / "in.txt"
+        wasm.write_bytes(b"\x00asm\x01\x00\x00\x00")
+        data.write_bytes(b"x")
+        cids = [run(capsys, "provide", str(f), "--data-dir", d)[1].strip() for f in (wasm, data)]
+        args = ["--wasm-cid", cids[0], "--input-cid", cids[1], "--fee", "100", "--verifiers", "2"]
+        code, out, err = run(capsys, "publish-task", *args, "--data-dir", d)
+        assert code == 0 and out.strip().startswith("bafyrei"), err
+        assert "warning: 2 verifiers asked, 3 drawn: policy minimum_verifiers" in err
+        assert "0 have joined: it waits for more" in err
+        task_cid = out.strip()
+        t0 = time.monotonic()
+        code, out, err = run(capsys, "status", task_cid, "--follow", "--timeout", "1.5",
+                             "--data-dir", d)  # fmt: skip
+        assert 1.4 < time.monotonic() - t0 < 20
+        assert code == 1 and "error: ProtocolError: " in err and "after 1.5 s" in err
+        first = out.splitlines()[0].split()
+        assert len(first) == 2 and first[1] in ("Published", "Offered")
+        assert "done" in out and "no" in out  # the last status, as text
+        # an unknown task is refused at once, not waited for
+        other = str(make_task(make_identity(3)).cid)
+        code, _, err = run(capsys, "status", other, "--wait", "--timeout", "30", "--data-dir", d)
+        assert code == 1 and "ProtocolError" in err and "unknown task" in err
     finally:
         svc.close()
