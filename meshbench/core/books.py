@@ -254,13 +254,19 @@ def _fold_quorum(books: Tables, ev: QuorumReached) -> None:
     policy = books.policy_for(task["federation"])
     t = ev.timestamp
 
-    def upd(peer: str, kind: reputation.Observation, quality: float = 1.0) -> None:
-        rec = reputation.observe(books.get("reputation", peer), kind, t, policy, quality)
+    def upd(
+        peer: str, kind: reputation.Observation, quality: float = 1.0, weight: float = 1.0
+    ) -> None:
+        rec = reputation.observe(books.get("reputation", peer), kind, t, policy, quality, weight)
         books.put("reputation", peer, rec)
 
     if ev.worker is not None and ev.outcome in ("Accepted", "Rejected"):
         if ev.outcome == "Accepted":
-            upd(ev.worker, "exec_ok", ev.quality_ppm / 1_000_000)
+            # the n-th task a worker does for the same publisher builds 1/n of a reputation
+            pair = f"{task['publisher']}|{ev.worker}"
+            done = int(books.get("pairs", pair, 0))
+            books.put("pairs", pair, done + 1)
+            upd(ev.worker, "exec_ok", ev.quality_ppm / 1_000_000, 1.0 / (1 + done))
         else:
             upd(ev.worker, "exec_bad")
     for v in ev.with_quorum:

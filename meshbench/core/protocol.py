@@ -753,6 +753,10 @@ class MeshState:
                 out.append(offer)
         return out
 
+    def _trusted(self, did: str, now: int, policy: MeshPolicy) -> float:
+        """Reputation as selection ranks it: discounted by how little record is behind it."""
+        return reputation.trusted(self.books.reputation_record(did), now, policy)
+
     def _reputation(self, did: str, now: int, policy: MeshPolicy) -> float:
         return reputation.decayed(self.books.reputation_record(did), now, policy)
 
@@ -770,6 +774,8 @@ class MeshState:
                 continue
             if "verifier" not in info.roles or self.books.bonded(did) < min_stake:
                 continue
+            if self._reputation(did, now, policy) < reputation.MIN_VERIFIER_REPUTATION:
+                continue  # a caught cheater does not judge others (bond alone is not enough)
             if rec.task.scope.gpu_flops > 0 and (
                 info.hardware is None or not info.hardware.satisfies(rec.task.scope)
             ):
@@ -816,7 +822,9 @@ class MeshState:
             task,
             self._eligible_offers(rec, policy, now),
             policy,
-            reputation_of=lambda d: self._reputation(d, now, policy),
+            reputation_of=lambda d: reputation.trusted(
+                self.books.reputation_record(d), now, policy
+            ),
             bond_of=self.books.bonded,
             load_of=lambda d: self.load.get(d, 0),
         )

@@ -14,9 +14,22 @@ verification voted against the quorum   0          ``(beta + gamma) * RATE``
 ======================================  =========  ==============================
 
 so ``alpha`` weighs the execution record, ``beta`` the verification record, and ``gamma``
-is the extra penalty for a wrong verification. Inactivity decays the score by
-``(1 - lambda)`` per whole day since the peer's last observation (applied before each new
-observation and when the score is read at a later time). Floats are only ever computed
+is the extra penalty for a wrong verification.
+
+Reputation must be costly to earn and quick to lose (issue 18, item 8):
+
+* an accepted execution's step is scaled by ``weight`` (the fold passes ``1 / (1 + n)``,
+  ``n`` the tasks this worker already did for the same publisher, so a publisher feeding
+  work to its own identities builds little) and by ``1 / (1 + 2 * executions_bad)`` (a caught
+  cheater recovers slowly);
+* a rejected execution or a no-show drops the score to at most a quarter of what it was;
+* a score is trusted only as far as the record behind it: :func:`trusted` is the score
+  times ``n / (n + CONFIDENCE)`` of independent observations, so a brand-new identity ranks
+  below a veteran of the same score, and selection uses it unsaturated.
+
+Inactivity decays the score by ``(1 - lambda)`` per whole day since the peer's last
+observation (applied before each new observation and when the score is read at a later
+time). Floats are only ever computed
 from the same inputs in the same order, so every node folds the same value.
 """
 
@@ -26,10 +39,24 @@ from typing import Any, Final, Literal
 
 from meshbench.core.policy import DAY_S, MeshPolicy
 
-__all__ = ["NEW_PEER_SCORE", "RATE", "Observation", "decayed", "new_record", "observe"]
+__all__ = [
+    "CONFIDENCE",
+    "MIN_VERIFIER_REPUTATION",
+    "NEW_PEER_SCORE",
+    "RATE",
+    "Observation",
+    "decayed",
+    "new_record",
+    "observe",
+    "trusted",
+]
 
 NEW_PEER_SCORE: Final = 0.5
 RATE: Final = 0.5
+#: Observations at which a score is trusted half-way (see :func:`trusted`).
+CONFIDENCE: Final = 10
+#: Below this score a peer is not drawn as a verifier, whatever its bond.
+MIN_VERIFIER_REPUTATION: Final = 0.2
 DAY_MS: Final = DAY_S * 1000
 Observation = Literal["exec_ok", "exec_bad", "verify_ok", "verify_bad"]
 _COUNTER: Final = {
@@ -63,20 +90,34 @@ def decayed(record: dict[str, Any] | None, now_ms: int, policy: MeshPolicy) -> f
     return score * (1.0 - policy.lambda_) ** days if days else score
 
 
+def trusted(record: dict[str, Any] | None, now_ms: int, policy: MeshPolicy) -> float:
+    """The decayed score, discounted by how little record stands behind it."""
+    if record is None:
+        return 0.0
+    n = sum(int(record[c]) for c in _COUNTER.values())
+    return decayed(record, now_ms, policy) * n / (n + CONFIDENCE)
+
+
 def observe(
     record: dict[str, Any] | None,
     kind: Observation,
     now_ms: int,
     policy: MeshPolicy,
     quality: float = 1.0,
+    weight: float = 1.0,
 ) -> dict[str, Any]:
-    """The record after one observation at ``now_ms`` (a new dict; the input is unchanged)."""
+    """The record after one observation at ``now_ms`` (a new dict; the input is unchanged).
+
+    ``weight`` (0..1) scales an accepted execution's step (repeated publisher-worker pairs
+    count little)."""
     rec = dict(record) if record is not None else new_record()
     score = decayed(rec, now_ms, policy)
     if kind == "exec_ok":
-        target, step = min(1.0, max(0.0, quality)), policy.alpha * RATE
+        recovery = 1.0 / (1 + 2 * int(rec["executions_bad"]))
+        target = min(1.0, max(0.0, quality))
+        step = policy.alpha * RATE * min(1.0, max(0.0, weight)) * recovery
     elif kind == "exec_bad":
-        target, step = 0.0, policy.alpha * RATE
+        target, step = 0.0, max(0.75, policy.alpha * RATE)
     elif kind == "verify_ok":
         target, step = 1.0, policy.beta * RATE
     else:

@@ -9,7 +9,7 @@ member, lacks a valid federation credential when the policy requires one, has a 
 Score (:func:`offer_score`), higher is better, with ``w_*`` from ``policy.selection``::
 
     rep   = (1 - stake_weight) * reputation + stake_weight * min(1, bond / (2 * min_stake))
-    score = w_rep  * min(1, rep * reputation_priority_boost)
+    score = w_rep  * rep          (reputation: ``reputation.trusted``, not saturated)
           + w_cost * (1 - cost / fee)
           + w_eta  * 1 / (1 + eta / task_timeout)
           + w_cap  * capacity / (capacity + 1)
@@ -116,7 +116,7 @@ def score_breakdown(
         1.0, bond / (2 * min_stake)
     )
     return ScoreBreakdown(
-        reputation=sel.reputation_weight * min(1.0, rep * sched.reputation_priority_boost),
+        reputation=sel.reputation_weight * rep,
         cost=sel.cost_weight * (1 - offer.cost / task.fee if task.fee else 0.0),
         eta=sel.eta_weight / (1 + offer.eta_ms / (sched.task_timeout * 1000)),
         capacity=sel.capacity_weight * offer.capacity / (offer.capacity + 1),

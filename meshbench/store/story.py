@@ -260,7 +260,7 @@ def _scores_line(
             load[row["worker"]] = load.get(row["worker"], 0) + 1
     ranked: list[tuple[float, str]] = []
     for worker, offer in offers.items():
-        rep = reputation.decayed(books.reputation_record(worker), ev.timestamp, policy)
+        rep = reputation.trusted(books.reputation_record(worker), ev.timestamp, policy)
         s: Any = selection.score_breakdown(
             task, offer, policy, reputation=rep, bond=books.bonded(worker), load=load.get(worker, 0)
         )

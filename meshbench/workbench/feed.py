@@ -312,7 +312,7 @@ class MeshFeed:
                 task,
                 offer,
                 policy,
-                reputation=reputation.decayed(rec, ev.timestamp, policy),
+                reputation=reputation.trusted(rec, ev.timestamp, policy),
                 bond=self.books.bonded(offer.worker),
                 load=self._load.get(offer.worker, 0),
             )

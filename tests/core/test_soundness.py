@@ -274,3 +274,56 @@ def test_task_offer_and_commitment_times_must_be_near_the_authoritys_clock():
         assert "authority's clock" in str(exc)
     else:
         raise AssertionError("a stale-dated offer was accepted")
+
+
+# --- 8: reputation is cheap and hardly matters ----------------------------------------------
+def test_reputation_is_earned_slowly_lost_fast_and_not_farmed():
+    from meshbench.core import reputation as rep
+
+    policy = MeshPolicy()
+    t = 1_700_000_000_000
+    veteran = None
+    for i in range(40):
+        veteran = rep.observe(veteran, "exec_ok", t + i, policy)
+    newcomer = rep.new_record()
+    assert rep.trusted(None, t, policy) < rep.trusted(newcomer, t, policy) + 0.01
+    assert rep.trusted(veteran, t + 50, policy) > 0.75 > rep.trusted(newcomer, t, policy)
+    # a publisher feeding its own identity: the n-th task of one pair builds 1/n
+    farmed = None
+    for n in range(15):
+        farmed = rep.observe(farmed, "exec_ok", t + n, policy, weight=1 / (1 + n))
+    honest = None
+    for n in range(15):
+        honest = rep.observe(honest, "exec_ok", t + n, policy)
+    assert farmed["score"] < 0.9 < honest["score"]
+    # a caught cheater does not recover after one accepted task
+    caught = rep.observe(veteran, "exec_bad", t + 60, policy)
+    assert caught["score"] <= veteran["score"] / 4 + 1e-9
+    once = rep.observe(caught, "exec_ok", t + 61, policy)
+    assert once["score"] < 0.5 * veteran["score"]
+
+
+def test_a_veteran_outranks_a_fresh_identity_with_the_same_offer():
+    from meshbench.core.selection import offer_score
+
+    h = ProtocolHarness()
+    task = h.task()
+    offer = h.offer(task, h.peers[0])
+    policy = MeshPolicy()
+    fresh = offer_score(task, offer, policy, reputation=0.0, bond=200, load=0)
+    veteran = offer_score(task, offer, policy, reputation=0.9, bond=200, load=0)
+    assert veteran > fresh + 0.2  # no saturation: reputation counts
+
+
+def test_a_caught_cheater_is_not_drawn_as_verifier():
+    h = ProtocolHarness(peers=8)
+    task, a = h.publish_and_assign()
+    h.execute(task, {v: GOOD for v in a.verifiers}, worker_output=BAD)
+    cheat = a.worker
+    assert h.state.books.task(task.cid)["outcome"] == "Rejected"
+    # its bond alone would still let it verify: the reputation gate is what keeps it out
+    assert h.state.books.bonded(cheat) >= MeshPolicy().bonding_requirements.min_stake
+    for _ in range(4):
+        t2, a2 = h.publish_and_assign(worker=h.peers[-1])
+        assert cheat not in a2.verifiers
+        h.execute(t2, {v: GOOD for v in a2.verifiers}, worker_output=GOOD)
