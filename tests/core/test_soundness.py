@@ -327,3 +327,35 @@ def test_a_caught_cheater_is_not_drawn_as_verifier():
         t2, a2 = h.publish_and_assign(worker=h.peers[-1])
         assert cheat not in a2.verifiers
         h.execute(t2, {v: GOOD for v in a2.verifiers}, worker_output=GOOD)
+
+
+# --- 7: restart changes the money -----------------------------------------------------------
+def _late_worker_run(restart: bool) -> tuple[list, dict, bool]:
+    from meshbench.core.events import QuorumReached
+    from meshbench.core.protocol import MeshState
+
+    h = ProtocolHarness()
+    task, a = h.publish_and_assign(fee=100, cost=100)
+    h.advance(62_000)  # the ETA was 2 s: the worker commits a minute late ...
+    h.feed(h.commit(task, a.worker, GOOD))
+    if restart:  # ... and the authority restarts before settling
+        h.state = MeshState(h.authority, policies=h.policies)
+        h.state.restore(list(h.history), h.now)
+    for v in a.verifiers:
+        h.feed(h.commit(task, v, GOOD))
+    receipt = h.receipt(task, a.worker, GOOD)
+    h.feed(receipt)
+    for v in a.verifiers:
+        h.feed(h.verdict(task, v, GOOD, receipt))
+    events = [e for c in h.log if isinstance(c, AppendToLedger) for e in c.events]
+    [q] = [e for e in events if isinstance(e, QuorumReached)]
+    return [e.cid for e in events], h.state.books.tables(), q.on_time
+
+
+def test_a_restart_neither_changes_the_money_nor_the_events():
+    live_events, live_books, live_on_time = _late_worker_run(restart=False)
+    restored_events, restored_books, restored_on_time = _late_worker_run(restart=True)
+    # timeliness is the authority's recorded time of the commitment, live and restored
+    assert live_on_time is False and restored_on_time is False
+    assert restored_events == live_events  # restore then continue == never restarting
+    assert restored_books == live_books
