@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 
-.PHONY: demo test lint unit nbval notebooks lab chromium lock bench wasm wasm-check clean docs
+.PHONY: demo test lint unit nbval notebooks lab chromium lock bench wasm wasm-check clean docs soak
 
 # Installable extensions (their own pyproject.toml), installed editable beside meshbench.
 EXTENSIONS := extensions/meshbench-cuda
@@ -62,6 +62,10 @@ chromium:
 	    { $$SUDO apt-get update -qq && \
 	      DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; \
 	    } >/dev/null 2>&1 || echo "note: chromium could not be installed; the browser test will skip"; }
+
+# The adversarial stateful test of the protocol core, longer than in `make test` (bounded).
+soak: $(STAMP)
+	MESHBENCH_SOAK=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/core/test_adversarial_stateful.py
 
 # The generated parts of docs/protocol.md (transition table and state diagram).
 docs: $(STAMP)

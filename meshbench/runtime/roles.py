@@ -48,7 +48,7 @@ class AuthorityRole:
         # Every event the node accepts may move a task: waiting status requests wake on it.
         self._changed = threading.Condition()
         self._generation = 0
-        self.mesh.node.listeners.append(self._on_event)
+        self.mesh.node.subscribe(self._on_event)
 
     def _on_event(self, event: Any) -> None:
         # driver thread: only wake the waiters, never call back into the node from here
