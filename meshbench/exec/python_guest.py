@@ -195,6 +195,8 @@ def _pandas_tree(v, depth):
     import pandas as pd
 
     if isinstance(v, pd.DataFrame):
+        if not isinstance(v.index, pd.RangeIndex):  # keep a meaningful index as columns
+            v = v.reset_index()
         names = [str(c) for c in v.columns]
         if len(set(names)) != len(names):
             raise ValueError("a frame leaving a Python task needs distinct column names")

@@ -389,6 +389,7 @@ class PythonExecutor:
             output=RESULT_PATH,
             timeout_s=timeout_s,
             entry="run",
+            free_reads=(STDLIB_GUEST_DIR,),
         )
         if result.exit_code != 0 and _error_type(result.output, scope) == "MemoryError":
             raise MemoryLimitExceeded(

@@ -178,6 +178,13 @@ class _Handle:
         self.preopen = preopen
 
 
+def _inos(node: _Node) -> list[int]:
+    """The inode numbers of ``node`` and everything under it."""
+    if not isinstance(node, _Dir):
+        return [node.ino]
+    return [node.ino, *(i for child in node.entries.values() for i in _inos(child))]
+
+
 _DIRENT = struct.Struct("<QQIB3x")
 _FILESTAT = struct.Struct("<QQB7xQQQQQ")
 _FDSTAT = struct.Struct("<BxHxxxxQQ")
@@ -198,7 +205,10 @@ class GuestContext:
         io_limit: int,
         dirs: Mapping[str, Tree] | None = None,
         scratch: tuple[str, ...] = ("/tmp",),
+        free_reads: tuple[str, ...] = (),
     ) -> None:
+        """``free_reads``: input dirs whose file reads are not charged to the I/O budget (a
+        runtime's own read-only files, such as the python executor's stdlib zip)."""
         self.argv = [a.encode() for a in (ARGV0, *args)]
         self.stdin = stdin
         self.stdin_pos = 0
@@ -230,6 +240,9 @@ class GuestContext:
             self.mounts[guest_path] = root
             fd = len(self.fds)
             self.fds[fd] = _Handle("dir", root, writable=root.writable, preopen=guest_path)
+        self._free_inos = frozenset(
+            ino for p in free_reads if p in (dirs or {}) for ino in _inos(self.mounts[p])
+        )
 
     # -- construction helpers --
     def _new_ino(self) -> int:
@@ -497,7 +510,8 @@ class GuestContext:
             chunk = bytes(source[pos + total : pos + total + ln])
             if not chunk:
                 break
-            self.charge(len(chunk))
+            if h.node is None or h.node.ino not in self._free_inos:
+                self.charge(len(chunk))
             self._write(caller, p, chunk)
             total += len(chunk)
             if len(chunk) < ln:

@@ -188,11 +188,14 @@ class WasmExecutor:
         output: str = "stdout",
         timeout_s: float | None = None,
         entry: str = "_start",
+        free_reads: tuple[str, ...] = (),
     ) -> ExecutionResult:
         """Run ``_start`` once and return what the guest produced.
 
         ``entry`` names another export to call instead, of type ``() -> ()`` or ``() -> i32``
         (a reactor's ``run``; a non-zero value it returns is the exit status).
+        ``free_reads``: input dirs whose reads do not count against ``io_mb`` (see
+        :class:`~meshbench.exec.wasi.GuestContext`).
 
         A non-zero exit status is a result (``exit_code``), not an error. Errors: InvalidModule,
         OutOfFuel, MemoryLimitExceeded, IOLimitExceeded, ExecutionTimeout, GuestTrap, and
@@ -218,6 +221,7 @@ class WasmExecutor:
             io_limit=io_limit,
             dirs=dirs,
             scratch=_scratch_dirs(output, dirs),
+            free_reads=free_reads,
         )
         ctx.charge(sum(len(a.encode()) + 1 for a in args))
         store = wasmtime.Store(get_engine())
