@@ -66,13 +66,17 @@ __all__ = [
     "PythonCall",
     "PythonExecutor",
     "PythonTaskFailed",
+    "function_source",
+    "jsonable",
     "python_args",
+    "result_value",
 ]
 
 BUNDLE_VERSION: Final = 1
 RESULT_PATH: Final = "/out/result"
-#: A task's default limits: CPython with numpy and pandas imported is ~5e9 instructions.
-PYTHON_SCOPE: Final = CapabilityScope(memory_mb=1024, cpu_cycles=40 * 10**9, io_mb=256)
+#: A task's default limits: CPython with numpy and pandas imported is ~5e9 instructions;
+#: a stdlib-only function ~2e8 (pass a smaller scope: the fee scales with cpu_cycles).
+PYTHON_SCOPE: Final = CapabilityScope(memory_mb=1024, cpu_cycles=10**10, io_mb=64)
 #: argv[1:] of every Python task: run the driver that heads the input blob (stdin).
 BOOTSTRAP: Final = (
     "import sys;b=sys.stdin.buffer.read();h=b[1]&31;o=2+(0 if h<24 else 1<<(h-24));"
@@ -194,6 +198,30 @@ def result_value(output: bytes) -> Any:
             str(err.get("type", "Error")), str(err.get("message", "")), str(err.get("traceback"))
         )
     return from_tree(record["ok"])
+
+
+def jsonable(value: Any) -> Any:
+    """A result value as JSON types (for ``--json``): frames as lists of rows, arrays as
+    nested lists, bytes as hex, NaN and infinities as strings."""
+    import math
+
+    import polars as pl
+
+    if isinstance(value, pl.DataFrame):
+        return jsonable(value.to_dicts())
+    if isinstance(value, pl.Series):
+        return jsonable(value.to_list())
+    if hasattr(value, "tolist") and hasattr(value, "dtype"):  # a numpy array
+        return jsonable(value.tolist())
+    if isinstance(value, bytes):
+        return {"hex": value.hex()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    return value
 
 
 def function_source(fn: Callable[..., Any]) -> str:
