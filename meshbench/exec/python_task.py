@@ -326,6 +326,8 @@ class PythonExecutor:
         self.runtime = find_runtime(runtime_dir)
         self.cache_dir = cache_dir
         self._stdlib: bytes | None = None
+        self._loaded: LoadedModule | None = None
+        self._verified: bytes | None = None  # the last runtime bytes whose CID was checked
 
     def accepts(self, task: TaskIntent) -> bool:
         return task.executor == self.name and task.wasm_cid == self.runtime.module_cid
@@ -334,14 +336,21 @@ class PythonExecutor:
         """The compiled runtime (``wasm`` defaults to the installed one's bytes)."""
         rt = self.runtime
         if wasm is None:
-            wasm, cid = rt.module_bytes(), rt.module_cid
-        elif cid is None or blob_cid(wasm) != cid:
-            cid = blob_cid(wasm)
-        if cid != rt.module_cid:
-            raise CIDMismatch(
-                f"the runtime blob {cid} is not this worker's Python runtime {rt.module_cid}"
-            )
-        return load_runtime(wasm, cid, cache_dir=self.cache_dir)
+            if self._loaded is None:
+                self._loaded = load_runtime(
+                    rt.module_bytes(), rt.module_cid, cache_dir=self.cache_dir
+                )
+            return self._loaded
+        if wasm is not self._verified:  # a worker is handed the same bytes object every time
+            got = blob_cid(wasm)
+            if cid is not None and got != cid:
+                raise CIDMismatch(f"the runtime bytes do not hash to {cid}")
+            if got != rt.module_cid:
+                raise CIDMismatch(
+                    f"the runtime blob {got} is not this worker's Python runtime {rt.module_cid}"
+                )
+            self._verified = wasm
+        return load_runtime(wasm, rt.module_cid, cache_dir=self.cache_dir)
 
     def stdlib(self) -> bytes:
         if self._stdlib is None:
@@ -356,8 +365,6 @@ class PythonExecutor:
         *,
         dirs: Mapping[str, Tree] | None = None,
     ) -> ExecutionResult:
-        if blob_cid(wasm) != task.wasm_cid:
-            raise CIDMismatch(f"the runtime bytes do not hash to the task's {task.wasm_cid}")
         if blob_cid(input) != task.input_cid:
             raise CIDMismatch(f"the bundle bytes do not hash to the task's {task.input_cid}")
         return self.run(

@@ -145,7 +145,8 @@ class _File(_Node):
 
     def __init__(self, ino: int, writable: bool, data: bytes = b"") -> None:
         super().__init__(ino, writable)
-        self.data = bytearray(data)
+        # read-only files share the caller's bytes (a 54 MB stdlib zip is not copied per run)
+        self.data: bytes | bytearray = bytearray(data) if writable else bytes(data)
 
 
 class _Dir(_Node):
