@@ -389,6 +389,27 @@ class PythonExecutor:
             timeout_s=timeout_s,
         )
 
+    def run_program(
+        self,
+        args: tuple[str, ...],
+        stdin: bytes = b"",
+        *,
+        scope: CapabilityScope = PYTHON_SCOPE,
+        seed: bytes = bytes(32),
+    ) -> ExecutionResult:
+        """CPython's own command line (``("-c", "print(1+1)")``) without the task driver:
+        the output is stdout. For benchmarks against other runners of the same binary."""
+        return self._wasm.run(
+            self.load(),
+            stdin,
+            args=args,
+            dirs={STDLIB_GUEST_DIR: {self.runtime.stdlib_name: self.stdlib()}},
+            scope=scope,
+            seed=seed,
+            entry="run",
+            free_reads=(STDLIB_GUEST_DIR,),
+        )
+
     def run(
         self,
         wasm: bytes | LoadedModule,
