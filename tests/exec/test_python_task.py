@@ -290,3 +290,34 @@ def test_functions_that_cannot_be_shipped_are_refused_before_publishing():
         PythonCall.from_function(_stats, {1, 2}).bundle(find_runtime())
     with pytest.raises(ExecutionError, match="not a Python name"):
         PythonCall(source="", entry="no such").bundle(find_runtime())
+
+
+def test_meshbench_run_python_file_json(tmp_path):
+    from click.testing import CliRunner
+
+    from meshbench.cli.meshbench import main_group
+
+    script = tmp_path / "stats.py"
+    script.write_text(
+        "import statistics\n\ndef summary(xs, label):\n"
+        "    return {'mean': statistics.fmean(xs), 'label': label}\n\n"
+        "def main(data):\n    return data.decode().upper()\n"
+    )
+    data = tmp_path / "in.txt"
+    data.write_text("hello")
+    runner = CliRunner()
+    args = ["run", "--python", str(script), "--fuel", str(SMALL.cpu_cycles), "--mem-mb", "256"]
+    res = runner.invoke(
+        main_group, [*args, "--entry", "summary", "--arg", "[1, 2, 4]", "--arg", "x", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["value"] == {"mean": 7 / 3, "label": "x"} and report["exit_code"] == 0
+    assert report["engine"].startswith("wasmtime-") and report["fuel_used"] > 0
+    assert report["output_cid"].startswith("bafkrei")
+    res = runner.invoke(main_group, [*args, "--input", str(data)])
+    assert res.exit_code == 0 and json.loads(res.stdout) == "HELLO"
+    res = runner.invoke(main_group, [*args, "--entry", "summary", "--arg", "1", "--arg", "x"])
+    assert res.exit_code == 1 and "TypeError" in res.stderr
+    res = runner.invoke(main_group, ["run", "--python", str(script), "--wasm", str(script)])
+    assert res.exit_code != 0 and "exactly one" in res.output

@@ -1,0 +1,68 @@
+"""Python functions published to a mesh: verified, a dishonest worker caught, a Polars frame.
+
+Runs on the in-process backend (threads) and on a Dask LocalCluster in threads; both load the
+runtime from the shared disk cache (compiled once per host, see tests/exec).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from meshbench.core.errors import ProtocolError
+from meshbench.core.types import CapabilityScope
+from meshbench.exec.python_task import PythonTaskFailed
+from meshbench.runtime.mesh import Mesh
+from meshbench.runtime.python_tasks import results_frame
+
+pytestmark = pytest.mark.timeout(900)  # a fresh host compiles the runtime first
+
+SMALL = CapabilityScope(memory_mb=256, cpu_cycles=10**9, io_mb=4)
+
+
+def collatz(n):
+    steps = 0
+    while n != 1:
+        n = n // 2 if n % 2 == 0 else 3 * n + 1
+        steps += 1
+    return {"steps": steps, "label": LABEL}
+
+
+LABEL = "collatz"
+
+
+def fails(x):
+    return x / 0
+
+
+def test_publish_and_map_python_functions_in_process(tmp_path: Path) -> None:
+    with Mesh.in_process(
+        workers=3, data_dir=tmp_path, executors=("python",), behaviours={0: "wrong"}
+    ) as mesh:
+        handles = mesh.map(collatz, [6, 7, 27], verifiers=1, scope=SMALL, progress=False)
+        frame = results_frame(handles)
+        assert isinstance(frame, pl.DataFrame) and frame.height == 3
+        accepted = frame.filter(pl.col("outcome") == "Accepted")
+        assert accepted.height >= 1
+        expected = {6: 8, 7: 16, 27: 111}
+        for row in accepted.iter_rows(named=True):
+            assert row["label"] == "collatz" and row["steps"] in expected.values()
+        rejected = frame.filter(pl.col("outcome") == "Rejected")
+        # the cheating worker (index 0) is caught whenever it was chosen
+        assert rejected.height + accepted.height == 3
+        failed = mesh.publish(python=fails, args=(1,), verifiers=1, scope=SMALL).result(120)
+        if failed.accepted:  # the failure itself is the verified result
+            with pytest.raises(PythonTaskFailed, match="ZeroDivisionError"):
+                failed.value()
+        with pytest.raises(ProtocolError):
+            mesh.publish(b"\0asm", python=collatz)
+        assert mesh.node.verify_ledger().ok
+
+
+def test_python_task_over_dask_threads(tmp_path: Path) -> None:
+    with Mesh.local(workers=2, processes=False, data_dir=tmp_path, executors=("python",)) as mesh:
+        result = mesh.publish(python=collatz, args=(27,), verifiers=1, scope=SMALL).result(300)
+        assert result.accepted, result
+        assert result.value() == {"steps": 111, "label": "collatz"}
