@@ -62,6 +62,7 @@ from meshbench.exec.wasi import Tree
 __all__ = [
     "BOOTSTRAP",
     "BUNDLE_VERSION",
+    "GUEST_ENV",
     "PYTHON_SCOPE",
     "PythonCall",
     "PythonExecutor",
@@ -84,6 +85,11 @@ BOOTSTRAP: Final = (
     "exec(compile(b[o:o+n],'<meshbench-driver>','exec'),"
     "{'__name__':'meshbench_driver','INPUT':b,'START':o+n})"
 )
+
+
+#: The guest's whole environment: string hashing fixed, so set and dict orders (and fuel) do
+#: not depend on the task's seed; no time zone database (UTC).
+GUEST_ENV: Final = {"PYTHONHASHSEED": "0", "PYTHONTZPATH": "", "TMPDIR": "/tmp"}
 
 
 def python_args() -> tuple[str, ...]:
@@ -408,6 +414,7 @@ class PythonExecutor:
             seed=seed,
             entry="run",
             free_reads=(STDLIB_GUEST_DIR,),
+            env=GUEST_ENV,
         )
 
     def run(
@@ -446,6 +453,7 @@ class PythonExecutor:
             timeout_s=timeout_s,
             entry="run",
             free_reads=(STDLIB_GUEST_DIR,),
+            env=GUEST_ENV,
         )
         if result.exit_code != 0 and _error_type(result.output, scope) == "MemoryError":
             raise MemoryLimitExceeded(

@@ -207,10 +207,13 @@ class GuestContext:
         dirs: Mapping[str, Tree] | None = None,
         scratch: tuple[str, ...] = ("/tmp",),
         free_reads: tuple[str, ...] = (),
+        env: Mapping[str, str] | None = None,
     ) -> None:
         """``free_reads``: input dirs whose file reads are not charged to the I/O budget (a
-        runtime's own read-only files, such as the python executor's stdlib zip)."""
+        runtime's own read-only files, such as the python executor's stdlib zip). ``env``:
+        the environment (empty by default; sorted by name)."""
         self.argv = [a.encode() for a in (ARGV0, *args)]
+        self.environ = [f"{k}={v}".encode() for k, v in sorted((env or {}).items())]
         self.stdin = stdin
         self.stdin_pos = 0
         self.stdout = bytearray()
@@ -352,11 +355,19 @@ class GuestContext:
         return ESUCCESS
 
     def environ_sizes_get(self, caller: wasmtime.Caller, count_ptr: int, size_ptr: int) -> int:
-        self._u32(caller, count_ptr, 0)
-        self._u32(caller, size_ptr, 0)
+        self._u32(caller, count_ptr, len(self.environ))
+        self._u32(caller, size_ptr, sum(len(e) + 1 for e in self.environ))
         return ESUCCESS
 
     def environ_get(self, caller: wasmtime.Caller, environ_ptr: int, buf_ptr: int) -> int:
+        if not self.environ:
+            return ESUCCESS
+        pointers, offset = [], buf_ptr
+        for e in self.environ:
+            pointers.append(offset)
+            offset += len(e) + 1
+        self._write(caller, buf_ptr, b"".join(e + b"\0" for e in self.environ))
+        self._write(caller, environ_ptr, struct.pack(f"<{len(pointers)}I", *pointers))
         return ESUCCESS
 
     # -- clocks, random, scheduling --

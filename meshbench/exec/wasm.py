@@ -189,13 +189,15 @@ class WasmExecutor:
         timeout_s: float | None = None,
         entry: str = "_start",
         free_reads: tuple[str, ...] = (),
+        env: Mapping[str, str] | None = None,
     ) -> ExecutionResult:
         """Run ``_start`` once and return what the guest produced.
 
         ``entry`` names another export to call instead, of type ``() -> ()`` or ``() -> i32``
         (a reactor's ``run``; a non-zero value it returns is the exit status).
         ``free_reads``: input dirs whose reads do not count against ``io_mb`` (see
-        :class:`~meshbench.exec.wasi.GuestContext`).
+        :class:`~meshbench.exec.wasi.GuestContext`); ``env``: the guest's environment
+        (empty by default).
 
         A non-zero exit status is a result (``exit_code``), not an error. Errors: InvalidModule,
         OutOfFuel, MemoryLimitExceeded, IOLimitExceeded, ExecutionTimeout, GuestTrap, and
@@ -222,6 +224,7 @@ class WasmExecutor:
             dirs=dirs,
             scratch=_scratch_dirs(output, dirs),
             free_reads=free_reads,
+            env=env,
         )
         ctx.charge(sum(len(a.encode()) + 1 for a in args))
         store = wasmtime.Store(get_engine())
