@@ -66,3 +66,20 @@ def test_python_task_over_dask_threads(tmp_path: Path) -> None:
         result = mesh.publish(python=collatz, args=(27,), verifiers=1, scope=SMALL).result(300)
         assert result.accepted, result
         assert result.value() == {"steps": 111, "label": "collatz"}
+
+
+def test_cluster_batch_file_publishes_python_tasks(tmp_path: Path) -> None:
+    from meshbench.cli.cluster_cmd import _publish, load_batch
+
+    (tmp_path / "steps.py").write_text(
+        "def main(n, extra):\n    return {'n': n, 'extra': extra, 'double': 2 * n}\n"
+    )
+    batch = tmp_path / "tasks.json"
+    batch.write_text(
+        '[{"python": "steps.py", "args": [21, {"k": [1, 2]}], "verifiers": 1,'
+        ' "cpu_cycles": 1000000000, "memory_mb": 256, "io_mb": 4}]'
+    )
+    [spec] = load_batch(batch)
+    with Mesh.in_process(workers=2, data_dir=tmp_path / "mesh", executors=("python",)) as mesh:
+        result = _publish(mesh, spec).result(120)
+        assert result.accepted and result.value() == {"n": 21, "extra": {"k": [1, 2]}, "double": 42}
