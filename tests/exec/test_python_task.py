@@ -30,6 +30,7 @@ from meshbench.core.types import CapabilityScope
 from meshbench.exec.plugins import load_executor
 from meshbench.exec.pyruntime import find_runtime, runtime_cache_dir
 from meshbench.exec.python_task import (
+    GUEST_ENV,
     PythonCall,
     PythonExecutor,
     PythonTaskFailed,
@@ -70,12 +71,14 @@ PROBE = textwrap.dedent(
 _CHILD = """
 import json, sys
 from meshbench.core.types import CapabilityScope
-from meshbench.exec.python_task import PythonCall, PythonExecutor
+from meshbench.exec.python_task import PythonCall, PythonExecutor, jsonable
 scope = CapabilityScope(**json.loads(sys.argv[2]))
 call = PythonCall(source=sys.stdin.read(), entry="probe", args=(int(sys.argv[1]),), scope=scope)
 result = PythonExecutor().run_call(call, seed=bytes(range(32)))
+value = jsonable(PythonCall.result(result)) if result.exit_code == 0 else None
 print(json.dumps({"cid": str(result.output_cid), "fuel": result.summary.fuel_used,
-                  "exit": result.exit_code, "stderr": result.stderr.decode()[-2000:]}))
+                  "exit": result.exit_code, "stderr": result.stderr.decode()[-2000:],
+                  "value": value}))
 """
 
 
@@ -171,16 +174,15 @@ def test_numpy_pandas_sklearn_task_is_identical_across_processes(tmp_path):
     assert outs[0]["exit"] == 0, outs[0]["stderr"]
     assert outs[0] == outs[1]
     # and the value is what the probe promises: virtual time, sorted listing, no environment
-    call = PythonCall(source=PROBE, entry="probe", args=(64,), scope=SKLEARN)
-    result = PythonExecutor().run_call(call, seed=bytes(range(32)))
-    assert str(result.output_cid) == outs[0]["cid"]
-    value = PythonCall.result(result)
+    value = outs[0]["value"]
     assert value["listdir"] == ["alpha", "mid", "zeta"]
     assert 1_704_067_200 <= value["time"] < 1_704_067_201  # the virtual clock's epoch
-    # the guest starts with an empty environment (scikit-learn sets two KMP_ variables)
-    assert not {"HOME", "PYTHONHASHSEED", "TZ", "MESHBENCH_PROBE"} & set(value["environ"])
+    # the guest's environment is ours alone (scikit-learn adds two KMP_ variables itself)
+    own = {k: v for k, v in value["environ"].items() if not k.startswith("KMP_")}
+    assert own == GUEST_ENV and own["PYTHONHASHSEED"] == "0"
     assert value["float"] == "0.300000000000000040.33333333333333331"
-    assert value["proba"].shape == (5, 2) and value["x"].shape == (64, 3)
+    assert len(value["proba"]) == 5 and len(value["x"]) == 64 and len(value["x"][0]) == 3
+    assert value["urandom"]["hex"] != bytes(16).hex()
 
 
 def test_the_task_seed_feeds_the_guest_random_sources(executor):
