@@ -323,3 +323,18 @@ def test_meshbench_run_python_file_json(tmp_path):
     assert res.exit_code == 1 and "TypeError" in res.stderr
     res = runner.invoke(main_group, ["run", "--python", str(script), "--wasm", str(script)])
     assert res.exit_code != 0 and "exactly one" in res.output
+
+
+def test_bench_python_quick_json(executor):
+    from click.testing import CliRunner
+
+    from meshbench.cli.meshbench import main_group
+
+    res = CliRunner().invoke(main_group, ["bench", "python", "--json", "--quick"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["runtime_cached_from_disk"] is True and report["runtime_cached_load_s"] > 0
+    for key in ("trivial_ms", "numpy_pandas_ms", "task_ms"):
+        assert isinstance(report[key], float) and report[key] > 0, key
+    assert report["trivial_fuel_deterministic"] and report["numpy_pandas_fuel_deterministic"]
+    assert report["numpy_pandas_fuel"] > 10**9
