@@ -260,7 +260,8 @@ def main(data, start):
     status = 0
     try:
         bundle = _Reader(data, start).item()
-        namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+        # not "__main__": a file's `if __name__ == "__main__":` block must not run in a task
+        namespace = {"__name__": "__task__", "__builtins__": __builtins__}
         code = compile(bundle["source"], bundle["filename"], "exec")
         exec(code, namespace)
         fn = namespace.get(bundle["entry"])

@@ -303,7 +303,9 @@ def test_meshbench_run_python_file_json(tmp_path):
     script.write_text(
         "import statistics\n\ndef summary(xs, label):\n"
         "    return {'mean': statistics.fmean(xs), 'label': label}\n\n"
-        "def main(data):\n    return data.decode().upper()\n"
+        "def main(data):\n    return data.decode().upper()\n\n"
+        "if __name__ == '__main__':  # a task imports the file, it does not run it\n"
+        "    raise SystemExit(3)\n"
     )
     data = tmp_path / "in.txt"
     data.write_text("hello")
