@@ -1,6 +1,7 @@
 """Python functions published to a mesh: verified, a dishonest worker caught, a Polars frame.
 
-Runs on the in-process backend (threads) and on a Dask LocalCluster in threads; both load the
+Runs on the in-process backend (threads), a Dask LocalCluster in threads and two libp2p worker
+peer processes; all load the
 runtime from the shared disk cache (compiled once per host, see tests/exec).
 """
 
@@ -83,3 +84,51 @@ def test_cluster_batch_file_publishes_python_tasks(tmp_path: Path) -> None:
     with Mesh.in_process(workers=2, data_dir=tmp_path / "mesh", executors=("python",)) as mesh:
         result = _publish(mesh, spec).result(120)
         assert result.accepted and result.value() == {"n": 21, "extra": {"k": [1, 2]}, "double": 42}
+
+
+@pytest.mark.slow
+def test_python_task_over_libp2p_worker_peers(tmp_path: Path) -> None:
+    """Two worker peer processes with ``--executor python`` fetch the 100 MB runtime through
+    the content protocol, execute and verify."""
+    import subprocess
+    import sys
+
+    from meshbench.testing.netmesh import wait_until
+
+    policy = {
+        "verification_quorum": {"minimum_verifiers": 1},
+        "selection": {"offer_window_ms": 3000},
+    }
+    workers: list[subprocess.Popen] = []
+    with Mesh.join(data_dir=tmp_path / "node", policy=policy) as mesh:
+        try:
+            for i in range(2):
+                workers.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "meshbench.runtime.p2p", "worker",
+                         "--data-dir", str(tmp_path / f"w{i}"), "--bootstrap", mesh.net.addrs[0],
+                         "--authority", mesh.node.authority.did,
+                         "--federation", mesh.node.federation, "--executor", "python"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    )
+                )  # fmt: skip
+
+            def bonded() -> int:
+                stakes = mesh.node.books_tables().get("stakes", {}).values()
+                return sum(1 for s in stakes if s["bonded"] >= 200)
+
+            wait_until(lambda: bonded() >= 2, 120, "two funded and bonded worker peers")
+            handle = mesh.publish(
+                python=collatz, args=(27,), verifiers=1, scope=SMALL, deadline_s=240
+            )
+            result = handle.result(timeout=300)
+            assert result.accepted, mesh.rejections()
+            assert result.value() == {"steps": 111, "label": "collatz"}
+        finally:
+            for w in workers:
+                w.terminate()
+            for w in workers:
+                try:
+                    w.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    w.kill()
