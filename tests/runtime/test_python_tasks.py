@@ -1,8 +1,7 @@
 """Python functions published to a mesh: verified, a dishonest worker caught, a Polars frame.
 
 Runs on the in-process backend (threads), a Dask LocalCluster in threads and two libp2p worker
-peer processes; all load the
-runtime from the shared disk cache (compiled once per host, see tests/exec).
+peer processes; all load the runtime from the shared disk cache (compiled once per host).
 """
 
 from __future__ import annotations
