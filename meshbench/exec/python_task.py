@@ -33,6 +33,7 @@ Example::
 
 from __future__ import annotations
 
+import ast
 import inspect
 import os
 import textwrap
@@ -301,11 +302,12 @@ def _own_source(f: types.FunctionType) -> str:
     except (OSError, TypeError) as exc:
         raise ExecutionError(f"the source of {f.__name__} is not available: {exc}") from None
     src = textwrap.dedent("".join(lines))
-    # drop decorators (``@mesh.task``): the bundle holds the plain function
-    out = src.splitlines()
-    while out and out[0].lstrip().startswith("@"):
-        out.pop(0)
-    return "\n".join(out) + "\n"
+    # drop decorators (``@mesh.task(...)``, over several lines or not): the plain function
+    try:
+        node = ast.parse(src).body[0]
+    except (SyntaxError, IndexError) as exc:
+        raise ExecutionError(f"the source of {f.__name__} does not parse: {exc}") from None
+    return "\n".join(src.splitlines()[node.lineno - 1 :]) + "\n"
 
 
 # --- the executor --------------------------------------------------------------------------

@@ -562,6 +562,16 @@ class Mesh:
                 bar.update(1)
         return handles
 
+    def task(self, fn: Callable[..., Any] | None = None, **publish: Any) -> Any:
+        """Decorator: ``@mesh.task`` (or ``@mesh.task(scope=..., verifiers=1)``) makes a
+        function run on this mesh when called (a
+        :class:`~meshbench.runtime.python_tasks.MeshFunction`)."""
+        from meshbench.runtime.python_tasks import MeshFunction
+
+        if fn is None:
+            return lambda f: MeshFunction(self, f, **publish)
+        return MeshFunction(self, fn, **publish)
+
     # --- frames ----------------------------------------------------------------------------
     def events(self) -> pl.DataFrame:
         return self.frames.events()

@@ -19,7 +19,7 @@ from meshbench.exec.pyruntime import find_runtime
 from meshbench.exec.python_task import PythonCall, PythonTaskFailed, python_args, result_value
 from meshbench.store.blobs import BlobStore
 
-__all__ = ["PythonPublication", "prepare_python", "python_fee", "results_frame"]
+__all__ = ["MeshFunction", "PythonPublication", "prepare_python", "python_fee", "results_frame"]
 
 #: What a default worker asks per million cycles (CostModel), plus its base price.
 _BASE_COST, _PER_MILLION = 50, 10
@@ -85,3 +85,35 @@ def results_frame(handles: Iterable[Any]) -> pl.DataFrame:
             row["value"] = value
         rows.append(row)
     return pl.DataFrame(rows, strict=False)
+
+
+class MeshFunction:
+    """A function bound to a mesh (``@mesh.task``): calling it runs it there, verified.
+
+    ``f(x)`` publishes one task and returns its verified value; ``f.publish(x)`` returns the
+    handle without waiting; ``f.map(inputs)`` is ``mesh.map(f, inputs)``; ``f.local(x)``
+    calls the plain function here.
+    """
+
+    def __init__(self, mesh: Any, fn: Callable[..., Any], **publish: Any) -> None:
+        self.mesh = mesh
+        self.fn = fn
+        self.options = publish
+        self.__name__ = fn.__name__
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def publish(self, *args: Any) -> Any:
+        return self.mesh.publish(python=self.fn, args=args, **self.options)
+
+    def __call__(self, *args: Any) -> Any:
+        return self.publish(*args).result().value()
+
+    def map(self, inputs: Iterable[Any], **kwargs: Any) -> list[Any]:
+        return self.mesh.map(self.fn, inputs, **{**self.options, **kwargs})
+
+    def local(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"MeshFunction({self.fn.__name__} on {self.mesh!r})"

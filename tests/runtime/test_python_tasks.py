@@ -58,6 +58,19 @@ def test_publish_and_map_python_functions_in_process(tmp_path: Path) -> None:
                 failed.value()
         with pytest.raises(ProtocolError):
             mesh.publish(b"\0asm", python=collatz)
+
+        @mesh.task(scope=SMALL, verifiers=1)
+        def double(x):
+            return 2 * x
+
+        assert double.local(4) == 8 and double.__name__ == "double"
+        value = None
+        for n in range(5):  # the cheating worker's turn gives a rejection, not a value
+            result = double.publish(21 + n).result(120)
+            if result.accepted:
+                value = result.value()
+                break
+        assert value is not None and value == 2 * (21 + n)
         assert mesh.node.verify_ledger().ok
 
 
