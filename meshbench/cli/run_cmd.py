@@ -66,7 +66,10 @@ def _seed(text: str | None) -> bytes:
 )
 @click.option("--entry", default="main", show_default=True, help="With --python: the function.")
 @click.option("--input", "input_ref", metavar="FILE|CID", help="Task input (the guest's stdin).")
-@click.option("--arg", "args", multiple=True, metavar="A", help="argv[1:], repeatable.")
+@click.option(
+    "--arg", "args", multiple=True, metavar="A",
+    help="argv[1:] (with --python: the function's arguments), repeatable.",
+)  # fmt: skip
 @click.option(
     "--dir",
     "dirs",
