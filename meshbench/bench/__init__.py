@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "protocol": "meshbench.bench.protocol",
     "net": "meshbench.bench.net",
     "mesh": "meshbench.bench.mesh",
+    "python": "meshbench.bench.python",
     # provided by the meshbench-cuda extension (extensions/meshbench-cuda)
     "gpu": "meshbench_cuda.bench",
 }

@@ -3,9 +3,12 @@
 TASKS.json is a list of tasks (or ``{"defaults": {...}, "tasks": [...]}``); each task has
 ``wasm`` (a path, relative to the JSON file) and optionally ``input`` (a path),
 ``input_text``, ``args``, ``fee``, ``verifiers``, ``cpu_cycles``, ``memory_mb``, ``io_mb``,
-``output`` and ``deadline_s``. Example::
+``output`` and ``deadline_s``. A Python task names ``python`` (a ``.py`` file) instead of
+``wasm``, with ``entry`` (its function, default ``main``) and ``args`` (the function's
+arguments, any JSON values); its limits default to the python executor's. Example::
 
-    [{"wasm": "datasets/wasm/sha256.wasm", "input_text": "hello", "verifiers": 2}]
+    [{"wasm": "datasets/wasm/sha256.wasm", "input_text": "hello", "verifiers": 2},
+     {"python": "stats.py", "entry": "summary", "args": [[1, 2, 4]], "verifiers": 1}]
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from meshbench.core.types import CapabilityScope
 
 _KNOWN = {
     "wasm", "input", "input_text", "args", "fee", "verifiers", "cpu_cycles", "memory_mb",
-    "io_mb", "output", "deadline_s",
+    "io_mb", "output", "deadline_s", "python", "entry",
 }  # fmt: skip
 
 
@@ -49,9 +52,11 @@ def load_batch(path: Path) -> list[dict[str, Any]]:
             raise SchemaError(
                 f"task {i} has unknown fields {sorted(unknown)}; known: {sorted(_KNOWN)}"
             )
-        if "wasm" not in spec:
-            raise SchemaError(f"task {i} names no wasm module")
-        for key in ("wasm", "input"):
+        if "wasm" not in spec and "python" not in spec:
+            raise SchemaError(f"task {i} names no wasm module (or python file)")
+        if "wasm" in spec and "python" in spec:
+            raise SchemaError(f"task {i} names both a wasm module and a python file")
+        for key in ("wasm", "input", "python"):
             if key in spec:
                 p = Path(spec[key])
                 spec[key] = p if p.is_absolute() else (path.parent / p)
@@ -62,6 +67,8 @@ def load_batch(path: Path) -> list[dict[str, Any]]:
 
 
 def _publish(mesh: Any, spec: dict[str, Any]) -> Any:
+    if "python" in spec:
+        return _publish_python(mesh, spec)
     scope = CapabilityScope(
         memory_mb=spec.get("memory_mb", 128),
         cpu_cycles=spec.get("cpu_cycles", 1_000_000),
@@ -76,6 +83,27 @@ def _publish(mesh: Any, spec: dict[str, Any]) -> Any:
         scope=scope,
         args=spec.get("args", ()),
         output=spec.get("output", "stdout"),
+        deadline_s=spec.get("deadline_s", 300),
+    )
+
+
+def _publish_python(mesh: Any, spec: dict[str, Any]) -> Any:
+    from meshbench.exec.python_task import PYTHON_SCOPE, PythonCall
+
+    scope = CapabilityScope(
+        memory_mb=spec.get("memory_mb", PYTHON_SCOPE.memory_mb),
+        cpu_cycles=spec.get("cpu_cycles", PYTHON_SCOPE.cpu_cycles),
+        io_mb=spec.get("io_mb", PYTHON_SCOPE.io_mb),
+    )
+    args = spec.get("args", [])
+    if not isinstance(args, list):
+        raise SchemaError(f"a python task's args are a list of JSON values, not {args!r}")
+    call = PythonCall.from_file(spec["python"], *args, entry=spec.get("entry", "main"), scope=scope)
+    return mesh.publish(
+        python=call,
+        fee=spec.get("fee"),
+        verifiers=spec.get("verifiers", 3),
+        scope=scope,
         deadline_s=spec.get("deadline_s", 300),
     )
 
@@ -135,10 +163,11 @@ def cluster_run(
         raise click.UsageError("give exactly one of --scheduler ADDR or --local N")
     root = resolve_data_dir(data_dir)
     t0 = time.monotonic()
+    executors = ("python",) if any("python" in s for s in specs) else ()
     if scheduler is not None:
-        mesh = Mesh.connect(scheduler, data_dir=root)
+        mesh = Mesh.connect(scheduler, data_dir=root, executors=executors)
     else:
-        mesh = Mesh.local(workers=local_workers or 4, data_dir=root)
+        mesh = Mesh.local(workers=local_workers or 4, data_dir=root, executors=executors)
     with mesh:
         for line in verifier_warnings(specs, mesh.policy.verification_quorum, _workers(mesh)):
             click.echo(f"warning: {line}", err=True)

@@ -62,9 +62,19 @@ def _seed(text: str | None) -> bytes:
 
 
 @click.command("run")
-@click.option("--wasm", "wasm_ref", required=True, metavar="FILE|CID", help="The module.")
+@click.option("--wasm", "wasm_ref", metavar="FILE|CID", help="The module.")
+@click.option(
+    "--python",
+    "python_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Run a Python file's function (--entry) in the sandboxed CPython instead.",
+)
+@click.option("--entry", default="main", show_default=True, help="With --python: the function.")
 @click.option("--input", "input_ref", metavar="FILE|CID", help="Task input (the guest's stdin).")
-@click.option("--arg", "args", multiple=True, metavar="A", help="argv[1:], repeatable.")
+@click.option(
+    "--arg", "args", multiple=True, metavar="A",
+    help="argv[1:] (with --python: the function's arguments), repeatable.",
+)  # fmt: skip
 @click.option(
     "--dir",
     "dirs",
@@ -88,7 +98,9 @@ def _seed(text: str | None) -> bytes:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (output to -o).")
 @data_dir_option
 def run(
-    wasm_ref: str,
+    wasm_ref: str | None,
+    python_file: Path | None,
+    entry: str,
     input_ref: str | None,
     args: tuple[str, ...],
     dirs: tuple[str, ...],
@@ -107,13 +119,28 @@ def run(
     Without --json the result goes to stdout (or -o FILE), the guest's stderr to stderr, and
     the exit status is the guest's.
 
+    With --python FILE the task is FILE's function --entry, called with the --input bytes
+    (if given) and then each --arg (parsed as JSON when it is JSON, else a string); its
+    return value is printed as JSON ("value" under --json). Limits default to the python
+    executor's (1e10 fuel, 1024 MB, 64 MB of I/O).
+
     \b
     Example:
       meshbench run --wasm datasets/wasm/sha256.wasm --input README.md
       meshbench run --wasm datasets/wasm/escape.wasm --dir ./datasets::/data --fuel 10000000 --json
+      meshbench run --python stats.py --entry summary --arg '[1, 2, 3]' --json
     """
     from meshbench.exec.wasm import WasmExecutor, tree_from_host_dir
 
+    if (wasm_ref is None) == (python_file is None):
+        raise click.UsageError("give exactly one of --wasm FILE|CID and --python FILE")
+    if python_file is not None:
+        data = _read_ref(input_ref, data_dir, "--input") if input_ref else None
+        _run_python(
+            python_file, entry, data, args, (mem_mb, fuel, io_mb), seed, output, timeout, as_json
+        )
+        return
+    assert wasm_ref is not None
     defaults = CapabilityScope()
     scope = CapabilityScope(
         memory_mb=mem_mb or defaults.memory_mb,
@@ -155,5 +182,63 @@ def run(
         sys.stderr.buffer.write(result.stdout)
     sys.stderr.buffer.write(result.stderr)
     sys.stderr.buffer.flush()
+    if result.exit_code != 0:
+        sys.exit(min(result.exit_code, 255))
+
+
+def _arg_value(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _run_python(
+    path: Path,
+    entry: str,
+    data: bytes | None,
+    args: tuple[str, ...],
+    limits: tuple[int | None, int | None, int | None],
+    seed: str | None,
+    output: Path | None,
+    timeout: float | None,
+    as_json: bool,
+) -> None:
+    from meshbench.exec.python_task import (
+        PYTHON_SCOPE,
+        PythonCall,
+        PythonExecutor,
+        PythonTaskFailed,
+        jsonable,
+    )
+
+    mem_mb, fuel, io_mb = limits
+    scope = CapabilityScope(
+        memory_mb=mem_mb or PYTHON_SCOPE.memory_mb,
+        cpu_cycles=fuel or PYTHON_SCOPE.cpu_cycles,
+        io_mb=PYTHON_SCOPE.io_mb if io_mb is None else io_mb,
+    )
+    values = ([data] if data is not None else []) + [_arg_value(a) for a in args]
+    call = PythonCall.from_file(path, *values, entry=entry, scope=scope)
+    result = PythonExecutor().run_call(call, seed=_seed(seed), timeout_s=timeout)
+    if output is not None:
+        output.write_bytes(result.output)
+    try:
+        value, failed = jsonable(PythonCall.result(result)), None
+    except PythonTaskFailed as exc:
+        value, failed = None, exc
+    if as_json:
+        out = result.to_jsonable()
+        out["value"] = value
+        if failed is not None:
+            out["error"] = {"type": failed.error_type, "traceback": failed.traceback}
+        click.echo(json.dumps(out, indent=2))
+        return
+    sys.stderr.buffer.write(result.stderr)
+    sys.stderr.buffer.flush()
+    if result.stdout:
+        sys.stderr.buffer.write(result.stdout)
+    if failed is None and output is None:
+        click.echo(json.dumps(value, indent=2))
     if result.exit_code != 0:
         sys.exit(min(result.exit_code, 255))

@@ -15,6 +15,7 @@ must be writable only by the user running the worker (it is created ``0700``).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import tempfile
@@ -116,6 +117,51 @@ class ModuleCache:
                 self._lru.popitem(last=False)
         return loaded
 
+    def load_uninstrumented(self, wasm: bytes, cid: CID) -> tuple[wasmtime.Module, bool]:
+        """``(module, from_disk)``: ``wasm`` compiled as it is, for an embedder's own linking.
+
+        For a large trusted runtime (the ``python`` executor's CPython): no memory.grow rewrite
+        and no import or ``_start`` check here (the embedder links and checks it). Compiled at
+        most once per host even when several processes ask at once: a file lock beside the
+        ``.cwasm`` serialises them, and the ones that waited load what the first one wrote.
+        """
+        path = self._dir / f"{cid}.plain.cwasm"
+        module = self._deserialize(path)
+        if module is not None:
+            return module, True
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            lock = open(path.with_suffix(".lock"), "a+b")  # noqa: SIM115 (held across compile)
+        except OSError:
+            lock = None  # a read-only cache: compile without sharing
+        try:
+            if lock is not None:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+                module = self._deserialize(path)
+                if module is not None:
+                    return module, True
+            validate_module_bytes(wasm)
+            try:
+                module = wasmtime.Module(get_engine(), wasm)
+            except wasmtime.WasmtimeError as e:
+                raise InvalidModule(f"invalid WebAssembly module: {_first_line(e)}") from None
+            self.compiled += 1
+            self._store(path, module)
+            return module, False
+        finally:
+            if lock is not None:
+                lock.close()  # releases the lock
+
+    @staticmethod
+    def _deserialize(path: Path) -> wasmtime.Module | None:
+        if not path.is_file():
+            return None
+        try:
+            return wasmtime.Module.deserialize_file(get_engine(), str(path))
+        except wasmtime.WasmtimeError:
+            path.unlink(missing_ok=True)  # incompatible or corrupt: compile again
+            return None
+
     def forget(self) -> None:
         """Drop the in-memory LRU (the disk cache stays)."""
         with self._lock:
@@ -150,6 +196,17 @@ class ModuleCache:
                 raise
         except OSError:
             pass  # a read-only or full disk costs a recompile next time, nothing more
+
+
+def validate_module_bytes(wasm: bytes) -> None:
+    """InvalidModule unless ``wasm`` starts like a core WebAssembly module."""
+    if not wasm.startswith(b"\0asm"):
+        raise InvalidModule(
+            "not a WebAssembly module (no \\0asm magic); "
+            "expected a .wasm binary (text .wat must be assembled first)"
+        )
+    if wasm[:8] != _WASM_MAGIC:
+        raise InvalidModule("not a core WebAssembly module (a component or an unknown version)")
 
 
 def compile_module(wasm: bytes) -> wasmtime.Module:

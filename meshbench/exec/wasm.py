@@ -187,8 +187,17 @@ class WasmExecutor:
         seed: bytes = bytes(32),
         output: str = "stdout",
         timeout_s: float | None = None,
+        entry: str = "_start",
+        free_reads: tuple[str, ...] = (),
+        env: Mapping[str, str] | None = None,
     ) -> ExecutionResult:
         """Run ``_start`` once and return what the guest produced.
+
+        ``entry`` names another export to call instead, of type ``() -> ()`` or ``() -> i32``
+        (a reactor's ``run``; a non-zero value it returns is the exit status).
+        ``free_reads``: input dirs whose reads do not count against ``io_mb`` (see
+        :class:`~meshbench.exec.wasi.GuestContext`); ``env``: the guest's environment
+        (empty by default).
 
         A non-zero exit status is a result (``exit_code``), not an error. Errors: InvalidModule,
         OutOfFuel, MemoryLimitExceeded, IOLimitExceeded, ExecutionTimeout, GuestTrap, and
@@ -214,6 +223,8 @@ class WasmExecutor:
             io_limit=io_limit,
             dirs=dirs,
             scratch=_scratch_dirs(output, dirs),
+            free_reads=free_reads,
+            env=env,
         )
         ctx.charge(sum(len(a.encode()) + 1 for a in args))
         store = wasmtime.Store(get_engine())
@@ -236,7 +247,10 @@ class WasmExecutor:
                 exports = _Exports(store, instance)
                 memory = exports.get("memory")
                 ctx.memory = memory if isinstance(memory, wasmtime.Memory) else None
-                exports.call_start()
+                if entry == "_start":
+                    exports.call_start()
+                else:
+                    exit_code = exports.call_entry(entry)
         except BaseException as raised:
             e = ctx.pending if ctx.pending is not None else raised
             if isinstance(e, ProcExit):
@@ -299,6 +313,14 @@ class _Exports:
     def get(self, name: str) -> Any:
         item = self._raw(name)
         return wrap_extern(item) if item is not None else None
+
+    def call_entry(self, name: str) -> int:
+        """Call the export ``name`` (``() -> ()`` or ``() -> i32``); its i32 is the status."""
+        func = self.get(name)
+        if not isinstance(func, wasmtime.Func):
+            raise InvalidModule(f"the module has no {name!r} function")
+        value = func(self._store)
+        return value if isinstance(value, int) else 0
 
     def call_start(self) -> None:
         item = self._raw("_start")

@@ -73,6 +73,14 @@ class TaskResult:
     def output_cid(self) -> CID | None:
         return None if self.receipt is None else self.receipt.output_cid
 
+    def value(self) -> Any:
+        """A Python task's verified return value (PythonTaskFailed when the function raised)."""
+        from meshbench.exec.python_task import result_value
+
+        if self.output is None:
+            raise ProtocolError(f"task {self.task_cid} has no accepted output ({self.outcome})")
+        return result_value(self.output)
+
     def _repr_html_(self) -> str:
         pays = ""
         if self.settlement is not None:
@@ -327,18 +335,26 @@ class Mesh:
         policy: MeshPolicyFragment | Mapping[str, Any] | None = None,
         agent_factory: Callable[[Identity, str, int], WorkerAgent] | None = None,
         clock: Callable[[], int] = wall_clock_ms,
+        executors: Iterable[str] = (),
     ) -> Mesh:
         """Workers as threads of this process (no Dask): for tests and quick experiments.
 
         ``agent_factory(identity, federation, index)`` builds worker ``index``'s agent (its
-        hardware, extra executors); by default a 4 GiB CPU worker with the wasm executor.
-        ``clock``: milliseconds since the epoch for the node and its workers; a
-        :class:`~meshbench.runtime.clock.ManualClock` runs the mesh on virtual time (its
-        timers fire when the test advances the clock, never on their own).
+        hardware, extra executors); by default a 4 GiB CPU worker with the wasm executor and
+        the ``executors`` plug-ins named (one instance shared by every worker, e.g.
+        ``("python",)``). ``clock``: milliseconds since the epoch for the node and its
+        workers; a :class:`~meshbench.runtime.clock.ManualClock` runs the mesh on virtual
+        time (its timers fire when the test advances the clock, never on their own).
         """
         root = _data_dir(data_dir)
         keys = Keystore(root / "keys")
         federation = keys.load_or_create("federation").did
+        if executors:
+            from meshbench.exec.plugins import load_executor
+
+            shared = {name: load_executor(name) for name in executors}
+        else:
+            shared = {}
 
         def default(identity: Identity, federation: str, i: int) -> WorkerAgent:
             return WorkerAgent(
@@ -346,6 +362,7 @@ class Mesh:
                 federation,
                 HardwareProfile(memory_mb=4096),
                 behaviour=(behaviours or {}).get(i, "honest"),
+                executors=shared,
             )
 
         make = agent_factory or default
@@ -470,10 +487,11 @@ class Mesh:
         input: bytes | str | os.PathLike[str] | CID = b"",
         *,
         kernel: Any = None,
-        fee: int = 100,
+        python: Any = None,
+        fee: int | None = None,
         verifiers: int = 3,
         scope: CapabilityScope | None = None,
-        args: Iterable[str] = (),
+        args: Iterable[Any] = (),
         output: str = "stdout",
         deadline_s: float = 120,
         private: bool = False,
@@ -486,10 +504,24 @@ class Mesh:
         and input blobs, executor, validator, args and scope make the task (``scope`` given
         here overrides the payload's).
 
+        ``python`` instead of ``wasm``: a function (or a ``PythonCall``) run in the sandboxed
+        CPython with ``args`` as its positional arguments; ``result().value()`` is its return
+        value. The fee defaults to what a default worker asks for the scope.
+
         ``private=True`` stores the input encrypted (sealed to the publisher only); its key
         is sealed to the chosen worker and verifiers at the moment they are chosen.
         """
         executor, validator = "wasm", "exact"
+        if python is not None:
+            from meshbench.runtime.python_tasks import prepare_python, python_fee
+
+            if wasm is not None or kernel is not None or input != b"":
+                raise ProtocolError("give either python=... or wasm/kernel/input, not all")
+            prepared = prepare_python(self.node.blobs, python, args, scope=scope)
+            executor, wasm, input = "python", prepared.module_cid, prepared.input
+            args, scope = prepared.args, prepared.scope
+            fee = python_fee(scope) if fee is None else fee
+        fee = 100 if fee is None else fee
         if kernel is not None:
             if wasm is not None or input != b"" or tuple(args):
                 raise ProtocolError("give either kernel=... or wasm/input/args, not both")
@@ -563,15 +595,26 @@ class Mesh:
 
     def map(
         self,
-        wasm: bytes | str | os.PathLike[str] | CID,
-        inputs: Iterable[bytes | str | os.PathLike[str] | CID],
+        wasm: bytes | str | os.PathLike[str] | CID | Callable[..., Any],
+        inputs: Iterable[Any],
         *,
         progress: bool = True,
         timeout: float | None = 600,
         **kwargs: Any,
     ) -> list[TaskHandle]:
-        """Publish one task per input and wait for all of them (with a progress bar)."""
-        handles = [self.publish(wasm, x, **kwargs) for x in inputs]
+        """Publish one task per input and wait for all of them (with a progress bar).
+
+        ``wasm`` may be a Python function: each input is then its argument (a tuple: its
+        arguments), e.g. ``mesh.map(score, [1, 2, 3])``.
+        """
+        if callable(wasm):
+            fn = wasm
+            handles = [
+                self.publish(python=fn, args=x if isinstance(x, tuple) else (x,), **kwargs)
+                for x in inputs
+            ]
+        else:
+            handles = [self.publish(wasm, x, **kwargs) for x in inputs]
         from tqdm.auto import tqdm
 
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -590,6 +633,16 @@ class Mesh:
         self.node.call(lambda: None)  # everything handled so far is committed
         with Ledger(self.node.ledger_path) as led:
             return task_story(led, cid, scores=scores)
+
+    def task(self, fn: Callable[..., Any] | None = None, **publish: Any) -> Any:
+        """Decorator: ``@mesh.task`` (or ``@mesh.task(scope=..., verifiers=1)``) makes a
+        function run on this mesh when called (a
+        :class:`~meshbench.runtime.python_tasks.MeshFunction`)."""
+        from meshbench.runtime.python_tasks import MeshFunction
+
+        if fn is None:
+            return lambda f: MeshFunction(self, f, **publish)
+        return MeshFunction(self, fn, **publish)
 
     # --- frames ----------------------------------------------------------------------------
     def events(self) -> pl.DataFrame:

@@ -325,6 +325,9 @@ def _worker_main(argv: list[str] | None = None) -> None:
     p.add_argument("--federation", required=True, help="did:key of the federation")
     p.add_argument("--behaviour", default="honest", choices=["honest", "wrong", "lazy"])
     p.add_argument("--memory-mb", type=int, default=4096)
+    p.add_argument(
+        "--executor", action="append", default=[], help="extra executor plug-in, e.g. python"
+    )
     args = p.parse_args(argv)
     identity: Identity = Keystore(args.data_dir / "keys").load_or_create("worker")
     store = BlobStore(args.data_dir / "blobs")
@@ -335,6 +338,7 @@ def _worker_main(argv: list[str] | None = None) -> None:
         args.federation,
         HardwareProfile(memory_mb=args.memory_mb),
         behaviour=args.behaviour,
+        executors={name: _load_executor(name) for name in args.executor},
     )
     service = WorkerService(agent, node, authority=args.authority)
     print(f"worker {identity.did} listening on {' '.join(node.addrs)}", flush=True)
@@ -346,6 +350,12 @@ def _worker_main(argv: list[str] | None = None) -> None:
     finally:
         service.close()
         node.close()
+
+
+def _load_executor(name: str) -> Any:
+    from meshbench.exec.plugins import load_executor
+
+    return load_executor(name)
 
 
 if __name__ == "__main__":

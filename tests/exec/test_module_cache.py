@@ -57,3 +57,33 @@ def test_unwritable_cache_dir_still_runs(tmp_path):
     blocker.write_text("not a dir")
     cache = ModuleCache(blocker / "sub")
     assert cache.load(_module(3)).cid
+
+
+_RACE = """
+import sys, wasmtime
+from meshbench.core.encoding import blob_cid
+from meshbench.exec.cache import ModuleCache
+wasm = wasmtime.wat2wasm(sys.argv[2])
+cache = ModuleCache(sys.argv[1])
+module, from_disk = cache.load_uninstrumented(wasm, blob_cid(wasm))
+print(cache.compiled, from_disk)
+"""
+
+
+def test_uninstrumented_load_compiles_once_across_racing_processes(tmp_path):
+    import subprocess
+    import sys
+
+    # whether the second process waits on the lock or finds the file, nobody compiles twice
+    funcs = " ".join(f'(func (export "f{i}") (result i64) (i64.const {i}))' for i in range(2000))
+    wat = f'(module (memory (export "memory") 1) {funcs})'
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _RACE, str(tmp_path), wat], stdout=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outs = sorted(p.communicate(timeout=120)[0].decode().split() for p in procs)
+    assert [o[0] for o in outs] == ["0", "1"]  # one compiled, the other loaded its file
+    assert outs[0][1] == "True"
+    files = [p.name for p in next(tmp_path.iterdir()).iterdir()]
+    assert sum(f.endswith(".plain.cwasm") for f in files) == 1
+    assert not [f for f in files if f.startswith(".tmp-")]
