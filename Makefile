@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 
-.PHONY: demo test lint unit nbval notebooks lab chromium lock bench wasm wasm-check clean
+.PHONY: demo test lint unit nbval notebooks lab chromium lock bench wasm wasm-check clean fuzz
 
 # Installable extensions (their own pyproject.toml), installed editable beside meshbench.
 EXTENSIONS := extensions/meshbench-cuda
@@ -61,6 +61,15 @@ chromium:
 	    { $$SUDO apt-get update -qq && \
 	      DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; \
 	    } >/dev/null 2>&1 || echo "note: chromium could not be installed; the browser test will skip"; }
+
+# Coverage-guided fuzzing (atheris) of every decoder and wire parser, FUZZ_SECONDS per target;
+# new inputs land in tests/fuzz/corpus/<target>/ (minimise with --merge before committing).
+# The corpus itself is replayed by `make test` (tests/fuzz/test_corpus.py).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= dagcbor cid did envelope gossip blocks_request blocks_response sync control control_reply
+fuzz: $(STAMP)
+	mkdir -p .fuzz && cd .fuzz && for t in $(FUZZ_TARGETS); do \
+	    ../$(BIN)/python -m meshbench.testing.fuzz $$t --seconds $(FUZZ_SECONDS) || exit 1; done
 
 bench: $(STAMP)
 	$(BIN)/meshbench bench all
