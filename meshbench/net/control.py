@@ -1,19 +1,21 @@
 """The local control socket of a running node (``mesh-cli`` talks to ``mesh-cli start``).
 
-A Unix socket in the data dir (``mesh-node.sock``, mode 0600: only the owner may drive the
-node). One request per connection: a JSON line ``{"cmd": ..., "args": {...}}``; one JSON
-line back: ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "<type>",
-"message": ...}``. A MeshError raised in the node is raised again, with its own type, in
-the client.
+A Unix socket in the data dir (``mesh-node.sock``, mode 0600, and each connection's peer
+credentials checked: only the owner may drive the node). One request per connection: a JSON
+line ``{"cmd": ..., "args": {...}}``; one JSON line back: ``{"ok": true, "result": ...}`` or
+``{"ok": false, "error": "<type>", "message": ...}``. A MeshError raised in the node is
+raised again, with its own type, in the client.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import socket
 import socketserver
+import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +30,7 @@ __all__ = [
     "NodeNotRunning",
     "answer",
     "parse_reply",
+    "peer_uid",
     "request",
     "socket_path",
 ]
@@ -36,6 +39,7 @@ log = logging.getLogger("meshbench.net")
 
 SOCKET_NAME: Final = "mesh-node.sock"
 MAX_REQUEST: Final = 64 * 1024 * 1024
+_UCRED: Final = struct.Struct("3i")  # struct ucred: pid, uid, gid
 Handler = Callable[[dict[str, Any]], Any]
 
 
@@ -111,6 +115,34 @@ class _Handler(socketserver.StreamRequestHandler):
 class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
     handlers: dict[str, Handler]
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Only the node's own user may drive it (the socket's 0600 mode aside: root and
+        a socket file whose mode was changed are still refused)."""
+        uid = peer_uid(request)
+        if uid == os.geteuid():
+            return True
+        log.warning("control socket: refused a connection from uid %s", uid)
+        with contextlib.suppress(OSError):
+            request.sendall(
+                _reply_line(
+                    {
+                        "ok": False,
+                        "error": "NetworkError",
+                        "message": f"refused: uid {uid} does not own this node",
+                    }
+                )
+            )
+        return False
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The user id of the process at the other end of a Unix socket (SO_PEERCRED)."""
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    except (OSError, AttributeError):  # no SO_PEERCRED on this platform
+        return None
+    return _UCRED.unpack(creds)[1]
 
 
 class ControlServer:

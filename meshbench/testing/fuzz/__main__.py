@@ -51,6 +51,8 @@ def _instrument(prefix: str = "meshbench") -> int:
             continue
         for obj in list(vars(module).values()):
             funcs: list[types.FunctionType] = []
+            with contextlib.suppress(ValueError):  # lru_cache and functools.wraps wrappers
+                obj = inspect.unwrap(obj)
             if inspect.isfunction(obj) and obj.__module__ == name:
                 funcs.append(obj)
             elif inspect.isclass(obj) and obj.__module__ == name:
