@@ -5,7 +5,8 @@ their commands (``--json`` where they have it, a node with ``-vv``, error paths 
 every log record captured at DEBUG. All of it, and every file the data dir holds besides the
 key files, is searched for each key's secrets: the 32-byte seed, the 64-byte signing key
 (seed and public key), and the X25519 private key derived from it, spelled in hex (both
-cases), base64 (standard and URL-safe, with and without padding) and base58btc.
+cases), base64 (standard and URL-safe, with and without padding) and base58btc; and a
+private input's symmetric key and plaintext.
 """
 
 from __future__ import annotations
@@ -18,13 +19,17 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+import nacl.public
 import pytest
 from multiformats import multibase
 
 from meshbench.cli import icn_wallet, mesh_cli
 from meshbench.cli import meshbench as meshbench_cli
+from meshbench.core.errors import DecryptionError
 from meshbench.core.identity import Identity
+from meshbench.store.blobs import BlobStore
 from meshbench.store.keystore import Keystore
+from meshbench.store.sealing import seal_to
 from meshbench.testing.netmesh import spawn_node
 
 
@@ -124,6 +129,19 @@ def test_no_secret_in_outputs_logs_or_data_files(
     cli(mb, "key", "show", "--name", "broken", ok=False)
     damaged.unlink()
 
+    # a private input: neither its plaintext nor its symmetric key may land anywhere
+    store = BlobStore(home / "blobs")
+    alice, bob = Keystore(keys).load("alice"), Keystore(keys).load("bob")
+    plaintext = b"private-input-" + os.urandom(24).hex().encode()
+    envelope = store.put_encrypted(plaintext, [alice.did])
+    envelope = seal_to(envelope, alice, [bob.did])
+    assert store.get_decrypted(envelope, bob) == plaintext
+    with pytest.raises(DecryptionError) as refused:
+        store.get_decrypted(envelope, Identity.generate())
+    cli.transcript.append(str(refused.value))
+    [mine] = [r for r in envelope.recipients if r.recipient == alice.did]
+    sym_key = nacl.public.SealedBox(alice.curve25519_private_key).decrypt(mine.sealed_key)
+
     node_dir = home  # the node uses the same data dir and keystore ("node" key)
     node = spawn_node(node_dir, extra=["-vv", "--role", "authority"])
     try:
@@ -141,6 +159,9 @@ def test_no_secret_in_outputs_logs_or_data_files(
         if path.is_file() and path.parent != keys:
             haystacks[str(path.relative_to(home))] = path.read_bytes().decode("latin-1")
     assert " DEBUG " in haystacks["node.log"]  # the node logged at debug level: searched too
+    for secret in (*_spellings(sym_key), plaintext.decode()):
+        for where, text in haystacks.items():
+            assert secret not in text, f"a private input's key or plaintext is in {where}"
     for name, ident in idents.items():
         for secret in _secrets(ident):
             for where, text in haystacks.items():
