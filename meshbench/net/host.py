@@ -641,7 +641,7 @@ class MeshHost:
     async def _serve_bench(self, stream: INetStream) -> None:
         try:
             size = await StreamReader(stream, chunk=16).uvarint()
-            block = bytes(256 * 1024)
+            block = bytes(1024 * 1024)
             while size > 0:
                 await stream.write(block[: min(size, len(block))])
                 size -= len(block)
