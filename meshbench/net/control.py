@@ -90,9 +90,9 @@ def parse_reply(line: bytes, cmd: str) -> Any:
         reply = json.loads(line)
     except (ValueError, RecursionError) as exc:
         raise NetworkError(f"the node's reply to {cmd!r} is not JSON: {exc}") from None
-    if not isinstance(reply, dict):
-        raise NetworkError(f"the node's reply to {cmd!r} is not a JSON object")
-    if reply.get("ok") is True:
+    if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
+        raise NetworkError(f"the node's reply to {cmd!r} is not a JSON object with an ok flag")
+    if reply["ok"]:
         return reply.get("result")
     name, message = reply.get("error", "MeshError"), reply.get("message", "")
     if not isinstance(name, str) or not isinstance(message, str):
