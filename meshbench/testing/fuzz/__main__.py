@@ -16,9 +16,8 @@ import argparse
 import contextlib
 import hashlib
 import inspect
-import shutil
 import sys
-import tempfile
+import threading
 import types
 from pathlib import Path
 
@@ -39,6 +38,55 @@ def write_seeds(corpus: Path) -> int:
                 path.write_bytes(data)
                 count += 1
     return count
+
+
+def _arcs(target: str, data: bytes, prefix: str) -> frozenset[tuple[object, int, int]]:
+    """The (code, line, next line) arcs one input runs through in ``prefix``'s source."""
+    arcs: set[tuple[object, int, int]] = set()
+
+    def tracer(frame: types.FrameType, event: str, arg: object) -> object:
+        if not frame.f_code.co_filename.startswith(prefix):
+            return None
+        last = [frame.f_lineno]
+
+        def local(frame: types.FrameType, event: str, arg: object) -> object:
+            if event == "line":
+                arcs.add((frame.f_code, last[0], frame.f_lineno))
+                last[0] = frame.f_lineno
+            return local
+
+        return local
+
+    sys.settrace(tracer)
+    threading.settrace(tracer)
+    try:
+        with contextlib.suppress(MeshError):
+            TARGETS[target](data)
+    finally:
+        sys.settrace(None)
+        threading.settrace(None)  # type: ignore[arg-type]
+    return frozenset(arcs)
+
+
+def minimize(target: str, corpus: Path) -> tuple[int, int]:
+    """Keep the smallest inputs that together cover every arc the corpus covers.
+
+    libFuzzer's own ``-merge`` re-executes the fuzzer binary, which under atheris is the
+    interpreter without this module's arguments; a greedy set cover over line arcs (traced
+    in meshbench's own source) does the same job in process.
+    """
+    prefix = str(Path(__file__).resolve().parents[2])
+    files = sorted(corpus.iterdir(), key=lambda p: (p.stat().st_size, p.name))
+    covered: set[tuple[object, int, int]] = set()
+    kept = 0
+    for path in files:
+        new = _arcs(target, path.read_bytes(), prefix) - covered
+        if new:
+            covered |= new
+            kept += 1
+        else:
+            path.unlink()
+    return kept, len(files)
 
 
 def _instrument(prefix: str = "meshbench") -> int:
@@ -83,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{write_seeds(args.corpus)} new seed inputs in {args.corpus}")
         return 0
 
+    corpus = args.corpus / args.target
+    if args.merge:
+        kept, total = minimize(args.target, corpus)
+        print(f"{args.target}: kept {kept} of {total} inputs", file=sys.stderr)
+        return 0
+
     import atheris
 
     target = TARGETS[args.target]
@@ -91,20 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(MeshError):
             target(data)
 
-    corpus = args.corpus / args.target
     corpus.mkdir(parents=True, exist_ok=True)
     print(f"instrumented {_instrument()} functions", file=sys.stderr)
     flags = [f"-max_total_time={args.seconds}", "-timeout=10", "-rss_limit_mb=4096"]
     flags += ["-max_len=8192", *args.libfuzzer]
-    if args.merge:
-        with tempfile.TemporaryDirectory() as tmp:
-            old = Path(tmp) / "old"
-            shutil.copytree(corpus, old)
-            for f in corpus.iterdir():
-                f.unlink()
-            atheris.Setup([sys.argv[0], *flags, "-merge=1", str(corpus), str(old)], one_input)
-            atheris.Fuzz()
-        return 0
     atheris.Setup([sys.argv[0], *flags, str(corpus)], one_input)
     atheris.Fuzz()
     return 0
