@@ -1,7 +1,7 @@
 // A js-libp2p peer for interop tests: dials a meshbench node, checks Identify, exchanges
 // signed gossipsub 1.1 messages with it, and sends it one malformed message.
 // Then (given a blob CID) fetches that blob over /meshbench/blocks/1.0.0: megabytes that
-// cross our Yamux frames and Noise messages as py-libp2p writes them.
+// cross many Yamux frames and Noise messages as py-libp2p writes them.
 // Usage: node peer.mjs <multiaddr of the meshbench node> <hex of a signed object to publish>
 //        [<hex of a binary blob CID to fetch>]
 // Prints JSON lines: {"peer_id"}, {"agent", "protocol_version"}, {"published"}, {"received"},

@@ -32,7 +32,7 @@ __all__ = ["BLOCKS_PROTOCOL", "fetch_from_stream", "serve_stream"]
 
 BLOCKS_PROTOCOL: Final = "/meshbench/blocks/1.0.0"
 OK, NOT_FOUND, REFUSED = 0, 1, 2
-SEND_CHUNK: Final = 1024 * 1024  # one Yamux write batch (net/libp2p_fast.py WRITE_BATCH)
+SEND_CHUNK: Final = 1024 * 1024  # fewer, larger stream writes
 _MAX_CID_BYTES: Final = 128
 
 

@@ -61,7 +61,6 @@ from meshbench.core.errors import (
 )
 from meshbench.core.identity import Identity
 from meshbench.core.model import Model, Signed, decode_object
-from meshbench.net import libp2p_fast
 from meshbench.net import sync as sync_frames
 from meshbench.net.blocks import BLOCKS_PROTOCOL, fetch_from_stream, serve_stream
 from meshbench.net.guard import SELF, GossipGuard, GuardConfig, Verdict
@@ -82,7 +81,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("meshbench.net")
-libp2p_fast.apply()  # py-libp2p 0.8.1 throughput fixes (see the module)
 
 MESH_PROTOCOL_VERSION: Final = "/mesh/1.0.0"
 AGENT: Final = f"meshbench/{meshbench.__version__}"

@@ -1,7 +1,7 @@
 """Interoperability with js-libp2p (libp2p 3.x, @libp2p/gossipsub): a peer of another stack
 connects over TCP + Noise + Yamux, reads our Identify, exchanges signed gossip with us, its
 malformed message is dropped without harm, and it fetches an 8 MB blob from us over the
-blocks protocol (our Yamux frames and Noise messages as ``net/libp2p_fast.py`` writes them).
+blocks protocol (many Yamux frames and Noise messages, as py-libp2p writes them).
 
 Needs Node.js and ``npm ci`` in ``interop/js`` (skipped with the reason otherwise).
 """
