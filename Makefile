@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 
-.PHONY: demo test lint unit nbval notebooks lab chromium lock bench wasm wasm-check clean docs soak
+.PHONY: demo test lint unit nbval notebooks lab chromium lock bench wasm wasm-check clean docs soak fuzz
 
 # Installable extensions (their own pyproject.toml), installed editable beside meshbench.
 EXTENSIONS := extensions/meshbench-cuda
@@ -73,6 +73,15 @@ soak: $(STAMP)
 # The generated parts of docs/protocol.md (transition table and state diagram).
 docs: $(STAMP)
 	$(BIN)/python docs/gen_protocol.py
+
+# Coverage-guided fuzzing (atheris) of every decoder and wire parser, FUZZ_SECONDS per target;
+# new inputs land in tests/fuzz/corpus/<target>/ (minimise with --merge before committing).
+# The corpus itself is replayed by `make test` (tests/fuzz/test_corpus.py).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= dagcbor cid did envelope gossip blocks_request blocks_response sync control control_reply
+fuzz: $(STAMP)
+	mkdir -p .fuzz && cd .fuzz && for t in $(FUZZ_TARGETS); do \
+	    ../$(BIN)/python -m meshbench.testing.fuzz $$t --seconds $(FUZZ_SECONDS) || exit 1; done
 
 bench: $(STAMP)
 	$(BIN)/meshbench bench all

@@ -1,7 +1,11 @@
 // A js-libp2p peer for interop tests: dials a meshbench node, checks Identify, exchanges
 // signed gossipsub 1.1 messages with it, and sends it one malformed message.
+// Then (given a blob CID) fetches that blob over /meshbench/blocks/1.0.0: megabytes that
+// cross many Yamux frames and Noise messages as py-libp2p writes them.
 // Usage: node peer.mjs <multiaddr of the meshbench node> <hex of a signed object to publish>
-// Prints JSON lines: {"peer_id"}, {"agent", "protocol_version"}, {"published"}, {"received"}.
+//        [<hex of a binary blob CID to fetch>]
+// Prints JSON lines: {"peer_id"}, {"agent", "protocol_version"}, {"published"}, {"received"},
+// and {"blob_bytes", "blob_sha256"} with a CID.
 if (!Promise.withResolvers) {
   // Node 20 lacks it; libp2p 3.x uses it.
   Promise.withResolvers = function () {
@@ -20,7 +24,8 @@ const { gossipsub } = await import('@libp2p/gossipsub')
 const { multiaddr } = await import('@multiformats/multiaddr')
 
 const TOPIC = '/meshbench/1/tasks'
-const [target, objectHex] = process.argv.slice(2)
+const [target, objectHex, blobCidHex] = process.argv.slice(2)
+const { createHash } = await import('node:crypto')
 const say = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
 const deadline = setTimeout(() => { say({ error: 'timeout' }); process.exit(3) }, 45000)
 
@@ -75,6 +80,32 @@ while (answer === undefined) {
   await new Promise((r) => setTimeout(r, 500))
 }
 say({ received: answer })
+
+if (blobCidHex) {
+  // request = uvarint(len(cid)) cid; response = 0x00 uvarint(size) bytes (see net/blocks.py)
+  const cid = Buffer.from(blobCidHex, 'hex')
+  const stream = await node.dialProtocol(remote, '/meshbench/blocks/1.0.0')
+  stream.send(Uint8Array.from([cid.length, ...cid]))
+  const parts = []
+  for await (const chunk of stream) parts.push(Buffer.from(chunk.subarray()))
+  const all = Buffer.concat(parts)
+  let size = 0
+  let shift = 0
+  let pos = 1
+  while (true) {
+    const b = all[pos++]
+    size += (b & 0x7f) * 2 ** shift
+    shift += 7
+    if (!(b & 0x80)) break
+  }
+  const body = all.subarray(pos)
+  say({
+    blob_status: all[0],
+    blob_size: size,
+    blob_bytes: body.length,
+    blob_sha256: createHash('sha256').update(body).digest('hex')
+  })
+}
 clearTimeout(deadline)
 await node.stop()
 process.exit(0)

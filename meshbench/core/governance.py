@@ -335,6 +335,19 @@ def _fold_created(books: Tables, ev: FederationCreated) -> None:
 def _fold_credential(books: Tables, ev: Credential) -> None:
     ev.verify()
     _active_federation(books, ev.federation)
+    row = books.get("members", _member_key(ev.federation, ev.member))
+    if row is not None and ev.issued_at < row["issued_at"]:
+        # a replay of an older credential must not replace the current one
+        raise GovernanceError(
+            f"credential issued at {ev.issued_at} is older than {ev.member}'s current one "
+            f"(issued at {row['issued_at']}) in {ev.federation}"
+        )
+    if row is not None and row.get("revoked") and ev.issued_at <= row.get("revoked_at", 0):
+        # a replay of a credential from before the revocation must not re-admit the member
+        raise GovernanceError(
+            f"{ev.member}'s membership of {ev.federation} was revoked at {row['revoked_at']}; "
+            f"a credential issued at {ev.issued_at} does not restore it (issue a new one)"
+        )
     books.put(
         "members",
         _member_key(ev.federation, ev.member),
@@ -358,7 +371,13 @@ def _fold_revoked(books: Tables, ev: CredentialRevoked) -> None:
     row = books.get("members", key)
     if row is None:
         raise NotAMember(f"{ev.member} holds no credential of {ev.federation}")
-    books.put("members", key, dict(row, revoked=True))
+    if ev.timestamp < row["issued_at"]:
+        # a replay of an old revocation must not revoke a credential issued after it
+        raise GovernanceError(
+            f"revocation at {ev.timestamp} predates {ev.member}'s current credential "
+            f"(issued at {row['issued_at']})"
+        )
+    books.put("members", key, dict(row, revoked=True, revoked_at=ev.timestamp))
 
 
 def _fold_proposal(books: Tables, ev: MeshPolicyProposal) -> None:

@@ -1,19 +1,21 @@
 """The local control socket of a running node (``mesh-cli`` talks to ``mesh-cli start``).
 
-A Unix socket in the data dir (``mesh-node.sock``, mode 0600: only the owner may drive the
-node). One request per connection: a JSON line ``{"cmd": ..., "args": {...}}``; one JSON
-line back: ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "<type>",
-"message": ...}``. A MeshError raised in the node is raised again, with its own type, in
-the client.
+A Unix socket in the data dir (``mesh-node.sock``, mode 0600, and each connection's peer
+credentials checked: only the owner may drive the node). One request per connection: a JSON
+line ``{"cmd": ..., "args": {...}}``; one JSON line back: ``{"ok": true, "result": ...}`` or
+``{"ok": false, "error": "<type>", "message": ...}``. A MeshError raised in the node is
+raised again, with its own type, in the client.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import socket
 import socketserver
+import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -22,12 +24,22 @@ from typing import Any, Final
 from meshbench.core import errors
 from meshbench.core.errors import MeshError, NetworkError
 
-__all__ = ["SOCKET_NAME", "ControlServer", "NodeNotRunning", "request", "socket_path"]
+__all__ = [
+    "SOCKET_NAME",
+    "ControlServer",
+    "NodeNotRunning",
+    "answer",
+    "parse_reply",
+    "peer_uid",
+    "request",
+    "socket_path",
+]
 
 log = logging.getLogger("meshbench.net")
 
 SOCKET_NAME: Final = "mesh-node.sock"
 MAX_REQUEST: Final = 64 * 1024 * 1024
+_UCRED: Final = struct.Struct("3i")  # struct ucred: pid, uid, gid
 Handler = Callable[[dict[str, Any]], Any]
 
 
@@ -39,36 +51,98 @@ def socket_path(data_dir: str | os.PathLike[str]) -> Path:
     return Path(data_dir) / SOCKET_NAME
 
 
+def answer(line: bytes, handlers: dict[str, Handler]) -> bytes:
+    """The reply line to one request line: never raises, whatever the bytes."""
+    try:
+        req = json.loads(line)
+        if not isinstance(req, dict):
+            raise NetworkError(f"a control request is a JSON object, not {type(req).__name__}")
+        cmd, args = req["cmd"], req.get("args") or {}
+        handler = handlers.get(cmd) if isinstance(cmd, str) else None
+        if handler is None:
+            known = ", ".join(sorted(handlers))
+            raise NetworkError(f"unknown control command {cmd!r}; known: {known}")
+        if not isinstance(args, dict):
+            raise NetworkError(f"control arguments are a JSON object, not {type(args).__name__}")
+        return _reply_line({"ok": True, "result": handler(args)})
+    except (MeshError, NotImplementedError) as exc:
+        reply = {"ok": False, "error": type(exc).__name__, "message": str(exc)}
+    except (ValueError, KeyError, TypeError) as exc:
+        reply = {"ok": False, "error": "NetworkError", "message": f"bad request: {exc}"}
+    except Exception as exc:  # the node keeps running; the client learns what broke
+        log.exception("control command failed")
+        reply = {"ok": False, "error": "NetworkError", "message": f"{type(exc).__name__}: {exc}"}
+    return _reply_line(reply)
+
+
+def _reply_line(reply: dict[str, Any]) -> bytes:
+    return json.dumps(reply, default=str).encode() + b"\n"
+
+
+def parse_reply(line: bytes, cmd: str) -> Any:
+    """The result in a reply line, or the error it carries raised with its own type.
+
+    A reply that is not one JSON object of the expected shape raises :class:`NetworkError`.
+    """
+    if not line:
+        raise NetworkError(f"the node closed the control socket without answering {cmd!r}")
+    try:
+        reply = json.loads(line)
+    except (ValueError, RecursionError) as exc:
+        raise NetworkError(f"the node's reply to {cmd!r} is not JSON: {exc}") from None
+    if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
+        raise NetworkError(f"the node's reply to {cmd!r} is not a JSON object with an ok flag")
+    if reply["ok"]:
+        return reply.get("result")
+    name, message = reply.get("error", "MeshError"), reply.get("message", "")
+    if not isinstance(name, str) or not isinstance(message, str):
+        raise NetworkError(f"the node's error reply to {cmd!r} is malformed")
+    if name == "NotImplementedError":
+        raise NotImplementedError(message)
+    cls = getattr(errors, name, None)
+    if isinstance(cls, type) and issubclass(cls, MeshError):
+        raise cls(message)
+    raise NetworkError(f"{name}: {message}")
+
+
 class _Handler(socketserver.StreamRequestHandler):
     server: _Server
 
     def handle(self) -> None:
-        line = self.rfile.readline(MAX_REQUEST)
-        try:
-            req = json.loads(line)
-            cmd, args = req["cmd"], req.get("args") or {}
-            handler = self.server.handlers.get(cmd)
-            if handler is None:
-                known = ", ".join(sorted(self.server.handlers))
-                raise NetworkError(f"unknown control command {cmd!r}; known: {known}")
-            reply: dict[str, Any] = {"ok": True, "result": handler(args)}
-        except (MeshError, NotImplementedError) as exc:
-            reply = {"ok": False, "error": type(exc).__name__, "message": str(exc)}
-        except (ValueError, KeyError, TypeError) as exc:
-            reply = {"ok": False, "error": "NetworkError", "message": f"bad request: {exc}"}
-        except Exception as exc:  # the node keeps running; the client learns what broke
-            log.exception("control command failed")
-            reply = {
-                "ok": False,
-                "error": "NetworkError",
-                "message": f"{type(exc).__name__}: {exc}",
-            }
-        self.wfile.write(json.dumps(reply, default=str).encode() + b"\n")
+        self.wfile.write(answer(self.rfile.readline(MAX_REQUEST), self.server.handlers))
 
 
 class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
     handlers: dict[str, Handler]
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Only the node's own user may drive it (the socket's 0600 mode aside: root and
+        a socket file whose mode was changed are still refused)."""
+        uid = peer_uid(request)
+        if uid == os.geteuid():
+            return True
+        log.warning("control socket: refused a connection from uid %s", uid)
+        with contextlib.suppress(OSError):
+            request.sendall(
+                _reply_line(
+                    {
+                        "ok": False,
+                        "error": "NetworkError",
+                        "message": f"refused: uid {uid} does not own this node",
+                    }
+                )
+            )
+        return False
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The user id of the process at the other end of a Unix socket (SO_PEERCRED)."""
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    except (OSError, AttributeError):  # no SO_PEERCRED on this platform
+        return None
+    return _UCRED.unpack(creds)[1]
 
 
 class ControlServer:
@@ -135,15 +209,4 @@ def request(data_dir: str | os.PathLike[str], cmd: str, timeout: float = 600, **
         raise NetworkError(f"the node did not answer {cmd!r} within {timeout:.0f} s") from None
     except OSError as exc:
         raise NetworkError(f"control socket {path}: {exc}") from exc
-    if not line:
-        raise NetworkError(f"the node closed the control socket without answering {cmd!r}")
-    reply = json.loads(line)
-    if reply.get("ok"):
-        return reply.get("result")
-    name, message = reply.get("error", "MeshError"), reply.get("message", "")
-    if name == "NotImplementedError":
-        raise NotImplementedError(message)
-    cls = getattr(errors, name, None)
-    if isinstance(cls, type) and issubclass(cls, MeshError):
-        raise cls(message)
-    raise NetworkError(f"{name}: {message}")
+    return parse_reply(line, cmd)

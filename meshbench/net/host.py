@@ -61,10 +61,12 @@ from meshbench.core.errors import (
 )
 from meshbench.core.identity import Identity
 from meshbench.core.model import Model, Signed, decode_object
+from meshbench.net import sync as sync_frames
 from meshbench.net.blocks import BLOCKS_PROTOCOL, fetch_from_stream, serve_stream
 from meshbench.net.guard import SELF, GossipGuard, GuardConfig, Verdict
 from meshbench.net.keys import did_from_peer_id, key_pair_of, parse_peer_id
 from meshbench.net.peers import PeerRecord
+from meshbench.net.sync import SYNC_PROTOCOL
 from meshbench.net.topics import TOPIC_TYPES, Topic
 from meshbench.net.wire import StreamReader, uvarint
 from meshbench.store.blobs import BlobStore
@@ -82,7 +84,6 @@ log = logging.getLogger("meshbench.net")
 
 MESH_PROTOCOL_VERSION: Final = "/mesh/1.0.0"
 AGENT: Final = f"meshbench/{meshbench.__version__}"
-SYNC_PROTOCOL: Final = "/meshbench/sync/1.0.0"
 #: Benchmarks only (off unless HostConfig.bench_protocol): bytes from memory, no store.
 BENCH_PROTOCOL: Final = "/meshbench/bench-stream/1.0.0"
 #: A delivered message: (topic, checked object, PeerID of its origin).
@@ -638,7 +639,7 @@ class MeshHost:
     async def _serve_bench(self, stream: INetStream) -> None:
         try:
             size = await StreamReader(stream, chunk=16).uvarint()
-            block = bytes(256 * 1024)
+            block = bytes(1024 * 1024)
             while size > 0:
                 await stream.write(block[: min(size, len(block))])
                 size -= len(block)
@@ -678,8 +679,7 @@ class MeshHost:
                 source = [(topic, data) for topic, data, _ in self.events if topic in wanted]
             batch = bytearray()
             for topic, data in source:
-                name = topic.value.encode()
-                batch += uvarint(len(name)) + name + uvarint(len(data)) + data
+                batch += sync_frames.encode_frame(topic, data)
                 if len(batch) > 256 * 1024:
                     await stream.write(bytes(batch))
                     batch.clear()
@@ -703,17 +703,11 @@ class MeshHost:
         try:
             with trio.fail_after(timeout):
                 reader = StreamReader(stream)
-                while not await reader.at_end():
+                max_bytes = self.config.guard.max_message_bytes
+                while (frame := await sync_frames.read_frame(reader, max_bytes)) is not None:
                     if self._stats["sync_frames"] - frames_before >= self.config.event_log:
                         raise NetworkError(f"{pid} sent more events than this node keeps")
-                    n = await reader.uvarint()
-                    if n > 64:
-                        raise NetworkError(f"sync frame from {pid} has a bad topic")
-                    topic = Topic.parse((await reader.exactly(n)).decode(errors="replace"))
-                    size = await reader.uvarint()
-                    if size > self.config.guard.max_message_bytes:
-                        raise NetworkError(f"sync frame from {pid} is too large")
-                    data = await reader.exactly(size)
+                    topic, data = frame
                     self._stats["sync_frames"] += 1
                     outcome = self.guard.check(
                         topic, data, peer, time.monotonic(), rate_limited=False

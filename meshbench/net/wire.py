@@ -58,8 +58,16 @@ class StreamReader:
 
     async def some(self, limit: int) -> bytes:
         """Up to ``limit`` bytes (at least one), or b"" at the end of the stream."""
-        if not self._buf and not await self._fill():
-            return b""
+        if not self._buf:
+            if self.eof:
+                return b""
+            try:
+                data = await self._stream.read(min(self._chunk, limit))
+            except StreamEOF:
+                data = b""
+            if not data:
+                self.eof = True
+            return data  # straight through: no copy into the buffer and out again
         out = bytes(self._buf[:limit])
         del self._buf[:limit]
         return out

@@ -81,8 +81,12 @@ class BlobStore:
             stale.unlink(missing_ok=True)
 
     # --- writing ---------------------------------------------------------------------
-    def put(self, source: Source) -> CID:
-        """Store bytes, a binary file object or an iterable of chunks; return the CID."""
+    def put(self, source: Source, *, expected: CID | None = None) -> CID:
+        """Store bytes, a binary file object or an iterable of chunks; return the CID.
+
+        With ``expected``, bytes that hash to another CID raise :class:`CIDMismatch` and
+        nothing is stored (the temporary file is removed before it is ever renamed).
+        """
         fd, tmp_name = tempfile.mkstemp(prefix="put-", dir=self._tmp)
         tmp = Path(tmp_name)
         try:
@@ -100,6 +104,8 @@ class BlobStore:
                 out.flush()
                 os.fsync(out.fileno())
             cid = encoding.sha256_cid(digest.digest(), encoding.RAW)
+            if expected is not None and cid != expected:
+                raise CIDMismatch(f"the bytes hash to {cid}, not to the expected {expected}")
             dest = self.path(cid)
             if dest.exists():
                 tmp.unlink()

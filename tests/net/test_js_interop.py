@@ -1,12 +1,14 @@
 """Interoperability with js-libp2p (libp2p 3.x, @libp2p/gossipsub): a peer of another stack
-connects over TCP + Noise + Yamux, reads our Identify, exchanges signed gossip with us, and
-its malformed message is dropped without harm.
+connects over TCP + Noise + Yamux, reads our Identify, exchanges signed gossip with us, its
+malformed message is dropped without harm, and it fetches an 8 MB blob from us over the
+blocks protocol (many Yamux frames and Noise messages, as py-libp2p writes them).
 
 Needs Node.js and ``npm ci`` in ``interop/js`` (skipped with the reason otherwise).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import queue
 import shutil
@@ -58,8 +60,11 @@ def test_js_libp2p_peer_identifies_and_gossips_with_us(tmp_path: Path) -> None:
         inbox: queue.Queue = queue.Queue()
         ours.subscribe("tasks", lambda obj, peer: inbox.put((obj, peer)))
         from_js = make_task(make_identity(32), nonce=1, sign=True)
+        blob = hashlib.shake_256(b"interop blob").digest(8 * 1024 * 1024 + 12345)
+        blob_cid = ours.store.put(blob)
         proc = subprocess.Popen(
-            ["node", str(JS / "peer.mjs"), ours.addrs[0], from_js.encode().hex()],
+            ["node", str(JS / "peer.mjs"), ours.addrs[0], from_js.encode().hex(),
+             bytes(blob_cid).hex()],
             cwd=JS, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         lines = _lines(proc)
@@ -87,6 +92,10 @@ def test_js_libp2p_peer_identifies_and_gossips_with_us(tmp_path: Path) -> None:
         else:
             raise AssertionError("the js peer received none of our messages")
         assert answer in sent
+        fetched = _next(lines, "blob_sha256")
+        assert fetched["blob_status"] == 0 and fetched["blob_size"] == len(blob)
+        assert fetched["blob_bytes"] == len(blob)
+        assert fetched["blob_sha256"] == hashlib.sha256(blob).hexdigest()
         assert proc.wait(30) == 0
         assert ours.stats()["rejected"] == {"EncodingError": 1}  # copies: no penalty
     finally:
