@@ -128,7 +128,7 @@ def run(
     Example:
       meshbench run --wasm datasets/wasm/sha256.wasm --input README.md
       meshbench run --wasm datasets/wasm/escape.wasm --dir ./datasets::/data --fuel 10000000 --json
-      meshbench run --python stats.py --entry summary --arg '[1, 2, 3]' --json
+      meshbench run --python datasets/python/stats.py --entry summary --arg '[1, 2, 3]' --json
     """
     from meshbench.exec.wasm import WasmExecutor, tree_from_host_dir
 

@@ -55,6 +55,16 @@ class Tables:
         self._pending: dict[tuple[str, str], Any] | None = None
         self._policy_cache: dict[str, MeshPolicy] = {}
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        """Deep copies share the rule set (an immutable value), and copy everything else."""
+        import copy
+
+        other = type(self).__new__(type(self))
+        memo[id(self)] = other
+        for name, value in vars(self).items():
+            setattr(other, name, value if name == "rules" else copy.deepcopy(value, memo))
+        return other
+
     def copy(self) -> Self:
         """An independent copy (values are replaced, never mutated, so a shallow copy works)."""
         other = type(self)(self.authority, self.rules)

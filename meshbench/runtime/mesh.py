@@ -28,6 +28,7 @@ from meshbench.core.encoding import CID, parse_cid
 from meshbench.core.errors import ProtocolError
 from meshbench.core.events import MeshPolicyActivated, RewardDistributed
 from meshbench.core.identity import Identity
+from meshbench.core.outcome import task_outcome
 from meshbench.core.policy import MeshPolicy, MeshPolicyFragment
 from meshbench.core.protocol import Faucet
 from meshbench.core.types import (
@@ -59,11 +60,15 @@ class TaskResult:
     """The verified outcome of a task."""
 
     task_cid: CID
+    #: ``Accepted``, ``Failed`` (a verified guest failure: see :attr:`error`), ``Rejected``,
+    #: ``NoConsensus`` or ``Expired``
     outcome: str
     output: bytes | None
     receipt: ExecutionReceipt | None
     verifications: tuple[VerificationReceipt, ...]
     settlement: RewardDistributed | None
+    #: what failed in the guest (error type and exit code) when the outcome is ``Failed``
+    error: str | None = None
 
     @property
     def accepted(self) -> bool:
@@ -114,13 +119,16 @@ class TaskHandle:
         if not self._record.done.wait(timeout):
             raise TimeoutError(f"task {self.cid} is still {self.state} after {timeout} s")
         r = self._record
+        exit_code = r.receipt.exit_code if r.receipt is not None else None
+        outcome, error = task_outcome(r.outcome, exit_code, r.output)
         return TaskResult(
             task_cid=self.cid,
-            outcome=r.outcome or "Expired",
+            outcome=outcome or "Expired",
             output=r.output if r.outcome == "Accepted" else None,
             receipt=r.receipt,
             verifications=tuple(r.verdicts),
             settlement=r.settlement,
+            error=error,
         )
 
     def story(self, *, scores: bool = True) -> TaskStory:

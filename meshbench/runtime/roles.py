@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from meshbench.core.encoding import parse_cid
 from meshbench.core.errors import ProtocolError
+from meshbench.core.outcome import task_outcome
 from meshbench.core.types import CapabilityScope, ComputeOffer, HardwareProfile, TaskIntent
 from meshbench.runtime.clock import wall_clock_ms as _now
 
@@ -118,7 +119,10 @@ class AuthorityRole:
         done = state in TERMINAL_STATES or (rec is not None and rec.done.is_set())
         out: dict[str, Any] = {"task_cid": str(cid), "state": state, "done": done}
         if rec is not None:
-            out["outcome"] = rec.outcome
+            exit_code = None if rec.receipt is None else rec.receipt.exit_code
+            out["outcome"], error = task_outcome(rec.outcome, exit_code, rec.output)
+            if error is not None:
+                out["error"] = error
             out["output_cid"] = None if rec.receipt is None else str(rec.receipt.output_cid)
             out["approvals"] = sum(v.approved for v in rec.verdicts)
             out["verdicts"] = len(rec.verdicts)

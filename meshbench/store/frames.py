@@ -26,6 +26,7 @@ from meshbench.core.events import (
     TaskAssigned,
 )
 from meshbench.core.model import Model, decode_object
+from meshbench.core.outcome import task_outcome
 from meshbench.core.types import ComputeOffer, ExecutionReceipt, TaskIntent, VerificationReceipt
 
 __all__ = ["SCHEMAS", "LedgerFrames", "open_ledger"]
@@ -135,7 +136,9 @@ class LedgerFrames:
         outcome: dict[str, str] = {}
         settled: dict[str, datetime | None] = {}
         rows = []
-        for _, ev in self._events(("TaskIntent", "QuorumReached", "RewardDistributed")):
+        exit_codes: dict[str, int] = {}
+        kinds = ("TaskIntent", "ExecutionReceipt", "QuorumReached", "RewardDistributed")
+        for _, ev in self._events(kinds):
             if isinstance(ev, TaskIntent):
                 rows.append(
                     {
@@ -146,12 +149,17 @@ class LedgerFrames:
                         "published": _time(ev.created_at),
                     }
                 )  # fmt: skip
+            elif isinstance(ev, ExecutionReceipt):
+                exit_codes[str(ev.task_cid)] = ev.exit_code  # the last reveal is the decided one
             elif isinstance(ev, QuorumReached):
                 outcome[str(ev.task_cid)] = ev.outcome
             elif isinstance(ev, RewardDistributed):
                 settled[str(ev.task_cid)] = _time(ev.timestamp)
         for r in rows:
-            r["outcome"] = outcome.get(r["task_cid"])
+            # Failed: a verified guest failure (core/outcome.py)
+            r["outcome"], _ = task_outcome(
+                outcome.get(r["task_cid"]), exit_codes.get(r["task_cid"])
+            )
             r["settled"] = settled.get(r["task_cid"])
         return _frame("tasks", rows)
 

@@ -43,6 +43,7 @@ from meshbench.core.events import (
 )
 from meshbench.core.governance import CredentialRevoked, FederationCreated
 from meshbench.core.model import Model, decode_object
+from meshbench.core.outcome import task_outcome
 from meshbench.core.policy import MeshPolicy
 from meshbench.core.selection import ScoreBreakdown, score_breakdown
 from meshbench.core.types import (
@@ -83,7 +84,13 @@ class _TaskView:
     books: Books
     offers: list[dict[str, Any]] = field(default_factory=list)
     escrow: list[dict[str, Any]] = field(default_factory=list)
-    outcome: str | None = None
+    decision: str | None = None
+    exit_code: int | None = None
+
+    @property
+    def outcome(self) -> str | None:
+        """The decision, or ``Failed`` for a verified guest failure (core/outcome.py)."""
+        return task_outcome(self.decision, self.exit_code)[0]
 
     @property
     def state(self) -> str:
@@ -278,7 +285,7 @@ class MeshFeed:
         if isinstance(ev, QuorumReached):
             view = self.tasks.get(str(ev.task_cid))
             if view is not None:
-                view.outcome = ev.outcome
+                view.decision = ev.outcome
             peers = [ev.worker, *ev.with_quorum, *ev.against_quorum]
             self._reputation_points([p for p in peers if p], ev.timestamp)
             return "reputation"
@@ -325,6 +332,9 @@ class MeshFeed:
         except MeshError as exc:
             signature = f"INVALID ({type(exc).__name__})"
         if isinstance(ev, ExecutionReceipt):
+            view = self.tasks.get(str(ev.task_cid))
+            if view is not None:
+                view.exit_code = ev.exit_code
             row = {"kind": "execution", "peer": ev.worker, "verdict": "—",
                    "fuel": ev.summary.fuel_used, "output_cid": str(ev.output_cid),
                    "reason": "" if ev.exit_code == 0 else f"exit code {ev.exit_code}"}  # fmt: skip

@@ -67,10 +67,8 @@ def _settled() -> tuple[ProtocolHarness, TaskIntent, dict[str, Signed], list[Any
         "StakeRequest": stake,
         "PeerInfo": h.state.peers[h.peers[0].did],
     }
-    ledger: list[Any] = []
+    ledger: list[Any] = list(h.history)  # the journal and the events, as the ledger holds them
     for command in h.log:
-        if isinstance(command, AppendToLedger):
-            ledger += command.events
         if isinstance(command, Broadcast | AppendToLedger):
             for obj in command.events if isinstance(command, AppendToLedger) else (command.obj,):
                 if isinstance(obj, Signed):
@@ -109,7 +107,7 @@ def test_governance_replays_are_refused_and_change_nothing() -> None:
     from meshbench.core import governance as gov
     from meshbench.core.books import Books
     from meshbench.testing.factories import make_identity
-    from meshbench.testing.governance import admit, create_federation, propose, vote
+    from meshbench.testing.governance import admit, create_federation, propose, stamped, vote
 
     t0 = 1_700_000_000_000
     fed, auth = make_identity(100), make_identity(101)
@@ -120,20 +118,23 @@ def test_governance_replays_are_refused_and_change_nothing() -> None:
     books.apply(*history)
     frag = mb.MeshPolicyFragment(updates={"min_fee": 20})
     p = propose(books, fed.did, alice, frag, description="fee", now_ms=t0 + 1)
-    books.apply(p)
+    proposed = stamped(auth, p)  # the authority's clock comes first (issue 18 item 1)
+    books.apply(*proposed)
     votes = [vote(p, m, approve=True, now_ms=t0 + 2) for m in (alice, bob)]
-    books.apply(*votes)
+    voted = stamped(auth, *votes)
+    books.apply(*voted)
     activation = gov.activation_for(books, p.cid, auth, now_ms=t0 + 3)
     books.apply(activation)
-    history += [p, *votes, activation]
+    history += [*proposed, *voted, activation]
     before = list(books)
     for old in history:
         try:
             books.apply(copy.deepcopy(old))
         except MeshError:
             pass
-        else:  # only the very same credential may come again, and it changes nothing
-            assert type(old).__name__ == "Credential"
+        else:  # only the very same credential, or the authority's latest clock stamp, may
+            # come again, and it changes nothing (the ledger refuses the duplicate CID anyway)
+            assert type(old).__name__ in ("Credential", "AuthorityClock")
         assert list(books) == before, type(old).__name__
 
 
