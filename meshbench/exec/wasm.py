@@ -234,14 +234,17 @@ class WasmExecutor:
             with epoch_ticking(), bind(ctx):
                 instance = loaded.pre.instantiate(store)
                 exports = _Exports(store, instance)
-                memory = exports.get("memory")
-                ctx.memory = memory if isinstance(memory, wasmtime.Memory) else None
+                memory = exports._raw("memory")
+                if memory is not None and memory.kind == _ffi.WASMTIME_EXTERN_MEMORY.value:
+                    context = ctypes.cast(store._context(), ctypes.c_void_p).value
+                    ctx.memory_window.attach(context, memory)
                 exports.call_start()
         except BaseException as raised:
             e = ctx.pending if ctx.pending is not None else raised
             if isinstance(e, ProcExit):
                 exit_code = e.code
             else:
+                ctx.memory_window.release()
                 refused = _grow_refused(loaded, store, exports, memory_cap)
                 raise _classify(e, store, fuel, refused, memory_cap) from None
         wall_us = (time.perf_counter_ns() - t0) // 1000
@@ -252,7 +255,8 @@ class WasmExecutor:
                 f"limit of {memory_cap} bytes was refused (memory_mb={scope.memory_mb})",
                 fuel_used=fuel_used,
             )
-        peak = ctx.memory.data_len(store) if ctx.memory is not None else 0
+        peak = ctx.memory_window.length()
+        ctx.memory_window.release()
         result = _result_bytes(ctx, output, fuel_used)
         summary = ExecutionSummary(
             fuel_used=fuel_used,
