@@ -22,6 +22,7 @@ from typing import Any, Final, Protocol
 import wasmtime
 from wasmtime import _ffi
 from wasmtime import _func as _wasmtime_func
+from wasmtime._extern import wrap_extern
 
 from meshbench.core.errors import ExecutionError, GuestTrap, OutOfFuel, WasiError
 from meshbench.exec.engine import HOST_CALL_FUEL, IO_BYTES_PER_FUEL
@@ -30,6 +31,7 @@ from meshbench.exec.vfs import EFAULT, IOBudget, fs_error
 __all__ = [
     "HOST_TRAP_MESSAGE",
     "GuestMemory",
+    "GuestStore",
     "HostContext",
     "Signature",
     "bind",
@@ -58,6 +60,19 @@ _memory_data = _c("wasmtime_memory_data", _P, _P, _P)
 _memory_data_size = _c("wasmtime_memory_data_size", ctypes.c_size_t, _P, _P)
 _trap_new = _c("wasmtime_trap_new", _P, ctypes.c_char_p, ctypes.c_size_t)
 _callback_t = ctypes.CFUNCTYPE(ctypes.c_size_t, _P, _P, _P, ctypes.c_size_t)
+_I64, _SIZE = ctypes.c_int64, ctypes.c_size_t
+_store_new = _c("wasmtime_store_new", _P, _P, _P, _P)
+_store_context = _c("wasmtime_store_context", _P, _P)
+_store_limiter = _c("wasmtime_store_limiter", None, _P, _I64, _I64, _I64, _I64, _I64)
+_store_delete = _c("wasmtime_store_delete", None, _P)
+_set_epoch_deadline = _c("wasmtime_context_set_epoch_deadline", None, _P, ctypes.c_uint64)
+_pre_instantiate = _c("wasmtime_instance_pre_instantiate", _P, _P, _P, _P, _P)
+_instance_export_get = _c(
+    "wasmtime_instance_export_get", ctypes.c_bool, _P, _P, ctypes.c_char_p, _SIZE, _P
+)
+_func_call = _c("wasmtime_func_call", _P, _P, _P, _P, _SIZE, _P, _SIZE, _P)
+_MEMORY_KIND: Final = _ffi.WASMTIME_EXTERN_MEMORY.value
+_FUNC_KIND: Final = _ffi.WASMTIME_EXTERN_FUNC.value
 
 _memory_view = ctypes.pythonapi.PyMemoryView_FromMemory
 _memory_view.restype = ctypes.py_object
@@ -166,6 +181,124 @@ class GuestMemory:
     def u64(self, ptr: int, value: int) -> None:
         end = ptr + 8
         _U64.pack_into(self.view if end <= self.size else self._grow(end), ptr, value & (2**64 - 1))
+
+
+def _address(pointer: Any) -> int:
+    return ctypes.cast(pointer, ctypes.c_void_p).value or 0
+
+
+def _raise_error(error: int) -> None:
+    raise wasmtime.WasmtimeError._from_ptr(
+        ctypes.cast(error, ctypes.POINTER(_ffi.wasmtime_error_t))
+    )
+
+
+def _raise_trap(trap: ctypes.c_void_p) -> None:
+    raise wasmtime.Trap._from_ptr(ctypes.cast(trap, ctypes.POINTER(_ffi.wasm_trap_t)))
+
+
+class GuestStore:
+    """One run's wasmtime store, instance and ``_start`` call, straight through the C API.
+
+    ``wasmtime.Store`` and ``Instance`` wrap every step (and every export) in Python objects,
+    which for a short task cost more than the task; this does the same calls bare. It is also
+    a "storelike" (``_context()``), so wasmtime-py objects (a ``Global``) can read from it.
+    Call :meth:`close` when done (the context pointer dies with it).
+    """
+
+    __slots__ = ("_instance", "_ptr", "_typed", "context")
+
+    def __init__(
+        self,
+        engine: wasmtime.Engine,
+        *,
+        fuel: int,
+        epoch_deadline: int,
+        limits: tuple[int, int, int, int, int],
+    ) -> None:
+        """``limits``: memory bytes, table elements, instances, tables, memories."""
+        self._ptr = _store_new(_address(engine.ptr()), None, None)
+        self.context: int = _store_context(self._ptr)
+        self._typed: Any = None
+        self._instance = _ffi.wasmtime_instance_t()
+        error = _set_fuel(self.context, fuel)
+        if error:
+            self.close()
+            _raise_error(error)
+        _store_limiter(self._ptr, *limits)
+        _set_epoch_deadline(self.context, epoch_deadline)
+
+    def _context(self) -> Any:
+        if self._typed is None:
+            self._typed = ctypes.cast(self.context, ctypes.POINTER(_ffi.wasmtime_context_t))
+        return self._typed
+
+    def get_fuel(self) -> int:
+        left = ctypes.c_uint64(0)
+        error = _get_fuel(self.context, ctypes.addressof(left))
+        if error:
+            _raise_error(error)
+        return left.value
+
+    def instantiate(self, pre: wasmtime.InstancePre) -> None:
+        """Instantiate ``pre`` (running its start function, if any); Trap or WasmtimeError."""
+        trap = ctypes.c_void_p()
+        error = _pre_instantiate(
+            _address(pre.ptr()),
+            self.context,
+            ctypes.addressof(self._instance),
+            ctypes.addressof(trap),
+        )
+        if error:
+            _raise_error(error)
+        if trap.value:
+            _raise_trap(trap)
+
+    def export(self, name: bytes) -> Any:
+        """The instance's export ``name`` as a raw ``wasmtime_extern_t``, or None."""
+        item = _ffi.wasmtime_extern_t()
+        found = _instance_export_get(
+            self.context, ctypes.addressof(self._instance), name, len(name), ctypes.addressof(item)
+        )
+        return item if found else None
+
+    def memory(self) -> Any:
+        """The ``memory`` export, or None when the instance exports no memory by that name."""
+        item = self.export(b"memory")
+        return item if item is not None and item.kind == _MEMORY_KIND else None
+
+    def function(self, name: bytes) -> Any:
+        """The function export ``name`` (raw), or None."""
+        item = self.export(name)
+        return item if item is not None and item.kind == _FUNC_KIND else None
+
+    def global_value(self, name: bytes) -> Any:
+        """The value of the global export ``name``, or None when there is no such global."""
+        item = self.export(name)
+        found = wrap_extern(item) if item is not None else None
+        return found.value(self) if isinstance(found, wasmtime.Global) else None
+
+    def call(self, func: Any) -> None:
+        """Call a ``() -> ()`` function export (a raw extern of kind func)."""
+        if func.kind != _FUNC_KIND:
+            raise TypeError("not a function export")
+        trap = ctypes.c_void_p()
+        error = _func_call(
+            self.context, ctypes.addressof(func.of.func), None, 0, None, 0, ctypes.addressof(trap)
+        )
+        if error:
+            _raise_error(error)
+        if trap.value:
+            _raise_trap(trap)
+
+    def close(self) -> None:
+        if self._ptr:
+            _store_delete(self._ptr)
+            self._ptr = None
+            self._typed = None
+
+    def __del__(self) -> None:
+        self.close()
 
 
 class HostContext(Protocol):
