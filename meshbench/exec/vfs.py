@@ -333,6 +333,8 @@ class VirtualFS:
             if truncate:
                 del node.data[:]
             handle = OpenFile(FILE, node, writable=wants_write, append=append)
+        if len(self.fds) > MAX_OPEN_FILES:  # re-opening existing files counts too
+            raise fs_error(EBIG)
         new_fd = next(i for i in range(3, len(self.fds) + 4) if i not in self.fds)
         self.fds[new_fd] = handle
         return new_fd

@@ -76,6 +76,7 @@ __all__ = [
     "bind",
     "define_host_functions",
     "provided_imports",
+    "provided_signatures",
 ]
 
 WASI_MODULE: Final = "wasi_snapshot_preview1"
@@ -610,3 +611,8 @@ def define_host_functions(linker: wasmtime.Linker) -> None:
 def provided_imports() -> frozenset[tuple[str, str]]:
     """The (module, name) pairs a guest may import."""
     return frozenset(_SIGNATURES)
+
+
+def provided_signatures() -> dict[tuple[str, str], tuple[str, str]]:
+    """Each import a guest may use, with its (param kinds, result kinds): "i" i32, "l" i64."""
+    return {key: (params, results) for key, (params, results, _m) in _SIGNATURES.items()}

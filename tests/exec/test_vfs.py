@@ -268,3 +268,13 @@ def test_any_sequence_of_guest_calls_keeps_inputs_intact_and_the_budget(ops: lis
             pass
         assert fs.budget.used <= fs.budget.limit
     assert [s for s in snapshot(fs) if s[0].startswith("/data")] == inputs_before
+
+
+def test_descriptors_are_bounded_even_when_reopening_one_file() -> None:
+    fs = make_fs({"f": b"1"})
+    opened = 0
+    with pytest.raises(WasiError) as info:
+        for _ in range(vfs.MAX_OPEN_FILES + 10):
+            fs.open(DATA_FD, "f")
+            opened += 1
+    assert info.value.errno == vfs.EBIG and len(fs.fds) == vfs.MAX_OPEN_FILES + 1
