@@ -149,16 +149,23 @@ def _import_section(module: bytes, name: bytes) -> bytes:
 
 # --- host memory ----------------------------------------------------------------------------
 _RSS_SCRIPT = """
-import json, resource, sys
+import json, sys
 from pathlib import Path
 from meshbench.core.errors import MeshError
 from meshbench.core.types import CapabilityScope
 from meshbench.exec.wasm import WasmExecutor
-scope = CapabilityScope(memory_mb=64, cpu_cycles=50_000_000, io_mb=16)
+scope = CapabilityScope(memory_mb=64, cpu_cycles=80_000_000, io_mb=16)
+
+def peak_kib():
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forking parent
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+
 executor = WasmExecutor(cache_dir=sys.argv[2])
 hello = (Path(sys.argv[1]).parent / "hello.wasm").read_bytes()
 executor.run(hello)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = peak_kib()
 outcomes = {}
 for path in sorted(Path(sys.argv[1]).glob("*.wasm")):
     try:
@@ -167,7 +174,7 @@ for path in sorted(Path(sys.argv[1]).glob("*.wasm")):
     except MeshError as e:
         outcomes[path.stem] = type(e).__name__
     assert executor.run(hello).stdout == b"hello, mesh\\n"
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = peak_kib()
 print(json.dumps({"base_kib": base, "peak_kib": peak, "outcomes": outcomes}))
 """
 
@@ -175,7 +182,8 @@ print(json.dumps({"base_kib": base, "peak_kib": peak, "outcomes": outcomes}))
 @pytest.mark.slow
 def test_host_memory_stays_bounded_over_the_whole_corpus(tmp_path: Path):
     """The whole corpus in a fresh process, at memory_mb=64 and io_mb=16: its peak RSS grows
-    by about what one guest may hold (64 MiB of memory, 16 MiB of output), no more."""
+    by about what one guest may hold (64 MiB of memory, 16 MiB of output), no more; the
+    memory bomb really fills its 64 MiB, so the peak shows that it was measured."""
     out = subprocess.run(
         [sys.executable, "-c", _RSS_SCRIPT, str(CORPUS), str(tmp_path)],
         capture_output=True,
@@ -186,6 +194,6 @@ def test_host_memory_stays_bounded_over_the_whole_corpus(tmp_path: Path):
     report = json.loads(out.stdout.strip().splitlines()[-1])
     grown_mib = (report["peak_kib"] - report["base_kib"]) / 1024
     print(f"hostile corpus: peak RSS {report['peak_kib'] / 1024:.0f} MiB, +{grown_mib:.0f} MiB")
-    assert grown_mib < 64 + 16 + 48, report
+    assert 60 < grown_mib < 64 + 16 + 48, report
     assert set(report["outcomes"]) == set(EXPECTED)
     assert report["outcomes"]["memory_bomb"] == "MemoryLimitExceeded"
