@@ -37,6 +37,9 @@ __all__ = [
     "EPOCH_TICK_S",
     "HOST_CALL_FUEL",
     "IO_BYTES_PER_FUEL",
+    "MAX_CONCURRENT_RUNS",
+    "MAX_TABLE_ELEMENTS",
+    "POOLING",
     "WASMTIME_VERSION",
     "engine_identity",
     "epoch_ticking",
@@ -79,6 +82,9 @@ IO_BYTES_PER_FUEL: Final = 64
 #: How often the epoch advances while a run is in flight (the timeout's resolution).
 EPOCH_TICK_S: Final = 0.01
 
+#: Table elements a store allows (the pool's tables are this large; a larger table is refused
+#: before compiling, meshbench.exec.prescan).
+MAX_TABLE_ELEMENTS: Final = 1_000_000
 #: Instances one process runs at once: the pooling allocator keeps this many slots (memory,
 #: tables, instance) mapped and reuses them, so a run pays no mmap/munmap and few page faults
 #: (for a small task that is a third of its time). More runs wait for a slot (run_slot).
@@ -94,7 +100,7 @@ POOLING: Final[dict[str, int]] = {
     "total_gc_heaps": MAX_CONCURRENT_RUNS,
     "max_memories_per_module": 1,
     "max_tables_per_module": 16,
-    "table_elements": 1_000_000,
+    "table_elements": MAX_TABLE_ELEMENTS,
     "max_memory_size": 4 * 1024**3,
     "max_core_instance_size": 256 * 1024**2,
     # pages a slot keeps (zeroed, not unmapped) between runs: small memories reset by memset

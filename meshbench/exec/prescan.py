@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from meshbench.core.errors import InvalidModule
+from meshbench.exec.engine import MAX_TABLE_ELEMENTS
 
 __all__ = [
     "MAX_CODE_BYTES",
@@ -31,8 +32,6 @@ MAX_MODULE_BYTES: Final = 64 * 1024 * 1024
 MAX_CODE_BYTES: Final = 32 * 1024 * 1024
 MAX_FUNCTION_BYTES: Final = 2 * 1024 * 1024
 MAX_GLOBALS: Final = 100_000
-#: Same as the store's limit (wasm.MAX_TABLE_ELEMENTS): a larger table can never instantiate.
-MAX_TABLE_ELEMENTS: Final = 1_000_000
 
 _TYPE, _IMPORT, _TABLE, _GLOBAL, _CODE = 1, 2, 4, 6, 10
 _FUNC_FORM: Final = 0x60

@@ -48,6 +48,7 @@ from meshbench.core.types import MB, CapabilityScope, ExecutionSummary, TaskInte
 from meshbench.exec.cache import LoadedModule, ModuleCache
 from meshbench.exec.engine import (
     EPOCH_TICK_S,
+    MAX_TABLE_ELEMENTS,
     engine_identity,
     epoch_ticking,
     get_engine,
@@ -70,7 +71,6 @@ __all__ = [
 ]
 
 FUEL_PER_CYCLE: Final = 1
-MAX_TABLE_ELEMENTS: Final = 1_000_000
 MAX_ARGS: Final = 4096
 MAX_ARGV_BYTES: Final = 1024 * 1024
 #: Largest single file and whole tree that ``tree_from_host_dir`` will read.
