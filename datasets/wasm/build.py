@@ -18,6 +18,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE / "src"
+#: The hostile-module corpus: src/hostile/*.wat built into hostile/ (tests/exec/test_hostile.py).
+HOSTILE = "hostile"
 C_FLAGS = ["--target=wasm32-wasi", "-O2", "-s", "-fno-ident"]
 #: Extra flags per C module: the kernels are built with SIMD, as a worker would want them.
 EXTRA = {"stencil": ["-O3", "-msimd128"], "matmul": ["-O3", "-msimd128"]}
@@ -28,10 +30,13 @@ def build(out_dir: Path, only: set[str] | None = None) -> list[Path]:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     built = []
-    for src in sorted(SRC.iterdir()):
+    sources = [(src, out_dir) for src in sorted(SRC.iterdir())]
+    sources += [(src, out_dir / HOSTILE) for src in sorted((SRC / HOSTILE).glob("*.wat"))]
+    for src, dest_dir in sources:
         if only and src.stem not in only:
             continue
-        dest = out_dir / f"{src.stem}.wasm"
+        dest_dir.mkdir(exist_ok=True)
+        dest = dest_dir / f"{src.stem}.wasm"
         if src.suffix == ".wat":
             dest.write_bytes(wasmtime.wat2wasm(src.read_text()))
         elif src.suffix == ".c":
@@ -56,11 +61,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         bad = []
         for path in build(Path(tmp), only):
-            committed = HERE / path.name
+            name = path.relative_to(tmp)
+            committed = HERE / name
             same = committed.is_file() and committed.read_bytes() == path.read_bytes()
-            print(f"{'same' if same else 'DIFFERENT'} {path.name}")
+            print(f"{'same' if same else 'DIFFERENT'} {name}")
             if not same:
-                bad.append(path.name)
+                bad.append(str(name))
     return 1 if bad else 0
 
 

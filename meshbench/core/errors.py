@@ -51,6 +51,7 @@ __all__ = [
     "UnknownFederation",
     "UnknownKernel",
     "UnknownPeer",
+    "WasiError",
 ]
 
 
@@ -200,6 +201,18 @@ class IOLimitExceeded(ExecutionError):
 
 class ExecutionTimeout(ExecutionError):
     """The wall-clock backstop interrupted the guest."""
+
+
+class WasiError(ExecutionError):
+    """A system call of the guest that its sandbox refuses (a bad pointer, no such file, a
+    read-only file, a path outside its preopened directory...).
+
+    ``errno`` is the WASI errno the guest receives; inside a run the call returns it (an ABI
+    without errno values traps instead)."""
+
+    def __init__(self, errno: int, message: str) -> None:
+        super().__init__(f"{message} (WASI errno {errno})")
+        self.errno = errno
 
 
 class GuestTrap(ExecutionError):

@@ -32,7 +32,8 @@ from meshbench.core.encoding import CID, blob_cid
 from meshbench.core.errors import InvalidModule
 from meshbench.exec.engine import engine_identity, get_engine
 from meshbench.exec.instrument import REFUSED_EXPORT, instrument_memory_grow
-from meshbench.exec.wasi import define_host_functions, provided_imports
+from meshbench.exec.prescan import prescan
+from meshbench.exec.wasi import define_host_functions, provided_imports, provided_signatures
 
 __all__ = [
     "DEFAULT_LRU_SIZE",
@@ -44,6 +45,8 @@ __all__ = [
 
 DEFAULT_LRU_SIZE: Final = 64
 _WASM_MAGIC: Final = b"\0asm\x01\0\0\0"
+
+_SIGNATURES_BY_IMPORT: Final = provided_signatures()
 
 _linker_lock = threading.Lock()
 _linker: wasmtime.Linker | None = None
@@ -210,7 +213,11 @@ def validate_module_bytes(wasm: bytes) -> None:
 
 
 def compile_module(wasm: bytes) -> wasmtime.Module:
-    """Compile ``wasm`` on the shared engine; bytes that are not a module raise InvalidModule."""
+    """Compile ``wasm`` on the shared engine; bytes that are not a module raise InvalidModule.
+
+    What its bytes alone can refuse (size, imports, huge bodies: :mod:`~meshbench.exec.prescan`)
+    is refused before wasmtime validates or compiles anything.
+    """
     if not wasm.startswith(b"\0asm"):
         raise InvalidModule(
             "not a WebAssembly module (no \\0asm magic); "
@@ -218,6 +225,7 @@ def compile_module(wasm: bytes) -> wasmtime.Module:
         )
     if wasm[:8] != _WASM_MAGIC:
         raise InvalidModule("not a core WebAssembly module (a component or an unknown version)")
+    prescan(wasm, _SIGNATURES_BY_IMPORT)
     engine = get_engine()
     try:
         wasmtime.Module.validate(engine, wasm)

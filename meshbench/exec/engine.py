@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import threading
 import time
 from contextlib import AbstractContextManager
@@ -36,10 +37,14 @@ __all__ = [
     "EPOCH_TICK_S",
     "HOST_CALL_FUEL",
     "IO_BYTES_PER_FUEL",
+    "MAX_CONCURRENT_RUNS",
+    "MAX_TABLE_ELEMENTS",
+    "POOLING",
     "WASMTIME_VERSION",
     "engine_identity",
     "epoch_ticking",
     "get_engine",
+    "run_slot",
 ]
 
 WASMTIME_VERSION: Final = _dist_version("wasmtime")
@@ -77,17 +82,87 @@ IO_BYTES_PER_FUEL: Final = 64
 #: How often the epoch advances while a run is in flight (the timeout's resolution).
 EPOCH_TICK_S: Final = 0.01
 
+#: Table elements a store allows (the pool's tables are this large; a larger table is refused
+#: before compiling, meshbench.exec.prescan).
+MAX_TABLE_ELEMENTS: Final = 1_000_000
+#: Instances one process runs at once: the pooling allocator keeps this many slots (memory,
+#: tables, instance) mapped and reuses them, so a run pays no mmap/munmap and few page faults
+#: (for a small task that is a third of its time). More runs wait for a slot (run_slot).
+MAX_CONCURRENT_RUNS: Final = 32
+#: The pool's per-instance limits equal or exceed what a store allows (wasm.py sets
+#: memory_size <= 4 GiB, MAX_TABLE_ELEMENTS, 16 tables, 1 memory), so the pool never refuses a
+#: module the store limits would admit: it changes where memory comes from, not results.
+POOLING: Final[dict[str, int]] = {
+    "total_core_instances": MAX_CONCURRENT_RUNS,
+    "total_memories": MAX_CONCURRENT_RUNS,
+    "total_tables": MAX_CONCURRENT_RUNS * 16,
+    "total_stacks": MAX_CONCURRENT_RUNS,
+    "total_gc_heaps": MAX_CONCURRENT_RUNS,
+    "max_memories_per_module": 1,
+    "max_tables_per_module": 16,
+    "table_elements": MAX_TABLE_ELEMENTS,
+    "max_memory_size": 4 * 1024**3,
+    "max_core_instance_size": 256 * 1024**2,
+    # pages a slot keeps (zeroed, not unmapped) between runs: small memories reset by memset
+    "linear_memory_keep_resident": 256 * 1024,
+    "table_keep_resident": 64 * 1024,
+}
+
 _lock = threading.Lock()
 _engine: wasmtime.Engine | None = None
+
+
+class _Slots:
+    """A counting semaphore on a C-implemented queue (threading's costs microseconds a run)."""
+
+    __slots__ = ("_tokens",)
+
+    def __init__(self, n: int) -> None:
+        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(n):
+            self._tokens.put(None)
+
+    def __enter__(self) -> None:
+        self._tokens.get()
+
+    def __exit__(self, *exc: object) -> None:
+        self._tokens.put(None)
+
+
+_slots = _Slots(MAX_CONCURRENT_RUNS)
 
 
 def _make_config() -> wasmtime.Config:
     config = wasmtime.Config()
     for name, value in ENGINE_SETTINGS.items():
         setattr(config, name, value)
-    # Not part of the identity: neither changes results, only compile speed.
+    # Not part of the identity: neither changes results, only compile speed and where
+    # instances live (see POOLING).
     config.parallel_compilation = True
+    _use_pooling(config)
     return config
+
+
+def _use_pooling(config: wasmtime.Config) -> None:
+    # wasmtime-py has no Python API for the pooling allocator; the C API has.
+    from wasmtime import _ffi
+
+    pool = _ffi.wasmtime_pooling_allocation_config_new()
+    try:
+        for name, value in POOLING.items():
+            getattr(_ffi, f"wasmtime_pooling_allocation_config_{name}_set")(pool, value)
+        _ffi.wasmtime_pooling_allocation_strategy_set(config.ptr(), pool)
+    finally:
+        _ffi.wasmtime_pooling_allocation_config_delete(pool)
+
+
+def run_slot() -> AbstractContextManager[None]:
+    """Context manager: hold one of the engine's instance slots while a store is alive.
+
+    Every store created on :func:`get_engine` must be made inside it: a store past the
+    pool's capacity would fail to instantiate, which must never look like a guest's fault.
+    """
+    return _slots
 
 
 def get_engine() -> wasmtime.Engine:

@@ -25,7 +25,6 @@ Limits from :class:`~meshbench.core.types.CapabilityScope`:
 
 from __future__ import annotations
 
-import ctypes
 import math
 import os
 import time
@@ -34,8 +33,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import wasmtime
-from wasmtime import _ffi
-from wasmtime._extern import wrap_extern
 
 from meshbench.core.encoding import CID, RAW, blob_cid, parse_cid
 from meshbench.core.errors import (
@@ -49,7 +46,15 @@ from meshbench.core.errors import (
 )
 from meshbench.core.types import MB, CapabilityScope, ExecutionSummary, TaskIntent
 from meshbench.exec.cache import LoadedModule, ModuleCache
-from meshbench.exec.engine import EPOCH_TICK_S, engine_identity, epoch_ticking, get_engine
+from meshbench.exec.engine import (
+    EPOCH_TICK_S,
+    MAX_TABLE_ELEMENTS,
+    engine_identity,
+    epoch_ticking,
+    get_engine,
+    run_slot,
+)
+from meshbench.exec.hostcall import GuestStore
 from meshbench.exec.instrument import REFUSED_EXPORT
 from meshbench.exec.plugins import ExecutionResult
 from meshbench.exec.wasi import GuestContext, ProcExit, Tree, bind
@@ -66,7 +71,6 @@ __all__ = [
 ]
 
 FUEL_PER_CYCLE: Final = 1
-MAX_TABLE_ELEMENTS: Final = 1_000_000
 MAX_ARGS: Final = 4096
 MAX_ARGV_BYTES: Final = 1024 * 1024
 #: Largest single file and whole tree that ``tree_from_host_dir`` will read.
@@ -227,46 +231,66 @@ class WasmExecutor:
             env=env,
         )
         ctx.charge(sum(len(a.encode()) + 1 for a in args))
-        store = wasmtime.Store(get_engine())
-        store.set_fuel(fuel)
-        store.set_limits(
-            memory_size=memory_cap,
-            table_elements=MAX_TABLE_ELEMENTS,
-            instances=1,
-            tables=16,
-            memories=1,
-        )
         timeout = timeout_s if timeout_s is not None else 5.0 + fuel / 20e6
-        store.set_epoch_deadline(max(1, math.ceil(timeout / EPOCH_TICK_S)))
-        exit_code = 0
-        exports = None
-        t0 = time.perf_counter_ns()
+        with run_slot():
+            return self._run_in_slot(loaded, ctx, fuel, timeout, memory_cap, scope, output, entry)
+
+    def _run_in_slot(
+        self,
+        loaded: LoadedModule,
+        ctx: GuestContext,
+        fuel: int,
+        timeout: float,
+        memory_cap: int,
+        scope: CapabilityScope,
+        output: str,
+        entry: str = "_start",
+    ) -> ExecutionResult:
+        store = GuestStore(
+            get_engine(),
+            fuel=fuel,
+            epoch_deadline=max(1, math.ceil(timeout / EPOCH_TICK_S)),
+            limits=(memory_cap, MAX_TABLE_ELEMENTS, 1, 16, 1),
+        )
+        window = ctx.memory_window
         try:
-            with epoch_ticking(), bind(ctx):
-                instance = loaded.pre.instantiate(store)
-                exports = _Exports(store, instance)
-                memory = exports.get("memory")
-                ctx.memory = memory if isinstance(memory, wasmtime.Memory) else None
-                if entry == "_start":
-                    exports.call_start()
+            exit_code = 0
+            instantiated = False
+            t0 = time.perf_counter_ns()
+            try:
+                with epoch_ticking(), bind(ctx):
+                    store.instantiate(loaded.pre)
+                    instantiated = True
+                    memory = store.memory()
+                    if memory is not None:
+                        window.attach(store.context, memory)
+                    start = store.function(entry.encode())
+                    if start is None:
+                        raise InvalidModule(f"the module has no {entry!r} function")
+                    if entry == "_start":
+                        store.call(start)
+                    else:
+                        exit_code = store.call_entry(start)
+            except BaseException as raised:
+                e = ctx.pending if ctx.pending is not None else raised
+                if isinstance(e, ProcExit):
+                    exit_code = e.code
                 else:
-                    exit_code = exports.call_entry(entry)
-        except BaseException as raised:
-            e = ctx.pending if ctx.pending is not None else raised
-            if isinstance(e, ProcExit):
-                exit_code = e.code
-            else:
-                refused = _grow_refused(loaded, store, exports, memory_cap)
-                raise _classify(e, store, fuel, refused, memory_cap) from None
-        wall_us = (time.perf_counter_ns() - t0) // 1000
-        fuel_used = fuel - store.get_fuel()
-        if exit_code != 0 and _grow_refused(loaded, store, exports, memory_cap):
-            raise MemoryLimitExceeded(
-                f"the guest exited with status {exit_code} after a memory.grow past its "
-                f"limit of {memory_cap} bytes was refused (memory_mb={scope.memory_mb})",
-                fuel_used=fuel_used,
-            )
-        peak = ctx.memory.data_len(store) if ctx.memory is not None else 0
+                    window.release()
+                    refused = instantiated and _grow_refused(loaded, store, memory_cap)
+                    raise _classify(e, store, fuel, refused, memory_cap) from None
+            wall_us = (time.perf_counter_ns() - t0) // 1000
+            fuel_used = fuel - store.get_fuel()
+            if exit_code != 0 and instantiated and _grow_refused(loaded, store, memory_cap):
+                raise MemoryLimitExceeded(
+                    f"the guest exited with status {exit_code} after a memory.grow past its "
+                    f"limit of {memory_cap} bytes was refused (memory_mb={scope.memory_mb})",
+                    fuel_used=fuel_used,
+                )
+            peak = window.length()
+        finally:
+            window.release()
+            store.close()
         result = _result_bytes(ctx, output, fuel_used)
         summary = ExecutionSummary(
             fuel_used=fuel_used,
@@ -283,63 +307,6 @@ class WasmExecutor:
             summary=summary,
             logs=tuple(ctx.logs),
         )
-
-
-class _Exports:
-    """Export lookups and the ``_start`` call straight through wasmtime's C API.
-
-    ``Instance.exports()`` wraps every export and ``Func.__call__`` re-reads the function's
-    type on each call; for a short task those wrappers cost a tenth of the whole run.
-    """
-
-    __slots__ = ("_instance", "_store")
-
-    def __init__(self, store: wasmtime.Store, instance: wasmtime.Instance) -> None:
-        self._store = store
-        self._instance = instance
-
-    def _raw(self, name: str) -> Any:
-        item = _ffi.wasmtime_extern_t()
-        raw = name.encode()
-        found = _ffi.wasmtime_instance_export_get(
-            self._store._context(),
-            ctypes.byref(self._instance._instance),
-            raw,
-            len(raw),
-            ctypes.byref(item),
-        )
-        return item if found else None
-
-    def get(self, name: str) -> Any:
-        item = self._raw(name)
-        return wrap_extern(item) if item is not None else None
-
-    def call_entry(self, name: str) -> int:
-        """Call the export ``name`` (``() -> ()`` or ``() -> i32``); its i32 is the status."""
-        func = self.get(name)
-        if not isinstance(func, wasmtime.Func):
-            raise InvalidModule(f"the module has no {name!r} function")
-        value = func(self._store)
-        return value if isinstance(value, int) else 0
-
-    def call_start(self) -> None:
-        item = self._raw("_start")
-        if item is None or item.kind != _ffi.WASMTIME_EXTERN_FUNC.value:
-            raise InvalidModule("the module has no '_start' function")
-        trap = ctypes.POINTER(_ffi.wasm_trap_t)()
-        error = _ffi.wasmtime_func_call(
-            self._store._context(),
-            ctypes.byref(item.of.func),
-            None,
-            0,
-            None,
-            0,
-            ctypes.byref(trap),
-        )
-        if error:
-            raise wasmtime.WasmtimeError._from_ptr(error)
-        if trap:
-            raise wasmtime.Trap._from_ptr(trap)
 
 
 def _check_args(args: tuple[str, ...], io_limit: int) -> None:
@@ -378,26 +345,21 @@ def _result_bytes(ctx: GuestContext, output: str, fuel_used: int) -> bytes:
     return data
 
 
-def _grow_refused(
-    loaded: LoadedModule, store: wasmtime.Store, exports: Any, memory_cap: int
-) -> bool:
+def _grow_refused(loaded: LoadedModule, store: GuestStore, memory_cap: int) -> bool:
     """Was a ``memory.grow`` refused because of the scope's cap (not the module's own max)?
 
     Exact: the module was rewritten (:mod:`meshbench.exec.instrument`) to record the size
     every refused grow asked for.
     """
-    if not loaded.records_refusals or exports is None:
+    if not loaded.records_refusals:
         return False
-    refused = exports.get(REFUSED_EXPORT)
-    if not isinstance(refused, wasmtime.Global):
-        return False
-    pages = refused.value(store)
+    pages = store.global_value(REFUSED_EXPORT.encode())
     return (
         isinstance(pages, int) and pages * 65536 > memory_cap and pages <= loaded.max_memory_pages
     )
 
 
-def _fuel_used(store: wasmtime.Store, fuel: int) -> int:
+def _fuel_used(store: GuestStore, fuel: int) -> int:
     try:
         return fuel - store.get_fuel()
     except wasmtime.WasmtimeError:
@@ -406,7 +368,7 @@ def _fuel_used(store: wasmtime.Store, fuel: int) -> int:
 
 def _classify(
     exc: BaseException,
-    store: wasmtime.Store,
+    store: GuestStore,
     fuel: int,
     exhausted: bool,
     memory_cap: int,

@@ -53,3 +53,22 @@ def test_every_wasi_preview1_function_is_provided():
     assert {"path_open", "fd_readdir", "poll_oneoff", "random_get", "proc_exit"} <= names
     env = {n for m, n in provided_imports() if m == "env"}
     assert env == {"input_load", "output_store", "log"}
+
+
+def test_wasi_calls_run_without_wasm_over_a_plain_buffer():
+    import struct
+
+    from meshbench.core.errors import WasiError
+    from meshbench.exec.hostcall import GuestMemory
+
+    buf = bytearray(64)
+    ctx = GuestContext(io_limit=100, memory=GuestMemory(buf))
+    buf[16:21] = b"hello"
+    struct.pack_into("<II", buf, 0, 16, 5)  # one iovec: 5 bytes at 16
+    assert ctx.fd_write(1, 0, 1, 8) == 0
+    assert bytes(ctx.stdout) == b"hello" and struct.unpack_from("<I", buf, 8) == (5,)
+    assert ctx.io_used == 5
+    with pytest.raises(WasiError) as info:  # the trampoline turns this into EFAULT
+        ctx.fd_write(1, 60, 1, 8)
+    assert info.value.errno == 21
+    assert ctx.clock_time_get(1, 0, 32) == 0 and struct.unpack_from("<Q", buf, 32) == (1000,)
