@@ -43,10 +43,15 @@ class Topic(StrEnum):
 
 
 TOPIC_TYPES: Final[dict[Topic, frozenset[str]]] = {
-    Topic.TASKS: frozenset({"TaskIntent", "TaskAssigned", "TaskExpired", "WorkRequest"}),
+    # SealedMessage (meshbench.store.sealing): a task's private objects, readable by their
+    # one recipient only; the authority's sealed requests go on tasks, the worker's sealed
+    # reveal on executions, a verifier's sealed verdict on verifications.
+    Topic.TASKS: frozenset(
+        {"TaskIntent", "TaskAssigned", "TaskExpired", "WorkRequest", "SealedMessage"}
+    ),
     Topic.OFFERS: frozenset({"ComputeOffer"}),
-    Topic.EXECUTIONS: frozenset({"ResultCommitment", "ExecutionReceipt"}),
-    Topic.VERIFICATIONS: frozenset({"VerificationReceipt", "QuorumReached"}),
+    Topic.EXECUTIONS: frozenset({"ResultCommitment", "ExecutionReceipt", "SealedMessage"}),
+    Topic.VERIFICATIONS: frozenset({"VerificationReceipt", "QuorumReached", "SealedMessage"}),
     Topic.POLICY: frozenset(
         {
             "MeshPolicyProposal",

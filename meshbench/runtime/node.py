@@ -509,6 +509,14 @@ class MeshNode:
     def books_tables(self) -> dict[str, dict[str, Any]]:
         return self.call(lambda: self._ledger.books.tables() if self._ledger else {})
 
+    def ledger_events(self) -> list[Model]:
+        """Every event of the ledger, in order (e.g. to serve peers that join late)."""
+        return self.call(
+            lambda: (
+                [ev for _, _, ev in self._ledger.iter_events(check=False)] if self._ledger else []
+            )
+        )
+
     def verify_ledger(self) -> Any:
         return self.call(lambda: self._ledger.verify() if self._ledger else None)
 
