@@ -62,9 +62,9 @@ class Outsider:
             summary=ExecutionSummary(fuel_used=1, peak_memory_bytes=0, wall_time_us=0),
             created_at=now,
         ).sign(self.identity)  # fmt: skip
+        self.node.publish("executions", forged)  # first, before the worker's reveal
         envelope = self.node.store.put_encrypted(b"forged", [self.authority])
         self.node.provide(envelope.ciphertext_cid)
-        self.node.publish("executions", forged)
         sealed = seal_objects(self.identity, self.authority, task_cid, [forged, envelope], now)
         self.node.publish("executions", sealed)
         verdict = VerificationReceipt(
