@@ -26,6 +26,8 @@ class Topic(StrEnum):
     PEERS = "peers"
     #: Ledger events the federation's authority orders (mints, transfers, escrow, rewards).
     LEDGER = "ledger"
+    #: Objects sealed to one recipient: reveals, verdicts, private requests (ciphertext).
+    SEALED = "sealed"
 
     @property
     def wire(self) -> str:
@@ -43,15 +45,12 @@ class Topic(StrEnum):
 
 
 TOPIC_TYPES: Final[dict[Topic, frozenset[str]]] = {
-    # SealedMessage (meshbench.store.sealing): a task's private objects, readable by their
-    # one recipient only; the authority's sealed requests go on tasks, the worker's sealed
-    # reveal on executions, a verifier's sealed verdict on verifications.
-    Topic.TASKS: frozenset(
-        {"TaskIntent", "TaskAssigned", "TaskExpired", "WorkRequest", "SealedMessage"}
-    ),
+    Topic.TASKS: frozenset({"TaskIntent", "TaskAssigned", "TaskExpired", "WorkRequest"}),
     Topic.OFFERS: frozenset({"ComputeOffer"}),
-    Topic.EXECUTIONS: frozenset({"ResultCommitment", "ExecutionReceipt", "SealedMessage"}),
-    Topic.VERIFICATIONS: frozenset({"VerificationReceipt", "QuorumReached", "SealedMessage"}),
+    Topic.EXECUTIONS: frozenset({"ResultCommitment", "ExecutionReceipt"}),
+    Topic.VERIFICATIONS: frozenset({"VerificationReceipt", "QuorumReached"}),
+    # meshbench.store.sealing: a task's private objects, readable by their one recipient
+    Topic.SEALED: frozenset({"SealedMessage"}),
     Topic.POLICY: frozenset(
         {
             "MeshPolicyProposal",

@@ -95,6 +95,7 @@ class P2PBackend:
             transport.subscribe("offers", self._on_offer),
             transport.subscribe("executions", self._on_execution),
             transport.subscribe("verifications", self._on_verification),
+            transport.subscribe("sealed", self._on_sealed),
             transport.subscribe("peers", self._on_peer),
             transport.subscribe("ledger", self._on_ledger),
         ]
@@ -186,7 +187,7 @@ class P2PBackend:
         ).sign(self.authority)
         if attachments:
             sealed = seal_objects(self.authority, did, task_cid, [req, *attachments], _now())
-            self.transport.publish("tasks", sealed)
+            self.transport.publish("sealed", sealed)
         else:
             self.transport.publish("tasks", req)
 
@@ -265,26 +266,24 @@ class P2PBackend:
                 deliver(obj.encode())
         elif isinstance(obj, ExecutionReceipt):
             self._ignore("receipt in the clear (reveals travel sealed)", obj, peer)
-        elif isinstance(obj, SealedMessage):
-            self._on_sealed(obj, peer, "reveal")
 
     def _on_verification(self, obj: Model, peer: str) -> None:
         if isinstance(obj, VerificationReceipt):
             self._ignore("verdict in the clear (verdicts travel sealed)", obj, peer)
-        elif isinstance(obj, SealedMessage):
-            self._on_sealed(obj, peer, "verdict")
 
-    def _on_sealed(self, msg: SealedMessage, peer: str, step: Step) -> None:
+    def _on_sealed(self, msg: Model, peer: str) -> None:
         """A sealed reveal or verdict: it consumes the pending step only if the party the
         request went to signed both the envelope and the object, in the role asked for."""
-        if msg.recipient != self.authority.did:
+        if not isinstance(msg, SealedMessage) or msg.recipient != self.authority.did:
             return  # another recipient's mail
         try:
             objects = open_sealed(msg, self.authority)
         except MeshError as exc:
-            self._ignore(f"sealed {step} that does not open ({type(exc).__name__})", msg, peer)
+            self._ignore(f"sealed message that does not open ({type(exc).__name__})", msg, peer)
             return
-        want = ExecutionReceipt if step == "reveal" else VerificationReceipt
+        reveal = any(isinstance(o, ExecutionReceipt) for o in objects)
+        step: Step = "reveal" if reveal else "verdict"
+        want = ExecutionReceipt if reveal else VerificationReceipt
         found = [o for o in objects if isinstance(o, want)]
         envelopes = [o for o in objects if isinstance(o, EncryptedBlob)]
         if len(found) != 1 or (step == "reveal" and len(envelopes) != 1):
@@ -368,6 +367,7 @@ class WorkerService:
         self._pool = cf.ThreadPoolExecutor(max_workers=2, thread_name_prefix="mesh-worker")
         self._subs = [
             transport.subscribe("tasks", self._on_task_topic),
+            transport.subscribe("sealed", self._on_sealed),
             transport.subscribe("ledger", self._on_ledger),
         ]
         self._announcer = threading.Thread(target=self._announce, name="mesh-announce", daemon=True)
@@ -421,7 +421,10 @@ class WorkerService:
                 self._pool.submit(self._publish, "offers", offer)
         elif isinstance(obj, WorkRequest) and self._mine(obj):
             self._pool.submit(self._act, obj, [])
-        elif isinstance(obj, SealedMessage) and obj.recipient == self.agent.did:
+
+    def _on_sealed(self, obj: Model, _peer: str) -> None:
+        """A request sealed to this peer by the authority, with what it needs attached."""
+        if isinstance(obj, SealedMessage) and obj.recipient == self.agent.did:
             if obj.sender != self.authority:
                 log.info("ignored a sealed request from %s (not the authority)", obj.sender)
                 return
@@ -466,7 +469,7 @@ class WorkerService:
                     self.agent.identity, self.authority, req.task_cid,
                     [receipt, sealed_output], _now(),
                 )  # fmt: skip
-                self._publish("executions", msg)
+                self._publish("sealed", msg)
             elif req.action == "verdict":
                 self._judge(req, attachments, envelopes)
         except Exception:
@@ -487,7 +490,7 @@ class WorkerService:
             output = decrypt(Path(path).read_bytes(), envelopes[0], self.agent.identity)
         verdict = self.agent.verdict(req.task_cid, receipt, _now(), output=output)
         msg = seal_objects(self.agent.identity, self.authority, req.task_cid, [verdict], _now())
-        self._publish("verifications", msg)
+        self._publish("sealed", msg)
 
     def close(self) -> None:
         self._stop.set()

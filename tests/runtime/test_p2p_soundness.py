@@ -66,13 +66,13 @@ class Outsider:
         envelope = self.node.store.put_encrypted(b"forged", [self.authority])
         self.node.provide(envelope.ciphertext_cid)
         sealed = seal_objects(self.identity, self.authority, task_cid, [forged, envelope], now)
-        self.node.publish("executions", sealed)
+        self.node.publish("sealed", sealed)
         verdict = VerificationReceipt(
             task_cid=task_cid, receipt_cid=forged.cid, verifier=me, approved=False, created_at=now
         ).sign(self.identity)
         self.node.publish("verifications", verdict)
         self.node.publish(
-            "verifications", seal_objects(self.identity, self.authority, task_cid, [verdict], now)
+            "sealed", seal_objects(self.identity, self.authority, task_cid, [verdict], now)
         )
         offer = ComputeOffer(
             task_cid=task_cid, worker=me, federation=me, cost=1, capacity=1, eta_ms=1,
