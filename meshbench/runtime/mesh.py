@@ -625,7 +625,7 @@ def _start_over_transport(
     node = mesh.node
     backend.unsolicited = node._deliver(node.feed_bytes)
     node.listeners.append(backend.gossip)
-    backend.serve_late_joiners(node.ledger_events())  # then every event the node appends
+    backend.resume(node.ledger_events())  # late joiners, known workers, from the ledger
     if fund_workers:
         node.listeners.append(mesh._fund_new_workers)
     return mesh

@@ -464,7 +464,10 @@ class MeshNode:
             try:
                 cmds = self._handle(task)
                 if envelope is not None:
-                    cmds += self._handle(PrivateInput(task_cid=task.cid))
+                    # each stimulus's events are written before the next stimulus is
+                    # journalled: restore replays the journal in exactly that order
+                    self._run(cmds)
+                    cmds = self._handle(PrivateInput(task_cid=task.cid))
             except MeshError:
                 del self.records[task.cid]
                 raise

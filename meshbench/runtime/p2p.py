@@ -81,6 +81,7 @@ class P2PBackend:
         self.authority = authority
         self._lock = threading.Lock()
         self._workers: dict[str, bytes] = {}
+        self._addresses: dict[str, tuple[str, ...]] = {}
         self._offer_rounds: dict[CID, Deliver] = {}
         self._offered: dict[CID, set[str]] = {}
         self._pending: dict[tuple[CID, str, Step], Deliver] = {}
@@ -197,6 +198,7 @@ class P2PBackend:
         if isinstance(event, GOSSIPED):
             self._pool.submit(self._guard, lambda: self.transport.publish("ledger", event))
         self._remember(event)
+        self._learn_worker(event)
         if isinstance(event, RewardDistributed):
             with self._lock:
                 for key in [k for k in self._pending if k[0] == event.task_cid]:
@@ -204,14 +206,40 @@ class P2PBackend:
                 self._offer_rounds.pop(event.task_cid, None)
                 self._offered.pop(event.task_cid, None)
 
-    def serve_late_joiners(self, ledger_events: Iterable[Model]) -> None:
-        """Serve peers that join late from the authority's ledger (``ledger_events``, then
-        every event the node appends), not from the gossip log, which forgets."""
+    def resume(self, ledger_events: Iterable[Model]) -> None:
+        """Take up the mesh where the authority's ledger (``ledger_events``) left it.
+
+        Peers that join late are served from the ledger (then every event the node
+        appends), not from the gossip log, which forgets; the workers whose PeerInfo the
+        ledger accepted are known again (an authority that restarted still waits for their
+        offers) and are dialled at the addresses they announced.
+        """
         with self._lock:
             self._serving_late = True
         for event in ledger_events:
             self._remember(event)
+            self._learn_worker(event)
         self.transport.set_event_source(self._late_joiner_events)
+        self._pool.submit(self._guard, self._dial_workers)
+
+    def _learn_worker(self, event: Model) -> None:
+        """Workers are those whose PeerInfo the authority accepted (it is in the ledger)."""
+        if isinstance(event, PeerInfo) and "worker" in event.roles:
+            with self._lock:
+                self._workers[event.did] = event.encode()
+                self._addresses[event.did] = event.addresses
+
+    def _dial_workers(self) -> None:
+        connected = {p.did for p in self.transport.peers()}
+        with self._lock:
+            todo = [(d, a) for d, a in self._addresses.items() if d not in connected]
+        for did, addrs in todo:
+            for addr in addrs:
+                try:
+                    self.transport.connect(addr)
+                    break
+                except MeshError as exc:
+                    log.info("could not dial worker %s at %s: %s", did, addr, exc)
 
     def _remember(self, event: Model) -> None:
         tag = event.__struct_config__.tag
@@ -314,11 +342,9 @@ class P2PBackend:
             deliver(exc)
 
     def _on_peer(self, obj: Model, _peer: str) -> None:
-        if isinstance(obj, PeerInfo) and "worker" in obj.roles:
-            with self._lock:
-                self._workers[obj.did] = obj.encode()
-            if self.unsolicited is not None:
-                self.unsolicited(obj.encode())
+        # the node checks it; once in the ledger, ``gossip`` learns the worker
+        if isinstance(obj, PeerInfo) and self.unsolicited is not None:
+            self.unsolicited(obj.encode())
 
     def _on_ledger(self, obj: Model, _peer: str) -> None:
         if isinstance(obj, StakeRequest) and self.unsolicited is not None:
@@ -380,7 +406,8 @@ class WorkerService:
     def _announce(self) -> None:
         """Publish this peer's PeerInfo until the authority has funded it (bounded)."""
         for _ in range(120):
-            self._publish("peers", self.agent.peer_info(_now()))
+            addrs = tuple(self.transport.addrs)[:32]
+            self._publish("peers", self.agent.peer_info(_now(), addresses=addrs))
             if self._funded.wait(1.0) or self._stop.is_set():
                 return
 
