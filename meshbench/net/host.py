@@ -399,11 +399,33 @@ class MeshHost:
         if self._nursery is not None and peer_id not in self._meta:
             self._meta[peer_id] = _PeerMeta()
             self._nursery.start_soon(self._learn_peer, peer_id)
+        if self._nursery is not None:
+            self._nursery.start_soon(self._refresh_gossip_stream, peer_id)
+
+    async def _refresh_gossip_stream(self, peer_id: ID, delay: float = 0.0) -> None:
+        """A peer that restarted (same key, new connection) while pubsub still holds the old
+        connection's stream would never hear our subscriptions: drop that stream, open one."""
+        await trio.sleep(delay)
+        if not self.host.get_network().get_connections(peer_id):
+            return
+        stream = self.pubsub.peers.get(peer_id)
+        if stream is not None:
+            live = {id(c.muxed_conn) for c in self.host.get_network().get_connections(peer_id)}
+            if id(getattr(stream, "muxed_conn", None)) not in live:
+                self.pubsub._handle_dead_peer(peer_id)
+        try:
+            await self.pubsub.ensure_peer_stream(peer_id, timeout=10)
+        except Exception as exc:
+            log.debug("gossip stream to %s: %s", peer_id, exc)
 
     def _on_disconnected(self, peer_id: ID) -> None:
         if not self.host.get_network().get_connections(peer_id):
             self._meta.pop(peer_id, None)
             self.guard.forget(str(peer_id))
+        elif self._nursery is not None:
+            # an old connection of a peer that came back closed: pubsub drops the peer's
+            # stream when it hears of it, which may be after the new connection registered
+            self._nursery.start_soon(self._refresh_gossip_stream, peer_id, 1.0)
 
     async def _learn_peer(self, peer_id: ID) -> None:
         """Ask the peer's Identify (py-libp2p 0.8.1 keeps no agent string in its peerstore)."""
