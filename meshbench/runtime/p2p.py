@@ -89,6 +89,8 @@ class P2PBackend:
         self.ignored: Counter[str] = Counter()
         self._late: list[tuple[Topic, bytes]] = []
         self._serving_late = False
+        self._closed = threading.Event()
+        self._dialler: threading.Thread | None = None
         self._pool = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="mesh-p2p")
         #: Called with the bytes of objects nobody asked for (PeerInfo, StakeRequest).
         self.unsolicited: Callable[[bytes], None] | None = None
@@ -220,7 +222,18 @@ class P2PBackend:
             self._remember(event)
             self._learn_worker(event)
         self.transport.set_event_source(self._late_joiner_events)
-        self._pool.submit(self._guard, self._dial_workers)
+        self._dialler = threading.Thread(target=self._keep_workers_connected, daemon=True)
+        self._dialler.start()
+
+    def _keep_workers_connected(self, every_s: float = 2.0) -> None:
+        """Dial the known workers that are not connected (after a restart of this node, a
+        worker's, or a network that split), until the backend closes."""
+        while not self._closed.is_set():
+            try:
+                self._dial_workers()
+            except Exception:
+                log.exception("dialling the workers failed")
+            self._closed.wait(every_s)
 
     def _learn_worker(self, event: Model) -> None:
         """Workers are those whose PeerInfo the authority accepted (it is in the ledger)."""
@@ -256,8 +269,11 @@ class P2PBackend:
             return list(self._late)
 
     def close(self) -> None:
+        self._closed.set()
         for sub in self._subs:
             sub.cancel()
+        if self._dialler is not None:
+            self._dialler.join(30)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     # --- what the mesh says ---------------------------------------------------------------
