@@ -34,6 +34,7 @@ from meshbench.core import encoding
 from meshbench.core.errors import MeshError
 from meshbench.core.model import Model, Signed, decode_object
 from meshbench.net.topics import TOPIC_TYPES, Topic
+from meshbench.store import sealing as _sealing  # noqa: F401  (registers SealedMessage)
 
 __all__ = ["GossipGuard", "GuardConfig", "GuardStats", "Verdict"]
 

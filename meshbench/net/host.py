@@ -112,6 +112,12 @@ class HostConfig:
     #: balances, peers), not transient work messages, which would only be stale.
     sync_topics: frozenset[Topic] = frozenset({Topic.POLICY, Topic.LEDGER, Topic.PEERS})
     heartbeat_s: int = 1
+    #: Every this many seconds our provider records are announced again (those of blobs no
+    #: longer in the store are dropped), and records other peers gave us are pruned.
+    reprovide_s: float = 600.0
+    #: A provider record another peer gave us lapses after this long unless re-announced
+    #: (py-libp2p keeps them 48 h; a peer that left should stop being asked sooner).
+    provider_ttl_s: float = 1800.0
     #: Serve BENCH_PROTOCOL (a bare stream of zeros), for ``meshbench bench net``.
     bench_protocol: bool = False
 
@@ -293,6 +299,7 @@ class MeshHost:
                 await self.pubsub.subscribe(topic.wire)
             for addr in self.config.bootstrap:
                 inner.start_soon(self._bootstrap, addr)
+            inner.start_soon(self._maintain_providers)
             on_discovery = self._watch_mdns() if self.config.mdns else None
             task_status.started()
             try:
@@ -393,11 +400,33 @@ class MeshHost:
         if self._nursery is not None and peer_id not in self._meta:
             self._meta[peer_id] = _PeerMeta()
             self._nursery.start_soon(self._learn_peer, peer_id)
+        if self._nursery is not None:
+            self._nursery.start_soon(self._refresh_gossip_stream, peer_id)
+
+    async def _refresh_gossip_stream(self, peer_id: ID, delay: float = 0.0) -> None:
+        """A peer that restarted (same key, new connection) while pubsub still holds the old
+        connection's stream would never hear our subscriptions: drop that stream, open one."""
+        await trio.sleep(delay)
+        if not self.host.get_network().get_connections(peer_id):
+            return
+        stream = self.pubsub.peers.get(peer_id)
+        if stream is not None:
+            live = {id(c.muxed_conn) for c in self.host.get_network().get_connections(peer_id)}
+            if id(getattr(stream, "muxed_conn", None)) not in live:
+                self.pubsub._handle_dead_peer(peer_id)
+        try:
+            await self.pubsub.ensure_peer_stream(peer_id, timeout=10)
+        except Exception as exc:
+            log.debug("gossip stream to %s: %s", peer_id, exc)
 
     def _on_disconnected(self, peer_id: ID) -> None:
         if not self.host.get_network().get_connections(peer_id):
             self._meta.pop(peer_id, None)
             self.guard.forget(str(peer_id))
+        elif self._nursery is not None:
+            # an old connection of a peer that came back closed: pubsub drops the peer's
+            # stream when it hears of it, which may be after the new connection registered
+            self._nursery.start_soon(self._refresh_gossip_stream, peer_id, 1.0)
 
     async def _learn_peer(self, peer_id: ID) -> None:
         """Ask the peer's Identify (py-libp2p 0.8.1 keeps no agent string in its peerstore)."""
@@ -560,8 +589,47 @@ class MeshHost:
         try:
             with trio.move_on_after(10):
                 await self.dht.provide(str(c))
-        except Exception as exc:  # the local record stands; remote peers may learn later
-            log.debug("dht provide %s: %s", c, exc)
+        except* Exception as group:  # the local record stands; remote peers may learn later
+            # py-libp2p sends ADD_PROVIDER from a nursery: a peer that goes away mid-way
+            # surfaces as an exception group, never as a plain exception
+            log.debug("dht provide %s: %s", c, group.exceptions)
+
+    def unprovide(self, cid: CID) -> None:
+        """Stop announcing ``cid``: our records at other peers lapse after their TTL."""
+        c = encoding.parse_cid(cid, codec=encoding.RAW)
+        self._providing.discard(bytes(c))
+        store = self.dht.provider_store
+        store.providers.get(_dht_key(c), {}).pop(str(self.peer_id), None)
+
+    async def _maintain_providers(self) -> None:
+        while True:
+            await trio.sleep(self.config.reprovide_s)
+            self.prune_provider_records(time.time())
+            for raw in list(self._providing):
+                c = CID.decode(raw)
+                if not self.store.has(c):  # deleted: let the records expire
+                    self._providing.discard(raw)
+                    continue
+                await self.provide(c)
+
+    def prune_provider_records(self, now: float) -> int:
+        """Drop the provider records older than ``provider_ttl_s``; return how many."""
+        ttl, dropped = self.config.provider_ttl_s, 0
+        providers = self.dht.provider_store.providers
+        for key in list(providers):
+            records = providers[key]
+            for peer in [p for p, r in records.items() if now - r.timestamp > ttl]:
+                del records[peer]
+                dropped += 1
+            if not records:
+                del providers[key]
+        return dropped
+
+    def provider_records(self, cid: CID) -> dict[str, float]:
+        """The peers this node holds a provider record of ``cid`` for, and when it came."""
+        c = encoding.parse_cid(cid, codec=encoding.RAW)
+        records = self.dht.provider_store.providers.get(_dht_key(c), {})
+        return {peer: r.timestamp for peer, r in records.items()}
 
     async def find_providers(self, cid: CID, timeout: float = 10.0) -> list[ID]:
         """Peers with a provider record for ``cid``, deduplicated, this node excluded."""
@@ -725,6 +793,13 @@ class MeshHost:
             await _close(stream)
         self._stats["synced"] += new
         return new
+
+
+def _dht_key(cid: CID) -> bytes:
+    """The DHT key of a blob CID, as py-libp2p's provider store files it (its multihash)."""
+    from libp2p.kad_dht.kad_dht import _encode_key
+
+    return _encode_key(str(cid))
 
 
 async def _close(stream: INetStream) -> None:

@@ -71,6 +71,8 @@ class Libp2pNode:
         max_blob_bytes: int | None = None,
         sync_on_join: bool = True,
         bench_protocol: bool = False,
+        reprovide_s: float | None = None,
+        provider_ttl_s: float | None = None,
     ) -> None:
         self.identity = identity
         self.store = store
@@ -84,6 +86,8 @@ class Libp2pNode:
             max_blob_bytes=max_blob_bytes or store.max_blob_bytes,
             sync_on_join=sync_on_join,
             bench_protocol=bench_protocol,
+            **({} if reprovide_s is None else {"reprovide_s": reprovide_s}),
+            **({} if provider_ttl_s is None else {"provider_ttl_s": provider_ttl_s}),
         )
         self._subs: dict[Topic, list[Subscription]] = {t: [] for t in Topic}
         self._lock = threading.Lock()
@@ -188,6 +192,20 @@ class Libp2pNode:
 
     def provide(self, cid: CID | str) -> None:
         self._trio.call(self.host.provide, encoding.parse_cid(cid, codec=encoding.RAW))
+
+    def unprovide(self, cid: CID | str) -> None:
+        """Stop announcing ``cid`` (the records other peers hold lapse after their TTL)."""
+        self._trio.call(self._unprovide, encoding.parse_cid(cid, codec=encoding.RAW))
+
+    async def _unprovide(self, cid: CID) -> None:
+        self.host.unprovide(cid)
+
+    def provider_records(self, cid: CID | str) -> dict[str, float]:
+        """Peer id -> arrival time of each provider record of ``cid`` this node holds."""
+        return self._trio.call(self._provider_records, encoding.parse_cid(cid, codec="raw"))
+
+    async def _provider_records(self, cid: CID) -> dict[str, float]:
+        return self.host.provider_records(cid)
 
     def find_providers(self, cid: CID | str) -> list[str]:
         c = encoding.parse_cid(cid, codec=encoding.RAW)

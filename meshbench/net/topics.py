@@ -26,6 +26,8 @@ class Topic(StrEnum):
     PEERS = "peers"
     #: Ledger events the federation's authority orders (mints, transfers, escrow, rewards).
     LEDGER = "ledger"
+    #: Objects sealed to one recipient: reveals, verdicts, private requests (ciphertext).
+    SEALED = "sealed"
 
     @property
     def wire(self) -> str:
@@ -47,6 +49,8 @@ TOPIC_TYPES: Final[dict[Topic, frozenset[str]]] = {
     Topic.OFFERS: frozenset({"ComputeOffer"}),
     Topic.EXECUTIONS: frozenset({"ResultCommitment", "ExecutionReceipt"}),
     Topic.VERIFICATIONS: frozenset({"VerificationReceipt", "QuorumReached"}),
+    # meshbench.store.sealing: a task's private objects, readable by their one recipient
+    Topic.SEALED: frozenset({"SealedMessage"}),
     Topic.POLICY: frozenset(
         {
             "MeshPolicyProposal",

@@ -300,6 +300,7 @@ class Mesh:
         node = mesh.node
         backend.unsolicited = lambda data: node.submit(data, wait=False)
         node.subscribe(backend.gossip)
+        backend.resume(node.ledger_events())  # late joiners, known workers, from the ledger
         if fund_workers:
             node.subscribe(mesh._fund_new_workers)
         return mesh

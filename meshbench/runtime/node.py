@@ -528,7 +528,10 @@ class MeshNode:
             try:
                 cmds = self._handle(task)
                 if envelope is not None:
-                    cmds += self._handle(PrivateInput(task_cid=task.cid))
+                    # each stimulus's events are written before the next stimulus is
+                    # journalled: restore replays the journal in exactly that order
+                    self._run(cmds)
+                    cmds = self._handle(PrivateInput(task_cid=task.cid))
             except MeshError:
                 del self.records[task.cid]
                 raise
@@ -645,6 +648,14 @@ class MeshNode:
 
     def books_tables(self) -> dict[str, dict[str, Any]]:
         return self.call(lambda: self._ledger.books.tables() if self._ledger else {})
+
+    def ledger_events(self) -> list[Model]:
+        """Every event of the ledger, in order (e.g. to serve peers that join late)."""
+        return self.call(
+            lambda: (
+                [ev for _, _, ev in self._ledger.iter_events(check=False)] if self._ledger else []
+            )
+        )
 
     def verify_ledger(self) -> LedgerReport | None:
         return self.call(lambda: self._ledger.verify() if self._ledger else None)

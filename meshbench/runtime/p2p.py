@@ -1,7 +1,11 @@
 """The mesh over libp2p: the authority node's backend and the workers' service.
 
 Over a peer-to-peer mesh nobody calls a worker directly: everything is a signed object on a
-gossip topic, and blobs travel by CID through the content protocol.
+gossip topic, and blobs travel by CID through the content protocol. What must stay private
+until a task settles (the worker's receipt and output, verdicts with their salts, a private
+input's key envelope, the output a content validator judges) travels sealed to its one
+recipient (:class:`~meshbench.store.sealing.SealedMessage`, blobs encrypted to it); only
+tasks, offers, requests and commitments are readable by every peer.
 
 * :class:`P2PBackend` is the :class:`~meshbench.runtime.backends.WorkerBackend` of a
   ledger-authority :class:`~meshbench.runtime.node.MeshNode`: it gossips the task (and
@@ -24,14 +28,16 @@ import argparse
 import concurrent.futures as cf
 import logging
 import threading
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from meshbench.core.encoding import CID
-from meshbench.core.events import Mint, StakeBonded, StakeRequest, WorkRequest
+from meshbench.core.errors import MeshError, NetworkError, ProtocolError
+from meshbench.core.events import Mint, RewardDistributed, StakeBonded, StakeRequest, WorkRequest
 from meshbench.core.identity import Identity
-from meshbench.core.model import Model
+from meshbench.core.model import Model, decode_object
 from meshbench.core.types import (
     ComputeOffer,
     ExecutionReceipt,
@@ -41,9 +47,12 @@ from meshbench.core.types import (
     TaskIntent,
     VerificationReceipt,
 )
+from meshbench.net.topics import Topic, topic_for_type
 from meshbench.runtime.agent import WorkerAgent
 from meshbench.runtime.backends import Blobs, Deliver
 from meshbench.runtime.clock import wall_clock_ms as _now
+from meshbench.store.blobs import EncryptedBlob, decrypt
+from meshbench.store.sealing import SealedMessage, open_sealed, seal_objects
 
 __all__ = ["P2PBackend", "WorkerService"]
 
@@ -52,18 +61,36 @@ log = logging.getLogger("meshbench.p2p")
 GOSSIPED = (Mint, StakeBonded)
 
 
+#: What a pending request of the authority waits for, from exactly one party.
+Step = Literal["commit", "reveal", "verdict"]
+
+
 class P2PBackend:
-    """Reach workers through a :class:`~meshbench.runtime.transport.Transport`."""
+    """Reach workers through a :class:`~meshbench.runtime.transport.Transport`.
+
+    Every pending step is keyed by (task, party, step): only the party the request was
+    addressed to, signing as itself in the role it was asked for, can answer it. Anything
+    else (an outsider's receipt, a second offer, a verdict nobody asked for) changes nothing:
+    it is logged and counted in :attr:`ignored`. Reveals and verdicts arrive sealed to the
+    authority (:class:`~meshbench.store.sealing.SealedMessage`); the same objects in the
+    clear are ignored, so a worker that leaks its receipt gains nothing by it.
+    """
 
     def __init__(self, transport: Any, authority: Identity) -> None:
         self.transport = transport
         self.authority = authority
         self._lock = threading.Lock()
         self._workers: dict[str, bytes] = {}
-        self._offers: dict[CID, Deliver] = {}
-        self._commits: dict[tuple[CID, str], Deliver] = {}
-        self._reveals: dict[CID, Deliver] = {}
-        self._verdicts: dict[tuple[CID, str], Deliver] = {}
+        self._addresses: dict[str, tuple[str, ...]] = {}
+        self._offer_rounds: dict[CID, Deliver] = {}
+        self._offered: dict[CID, set[str]] = {}
+        self._pending: dict[tuple[CID, str, Step], Deliver] = {}
+        #: Objects that changed nothing, counted by reason.
+        self.ignored: Counter[str] = Counter()
+        self._late: list[tuple[Topic, bytes]] = []
+        self._serving_late = False
+        self._closed = threading.Event()
+        self._dialler: threading.Thread | None = None
         self._pool = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="mesh-p2p")
         #: Called with the bytes of objects nobody asked for (PeerInfo, StakeRequest).
         self.unsolicited: Callable[[bytes], None] | None = None
@@ -71,6 +98,7 @@ class P2PBackend:
             transport.subscribe("offers", self._on_offer),
             transport.subscribe("executions", self._on_execution),
             transport.subscribe("verifications", self._on_verification),
+            transport.subscribe("sealed", self._on_sealed),
             transport.subscribe("peers", self._on_peer),
             transport.subscribe("ledger", self._on_ledger),
         ]
@@ -89,7 +117,8 @@ class P2PBackend:
 
     def request_offers(self, task: TaskIntent, blobs: Blobs, deliver: Deliver) -> None:
         with self._lock:
-            self._offers[task.cid] = deliver
+            self._offer_rounds[task.cid] = deliver
+            self._offered[task.cid] = set()
 
         def go() -> None:
             self.transport.provide(task.wasm_cid)
@@ -101,18 +130,23 @@ class P2PBackend:
     def execute(
         self, did: str, task: TaskIntent, blobs: Blobs, role: str, deliver: Deliver
     ) -> None:
+        attachments: list[Model] = []
         if blobs[2] is not None:
-            raise NotImplementedError(
-                "private task inputs over libp2p: the sealed key envelope is not gossiped yet"
-            )
+            # a private input: its key envelope (sealed to the chosen parties) goes to this
+            # party only, inside the request
+            envelope = decode_object(blobs[2])
+            if not isinstance(envelope, EncryptedBlob):
+                raise ProtocolError("a private task's envelope must be an EncryptedBlob")
+            attachments.append(envelope)
         with self._lock:
-            self._commits[(task.cid, did)] = deliver
-        self._request(task.cid, did, "execute" if role == "worker" else "verify")
+            self._pending[(task.cid, did, "commit")] = deliver
+        action = "execute" if role == "worker" else "verify"
+        self._pool.submit(self._guard, lambda: self._request(task.cid, did, action, attachments))
 
     def reveal(self, did: str, task_cid: CID, deliver: Deliver) -> None:
         with self._lock:
-            self._reveals[task_cid] = deliver
-        self._request(task_cid, did, "reveal")
+            self._pending[(task_cid, did, "reveal")] = deliver
+        self._pool.submit(self._guard, lambda: self._request(task_cid, did, "reveal"))
 
     def verdict(
         self,
@@ -123,13 +157,29 @@ class P2PBackend:
         *,
         output: bytes | None = None,
     ) -> None:
-        # ``output`` (for tasks judged by a content validator, e.g. GPU tolerance) does not
-        # travel over libp2p yet: such a verifier gets no bytes and rejects, saying why.
+        """The receipt (and, for a content validator, the worker's output, encrypted to this
+        verifier alone) travel sealed to ``did`` with the request."""
         with self._lock:
-            self._verdicts[(task_cid, did)] = deliver
-        self._request(task_cid, did, "verdict", receipt.cid)
+            self._pending[(task_cid, did, "verdict")] = deliver
 
-    def _request(self, task_cid: CID, did: str, action: str, receipt: CID | None = None) -> None:
+        def go() -> None:
+            attachments: list[Model] = [receipt]
+            if output is not None:
+                envelope = self.transport.store.put_encrypted(output, [did])
+                self.transport.provide(envelope.ciphertext_cid)
+                attachments.append(envelope)
+            self._request(task_cid, did, "verdict", attachments, receipt.cid)
+
+        self._pool.submit(self._guard, go)
+
+    def _request(
+        self,
+        task_cid: CID,
+        did: str,
+        action: str,
+        attachments: list[Model] | tuple[()] = (),
+        receipt: CID | None = None,
+    ) -> None:
         req = WorkRequest(
             authority=self.authority.did,
             task_cid=task_cid,
@@ -138,58 +188,179 @@ class P2PBackend:
             receipt_cid=receipt,
             timestamp=_now(),
         ).sign(self.authority)
-        self._pool.submit(self._guard, lambda: self.transport.publish("tasks", req))
+        if attachments:
+            sealed = seal_objects(self.authority, did, task_cid, [req, *attachments], _now())
+            self.transport.publish("sealed", sealed)
+        else:
+            self.transport.publish("tasks", req)
 
     def gossip(self, event: Model) -> None:
-        """A node listener: share the ledger events peers act on."""
+        """A node listener: share the ledger events peers act on, keep what late joiners are
+        served, and forget a settled task's pending steps."""
         if isinstance(event, GOSSIPED):
             self._pool.submit(self._guard, lambda: self.transport.publish("ledger", event))
+        self._remember(event)
+        self._learn_worker(event)
+        if isinstance(event, RewardDistributed):
+            with self._lock:
+                for key in [k for k in self._pending if k[0] == event.task_cid]:
+                    del self._pending[key]
+                self._offer_rounds.pop(event.task_cid, None)
+                self._offered.pop(event.task_cid, None)
+
+    def resume(self, ledger_events: Iterable[Model]) -> None:
+        """Take up the mesh where the authority's ledger (``ledger_events``) left it.
+
+        Peers that join late are served from the ledger (then every event the node
+        appends), not from the gossip log, which forgets; the workers whose PeerInfo the
+        ledger accepted are known again (an authority that restarted still waits for their
+        offers) and are dialled at the addresses they announced.
+        """
+        with self._lock:
+            self._serving_late = True
+        for event in ledger_events:
+            self._remember(event)
+            self._learn_worker(event)
+        self.transport.set_event_source(self._late_joiner_events)
+        self._dialler = threading.Thread(target=self._keep_workers_connected, daemon=True)
+        self._dialler.start()
+
+    def _keep_workers_connected(self, every_s: float = 2.0) -> None:
+        """Dial the known workers that are not connected (after a restart of this node, a
+        worker's, or a network that split), until the backend closes."""
+        while not self._closed.is_set():
+            try:
+                self._dial_workers()
+            except Exception:
+                log.exception("dialling the workers failed")
+            self._closed.wait(every_s)
+
+    def _learn_worker(self, event: Model) -> None:
+        """Workers are those whose PeerInfo the authority accepted (it is in the ledger)."""
+        if isinstance(event, PeerInfo) and "worker" in event.roles:
+            with self._lock:
+                self._workers[event.did] = event.encode()
+                self._addresses[event.did] = event.addresses
+
+    def _dial_workers(self) -> None:
+        connected = {p.did for p in self.transport.peers()}
+        with self._lock:
+            todo = [(d, a) for d, a in self._addresses.items() if d not in connected]
+        for did, addrs in todo:
+            for addr in addrs:
+                try:
+                    self.transport.connect(addr)
+                    break
+                except MeshError as exc:
+                    log.info("could not dial worker %s at %s: %s", did, addr, exc)
+
+    def _remember(self, event: Model) -> None:
+        tag = event.__struct_config__.tag
+        try:
+            topic = topic_for_type(tag)  # type: ignore[arg-type]
+        except NetworkError:
+            return  # not a gossiped type (receipts, verdicts: never served to anyone)
+        with self._lock:
+            if self._serving_late and topic in self.transport.config.sync_topics:
+                self._late.append((topic, event.encode()))
+
+    def _late_joiner_events(self) -> list[tuple[Topic, bytes]]:
+        with self._lock:
+            return list(self._late)
 
     def close(self) -> None:
+        self._closed.set()
         for sub in self._subs:
             sub.cancel()
+        if self._dialler is not None:
+            self._dialler.join(30)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     # --- what the mesh says ---------------------------------------------------------------
-    def _on_offer(self, obj: Model, _peer: str) -> None:
-        if isinstance(obj, ComputeOffer):
-            with self._lock:
-                deliver = self._offers.get(obj.task_cid)
-            if deliver is not None:
-                deliver(obj.encode())
+    def _ignore(self, reason: str, obj: Model, peer: str) -> None:
+        with self._lock:
+            self.ignored[reason] += 1
+        log.info("ignored %s %s from %s: %s", type(obj).__name__, obj.cid, peer, reason)
 
-    def _on_execution(self, obj: Model, _peer: str) -> None:
+    def _on_offer(self, obj: Model, peer: str) -> None:
+        if not isinstance(obj, ComputeOffer):
+            return
+        with self._lock:
+            deliver = self._offer_rounds.get(obj.task_cid)
+            known = obj.worker in self._workers
+            first = known and deliver is not None and obj.worker not in self._offered[obj.task_cid]
+            if first:
+                self._offered[obj.task_cid].add(obj.worker)
+        if deliver is None:
+            self._ignore("offer for a task with no open offer round", obj, peer)
+        elif not known:
+            self._ignore("offer from a peer that has not announced itself as a worker", obj, peer)
+        elif not first:
+            self._ignore("second offer of a worker for the same task", obj, peer)
+        else:
+            deliver(obj.encode())
+
+    def _on_execution(self, obj: Model, peer: str) -> None:
         if isinstance(obj, ResultCommitment):
             with self._lock:
-                deliver = self._commits.pop((obj.task_cid, obj.worker), None)
-            if deliver is not None:
+                deliver = self._pending.pop((obj.task_cid, obj.worker, "commit"), None)
+            if deliver is None:
+                self._ignore("commitment nobody asked this party for", obj, peer)
+            else:
                 deliver(obj.encode())
         elif isinstance(obj, ExecutionReceipt):
-            with self._lock:
-                deliver = self._reveals.pop(obj.task_cid, None)
-            if deliver is not None:
-                self._pool.submit(self._fetch_output, obj, deliver)
+            self._ignore("receipt in the clear (reveals travel sealed)", obj, peer)
 
-    def _fetch_output(self, receipt: ExecutionReceipt, deliver: Deliver) -> None:
+    def _on_verification(self, obj: Model, peer: str) -> None:
+        if isinstance(obj, VerificationReceipt):
+            self._ignore("verdict in the clear (verdicts travel sealed)", obj, peer)
+
+    def _on_sealed(self, msg: Model, peer: str) -> None:
+        """A sealed reveal or verdict: it consumes the pending step only if the party the
+        request went to signed both the envelope and the object, in the role asked for."""
+        if not isinstance(msg, SealedMessage) or msg.recipient != self.authority.did:
+            return  # another recipient's mail
         try:
-            path = self.transport.fetch_blob(receipt.output_cid, timeout=120)
-            deliver((receipt.encode(), Path(path).read_bytes()))
+            objects = open_sealed(msg, self.authority)
+        except MeshError as exc:
+            self._ignore(f"sealed message that does not open ({type(exc).__name__})", msg, peer)
+            return
+        reveal = any(isinstance(o, ExecutionReceipt) for o in objects)
+        step: Step = "reveal" if reveal else "verdict"
+        want = ExecutionReceipt if reveal else VerificationReceipt
+        found = [o for o in objects if isinstance(o, want)]
+        envelopes = [o for o in objects if isinstance(o, EncryptedBlob)]
+        if len(found) != 1 or (step == "reveal" and len(envelopes) != 1):
+            self._ignore(f"sealed {step} without exactly one {want.__name__}", msg, peer)
+            return
+        obj = found[0]
+        party = obj.worker if isinstance(obj, ExecutionReceipt) else obj.verifier
+        if party != msg.sender:
+            self._ignore(f"sealed {step} of {party} sent by {msg.sender}", msg, peer)
+            return
+        with self._lock:
+            deliver = self._pending.pop((obj.task_cid, party, step), None)
+        if deliver is None:
+            self._ignore(f"{step} nobody asked this party for", obj, peer)
+        elif isinstance(obj, ExecutionReceipt):
+            self._pool.submit(self._fetch_output, obj, envelopes[0], deliver)
+        else:
+            deliver(obj.encode())
+
+    def _fetch_output(
+        self, receipt: ExecutionReceipt, envelope: EncryptedBlob, deliver: Deliver
+    ) -> None:
+        try:
+            path = self.transport.fetch_blob(envelope.ciphertext_cid, timeout=120)
+            output = decrypt(Path(path).read_bytes(), envelope, self.authority)
+            deliver((receipt.encode(), output))
         except Exception as exc:  # delivered: the node records it, the protocol times out
             deliver(exc)
 
-    def _on_verification(self, obj: Model, _peer: str) -> None:
-        if isinstance(obj, VerificationReceipt):
-            with self._lock:
-                deliver = self._verdicts.pop((obj.task_cid, obj.verifier), None)
-            if deliver is not None:
-                deliver(obj.encode())
-
     def _on_peer(self, obj: Model, _peer: str) -> None:
-        if isinstance(obj, PeerInfo) and "worker" in obj.roles:
-            with self._lock:
-                self._workers[obj.did] = obj.encode()
-            if self.unsolicited is not None:
-                self.unsolicited(obj.encode())
+        # the node checks it; once in the ledger, ``gossip`` learns the worker
+        if isinstance(obj, PeerInfo) and self.unsolicited is not None:
+            self.unsolicited(obj.encode())
 
     def _on_ledger(self, obj: Model, _peer: str) -> None:
         if isinstance(obj, StakeRequest) and self.unsolicited is not None:
@@ -204,33 +375,55 @@ class P2PBackend:
 
 
 class WorkerService:
-    """A worker peer: offers, executes, verifies, reveals, judges; bonds once funded."""
+    """A worker peer: offers, executes, verifies, reveals, judges; bonds once funded.
+
+    Requests come from the federation's authority only: in the clear (execute, verify,
+    reveal) or sealed to this peer with what it needs (a private input's key envelope; the
+    receipt to judge and, for a content validator, the worker's output). Reveals and verdicts
+    go back sealed to the authority. With ``state_dir`` the peer remembers that it bonded,
+    so a restarted worker rejoins with its key and stake and does not bond again.
+    """
 
     def __init__(
-        self, agent: WorkerAgent, transport: Any, *, authority: str, bond: int = 200
+        self,
+        agent: WorkerAgent,
+        transport: Any,
+        *,
+        authority: str,
+        bond: int = 200,
+        state_dir: Path | None = None,
     ) -> None:
         self.agent = agent
         self.transport = transport
         self.authority = authority
         self.bond = bond
         self._tasks: dict[CID, TaskIntent] = {}
-        self._receipts: dict[CID, ExecutionReceipt] = {}
         self._cond = threading.Condition()
         self._funded = threading.Event()
+        self._bonded = threading.Event()
+        self._bond_requested = False
+        self._marker = None if state_dir is None else state_dir / f"bonded-{authority[-16:]}"
+        if self._marker is not None and self._marker.exists():
+            self._bonded.set()
         self._stop = threading.Event()
         self._pool = cf.ThreadPoolExecutor(max_workers=2, thread_name_prefix="mesh-worker")
         self._subs = [
             transport.subscribe("tasks", self._on_task_topic),
-            transport.subscribe("executions", self._on_execution),
+            transport.subscribe("sealed", self._on_sealed),
             transport.subscribe("ledger", self._on_ledger),
         ]
         self._announcer = threading.Thread(target=self._announce, name="mesh-announce", daemon=True)
         self._announcer.start()
 
+    @property
+    def bonded(self) -> bool:
+        return self._bonded.is_set()
+
     def _announce(self) -> None:
         """Publish this peer's PeerInfo until the authority has funded it (bounded)."""
         for _ in range(120):
-            self._publish("peers", self.agent.peer_info(_now()))
+            addrs = tuple(self.transport.addrs)[:32]
+            self._publish("peers", self.agent.peer_info(_now(), addresses=addrs))
             if self._funded.wait(1.0) or self._stop.is_set():
                 return
 
@@ -246,11 +439,20 @@ class WorkerService:
             return self._tasks.get(cid)
 
     def _on_ledger(self, obj: Model, _peer: str) -> None:
-        mine = isinstance(obj, Mint) and obj.account == self.agent.did
-        if mine and obj.authority == self.authority and not self._funded.is_set():
+        if getattr(obj, "authority", None) != self.authority:
+            return
+        if isinstance(obj, StakeBonded) and obj.account == self.agent.did:
+            self._bonded.set()
+            if self._marker is not None:
+                self._marker.write_text(str(obj.cid))
+        elif isinstance(obj, Mint) and obj.account == self.agent.did:
             self._funded.set()
-            req = self.agent.stake_request(self.bond, _now(), nonce=_now())
-            self._pool.submit(self._publish, "ledger", req)
+            with self._cond:
+                bond = not self._bonded.is_set() and not self._bond_requested
+                self._bond_requested = True
+            if bond:
+                req = self.agent.stake_request(self.bond, _now(), nonce=_now())
+                self._pool.submit(self._publish, "ledger", req)
 
     def _on_task_topic(self, obj: Model, _peer: str) -> None:
         if isinstance(obj, TaskIntent):
@@ -260,47 +462,78 @@ class WorkerService:
             offer = self.agent.offer(obj, _now())
             if offer is not None:
                 self._pool.submit(self._publish, "offers", offer)
-        elif (
-            isinstance(obj, WorkRequest)
-            and obj.target == self.agent.did
-            and obj.authority == self.authority
-        ):
-            self._pool.submit(self._act, obj)
+        elif isinstance(obj, WorkRequest) and self._mine(obj):
+            self._pool.submit(self._act, obj, [])
 
-    def _on_execution(self, obj: Model, _peer: str) -> None:
-        if isinstance(obj, ExecutionReceipt):
-            with self._cond:
-                self._receipts[obj.cid] = obj
-                self._cond.notify_all()
+    def _on_sealed(self, obj: Model, _peer: str) -> None:
+        """A request sealed to this peer by the authority, with what it needs attached."""
+        if isinstance(obj, SealedMessage) and obj.recipient == self.agent.did:
+            if obj.sender != self.authority:
+                log.info("ignored a sealed request from %s (not the authority)", obj.sender)
+                return
+            try:
+                objects = open_sealed(obj, self.agent.identity)
+            except MeshError as exc:
+                log.warning("a sealed request does not open: %s: %s", type(exc).__name__, exc)
+                return
+            reqs = [o for o in objects if isinstance(o, WorkRequest) and self._mine(o)]
+            if len(reqs) == 1:
+                self._pool.submit(self._act, reqs[0], objects)
 
-    def _wait_for(self, table: dict[CID, Any], cid: CID, timeout: float = 60) -> Any:
+    def _mine(self, req: WorkRequest) -> bool:
+        return req.target == self.agent.did and req.authority == self.authority
+
+    def _wait_for_task(self, cid: CID, timeout: float = 60) -> TaskIntent | None:
         with self._cond:
-            self._cond.wait_for(lambda: cid in table or self._stop.is_set(), timeout)
-            return table.get(cid)
+            self._cond.wait_for(lambda: cid in self._tasks or self._stop.is_set(), timeout)
+            return self._tasks.get(cid)
 
-    def _act(self, req: WorkRequest) -> None:
+    def _act(self, req: WorkRequest, attachments: list[Model]) -> None:
+        envelopes = [o for o in attachments if isinstance(o, EncryptedBlob)]
         try:
             if req.action in ("execute", "verify"):
-                task = self._wait_for(self._tasks, req.task_cid)
+                task = self._wait_for_task(req.task_cid)
                 if task is None:
                     return
                 wasm = Path(self.transport.fetch_blob(task.wasm_cid)).read_bytes()
                 data = Path(self.transport.fetch_blob(task.input_cid)).read_bytes()
                 role = "worker" if req.action == "execute" else "verifier"
-                commitment = self.agent.execute(task, wasm, data, _now(), role=role)
+                envelope = envelopes[0].encode() if envelopes else None
+                commitment = self.agent.execute(
+                    task, wasm, data, _now(), role=role, envelope=envelope
+                )
                 self._publish("executions", commitment)
             elif req.action == "reveal":
                 receipt, output = self.agent.reveal(req.task_cid, _now())
-                cid = self.transport.store.put(output)
-                self.transport.provide(cid)
-                self._publish("executions", receipt)
-            elif req.action == "verdict" and req.receipt_cid is not None:
-                receipt = self._wait_for(self._receipts, req.receipt_cid)
-                if receipt is not None:
-                    verdict = self.agent.verdict(req.task_cid, receipt, _now())
-                    self._publish("verifications", verdict)
+                # the output, encrypted to the authority alone; the receipt sealed to it
+                sealed_output = self.transport.store.put_encrypted(output, [self.authority])
+                self.transport.provide(sealed_output.ciphertext_cid)
+                msg = seal_objects(
+                    self.agent.identity, self.authority, req.task_cid,
+                    [receipt, sealed_output], _now(),
+                )  # fmt: skip
+                self._publish("sealed", msg)
+            elif req.action == "verdict":
+                self._judge(req, attachments, envelopes)
         except Exception:
             log.exception("work request %s for %s failed", req.action, req.task_cid)
+
+    def _judge(
+        self, req: WorkRequest, attachments: list[Model], envelopes: list[EncryptedBlob]
+    ) -> None:
+        receipts = [
+            o for o in attachments if isinstance(o, ExecutionReceipt) and o.cid == req.receipt_cid
+        ]
+        if not receipts:
+            log.warning("a verdict request for %s came without its receipt", req.task_cid)
+            return
+        receipt, output = receipts[0], None
+        if envelopes:  # a content validator: the worker's bytes, encrypted to this verifier
+            path = self.transport.fetch_blob(envelopes[0].ciphertext_cid)
+            output = decrypt(Path(path).read_bytes(), envelopes[0], self.agent.identity)
+        verdict = self.agent.verdict(req.task_cid, receipt, _now(), output=output)
+        msg = seal_objects(self.agent.identity, self.authority, req.task_cid, [verdict], _now())
+        self._publish("sealed", msg)
 
     def close(self) -> None:
         self._stop.set()
@@ -340,7 +573,7 @@ def _worker_main(argv: list[str] | None = None) -> None:
         behaviour=args.behaviour,
         executors={name: _load_executor(name) for name in args.executor},
     )
-    service = WorkerService(agent, node, authority=args.authority)
+    service = WorkerService(agent, node, authority=args.authority, state_dir=args.data_dir)
     print(f"worker {identity.did} listening on {' '.join(node.addrs)}", flush=True)
     stop = threading.Event()
     try:

@@ -155,7 +155,9 @@ class WorkerRole:
         self.agent = WorkerAgent(
             service.node.identity, federation, HardwareProfile(memory_mb=memory_mb)
         )
-        self.worker = WorkerService(self.agent, service.node, authority=authority)
+        self.worker = WorkerService(
+            self.agent, service.node, authority=authority, state_dir=service.data_dir
+        )
 
     def handlers(self) -> dict[str, Handler]:
         return {"offer-execution": self._offer}

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from meshbench.core.errors import NetworkError
 from meshbench.net import control
 
-__all__ = ["NodeProcess", "spawn_mesh", "spawn_node", "wait_until"]
+__all__ = ["NodeProcess", "WorkerProcess", "spawn_mesh", "spawn_node", "spawn_worker", "wait_until"]
 
 T = TypeVar("T")
 
@@ -142,3 +142,61 @@ def spawn_mesh(
                 node.stop()
             raise errors[0]
     return nodes
+
+
+class WorkerProcess:
+    """A ``python -m meshbench.runtime.p2p worker`` child process (a libp2p worker peer)."""
+
+    def __init__(self, data_dir: Path, argv: list[str], timeout: float = 60) -> None:
+        self.data_dir = data_dir
+        self.argv = argv
+        data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(data_dir / "worker.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log)
+        lines: queue.Queue[bytes] = queue.Queue()
+        assert self.proc.stdout is not None
+        out = self.proc.stdout
+        threading.Thread(target=lambda: lines.put(out.readline()), daemon=True).start()
+        try:
+            line = lines.get(timeout=timeout).decode()
+        except queue.Empty:
+            line = ""
+        if not line.startswith("worker did:key:"):
+            self.kill()
+            tail = (data_dir / "worker.log").read_text(errors="replace")[-2000:]
+            raise NetworkError(f"worker in {data_dir} did not start:\n{tail}")
+        self.did = line.split()[1]
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye, nothing flushed."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def restart(self, timeout: float = 60) -> WorkerProcess:
+        """The same peer again: same data dir (key, bond marker, blobs), same arguments."""
+        self.kill()
+        return WorkerProcess(self.data_dir, self.argv, timeout)
+
+
+def spawn_worker(
+    data_dir: str | os.PathLike[str],
+    *,
+    bootstrap: str,
+    authority: str,
+    federation: str,
+    extra: Sequence[str] = (),
+) -> WorkerProcess:
+    """A worker peer process that bootstraps from ``bootstrap`` and serves ``authority``."""
+    argv = [sys.executable, "-m", "meshbench.runtime.p2p", "worker",
+            "--data-dir", str(data_dir), "--bootstrap", bootstrap,
+            "--authority", authority, "--federation", federation, *extra]  # fmt: skip
+    return WorkerProcess(Path(data_dir), argv)
