@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 
-.PHONY: demo test lint unit nbval notebooks lab chromium lock bench wasm wasm-check clean docs soak fuzz
+.PHONY: demo test lint unit nbval notebooks lab chromium lock bench wasm wasm-check clean docs soak fuzz python-runtime
 
 # Installable extensions (their own pyproject.toml), installed editable beside meshbench.
 EXTENSIONS := extensions/meshbench-cuda
@@ -35,13 +35,18 @@ interop/js/node_modules/.installed: interop/js/package-lock.json
 	    cd interop/js && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
 	else echo "npm not found: the js-libp2p interop test will be skipped"; fi
 
-unit: $(STAMP) interop/js/node_modules/.installed chromium
+# The python executor's CPython compiled once into the host's cache (minutes the first time on
+# a fresh machine, a cached load after), so that no test waits for it.
+python-runtime: $(STAMP)
+	$(BIN)/python -m meshbench.exec.pyruntime
+
+unit: $(STAMP) interop/js/node_modules/.installed chromium python-runtime
 	$(BIN)/python -m pytest -n 2 --timeout=300 -q
 
 # The tutorial notebooks, executed top to bottom and compared with their committed outputs
 # (CIDs, did:keys, timestamps and temp paths sanitised by notebooks/nbval.cfg); one
 # notebook per xdist worker.
-nbval: $(STAMP)
+nbval: $(STAMP) python-runtime
 	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval.cfg \
 	    --nbval-cell-timeout=600 --timeout=900 -n 2 --dist loadfile -q -p no:cacheprovider notebooks
 
