@@ -36,6 +36,7 @@ __all__ = [
     "LedgerError",
     "MemoryLimitExceeded",
     "MeshError",
+    "MeshWarning",
     "NetworkError",
     "NoSuchFile",
     "NonCanonicalEncoding",
@@ -249,3 +250,8 @@ class LaunchParameterError(KernelError):
 
 class KernelBudgetExceeded(KernelError):
     """The kernel call needs more FLOPs (or device memory) than its budget allows."""
+
+
+class MeshWarning(UserWarning):
+    """Something will not go as asked (a task this mesh cannot meet yet, k raised by policy):
+    not an error, but said at once."""

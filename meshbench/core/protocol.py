@@ -340,6 +340,8 @@ class _Task:
     policy: MeshPolicy | None = None
     #: the verifiers drawn for the current round (the assignment's, then each dispute's)
     round_verifiers: tuple[str, ...] = ()
+    #: why the task cannot proceed now (None while it can): for status lines and handles
+    waiting: str | None = None
 
     @property
     def state(self) -> str:
@@ -467,6 +469,18 @@ class MeshState:
 
     def state_of(self, task_cid: CID) -> str:
         return self._record(task_cid).state
+
+    def why(self, task_cid: CID) -> str | None:
+        """Why the task cannot proceed now ("needs 3 verifiers, 2 eligible: waiting for
+        workers"), or None when nothing holds it up."""
+        rec = self._record(task_cid)
+        if rec.state == "Settled":
+            return None
+        if rec.waiting is not None:
+            return rec.waiting
+        if rec.state == "Published":
+            return "no offer yet: waiting for workers to offer"
+        return None
 
     # --- plumbing ---
     def _record(self, task_cid: CID) -> _Task:
@@ -634,7 +648,15 @@ class MeshState:
             raise ProtocolError(f"stale PeerInfo for {info.did} (updated_at {info.updated_at})")
         cmd = self._commit([info])
         self.peers[info.did] = info
-        return [cmd]
+        out: list[Command] = [cmd]
+        if old is None and "worker" in info.roles:
+            # a worker that joins late is asked about the tasks still waiting for offers
+            out += [
+                Broadcast(topic="tasks", obj=rec.task)
+                for rec in self.tasks.values()
+                if rec.state in ("Published", "Offered")
+            ]
+        return out
 
     def _on_stake(self, req: StakeRequest, now: int) -> list[Command]:
         self._member(req.federation, req.account, now)
@@ -729,6 +751,8 @@ class MeshState:
 
     def _on_offer_window(self, rec: _Task, _ev: object, now: int) -> list[Command]:
         policy = self.policy(rec.task.federation)
+        if rec.state == "Offered" and not self._eligible_offers(rec, policy, now):
+            rec.waiting = f"none of the {len(rec.offers)} offers is eligible: waiting for workers"
         if rec.state == "Published" or not self._eligible_offers(rec, policy, now):
             # nobody (eligible) offered yet: keep the window open until the deadline
             return [self._timer(rec, "offers", now + max(1, policy.selection.offer_window_ms))]
@@ -831,15 +855,28 @@ class MeshState:
         attempt = rec.attempt + 1
         if attempt >= policy.selection.max_attempts:
             return "exhausted"
-        if not offers:
-            return "no_offer"
-        offer = offers[0]
         q = policy.verification_quorum
         k = q.verifiers_for(task.verifier_count)
+        raised = (
+            f"; k raised from {task.verifier_count} to {k} by policy minimum_verifiers"
+            if k > task.verifier_count
+            else ""
+        )
+        if not offers:
+            rec.waiting = (
+                f"no eligible offer ({len(rec.offers)} received, {len(rec.tried)} tried): "
+                f"waiting for workers{raised}"
+            )
+            return "no_offer"
+        offer = offers[0]
         candidates = self._verifier_candidates(rec, offer.worker, policy, now, ())
         verifiers = selection.draw_verifiers(self._draw_seed(rec, f"a{attempt}"), candidates, k)
         if len(verifiers) < max(1, q.minimum_verifiers):
+            rec.waiting = (
+                f"needs {k} verifiers, {len(candidates)} eligible: waiting for workers{raised}"
+            )
             return "no_verifiers"
+        rec.waiting = None
         return offer, verifiers
 
     def _apply_assignment(

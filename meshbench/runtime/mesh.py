@@ -17,7 +17,8 @@ import html
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 import polars as pl
 
 from meshbench.core.encoding import CID, parse_cid
-from meshbench.core.errors import ProtocolError
+from meshbench.core.errors import MeshWarning, ProtocolError
 from meshbench.core.events import MeshPolicyActivated, RewardDistributed
 from meshbench.core.identity import Identity
 from meshbench.core.outcome import task_outcome
@@ -112,12 +113,44 @@ class TaskHandle:
     def state(self) -> str:
         return self._mesh.node.state_of(self.cid)
 
+    @property
+    def why(self) -> str | None:
+        """Why the task cannot proceed now ("needs 3 verifiers, 2 eligible: waiting for
+        workers"), or None when nothing holds it up."""
+        return self._mesh.node.why(self.cid)
+
     def done(self) -> bool:
         return self._record.done.is_set()
 
+    def watch(
+        self, timeout: float | None = 120, *, poll_s: float = 0.05
+    ) -> Iterator[tuple[str, str | None]]:
+        """Yield ``(state, why)`` at each change until the task settles (then its result is
+        ready); ``TimeoutError`` after ``timeout`` s, saying why it did not proceed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last: tuple[str, str | None] | None = None
+        while True:
+            now = (self.state, self.why)
+            if now != last:
+                last = now
+                yield now
+            if self.done():
+                return
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(self._stuck(timeout))
+            # the record's event is set on settlement; otherwise look again shortly
+            self._record.done.wait(poll_s if left is None else min(poll_s, left))
+
+    def _stuck(self, timeout: float | None) -> str:
+        why = self.why
+        return f"task {self.cid} is still {self.state} after {timeout} s" + (
+            f": {why}" if why else ""
+        )
+
     def result(self, timeout: float | None = 120) -> TaskResult:
         if not self._record.done.wait(timeout):
-            raise TimeoutError(f"task {self.cid} is still {self.state} after {timeout} s")
+            raise TimeoutError(self._stuck(timeout))
         r = self._record
         exit_code = r.receipt.exit_code if r.receipt is not None else None
         outcome, error = task_outcome(r.outcome, exit_code, r.output)
@@ -566,7 +599,24 @@ class Mesh:
             deadline=now + int(deadline_s * 1000),
             nonce=time.time_ns() + self._nonce,
         ).sign(self.publisher)
-        return TaskHandle(self, self.node.publish(task, envelope=envelope))
+        handle = TaskHandle(self, self.node.publish(task, envelope=envelope))
+        self._warn_if_unmeetable(task)
+        return handle
+
+    def _warn_if_unmeetable(self, task: TaskIntent) -> None:
+        """Say at once when this mesh cannot run the task as asked (and why)."""
+        q = self.policy.verification_quorum
+        k = q.verifiers_for(task.verifier_count)
+        bonded = self.bonded_workers()
+        notes = []
+        if k != task.verifier_count:
+            notes.append(f"k raised from {task.verifier_count} to {k} by policy")
+        if bonded < k + 1:
+            notes.append(
+                f"needs a worker and {k} verifiers, {bonded} bonded workers: waiting for workers"
+            )
+        if bonded < k + 1:
+            warnings.warn(f"task {task.cid}: {'; '.join(notes)}", MeshWarning, stacklevel=3)
 
     def _blob(self, value: Any, *, text_is_path: bool) -> CID:
         store = self.node.blobs

@@ -643,6 +643,10 @@ class MeshNode:
     def state_of(self, task_cid: CID) -> str:
         return self.call(lambda: self.state.state_of(task_cid) if self.state else "Unknown")
 
+    def why(self, task_cid: CID) -> str | None:
+        """Why the task cannot proceed now (see :meth:`MeshState.why`), or None."""
+        return self.call(lambda: self.state.why(task_cid) if self.state else None)
+
     def balance(self, did: str) -> int:
         return self.call(lambda: self._ledger.books.balance(did) if self._ledger else 0)
 

@@ -118,6 +118,9 @@ class AuthorityRole:
         state = self.mesh.node.state_of(cid)
         done = state in TERMINAL_STATES or (rec is not None and rec.done.is_set())
         out: dict[str, Any] = {"task_cid": str(cid), "state": state, "done": done}
+        why = None if done else self.mesh.node.why(cid)
+        if why is not None:
+            out["waiting"] = why  # why it cannot proceed now
         if rec is not None:
             exit_code = None if rec.receipt is None else rec.receipt.exit_code
             out["outcome"], error = task_outcome(rec.outcome, exit_code, rec.output)

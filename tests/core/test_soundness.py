@@ -359,3 +359,30 @@ def test_a_restart_neither_changes_the_money_nor_the_events():
     assert live_on_time is False and restored_on_time is False
     assert restored_events == live_events  # restore then continue == never restarting
     assert restored_books == live_books
+
+
+# --- issue 23 item 3: a task that cannot proceed says why -----------------------------------
+def test_a_task_that_cannot_proceed_says_why_and_late_workers_are_asked():
+    from meshbench.core.protocol import Broadcast
+    from meshbench.core.types import HardwareProfile, PeerInfo
+
+    h = ProtocolHarness(peers=3)  # a worker and two verifiers: the policy wants three
+    task = h.task(verifiers=2)
+    h.feed(task)
+    assert h.state.why(task.cid) == "no offer yet: waiting for workers to offer"
+    h.feed(h.offer(task, h.peers[0]))
+    h.advance(5_000)
+    h.fire(task, "offers")
+    why = h.state.why(task.cid)
+    assert why is not None and "needs 3 verifiers, 2 eligible" in why
+    assert "k raised from 2 to 3 by policy minimum_verifiers" in why
+    late = make_identity(2999)
+    h.by_did[late.did] = late
+    info = PeerInfo(
+        did=late.did,
+        federation=h.federation.did,
+        hardware=HardwareProfile(memory_mb=4096),
+        updated_at=h.now,
+    ).sign(late)
+    cmds = h.feed(info)
+    assert any(isinstance(c, Broadcast) and c.obj == task for c in cmds)  # asked at once

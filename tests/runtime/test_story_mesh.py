@@ -30,3 +30,25 @@ def test_story_tells_how_a_wrong_result_was_caught(tmp_path: Path) -> None:
                 assert "slashed" in whats and "decision Rejected" in whats
             else:
                 assert "decision Accepted" in whats
+
+
+def test_a_task_the_mesh_cannot_meet_warns_at_once_and_says_why(tmp_path: Path) -> None:
+    import pytest
+
+    from meshbench.core.errors import MeshWarning
+    from meshbench.testing.netmesh import wait_until
+
+    policy = {"verification_quorum": {"minimum_verifiers": 3}}
+    with Mesh.in_process(workers=2, data_dir=tmp_path, policy=policy) as mesh:
+        with pytest.warns(MeshWarning, match="needs a worker and 3 verifiers, 2 bonded"):
+            handle = mesh.publish(WASM / "hello.wasm", b"", fee=100, verifiers=2)
+        wait_until(lambda: handle.why is not None and "verifiers" in handle.why, 30, "a reason")
+        assert "needs 3 verifiers, 1 eligible: waiting for workers" in handle.why
+        assert "k raised from 2 to 3 by policy minimum_verifiers" in handle.why
+        states = []
+        with pytest.raises(TimeoutError, match="needs 3 verifiers"):
+            for state, _why in handle.watch(timeout=0.5):
+                states.append(state)
+        assert states and states[0] in ("Published", "Offered")
+        with pytest.raises(TimeoutError, match="waiting for workers"):
+            handle.result(timeout=0.2)
