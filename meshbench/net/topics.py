@@ -53,6 +53,7 @@ TOPIC_TYPES: Final[dict[Topic, frozenset[str]]] = {
     Topic.SEALED: frozenset({"SealedMessage"}),
     Topic.POLICY: frozenset(
         {
+            "AuthorityClock",  # the authority's stamp before the proposals and votes it accepts
             "MeshPolicyProposal",
             "MeshPolicyVote",
             "MeshPolicyActivated",

@@ -88,6 +88,8 @@ class SimConfig:
     fee: int = 100
     policy: MeshPolicy = field(default_factory=MeshPolicy)
     ledger: Any = None  # an open meshbench.store.ledger.Ledger, or None (books in memory)
+    #: called with each batch of events the authority appends (frames, plots), or None
+    observer: Any = None
 
 
 @dataclass(kw_only=True)
@@ -235,6 +237,8 @@ class Simulation:
         match cmd:
             case AppendToLedger():
                 self.events += len(cmd.events)
+                if self.cfg.observer is not None:
+                    self.cfg.observer(*cmd.events)
                 if self.ledger is not None:
                     self.ledger.persist(
                         *cmd.events, changes=cmd.changes
@@ -363,7 +367,8 @@ class Simulation:
             max(self.cfg.verifiers, self.cfg.policy.verification_quorum.minimum_verifiers),
             self.cfg.policy.verification_quorum.maximum_verifiers,
         )
-        cfg = {k: v for k, v in self.cfg.__dict__.items() if k not in ("policy", "ledger")}
+        skip = ("policy", "ledger", "observer")
+        cfg = {k: v for k, v in self.cfg.__dict__.items() if k not in skip}
         return SimReport(
             tasks=len(self.state.tasks),
             accepted=accepted,

@@ -168,8 +168,8 @@ def _ts(ms: int) -> datetime:
 
 
 class _Recorder:
-    """A ledger for the simulator that keeps nothing: it shows each appended event to
-    ``observe`` (the simulation's books already include it)."""
+    """The simulator's observer: shows each appended batch of events to ``observe`` (the
+    simulation's books already include them)."""
 
     def __init__(self) -> None:
         self.observe: Callable[..., None] = lambda *events: None
@@ -201,7 +201,7 @@ def simulate(
     recorder = _Recorder()
     cfg = SimConfig(
         workers=workers, malicious=malicious, faulty=faulty, tasks=tasks, verifiers=verifiers,
-        seed=seed, policy=policy or MeshPolicy(), ledger=recorder,
+        seed=seed, policy=policy or MeshPolicy(), observer=recorder.append,
     )  # fmt: skip
     sim = Simulation(cfg)
     klass = sim.behaviour

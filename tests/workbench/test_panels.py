@@ -20,8 +20,11 @@ HELLO = "datasets/wasm/hello.wasm"
 @pytest.fixture
 def mesh(tmp_path):
     clock = ManualClock()
+    # once caught, the cheater no longer verifies (its reputation is below the gate): the
+    # other three are a worker and two verifiers
+    policy = {"verification_quorum": {"minimum_verifiers": 2}}
     with Mesh.in_process(
-        workers=4, behaviours={3: "wrong"}, data_dir=tmp_path / "m", clock=clock
+        workers=4, behaviours={3: "wrong"}, data_dir=tmp_path / "m", clock=clock, policy=policy
     ) as m:
         yield m
 
