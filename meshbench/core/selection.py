@@ -79,9 +79,6 @@ def offer_problems(
         out.append(f"bond {bond} is below min_stake {policy.bonding_requirements.min_stake}")
     if load >= policy.scheduling.max_queue_length:
         out.append(f"worker queue is full ({load} of {policy.scheduling.max_queue_length})")
-    timeout_ms = policy.scheduling.task_timeout * 1000
-    if offer.eta_ms > timeout_ms:
-        out.append(f"ETA {offer.eta_ms} ms is beyond the task timeout of {timeout_ms} ms")
     return out
 
 
