@@ -604,19 +604,24 @@ class Mesh:
         return handle
 
     def _warn_if_unmeetable(self, task: TaskIntent) -> None:
-        """Say at once when this mesh cannot run the task as asked (and why)."""
+        """Say at once when this mesh cannot run the task (and why)."""
         q = self.policy.verification_quorum
         k = q.verifiers_for(task.verifier_count)
+        need = max(1, q.minimum_verifiers)
         bonded = self.bonded_workers()
-        notes = []
-        if k != task.verifier_count:
-            notes.append(f"k raised from {task.verifier_count} to {k} by policy")
-        if bonded < k + 1:
-            notes.append(
-                f"needs a worker and {k} verifiers, {bonded} bonded workers: waiting for workers"
-            )
-        if bonded < k + 1:
-            warnings.warn(f"task {task.cid}: {'; '.join(notes)}", MeshWarning, stacklevel=3)
+        if bonded >= need + 1:
+            return
+        raised = (
+            f"; k raised from {task.verifier_count} to {k} by policy"
+            if k > task.verifier_count
+            else ""
+        )
+        warnings.warn(
+            f"task {task.cid}: needs a worker and {need} verifiers, {bonded} bonded workers: "
+            f"waiting for workers{raised}",
+            MeshWarning,
+            stacklevel=3,
+        )
 
     def _blob(self, value: Any, *, text_is_path: bool) -> CID:
         store = self.node.blobs

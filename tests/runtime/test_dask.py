@@ -100,7 +100,8 @@ def test_headless_cluster_survives_a_killed_worker(
         result = long.result(timeout=90)
         # the task was reassigned (or, if no worker was left, expired and refunded):
         # either way it settled once, and no token was created or lost
-        assert result.outcome in ("Accepted", "Expired", "NoConsensus")
+        # (Failed: a verified out-of-fuel, issue 23 item 4)
+        assert result.outcome in ("Accepted", "Failed", "Expired", "NoConsensus")
         settled = mesh.payouts().filter(pl.col("task_cid") == str(long.cid))
         assert settled["amount"].sum() == 100_000
         assert mesh.node.verify_ledger().ok
