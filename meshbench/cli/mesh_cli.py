@@ -136,7 +136,7 @@ def start(
 
     import libp2p.network.auto_connector  # noqa: F401 - its logger exists before we tune levels
 
-    from meshbench.cli.mesh_node import NodeService
+    from meshbench.cli.peer_service import NodeService
     from meshbench.net.guard import GuardConfig
 
     _configure_logging(verbose)

@@ -1,6 +1,6 @@
 """A worker's or verifier's side of commit-reveal, sans-IO.
 
-The ledger authority's :class:`~meshbench.core.protocol.MeshState` asks a node to execute
+The ledger authority's :class:`~meshbench.core.protocol.AuthorityState` asks a node to execute
 (``RunExecution``), to re-execute (``RunVerification``), to reveal (``RequestReveal``) and to
 judge (``RequestVerdict``). The runtime runs the executor and hands the result to a
 :class:`Participant`, which makes the signed objects the authority expects, with exactly

@@ -1,6 +1,6 @@
 """The mesh protocol as a sans-IO state machine: ``handle(event, now) -> list[Command]``.
 
-:class:`MeshState` is the state of a federation's ledger authority, which orders the events
+:class:`AuthorityState` is the state of a federation's ledger authority, which orders the events
 of every task. Events in are the participants' signed objects (:class:`TaskIntent`,
 :class:`ComputeOffer`, :class:`ResultCommitment`, :class:`ExecutionReceipt`,
 :class:`VerificationReceipt`, :class:`PeerInfo`, :class:`StakeRequest`) and the stimuli
@@ -27,10 +27,10 @@ emits the events whose fold moves it, and the dispatcher checks that the state i
 at is one the table allows. ``Accepted``, ``Rejected``, ``NoConsensus`` and ``Expired`` are
 passed through inside a settlement's batch; a task rests in an open state or ``Settled``.
 
-Every stimulus the authority accepts is journalled (:attr:`MeshState.journal`, with the
+Every stimulus the authority accepts is journalled (:attr:`AuthorityState.journal`, with the
 authority's time; the runtime persists it with the events, in one transaction), so a
 restarted authority rebuilds itself by feeding the journal through these same handlers
-(:meth:`MeshState.restore`), and ``story(task)`` reads it back.
+(:meth:`AuthorityState.restore`), and ``story(task)`` reads it back.
 
 Commit-reveal: the worker and every verifier first sign a :class:`ResultCommitment` (a hash
 bound to the task, their own DID, their output and a salt), before anyone's output is
@@ -95,11 +95,11 @@ __all__ = [
     "TRANSITIONS",
     "AllOffersIn",
     "AppendToLedger",
+    "AuthorityState",
     "Broadcast",
     "Command",
     "Faucet",
     "Journaled",
-    "MeshState",
     "PrivateInput",
     "RequestReveal",
     "RequestVerdict",
@@ -268,7 +268,7 @@ Command = (
 class Transition(NamedTuple):
     """One entry of the table: the handler and the states the task may be in after it."""
 
-    handler: Callable[[MeshState, _Task, Any, int], list[Command]]
+    handler: Callable[[AuthorityState, _Task, Any, int], list[Command]]
     next_states: frozenset[str]
 
 
@@ -365,7 +365,7 @@ class _Task:
             self.timers.pop(stage, None)
 
 
-class MeshState:
+class AuthorityState:
     """A federation ledger authority's protocol state.
 
     ``policies`` and ``membership`` are read at every decision; ``books`` is the fold of
@@ -537,7 +537,7 @@ class MeshState:
         left waiting for its deadline.
         """
         if self.tasks or self._seen or self.books.minted():
-            raise ProtocolError("restore() needs a fresh MeshState (empty books)")
+            raise ProtocolError("restore() needs a fresh AuthorityState (empty books)")
         expected: list[CID] = []
         timers: dict[tuple[CID, str, int], int] = {}
         for item in history:
@@ -1323,7 +1323,7 @@ class _Stale(Exception):
 _OPEN: Final = ("Published", "Offered", "Assigned", "Executed", "Verifying", "Disputed")
 _REASSIGN: Final = frozenset({"Assigned", "Offered", "Published", "Settled"})
 _DECIDE: Final = frozenset({"Disputed", "Settled"})
-_M = MeshState
+_M = AuthorityState
 
 #: (state, stimulus kind) -> (handler, next states). Stimulus kinds: the object's type name,
 #: ``AllOffersIn`` or ``Timeout:<stage>``. Everything that affects a transition is here; the
@@ -1379,3 +1379,6 @@ TRANSITIONS: Final[dict[tuple[str, str], Transition]] = {
 }
 #: The states a task can be in while it is not settled (every one has a deadline timer).
 OPEN_STATES: Final = frozenset(s for s, _ in TRANSITIONS)
+
+#: The former name (the authority's state, not the mesh's); kept for code written against it.
+MeshState = AuthorityState

@@ -296,7 +296,7 @@ def join(
 ) -> Libp2pNode:
     """Join a live mesh from a notebook with the data dir's identity and blob store.
 
-    ``meshbench.Mesh.join`` (runtime issue) will put a MeshNode on top of this.
+    ``meshbench.Mesh.join`` (runtime issue) will put a AuthorityNode on top of this.
     """
     from meshbench.store.keystore import Keystore
 

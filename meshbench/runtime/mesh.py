@@ -1,6 +1,6 @@
 """The notebook API: ``Mesh.local(workers=4)``, ``Mesh.connect(address)``, ``mesh.publish``.
 
-A :class:`Mesh` is a ledger-authority node (:class:`~meshbench.runtime.node.MeshNode`) with
+A :class:`Mesh` is a ledger-authority node (:class:`~meshbench.runtime.node.AuthorityNode`) with
 its workers on a Dask cluster (a ``LocalCluster`` it starts, or one it connects to), a
 publisher identity funded by the faucet, and Polars views of its ledger. Example::
 
@@ -42,7 +42,7 @@ from meshbench.core.types import (
 from meshbench.runtime.agent import Behaviour, WorkerAgent
 from meshbench.runtime.backends import InProcessBackend, WorkerBackend
 from meshbench.runtime.clock import wall_clock_ms
-from meshbench.runtime.node import MeshNode, TaskRecord
+from meshbench.runtime.node import AuthorityNode, TaskRecord
 from meshbench.store.frames import LedgerFrames
 from meshbench.store.keystore import Keystore
 from meshbench.store.ledger import Ledger
@@ -180,7 +180,7 @@ class Mesh:
 
     def __init__(
         self,
-        node: MeshNode,
+        node: AuthorityNode,
         *,
         publisher: Identity,
         data_dir: Path,
@@ -462,7 +462,7 @@ class Mesh:
         authority = keys.load_or_create("node")
         federation = keys.load_or_create("federation").did
         publisher = keys.load_or_create("publisher")
-        node = MeshNode(root, backend, authority=authority, federation=federation, clock=clock)
+        node = AuthorityNode(root, backend, authority=authority, federation=federation, clock=clock)
         node.sealer = lambda envelope, recipients: seal_to(envelope, publisher, recipients)
         node.start()
         mesh = cls(node, publisher=publisher, data_dir=root, client=client, cluster=cluster)

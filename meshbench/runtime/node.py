@@ -1,7 +1,7 @@
-"""MeshNode: the protocol core driven with a real clock, a ledger, a blob store and workers.
+"""AuthorityNode: the protocol core driven with a real clock, a ledger, a blob store and workers.
 
 The node is a federation's ledger authority (and, in the embedded mesh, the publisher's
-node too). One driver thread owns the :class:`~meshbench.core.protocol.MeshState` and the
+node too). One driver thread owns the :class:`~meshbench.core.protocol.AuthorityState` and the
 SQLite ledger; everything else (API calls, workers' answers, timers) reaches it as work on
 its queue, so the core stays single-threaded and deterministic in what it decides.
 
@@ -9,9 +9,9 @@ What comes back from workers arrives as bytes and is decoded with
 :func:`~meshbench.core.model.decode_object` (CID, schema, signature) before the core sees
 it. Whatever the core refuses is recorded (``node.rejections``) and changes nothing.
 
-The node's public face: :meth:`MeshNode.submit` (the one way in for signed objects, their
-bytes and the runtime's stimuli), :meth:`MeshNode.subscribe` (ledger events as they are
-appended), :attr:`MeshNode.rejections` (read-only) and :meth:`MeshNode.snapshot` (the
+The node's public face: :meth:`AuthorityNode.submit` (the one way in for signed objects, their
+bytes and the runtime's stimuli), :meth:`AuthorityNode.subscribe` (ledger events as they are
+appended), :attr:`AuthorityNode.rejections` (read-only) and :meth:`AuthorityNode.snapshot` (the
 books as of now, for readers). With a :class:`~meshbench.runtime.clock.ManualClock` the
 node runs on virtual time: its driver sleeps until work arrives or the clock is advanced.
 """
@@ -40,10 +40,10 @@ from meshbench.core.model import Model, decode_object
 from meshbench.core.protocol import (
     AllOffersIn,
     AppendToLedger,
+    AuthorityState,
     Broadcast,
     Command,
     Faucet,
-    MeshState,
     PrivateInput,
     RequestReveal,
     RequestVerdict,
@@ -60,7 +60,7 @@ from meshbench.runtime.clock import ManualClock, wall_clock_ms
 from meshbench.store.blobs import BlobStore, EncryptedBlob
 from meshbench.store.ledger import Ledger, LedgerReport
 
-__all__ = ["MeshNode", "NodeSnapshot", "Rejection", "Rejections", "TaskRecord"]
+__all__ = ["AuthorityNode", "NodeSnapshot", "Rejection", "Rejections", "TaskRecord"]
 
 log = logging.getLogger("meshbench.node")
 
@@ -134,7 +134,7 @@ class _OfferRound:
     received: int = 0
 
 
-class MeshNode:
+class AuthorityNode:
     """A ledger authority node with its workers behind a :class:`WorkerBackend`."""
 
     def __init__(
@@ -154,7 +154,7 @@ class MeshNode:
         self.blobs = BlobStore(self.data_dir / "blobs")
         self.ledger_path = self.data_dir / "ledger.sqlite"
         self._ledger: Ledger | None = None
-        self.state: MeshState | None = None
+        self.state: AuthorityState | None = None
         self.records: dict[CID, TaskRecord] = {}
         self._rejections: list[Rejection] = []
         self._listeners: list[Callable[[Model], None]] = []
@@ -176,7 +176,7 @@ class MeshNode:
             self._unwake = clock.on_advance(self._clock_advanced)
 
     # --- life cycle --------------------------------------------------------------------
-    def start(self) -> MeshNode:
+    def start(self) -> AuthorityNode:
         self._thread = threading.Thread(target=self._main, name="mesh-node", daemon=True)
         self._thread.start()
         self._started.wait()
@@ -238,7 +238,7 @@ class MeshNode:
             # open task gets its outstanding requests and pending timers again.
             restarting = len(self._ledger) > 0
             books = Books(self.authority.did) if restarting else self._ledger.books
-            self.state = MeshState(
+            self.state = AuthorityState(
                 self.authority,
                 books=books,
                 membership=gov.BooksMembership(books),
@@ -644,7 +644,7 @@ class MeshNode:
         return self.call(lambda: self.state.state_of(task_cid) if self.state else "Unknown")
 
     def why(self, task_cid: CID) -> str | None:
-        """Why the task cannot proceed now (see :meth:`MeshState.why`), or None."""
+        """Why the task cannot proceed now (see :meth:`AuthorityState.why`), or None."""
         return self.call(lambda: self.state.why(task_cid) if self.state else None)
 
     def balance(self, did: str) -> int:
@@ -667,5 +667,8 @@ class MeshNode:
 
 _IDLE: Callable[[], None] = lambda: None  # noqa: E731
 
-#: What :meth:`MeshNode.submit` takes besides signed objects and their bytes.
+#: What :meth:`AuthorityNode.submit` takes besides signed objects and their bytes.
 Stimulus = Faucet | SnapshotReputation
+
+#: The former name (the node is the federation's ledger authority); kept for older code.
+MeshNode = AuthorityNode

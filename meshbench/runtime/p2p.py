@@ -8,7 +8,7 @@ recipient (:class:`~meshbench.store.sealing.SealedMessage`, blobs encrypted to i
 tasks, offers, requests and commitments are readable by every peer.
 
 * :class:`P2PBackend` is the :class:`~meshbench.runtime.backends.WorkerBackend` of a
-  ledger-authority :class:`~meshbench.runtime.node.MeshNode`: it gossips the task (and
+  ledger-authority :class:`~meshbench.runtime.node.AuthorityNode`: it gossips the task (and
   provides its module and input), gossips a signed :class:`~meshbench.core.events.WorkRequest`
   for each execution, verification, reveal and verdict the protocol asks for, and hands the
   participants' answers (offers, commitments, receipts with their output fetched by CID,

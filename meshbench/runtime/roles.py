@@ -1,7 +1,7 @@
 """What a ``mesh-cli start`` node does in the protocol: its role.
 
 * ``authority``: the federation's ledger authority and a publisher. It runs a
-  :class:`~meshbench.runtime.node.MeshNode` over the node's libp2p transport
+  :class:`~meshbench.runtime.node.AuthorityNode` over the node's libp2p transport
   (:class:`~meshbench.runtime.p2p.P2PBackend`), funds new workers from the faucet, and
   answers ``publish-task`` and ``task-status``.
 * ``worker``: a :class:`~meshbench.runtime.p2p.WorkerService` around a
@@ -9,7 +9,7 @@
   automatically, and ``offer-execution`` makes a manual offer at a chosen cost.
 * ``peer`` (no role): gossip and content only.
 
-Each role adds control-socket handlers to the node (see :mod:`meshbench.cli.mesh_node`).
+Each role adds control-socket handlers to the node (see :mod:`meshbench.cli.peer_service`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The transport interface a :class:`MeshNode` drives: gossip, blobs by CID, peers.
+"""The transport interface a :class:`AuthorityNode` drives: gossip, blobs by CID, peers.
 
 Three transports implement it: in-process (tests, notebooks), Dask (cluster) and libp2p
 (:class:`~meshbench.net.node.Libp2pNode`, a real peer-to-peer mesh). The protocol core

@@ -1,6 +1,6 @@
 """Adversarial simulation: the real protocol engine, simulated executors, a manual clock.
 
-Peers sign real objects with real keys; the ledger authority's :class:`MeshState` handles
+Peers sign real objects with real keys; the ledger authority's :class:`AuthorityState` handles
 them exactly as in a live mesh; the simulator only stands in for the network (a time-ordered
 queue of deliveries) and for execution (each behaviour decides what output it commits to).
 
@@ -42,10 +42,10 @@ from meshbench.core.participant import Participant
 from meshbench.core.policy import MeshPolicy
 from meshbench.core.protocol import (
     AppendToLedger,
+    AuthorityState,
     Broadcast,
     Command,
     Faucet,
-    MeshState,
     RequestReveal,
     RequestVerdict,
     RunExecution,
@@ -127,7 +127,7 @@ class Simulation:
         self.authority = _ident(cfg.seed, "authority")
         self.federation = _ident(cfg.seed, "federation")
         self.ledger: Any = None
-        self.state = MeshState(self.authority, policies=StaticPolicyView(cfg.policy))
+        self.state = AuthorityState(self.authority, policies=StaticPolicyView(cfg.policy))
         self.state.record_journal = False
         if cfg.ledger is not None:
             self.attach_ledger(cfg.ledger)
@@ -153,7 +153,7 @@ class Simulation:
         if len(ledger) or self.state.books.minted():
             raise ValueError("attach an empty ledger before the simulation runs")
         self.ledger = ledger
-        self.state = MeshState(
+        self.state = AuthorityState(
             self.authority, books=ledger.books, policies=StaticPolicyView(self.cfg.policy)
         )
 

@@ -1,7 +1,7 @@
 """The ledger authority's state machine over a ledger file, offline (no running node).
 
 ``icn-wallet`` (a stake request) and ``meshbench ledger faucet`` (a mint) let the
-authority's :class:`~meshbench.core.protocol.MeshState` decide on one stimulus with the
+authority's :class:`~meshbench.core.protocol.AuthorityState` decide on one stimulus with the
 books the ledger holds, and append what it decided. Only :class:`AppendToLedger` can be
 carried out without a node; a stimulus that asks for anything else (workers, timers,
 gossip) is refused before anything is appended.
@@ -17,9 +17,9 @@ from meshbench.core.identity import Identity
 from meshbench.core.model import Model
 from meshbench.core.protocol import (
     AppendToLedger,
+    AuthorityState,
     Broadcast,
     Command,
-    MeshState,
     RequestReveal,
     RequestVerdict,
     RunExecution,
@@ -45,7 +45,7 @@ def decide_on_ledger(
         raise ProtocolError(f"{authority.did} is not this ledger's authority ({ledger.authority})")
     # The state machine decides on a copy; the ledger folds the events as it appends them.
     books = ledger.books.copy()
-    state = MeshState(authority, books=books, membership=gov.BooksMembership(books))
+    state = AuthorityState(authority, books=books, membership=gov.BooksMembership(books))
     events: list[Model] = []
     for cmd in state.handle(stimulus, now_ms):
         events.extend(_offline(cmd))

@@ -1,6 +1,6 @@
 """A step-by-step driver of the protocol state machine, for tests and notebooks.
 
-:class:`ProtocolHarness` holds a ledger authority's :class:`MeshState`, a federation, a
+:class:`ProtocolHarness` holds a ledger authority's :class:`AuthorityState`, a federation, a
 publisher and funded, bonded peers, and makes correctly signed participant objects on
 demand; the caller decides what is delivered and when (``now`` is a manual clock).
 """
@@ -17,10 +17,10 @@ from meshbench.core.model import Model
 from meshbench.core.policy import MeshPolicy
 from meshbench.core.protocol import (
     AppendToLedger,
+    AuthorityState,
     Command,
     Faucet,
     Journaled,
-    MeshState,
     TimeoutFired,
 )
 from meshbench.core.types import (
@@ -65,7 +65,7 @@ class ProtocolHarness:
         self.peers = [make_identity(2000 + i) for i in range(peers)]
         self.by_did = {p.did: p for p in [*self.peers, self.publisher]}
         self.policies = policies or StaticPolicyView(policy or MeshPolicy())
-        self.state = MeshState(self.authority, policies=self.policies, membership=membership)
+        self.state = AuthorityState(self.authority, policies=self.policies, membership=membership)
         self.log: list[Command] = []
         #: the ledger as the node would write it: journalled stimuli and events, in order
         self.history: list[Journaled | Model] = []

@@ -30,14 +30,14 @@ from meshbench.store.keystore import Keystore
 
 if TYPE_CHECKING:
     from meshbench.runtime.mesh import Mesh
-    from meshbench.runtime.node import MeshNode
+    from meshbench.runtime.node import AuthorityNode
 
 T = TypeVar("T")
 
 __all__ = ["FederationDesk", "append_events"]
 
 
-def append_events(node: MeshNode, *events: Model) -> None:
+def append_events(node: AuthorityNode, *events: Model) -> None:
     """Fold ``events`` into ``node``'s protocol state and append them to its ledger.
 
     Runs on the node's driver thread; a refused event raises its typed error (a

@@ -1,7 +1,7 @@
 """MeshFeed: the workbench's model of a mesh, folded from its event stream.
 
 Panels are thin views of one :class:`MeshFeed`. The feed replays the ledger once, then
-receives every new event **pushed** by the node (``MeshNode.subscribe``, called on the
+receives every new event **pushed** by the node (``AuthorityNode.subscribe``, called on the
 node's driver thread), folds it into its own :class:`~meshbench.core.books.Books` (the same
 deterministic fold every node runs, so balances, reputation and policy are exactly the
 node's) and keeps the rows the panels show: offers with their selection score broken down,
@@ -56,7 +56,7 @@ from meshbench.core.types import (
 )
 
 if TYPE_CHECKING:
-    from meshbench.runtime.node import MeshNode
+    from meshbench.runtime.node import AuthorityNode
 
 __all__ = ["FeedError", "MeshFeed", "ScoreBreakdown", "score_breakdown"]
 
@@ -130,15 +130,15 @@ class MeshFeed:
         self.last_ms = 0
         self._load: dict[str, int] = {}
         self._subscribers: list[Subscriber] = []
-        self._node: MeshNode | None = None
+        self._node: AuthorityNode | None = None
         self._rejections_seen = 0
         self._changed = threading.Condition()
         self._lock = threading.RLock()
 
     # --- construction --------------------------------------------------------------------
     @classmethod
-    def attach(cls, node: MeshNode) -> MeshFeed:
-        """Follow a running :class:`~meshbench.runtime.node.MeshNode`: replay, then listen.
+    def attach(cls, node: AuthorityNode) -> MeshFeed:
+        """Follow a running :class:`~meshbench.runtime.node.AuthorityNode`: replay, then listen.
 
         The replay and the registration run on the node's driver thread together, so no
         event falls between them.

@@ -17,7 +17,7 @@ import pytest
 
 from meshbench.cli import icn_wallet, mesh_cli
 from meshbench.cli import meshbench as meshbench_cli
-from meshbench.cli.mesh_node import NodeService
+from meshbench.cli.peer_service import NodeService
 
 ROOT = Path(__file__).resolve().parents[2]
 WASM = ROOT / "datasets" / "wasm"

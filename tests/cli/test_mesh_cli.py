@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from meshbench.cli.mesh_cli import main
-from meshbench.cli.mesh_node import NodeService
+from meshbench.cli.peer_service import NodeService
 from meshbench.core.errors import BlobNotFound, NetworkError, ProtocolError
 from meshbench.net import control
 from meshbench.net.control import NodeNotRunning

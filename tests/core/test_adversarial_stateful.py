@@ -38,7 +38,7 @@ from meshbench.core.events import (
 from meshbench.core.governance import activation_for, clock_stamp, proposals
 from meshbench.core.model import Model, Signed
 from meshbench.core.policy import MAX_CLOCK_SKEW_MS, MeshPolicyFragment
-from meshbench.core.protocol import AppendToLedger, MeshState, TimeoutFired
+from meshbench.core.protocol import AppendToLedger, AuthorityState, TimeoutFired
 from meshbench.core.types import ExecutionReceipt, VerificationReceipt
 from meshbench.testing.governance import admit, create_federation, propose, vote
 from meshbench.testing.protocol import ProtocolHarness, output_cid
@@ -118,8 +118,8 @@ class AdversarialMesh(RuleBasedStateMachine):
                 assert abs(stamp - self.h.now) <= MAX_CLOCK_SKEW_MS
         return True
 
-    def _restored(self) -> MeshState:
-        state = MeshState(self.h.authority)  # policies: BooksPolicyView of its own books
+    def _restored(self) -> AuthorityState:
+        state = AuthorityState(self.h.authority)  # policies: BooksPolicyView of its own books
         state.restore(list(self.h.history), self.h.now)
         return state
 

@@ -7,7 +7,7 @@ import pytest
 from meshbench.core.errors import ProtocolError
 from meshbench.core.protocol import (
     AppendToLedger,
-    MeshState,
+    AuthorityState,
     RequestReveal,
     RequestVerdict,
     RunExecution,
@@ -31,7 +31,7 @@ def ledger_history(h: ProtocolHarness) -> list:
 def restart(h: ProtocolHarness) -> list:
     """Replace h.state by a fresh authority restored from the ledger's events."""
     old = h.state
-    h.state = MeshState(h.authority, policies=h.policies)
+    h.state = AuthorityState(h.authority, policies=h.policies)
     cmds = h.state.restore(ledger_history(h), h.now)
     assert h.state.books.tables() == old.books.tables()
     for cid, rec in old.tasks.items():

@@ -1,6 +1,6 @@
 """Replaying an old signed object is harmless, for every type a task's life produces.
 
-Through the protocol harness (the authority's MeshState): after a task has settled, each
+Through the protocol harness (the authority's AuthorityState): after a task has settled, each
 signed object that went into it (task, offer, assignment, commitments, receipt, verdicts,
 stake request, peer info, and the authority's own ledger events) is delivered again, both
 to the live state and to a state rebuilt from the ledger after a restart. Each replay is
@@ -17,12 +17,12 @@ import pytest
 
 from meshbench.core.errors import MeshError
 from meshbench.core.model import Signed
-from meshbench.core.protocol import AppendToLedger, Broadcast, MeshState
+from meshbench.core.protocol import AppendToLedger, AuthorityState, Broadcast
 from meshbench.core.types import TaskIntent
 from meshbench.testing.protocol import ProtocolHarness, output_cid
 
 
-def _fingerprint(state: MeshState) -> str:
+def _fingerprint(state: AuthorityState) -> str:
     tasks = {
         str(cid): {
             "state": rec.state,
@@ -92,7 +92,7 @@ def test_a_replay_to_the_live_authority_is_refused_and_changes_nothing(kind: str
 @pytest.mark.parametrize("kind", sorted(_OBJECTS))
 def test_a_replay_after_a_restart_is_refused_and_changes_nothing(kind: str) -> None:
     h = copy.deepcopy(_H)
-    fresh = MeshState(h.authority, policies=h.policies)
+    fresh = AuthorityState(h.authority, policies=h.policies)
     fresh.restore(copy.deepcopy(_LEDGER), h.now)
     assert fresh.state_of(_TASK.cid) == "Settled"
     before = _fingerprint(fresh)

@@ -332,14 +332,14 @@ def test_a_caught_cheater_is_not_drawn_as_verifier():
 # --- 7: restart changes the money -----------------------------------------------------------
 def _late_worker_run(restart: bool) -> tuple[list, dict, bool]:
     from meshbench.core.events import QuorumReached
-    from meshbench.core.protocol import MeshState
+    from meshbench.core.protocol import AuthorityState
 
     h = ProtocolHarness()
     task, a = h.publish_and_assign(fee=100, cost=100)
     h.advance(62_000)  # the ETA was 2 s: the worker commits a minute late ...
     h.feed(h.commit(task, a.worker, GOOD))
     if restart:  # ... and the authority restarts before settling
-        h.state = MeshState(h.authority, policies=h.policies)
+        h.state = AuthorityState(h.authority, policies=h.policies)
         h.state.restore(list(h.history), h.now)
     for v in a.verifiers:
         h.feed(h.commit(task, v, GOOD))

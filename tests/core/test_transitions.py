@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from meshbench.core.errors import ProtocolError
-from meshbench.core.protocol import TRANSITIONS, MeshState, TimeoutFired
+from meshbench.core.protocol import TRANSITIONS, AuthorityState, TimeoutFired
 from meshbench.testing.protocol import ProtocolHarness, output_cid
 
 GOOD, BAD = output_cid("good"), output_cid("bad")
@@ -14,13 +14,13 @@ SEEN: set[tuple[str, str]] = set()
 
 @pytest.fixture(autouse=True)
 def record_pairs(monkeypatch):
-    original = MeshState._dispatch
+    original = AuthorityState._dispatch
 
     def spy(self, rec, kind, event, now):
         SEEN.add((rec.state, kind))  # the books' row: the one task state
         return original(self, rec, kind, event, now)
 
-    monkeypatch.setattr(MeshState, "_dispatch", spy)
+    monkeypatch.setattr(AuthorityState, "_dispatch", spy)
 
 
 def _assigned(h: ProtocolHarness):

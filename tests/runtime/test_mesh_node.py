@@ -1,4 +1,4 @@
-"""MeshNode's public face: submit (the one way in), subscribe, rejections, snapshot."""
+"""AuthorityNode's public face: submit (the one way in), subscribe, rejections, snapshot."""
 
 from __future__ import annotations
 
