@@ -405,6 +405,12 @@ class PublishForm:
         )
         self.upload = w.FileUpload(accept=".wasm", multiple=False, description="or upload")
         self.input = w.Textarea(description="input", value="hello mesh")
+        # or a Python function, run in the sandboxed CPython (the python executor)
+        self.python = w.Textarea(
+            description="python", placeholder="def double(x):\n    return 2 * x", value=""
+        )
+        self.entry = w.Text(description="entry", placeholder="double", value="")
+        self.python_args = w.Text(description="args", value="[]", placeholder="JSON list")
         self.fee = w.BoundedIntText(description="fee", value=100, min=0, max=10**12)
         self.verifiers = w.BoundedIntText(description="verifiers", value=3, min=0, max=64)
         default = CapabilityScope()
@@ -423,6 +429,8 @@ class PublishForm:
             [
                 w.HBox([self.module, self.upload]),
                 self.input,
+                self.python,
+                w.HBox([self.entry, self.python_args]),
                 w.HBox([self.fee, self.verifiers]),
                 w.HBox([self.memory_mb, self.cpu_cycles]),
                 self.button,
@@ -440,15 +448,21 @@ class PublishForm:
         return str(self.module.value)
 
     def publish(self) -> TaskHandle | None:
-        """Publish from the form's values; returns the task handle (None on an error)."""
+        """Publish from the form's values; returns the task handle (None on an error).
+
+        With Python source in the form, the task is ``entry(*args)`` of that source in the
+        sandboxed CPython (the fee left at 100 means: what a default worker asks)."""
         try:
-            scope = CapabilityScope(
-                memory_mb=self.memory_mb.value, cpu_cycles=self.cpu_cycles.value
-            )
-            handle = self.mesh.publish(
-                wasm=self._wasm(), input=self.input.value.encode(), fee=self.fee.value,
-                verifiers=self.verifiers.value, scope=scope,
-            )  # fmt: skip
+            if self.python.value.strip():
+                handle = self._publish_python()
+            else:
+                scope = CapabilityScope(
+                    memory_mb=self.memory_mb.value, cpu_cycles=self.cpu_cycles.value
+                )
+                handle = self.mesh.publish(
+                    wasm=self._wasm(), input=self.input.value.encode(), fee=self.fee.value,
+                    verifiers=self.verifiers.value, scope=scope,
+                )  # fmt: skip
         except (MeshError, ValueError, TypeError, OSError) as exc:
             err = self.feed.report("publish", exc)
             self.status.value = f'<span class="mb-bad">{html.escape(str(err))}</span>{_STYLE}'
@@ -456,6 +470,21 @@ class PublishForm:
         self.handles.append(handle)
         self._show()
         return handle
+
+    def _publish_python(self) -> TaskHandle:
+        import json
+
+        from meshbench.exec.python_task import PythonCall
+
+        entry = self.entry.value.strip()
+        if not entry.isidentifier():
+            raise ValueError("name the function to call (entry), e.g. double")
+        args = json.loads(self.python_args.value or "[]")
+        if not isinstance(args, list):
+            raise ValueError("args is a JSON list, e.g. [21]")
+        call = PythonCall(source=self.python.value, entry=entry, args=tuple(args))
+        fee = None if self.fee.value == 100 else self.fee.value
+        return self.mesh.publish(python=call, fee=fee, verifiers=self.verifiers.value)
 
     def _on_change(self, topic: str, payload: Any) -> None:
         if self.handles and topic != "error":

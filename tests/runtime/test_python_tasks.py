@@ -144,3 +144,29 @@ def test_python_task_over_libp2p_worker_peers(tmp_path: Path) -> None:
                     w.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     w.kill()
+
+
+def test_the_workbench_publish_form_takes_python_source(tmp_path: Path) -> None:
+    from meshbench.workbench.feed import MeshFeed
+    from meshbench.workbench.panels import PublishForm
+
+    with Mesh.in_process(
+        workers=3,
+        data_dir=tmp_path,
+        executors=("python",),
+        policy={"verification_quorum": {"minimum_verifiers": 1}},
+    ) as mesh:
+        feed = MeshFeed.attach(mesh.node)
+        try:
+            form = PublishForm(mesh, feed)
+            form.python.value = "def double(x):\n    return 2 * x\n"
+            form.entry.value = "double"
+            form.python_args.value = "[21]"
+            form.verifiers.value = 1
+            handle = form.publish()
+            assert handle is not None, feed.errors
+            assert handle.result(timeout=300).value() == 42
+            form.entry.value = "not a name"
+            assert form.publish() is None and "entry" in str(feed.errors[-1])
+        finally:
+            feed.detach()
