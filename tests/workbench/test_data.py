@@ -23,8 +23,10 @@ HELLO = "datasets/wasm/hello.wasm"
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
+    # once caught, the cheater no longer verifies: the other three are a worker and two
+    policy = {"verification_quorum": {"minimum_verifiers": 2}}
     with Mesh.in_process(
-        workers=4, behaviours={3: "wrong"}, data_dir=tmp_path_factory.mktemp("m")
+        workers=4, behaviours={3: "wrong"}, data_dir=tmp_path_factory.mktemp("m"), policy=policy
     ) as m:
         for h in [m.publish(wasm=HELLO, input=f"t{i}".encode(), fee=100) for i in range(6)]:
             h.result(timeout=60)
