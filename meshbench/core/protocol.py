@@ -751,10 +751,12 @@ class AuthorityState:
 
     def _on_offer_window(self, rec: _Task, _ev: object, now: int) -> list[Command]:
         policy = self.policy(rec.task.federation)
-        if rec.state == "Offered" and not self._eligible_offers(rec, policy, now):
-            rec.waiting = f"none of the {len(rec.offers)} offers is eligible: waiting for workers"
         if rec.state == "Published" or not self._eligible_offers(rec, policy, now):
             # nobody (eligible) offered yet: keep the window open until the deadline
+            if rec.state == "Offered":
+                rec.waiting = (
+                    f"none of the {len(rec.offers)} offers is eligible: waiting for workers"
+                )
             return [self._timer(rec, "offers", now + max(1, policy.selection.offer_window_ms))]
         return self._assign(rec, now, events=[])
 

@@ -94,6 +94,11 @@ class ProtocolHarness:
         self.history += [e for c in out if isinstance(c, AppendToLedger) for e in c.events]
         return out
 
+    def appended(self, kind: type | None = None) -> list[Any]:
+        """Every event the authority appended so far (of type ``kind``), in order."""
+        events = [e for c in self.log if isinstance(c, AppendToLedger) for e in c.events]
+        return events if kind is None else [e for e in events if isinstance(e, kind)]
+
     def advance(self, ms: int) -> None:
         self.now += ms
 

@@ -52,13 +52,7 @@ def payouts(h: ProtocolHarness) -> list:
 
 
 def slashes(h: ProtocolHarness) -> list[StakeSlashed]:
-    return [
-        e
-        for c in h.log
-        if isinstance(c, AppendToLedger)
-        for e in c.events
-        if isinstance(e, StakeSlashed)
-    ]
+    return h.appended(StakeSlashed)
 
 
 # --- publish ---

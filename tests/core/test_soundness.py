@@ -8,7 +8,6 @@ from __future__ import annotations
 from meshbench.core import escrow
 from meshbench.core.events import StakeSlashed
 from meshbench.core.policy import MeshPolicy
-from meshbench.core.protocol import AppendToLedger
 from meshbench.testing.factories import make_identity
 from meshbench.testing.protocol import ProtocolHarness, output_cid
 
@@ -16,13 +15,7 @@ GOOD, BAD = output_cid("good"), output_cid("bad")
 
 
 def _slashes(h: ProtocolHarness) -> list[StakeSlashed]:
-    return [
-        e
-        for c in h.log
-        if isinstance(c, AppendToLedger)
-        for e in c.events
-        if isinstance(e, StakeSlashed)
-    ]
+    return h.appended(StakeSlashed)
 
 
 # --- 9: small meshes shield cheaters -------------------------------------------------------
@@ -147,7 +140,7 @@ def test_auditor_flags_a_settlement_under_another_policy_than_the_pinned_one():
     h = ProtocolHarness()
     task, a = h.publish_and_assign(fee=100, cost=100)
     h.execute(task, {v: GOOD for v in a.verifiers}, worker_output=GOOD)
-    events = [e for c in h.log if isinstance(c, AppendToLedger) for e in c.events]
+    events = h.appended()
     other = MeshPolicy(min_fee=11)
     forged = []
     for e in events:
@@ -347,7 +340,7 @@ def _late_worker_run(restart: bool) -> tuple[list, dict, bool]:
     h.feed(receipt)
     for v in a.verifiers:
         h.feed(h.verdict(task, v, GOOD, receipt))
-    events = [e for c in h.log if isinstance(c, AppendToLedger) for e in c.events]
+    events = h.appended()
     [q] = [e for e in events if isinstance(e, QuorumReached)]
     return [e.cid for e in events], h.state.books.tables(), q.on_time
 
