@@ -40,12 +40,17 @@ def mesh(tmp_path: Path, clock: ManualClock) -> Mesh:
 @pytest.fixture
 def cheats(tmp_path: Path, clock: ManualClock) -> Mesh:
     """Two of five workers cheat; once their bonds are slashed below min_stake only three
-    peers remain eligible, so the quorum may use two verifiers."""
+    peers remain eligible, so the quorum may use two verifiers. Selection ignores reputation
+    here, so the cheaters do get tasks to execute (with it, honest veterans outrank them
+    from the first settled task and a cheater might only ever verify)."""
     with Mesh.in_process(
         workers=5,
         data_dir=tmp_path / "cheats",
         behaviours={0: "wrong", 1: "lazy"},
-        policy={"verification_quorum": {"minimum_verifiers": 2}},
+        policy={
+            "verification_quorum": {"minimum_verifiers": 2},
+            "selection": {"reputation_weight": 0.0},
+        },
         clock=clock,
     ) as m:
         yield m
