@@ -6,7 +6,9 @@ overdrafts, illegal escrow moves). The auditor goes further while the events are
 * every ``QuorumReached`` must list, as approvals and rejections, verification receipts
   that are in the ledger, about that task, with the votes it claims; its ``with_quorum`` and
   ``against_quorum`` must be exactly those voters, and an ``Accepted`` outcome must have at
-  least ``needed_approvals`` of the votes under the policy the settlement names;
+  least ``needed_approvals`` of the votes under the policy the settlement names; under a
+  content validator (not ``exact``) a vote whose output differs from the worker's counts as
+  the authority's signed ``VerdictJudged`` says, never as the verifier's own ``approved``;
 * every ``RewardDistributed`` must name the policy its task's assignment pinned (a later
   activation cannot re-price work already taken on);
 * every ``RewardDistributed`` of an accepted task must pay exactly what
@@ -30,10 +32,11 @@ from meshbench.core.events import (
     QuorumReached,
     RewardDistributed,
     TaskAssigned,
+    VerdictJudged,
 )
 from meshbench.core.model import Model
 from meshbench.core.policy import MeshPolicy
-from meshbench.core.types import VerificationReceipt
+from meshbench.core.types import ExecutionReceipt, TaskIntent, VerificationReceipt
 
 __all__ = ["SettlementAuditor"]
 
@@ -43,6 +46,11 @@ class SettlementAuditor:
         default = MeshPolicy()
         self.policies: dict[str, MeshPolicy] = {cid_key(default.cid): default}
         self.votes: dict[str, VerificationReceipt] = {}
+        #: the authority's judgement of each verdict judged under a content validator
+        self.judged: dict[str, bool] = {}
+        #: the validator of each task that is not ``exact``, and each receipt's output
+        self.outputs: dict[str, CID] = {}
+        self.validators: dict[str, str] = {}
         self.decisions: dict[str, tuple[QuorumReached, dict[str, Any]]] = {}
         #: the policy each task's current assignment pinned (None: assigned before pinning)
         self.pinned: dict[str, CID | None] = {}
@@ -56,6 +64,12 @@ class SettlementAuditor:
             self.policies[cid_key(ev.policy_cid)] = ev.policy
         elif isinstance(ev, VerificationReceipt):
             self.votes[cid_key(ev.cid)] = ev
+        elif isinstance(ev, VerdictJudged):
+            self.judged[cid_key(ev.verdict_cid)] = ev.approved
+        elif isinstance(ev, ExecutionReceipt):
+            self.outputs[cid_key(ev.cid)] = ev.output_cid
+        elif isinstance(ev, TaskIntent) and ev.validator != "exact":
+            self.validators[cid_key(ev.cid)] = ev.validator
         elif isinstance(ev, TaskAssigned):
             self.pinned[cid_key(ev.task_cid)] = ev.policy_cid
         elif isinstance(ev, QuorumReached):
@@ -73,7 +87,7 @@ class SettlementAuditor:
                 vote = self.votes.get(cid_key(c))
                 if vote is None or vote.task_cid != ev.task_cid:
                     self.problems.append(f"{where}: vote {c} is not a receipt about this task")
-                elif vote.approved != approved:
+                elif self._vote_of(vote) != approved:
                     self.problems.append(f"{where}: vote {c} is counted on the wrong side")
                 else:
                     votes[vote.verifier] = approved
@@ -82,6 +96,14 @@ class SettlementAuditor:
             expected_against
         ):
             self.problems.append(f"{where}: with/against lists do not match the votes")
+
+    def _vote_of(self, vote: VerificationReceipt) -> bool | None:
+        """The vote a verdict casts: its ``approved`` under ``exact`` or when its output is the
+        worker's; else the authority's judgement (None: never judged, so it cannot count)."""
+        worker_output = self.outputs.get(cid_key(vote.receipt_cid))
+        if cid_key(vote.task_cid) not in self.validators or vote.output_cid == worker_output:
+            return vote.approved
+        return self.judged.get(cid_key(vote.cid))
 
     def _check_reward(self, ev: RewardDistributed, books: Books) -> None:
         key = cid_key(ev.task_cid)

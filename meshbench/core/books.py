@@ -35,6 +35,7 @@ from meshbench.core.events import (
     TaskAssigned,
     TaskExpired,
     Transfer,
+    VerdictJudged,
 )
 from meshbench.core.governance import GOVERNANCE_RULES
 from meshbench.core.tables import TABLES, FoldRules, Tables, cid_key
@@ -346,6 +347,11 @@ def _fold_verification(books: Tables, ev: VerificationReceipt) -> None:
     _task_row(books, ev.task_cid)  # a receipt for an unknown task is refused
 
 
+def _fold_judged(books: Tables, ev: VerdictJudged) -> None:
+    _require_authority(books, ev.authority, "VerdictJudged")
+    _task_row(books, ev.task_cid)
+
+
 def _advance(books: Tables, task_cid: CID, src: tuple[str, ...], dst: str) -> None:
     key, task = _task_row(books, task_cid)
     if task["state"] in src:
@@ -398,6 +404,7 @@ ECONOMY_RULES: Final[FoldRules] = MappingProxyType(
         StakeWithdrawn: _fold_withdraw,
         StakeSlashed: _fold_slash,
         VerificationReceipt: _fold_verification,
+        VerdictJudged: _fold_judged,
         ComputeOffer: _fold_offer,
         ResultCommitment: _fold_commitment,
         ExecutionReceipt: _fold_receipt,

@@ -39,6 +39,7 @@ __all__ = [
     "TaskAssigned",
     "TaskExpired",
     "Transfer",
+    "VerdictJudged",
     "WorkRequest",
 ]
 
@@ -123,6 +124,27 @@ class QuorumReached(Signed, tag="QuorumReached"):
     #: The worker's contribution score in parts per million, and whether it met its ETA.
     quality_ppm: Annotated[int, Meta(ge=0, le=1_000_000)] = 1_000_000
     on_time: bool = True
+    timestamp: TimestampMs
+    parents: tuple[CID, ...] = ()
+
+
+class VerdictJudged(Signed, tag="VerdictJudged"):
+    """The authority's own judgement of a verdict under a content validator (not ``exact``).
+
+    A verifier's ``approved`` is evidence, not a vote of confidence: when its output differs
+    from the worker's, the authority runs the task's validator on both revealed byte strings
+    (with the task's own tolerance) and this judgement, not the verifier's word, is the vote
+    the tally counts. A verifier whose bytes never arrived is judged as disagreeing.
+    """
+
+    SIGNER: ClassVar[str] = "authority"
+    authority: DID
+    task_cid: CID
+    verdict_cid: CID
+    verifier: DID
+    validator: Annotated[str, Meta(max_length=64)]
+    approved: bool
+    reason: Reason = ""
     timestamp: TimestampMs
     parents: tuple[CID, ...] = ()
 

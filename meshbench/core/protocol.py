@@ -73,6 +73,7 @@ from meshbench.core.events import (
     StakeWithdrawn,
     TaskAssigned,
     TaskExpired,
+    VerdictJudged,
 )
 from meshbench.core.identity import Identity
 from meshbench.core.model import Model, Signed
@@ -100,6 +101,7 @@ __all__ = [
     "Command",
     "Faucet",
     "Journaled",
+    "JudgeVerdict",
     "PrivateInput",
     "RequestReveal",
     "RequestVerdict",
@@ -111,6 +113,7 @@ __all__ = [
     "TaskState",
     "TimeoutFired",
     "Transition",
+    "VerdictJudgement",
     "transition_diagram",
     "transition_mermaid",
     "transition_table_markdown",
@@ -172,8 +175,27 @@ class PrivateInput:
     task_cid: CID
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerdictJudgement:
+    """The authority's runtime ran the task's content validator on the worker's and
+    ``verifier``'s revealed bytes (asked by :class:`JudgeVerdict`): ``approved`` is the
+    validator's answer, ``reason`` why not (bytes missing, outside the tolerance...)."""
+
+    task_cid: CID
+    verifier: str
+    approved: bool
+    reason: str = ""
+
+
 #: The stimuli that are not signed objects (a signed object is journalled by its CID).
-UNSIGNED_STIMULI: Final = (TimeoutFired, AllOffersIn, Faucet, SnapshotReputation, PrivateInput)
+UNSIGNED_STIMULI: Final = (
+    TimeoutFired,
+    AllOffersIn,
+    Faucet,
+    SnapshotReputation,
+    PrivateInput,
+    VerdictJudgement,
+)
 
 
 class Journaled(NamedTuple):
@@ -235,6 +257,21 @@ class RequestVerdict:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class JudgeVerdict:
+    """Run the task's content validator ``validator`` on the worker's output
+    (``worker_output``) and the verifier's (``verifier_output``), both revealed to the
+    authority, and answer with :class:`VerdictJudgement`. Bytes that cannot be had (or do not
+    hash to their CID) are judged ``approved=False``."""
+
+    task_cid: CID
+    verifier: str
+    validator: str
+    wasm_cid: CID
+    worker_output: CID
+    verifier_output: CID
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SealKey:
     """Seal the task input's key to ``recipients`` (and nobody else)."""
 
@@ -260,6 +297,7 @@ Command = (
     | RunVerification
     | RequestReveal
     | RequestVerdict
+    | JudgeVerdict
     | SealKey
     | ScheduleTimeout
 )
@@ -329,6 +367,10 @@ class _Task:
     worker_committed_at: int | None = None
     receipt: ExecutionReceipt | None = None
     verdicts: dict[str, VerificationReceipt] = field(default_factory=dict)
+    #: content validator: the authority's judgement of each differing verdict, and those
+    #: still being judged (the tally waits for them)
+    judged: dict[str, bool] = field(default_factory=dict)
+    judging: set[str] = field(default_factory=set)
     timers: dict[str, int] = field(default_factory=dict)
     private: bool = False
     disputed: bool = False
@@ -359,6 +401,7 @@ class _Task:
             self.verifiers = assignment.verifiers
         self.round_verifiers = self.verifiers
         self.commitments, self.verdicts, self.receipt = {}, {}, None
+        self.judged, self.judging = {}, set()
         self.worker_committed_at = None
         self.commit_closed = False
         for stage in ("execution", "verification"):
@@ -433,6 +476,8 @@ class AuthorityState:
                 raise
         if isinstance(event, AllOffersIn):
             return self._dispatch(self._record(event.task_cid), "AllOffersIn", event, now)
+        if isinstance(event, VerdictJudgement):
+            return self._dispatch(self._record(event.task_cid), "VerdictJudgement", event, now)
         if isinstance(event, Faucet):
             return self._on_faucet(event, now)
         if isinstance(event, SnapshotReputation):
@@ -1061,11 +1106,60 @@ class AuthorityState:
         cmd = self._commit([vr])
         rec.verdicts[vr.verifier] = vr
         out: list[Command] = [cmd]
+        if self._needs_judgement(rec, vr):
+            rec.judging.add(vr.verifier)
+            assert vr.output_cid is not None
+            out.append(
+                JudgeVerdict(
+                    task_cid=vr.task_cid,
+                    verifier=vr.verifier,
+                    validator=rec.task.validator,
+                    wasm_cid=rec.task.wasm_cid,
+                    worker_output=rec.receipt.output_cid,
+                    verifier_output=vr.output_cid,
+                )
+            )
+        return out + self._decide_if_complete(rec, now)
+
+    @staticmethod
+    def _needs_judgement(rec: _Task, vr: VerificationReceipt) -> bool:
+        """Under a content validator a differing output is judged by the authority."""
+        return (
+            rec.task.validator != "exact"
+            and rec.receipt is not None
+            and vr.output_cid is not None
+            and vr.output_cid != rec.receipt.output_cid
+        )
+
+    def _decide_if_complete(self, rec: _Task, now: int) -> list[Command]:
+        """Decide once every committed verifier has voted and every vote is judged."""
         waiting = [v for v in rec.verifiers if v in rec.commitments and v not in rec.verdicts]
         commit_closed = rec.state == "Verifying" or all(v in rec.commitments for v in rec.verifiers)
-        if not waiting and commit_closed:
-            out += self._decide(rec, now)
-        return out
+        if not waiting and commit_closed and not rec.judging:
+            return self._decide(rec, now)
+        return []
+
+    def _on_judgement(self, rec: _Task, ev: VerdictJudgement, now: int) -> list[Command]:
+        if ev.verifier not in rec.judging:
+            raise ProtocolError(f"no judgement of {ev.verifier}'s verdict is awaited")
+        vr = rec.verdicts[ev.verifier]
+        judged = self._sign(
+            VerdictJudged(
+                authority=self.authority.did,
+                task_cid=rec.task.cid,
+                verdict_cid=vr.cid,
+                verifier=ev.verifier,
+                validator=rec.task.validator,
+                approved=ev.approved,
+                reason=ev.reason[:1024],
+                timestamp=now,
+                parents=(vr.cid,),
+            )
+        )
+        cmd = self._commit([judged])
+        rec.judging.discard(ev.verifier)
+        rec.judged[ev.verifier] = ev.approved
+        return [cmd, *self._decide_if_complete(rec, now)]
 
     # --- timeouts ---
     def _on_execution_timeout(self, rec: _Task, _ev: TimeoutFired, now: int) -> list[Command]:
@@ -1128,9 +1222,15 @@ class AuthorityState:
             decision = "NoConsensus"
         return self._settle(rec, now, decision, votes)
 
-    @staticmethod
-    def _votes(rec: _Task) -> dict[str, bool]:
-        return {v: r.approved for v, r in rec.verdicts.items() if r.output_cid is not None}
+    def _votes(self, rec: _Task) -> dict[str, bool]:
+        """Each verdict's vote: under ``exact`` whether the outputs are equal (checked at
+        intake); under a content validator an identical output approves and a differing one
+        counts as the authority judged it (not judged yet, or never: disagreeing)."""
+        return {
+            v: (rec.judged.get(v, False) if self._needs_judgement(rec, r) else r.approved)
+            for v, r in rec.verdicts.items()
+            if r.output_cid is not None
+        }
 
     def _escalate(self, rec: _Task, now: int, room: int, why: str) -> list[Command]:
         assert rec.assignment is not None
@@ -1370,6 +1470,12 @@ TRANSITIONS: Final[dict[tuple[str, str], Transition]] = {
     ),
     ("Disputed", "VerificationReceipt"): Transition(
         _M._on_verdict, frozenset({"Disputed", "Settled"})
+    ),
+    ("Verifying", "VerdictJudgement"): Transition(
+        _M._on_judgement, frozenset({"Verifying"}) | _DECIDE
+    ),
+    ("Disputed", "VerdictJudgement"): Transition(
+        _M._on_judgement, frozenset({"Disputed", "Settled"})
     ),
     **{
         (s, "Timeout:deadline"): Transition(

@@ -28,6 +28,7 @@ __all__ = [
     "TaskPayload",
     "Validator",
     "executor_names",
+    "judge_outputs",
     "load_executor",
     "load_validator",
     "validator_names",
@@ -126,6 +127,41 @@ class Validator(Protocol):
         """
         ...
 
+    def compare(self, claimed: bytes, recomputed: bytes, *, module: bytes) -> tuple[bool, str]:
+        """``(approved, reason)`` from two outputs' bytes alone, with the tolerance the task
+        itself names (read from ``module``, the task's module or descriptor), never one a
+        participant supplies: the authority judges verdicts of content validators with it."""
+        ...
+
+
+def judge_outputs(
+    validator_name: str,
+    claimed: bytes | None,
+    recomputed: bytes | None,
+    *,
+    module: bytes | None,
+) -> tuple[bool, str]:
+    """The authority's judgement of a verdict under a content validator: does ``recomputed``
+    (a verifier's output) confirm ``claimed`` (the worker's), by the named validator's
+    :meth:`Validator.compare` with the task's own tolerance (read from ``module``)? Bytes
+    that are missing judge as disagreeing: a verifier cannot vote without evidence."""
+    if claimed is None or recomputed is None:
+        return False, "the outputs' bytes are not both at hand"
+    if claimed == recomputed:
+        return True, ""
+    try:
+        validator = load_validator(validator_name)
+    except MeshError as exc:
+        return False, f"cannot judge with validator {validator_name!r}: {exc}"
+    compare = getattr(validator, "compare", None)
+    if compare is None:
+        return False, f"validator {validator_name!r} cannot compare two outputs"
+    try:
+        approved, reason = compare(claimed, recomputed, module=module or b"")
+    except MeshError as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+    return bool(approved), str(reason)
+
 
 class ExactCIDValidator:
     """The default validator: the outputs' CIDs must be equal.
@@ -153,6 +189,12 @@ class ExactCIDValidator:
                 f"fuel {claimed.fuel_used} != recomputed {mine.fuel_used} on {mine.engine}",
             )
         return True, ""
+
+    def compare(self, claimed: bytes, recomputed: bytes, *, module: bytes) -> tuple[bool, str]:
+        """Two outputs confirm each other exactly when they are the same bytes."""
+        if claimed == recomputed:
+            return True, ""
+        return False, f"output {blob_cid(claimed)} != recomputed {blob_cid(recomputed)}"
 
 
 def _group(group: str) -> dict[str, Any]:

@@ -286,6 +286,19 @@ class WorkerAgent:
         another validator (the task names it) an identical output is approved and a different
         one is judged by that validator on ``output``, the worker's revealed bytes.
         """
+        return self.verdict_with_output(task_cid, receipt, now_ms, output=output)[0]
+
+    def verdict_with_output(
+        self,
+        task_cid: CID,
+        receipt: ExecutionReceipt,
+        now_ms: int,
+        *,
+        output: bytes | None = None,
+    ) -> tuple[VerificationReceipt, bytes]:
+        """:meth:`verdict` and this verifier's own output bytes: under a content validator
+        the authority judges the two outputs itself (the verdict is evidence, not a vote),
+        so the bytes travel to it with the verdict."""
         with self._lock:
             judging = self._judging.pop(task_cid, None)
             mine = self._outputs.get(task_cid, b"")
@@ -296,7 +309,7 @@ class WorkerAgent:
             verdict = self.participant.verdict(task_cid, receipt, now_ms, judged=judged)
             self._outputs.pop(task_cid, None)
             self.participant.forget(task_cid)
-        return verdict
+        return verdict, mine
 
     @staticmethod
     def _judge(

@@ -61,10 +61,27 @@ class WorkerBackend(Protocol):
         output: bytes | None = None,
     ) -> None:
         """Deliver the verification receipt bytes of verifier ``did``; ``output`` (the worker's
-        revealed bytes) is passed only for tasks judged by a content validator."""
+        revealed bytes) is passed only for tasks judged by a content validator, and then the
+        answer is ``(receipt bytes, the verifier's own output)`` (:func:`verdict_answer`)."""
         ...
 
     def close(self) -> None: ...
+
+
+def verdict_answer(
+    agent: WorkerAgent,
+    task_cid: CID,
+    receipt: ExecutionReceipt,
+    now_ms: int,
+    output: bytes | None,
+) -> bytes | tuple[bytes, bytes]:
+    """What a verifier answers to a verdict request: the receipt's bytes, and under a
+    content validator (the worker's ``output`` came along) also its own output, which the
+    authority judges against the worker's (a verdict is evidence there, not a vote)."""
+    if output is None:
+        return agent.verdict(task_cid, receipt, now_ms).encode()
+    verdict, mine = agent.verdict_with_output(task_cid, receipt, now_ms, output=output)
+    return verdict.encode(), mine
 
 
 def run_and_deliver(pool: cf.Executor, deliver: Deliver, fn: Callable[[], Any]) -> None:
@@ -146,9 +163,7 @@ class InProcessBackend:
         output: bytes | None = None,
     ) -> None:
         agent = self.agents[did]
-        self._spawn(
-            deliver, lambda: agent.verdict(task_cid, receipt, self.clock(), output=output).encode()
-        )
+        self._spawn(deliver, lambda: verdict_answer(agent, task_cid, receipt, self.clock(), output))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -33,7 +33,7 @@ from meshbench.core.encoding import CID
 from meshbench.core.model import decode_object
 from meshbench.core.types import ExecutionReceipt, HardwareProfile, TaskIntent
 from meshbench.runtime.agent import Behaviour, CostModel, WorkerAgent
-from meshbench.runtime.backends import Blobs, Deliver
+from meshbench.runtime.backends import Blobs, Deliver, verdict_answer
 from meshbench.runtime.clock import wall_clock_ms as _now
 from meshbench.store.keystore import Keystore
 
@@ -147,11 +147,10 @@ def _reveal(task_cid: str, dask_worker: Any = None) -> tuple[bytes, bytes]:
 
 def _verdict(
     task_cid: str, receipt_bytes: bytes, output: bytes | None = None, dask_worker: Any = None
-) -> bytes:
+) -> bytes | tuple[bytes, bytes]:
     receipt = decode_object(receipt_bytes)
     assert isinstance(receipt, ExecutionReceipt)
-    agent = _agent(dask_worker)
-    return agent.verdict(CID.decode(task_cid), receipt, _now(), output=output).encode()
+    return verdict_answer(_agent(dask_worker), CID.decode(task_cid), receipt, _now(), output)
 
 
 def _execute_batch(items: list[tuple[bytes, bytes, bytes, str, bytes | None]]) -> list[Any]:

@@ -44,6 +44,7 @@ from meshbench.core.protocol import (
     Broadcast,
     Command,
     Faucet,
+    JudgeVerdict,
     PrivateInput,
     RequestReveal,
     RequestVerdict,
@@ -53,6 +54,7 @@ from meshbench.core.protocol import (
     SealKey,
     SnapshotReputation,
     TimeoutFired,
+    VerdictJudgement,
 )
 from meshbench.core.types import ExecutionReceipt, TaskIntent, VerificationReceipt
 from meshbench.runtime.backends import WorkerBackend
@@ -407,9 +409,11 @@ class AuthorityNode:
                     cmd.verifier,
                     cmd.task_cid,
                     cmd.receipt,
-                    self._deliver(self.feed_bytes),
+                    self._deliver(self._on_verdict),
                     **extra,
                 )
+            case JudgeVerdict():
+                self._deliver(self.feed)(self._judge(cmd))
             case SealKey():
                 rec = self.records.get(cmd.task_cid)
                 if rec is None or rec.envelope is None or self.sealer is None:
@@ -480,6 +484,47 @@ class AuthorityNode:
             self.blobs.put(output)
         elif rec is not None:
             rec.output = before
+
+    def _on_verdict(self, answer: bytes | tuple[bytes, bytes]) -> None:
+        """A verdict; under a content validator with the verifier's own output, which is kept
+        (hash-checked) as the evidence the authority judges it by (:class:`JudgeVerdict`)."""
+        if isinstance(answer, bytes):
+            self.feed_bytes(answer)
+            return
+        data, output = answer
+        try:
+            verdict = decode_object(data)
+            if not isinstance(verdict, VerificationReceipt):
+                raise ProtocolError(f"a verdict must be a VerificationReceipt, not {type(verdict)}")
+            if verdict.output_cid is not None and blob_cid(output) != verdict.output_cid:
+                raise CIDMismatch("the verifier's output does not hash to its verdict's output_cid")
+        except MeshError as exc:
+            self._reject("verdict", exc)
+            return
+        if verdict.output_cid is not None:
+            self.blobs.put(output)  # before feeding: the judgement reads it from the store
+        self.feed(verdict)
+
+    def _judge(self, cmd: JudgeVerdict) -> VerdictJudgement:
+        """Run the task's content validator on the two revealed outputs (the authority's own
+        judgement; bytes it does not hold judge as disagreeing)."""
+        from meshbench.exec.plugins import judge_outputs
+
+        def get(cid: CID) -> bytes | None:
+            try:
+                return self.blobs.get(cid) if self.blobs.has(cid) else None
+            except MeshError:
+                return None
+
+        approved, reason = judge_outputs(
+            cmd.validator,
+            get(cmd.worker_output),
+            get(cmd.verifier_output),
+            module=self._modules.get(cmd.wasm_cid) or get(cmd.wasm_cid),
+        )
+        return VerdictJudgement(
+            task_cid=cmd.task_cid, verifier=cmd.verifier, approved=approved, reason=reason
+        )
 
     def _observe(self, ev: Model) -> None:
         task_cid = getattr(ev, "task_cid", None)

@@ -330,7 +330,7 @@ class P2PBackend:
         want = ExecutionReceipt if reveal else VerificationReceipt
         found = [o for o in objects if isinstance(o, want)]
         envelopes = [o for o in objects if isinstance(o, EncryptedBlob)]
-        if len(found) != 1 or (step == "reveal" and len(envelopes) != 1):
+        if len(found) != 1 or len(envelopes) > 1 or (step == "reveal" and not envelopes):
             self._ignore(f"sealed {step} without exactly one {want.__name__}", msg, peer)
             return
         obj = found[0]
@@ -342,18 +342,21 @@ class P2PBackend:
             deliver = self._pending.pop((obj.task_cid, party, step), None)
         if deliver is None:
             self._ignore(f"{step} nobody asked this party for", obj, peer)
-        elif isinstance(obj, ExecutionReceipt):
+        elif envelopes:  # a reveal, or a content validator's verdict: with its output
             self._pool.submit(self._fetch_output, obj, envelopes[0], deliver)
         else:
             deliver(obj.encode())
 
     def _fetch_output(
-        self, receipt: ExecutionReceipt, envelope: EncryptedBlob, deliver: Deliver
+        self,
+        obj: ExecutionReceipt | VerificationReceipt,
+        envelope: EncryptedBlob,
+        deliver: Deliver,
     ) -> None:
         try:
             path = self.transport.fetch_blob(envelope.ciphertext_cid, timeout=120)
             output = decrypt(Path(path).read_bytes(), envelope, self.authority)
-            deliver((receipt.encode(), output))
+            deliver((obj.encode(), output))
         except Exception as exc:  # delivered: the node records it, the protocol times out
             deliver(exc)
 
@@ -527,12 +530,21 @@ class WorkerService:
         if not receipts:
             log.warning("a verdict request for %s came without its receipt", req.task_cid)
             return
-        receipt, output = receipts[0], None
-        if envelopes:  # a content validator: the worker's bytes, encrypted to this verifier
+        receipt = receipts[0]
+        if not envelopes:
+            verdict = self.agent.verdict(req.task_cid, receipt, _now())
+            attached: list[Model] = [verdict]
+        else:  # a content validator: the worker's bytes, encrypted to this verifier
             path = self.transport.fetch_blob(envelopes[0].ciphertext_cid)
             output = decrypt(Path(path).read_bytes(), envelopes[0], self.agent.identity)
-        verdict = self.agent.verdict(req.task_cid, receipt, _now(), output=output)
-        msg = seal_objects(self.agent.identity, self.authority, req.task_cid, [verdict], _now())
+            verdict, mine = self.agent.verdict_with_output(
+                req.task_cid, receipt, _now(), output=output
+            )
+            # the authority judges the two outputs itself: ours goes to it alone
+            sealed_mine = self.transport.store.put_encrypted(mine, [self.authority])
+            self.transport.provide(sealed_mine.ciphertext_cid)
+            attached = [verdict, sealed_mine]
+        msg = seal_objects(self.agent.identity, self.authority, req.task_cid, attached, _now())
         self._publish("sealed", msg)
 
     def close(self) -> None:

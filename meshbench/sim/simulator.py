@@ -46,6 +46,7 @@ from meshbench.core.protocol import (
     Broadcast,
     Command,
     Faucet,
+    JudgeVerdict,
     RequestReveal,
     RequestVerdict,
     RunExecution,
@@ -53,6 +54,7 @@ from meshbench.core.protocol import (
     ScheduleTimeout,
     SealKey,
     TimeoutFired,
+    VerdictJudgement,
 )
 from meshbench.core.quorum import binomial_wrong_accept_bound
 from meshbench.core.types import (
@@ -257,6 +259,13 @@ class Simulation:
                 self._reveal(cmd.task_cid, cmd.worker)
             case RequestVerdict():
                 self._verdict(cmd)
+            case JudgeVerdict():
+                # the simulator's outputs are CIDs without bytes: a differing output is judged
+                # as the validator would judge unrelated bytes (disagreeing)
+                judged = VerdictJudgement(
+                    task_cid=cmd.task_cid, verifier=cmd.verifier, approved=False, reason="differ"
+                )
+                self.push(self.now, judged)
             case SealKey():
                 pass  # keys are sealed by the runtime's blob store; nothing to simulate
             case _:

@@ -20,6 +20,7 @@ from meshbench.core.protocol import (
     AuthorityState,
     Broadcast,
     Command,
+    JudgeVerdict,
     RequestReveal,
     RequestVerdict,
     RunExecution,
@@ -65,6 +66,7 @@ def _offline(cmd: Command) -> tuple[Model, ...]:
             | RunVerification()
             | RequestReveal()
             | RequestVerdict()
+            | JudgeVerdict()
             | SealKey()
             | ScheduleTimeout()
         ):

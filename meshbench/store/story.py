@@ -25,9 +25,10 @@ from meshbench.core.events import (
     StakeSlashed,
     TaskAssigned,
     TaskExpired,
+    VerdictJudged,
 )
 from meshbench.core.model import Model
-from meshbench.core.protocol import AllOffersIn, PrivateInput, TimeoutFired
+from meshbench.core.protocol import AllOffersIn, PrivateInput, TimeoutFired, VerdictJudgement
 from meshbench.core.tables import cid_key
 from meshbench.core.types import (
     ComputeOffer,
@@ -182,6 +183,9 @@ def _stimulus_lines(n: int, at: int, stimulus: object) -> list[StoryLine]:
         return [StoryLine(at, sid, f"Timeout:{stimulus.stage}", why)]
     if isinstance(stimulus, AllOffersIn):
         return [StoryLine(at, sid, "AllOffersIn", "every worker asked has answered")]
+    if isinstance(stimulus, VerdictJudgement):
+        verdict = "agree" if stimulus.approved else "differ"
+        return [StoryLine(at, sid, "VerdictJudgement", f"the validator says the outputs {verdict}")]
     if isinstance(stimulus, PrivateInput):
         return [StoryLine(at, sid, "PrivateInput", "the input is sealed to those chosen only")]
     if isinstance(stimulus, Model):
@@ -220,6 +224,14 @@ def _event_line(ev: Model) -> StoryLine | None:
             vote = "approves" if ev.approved else "rejects"
             same = "" if ev.output_cid is None else f" (its output {ev.output_cid})"
             return line("verdict", f"{_short(ev.verifier)} {vote}{same}")
+        case VerdictJudged():
+            vote = "confirms" if ev.approved else "does not confirm"
+            why = f": {ev.reason}" if ev.reason else ""
+            return line(
+                "judged",
+                f"by the authority under {ev.validator}: {_short(ev.verifier)}'s output "
+                f"{vote} the worker's{why}",
+            )
         case EscrowDispute():
             return line(
                 "dispute",

@@ -5,6 +5,8 @@ Each test names the class of defect it covers (the numbering of issue 18).
 
 from __future__ import annotations
 
+import pytest
+
 from meshbench.core import escrow
 from meshbench.core.events import StakeSlashed
 from meshbench.core.policy import MeshPolicy
@@ -379,3 +381,95 @@ def test_a_task_that_cannot_proceed_says_why_and_late_workers_are_asked():
     ).sign(late)
     cmds = h.feed(info)
     assert any(isinstance(c, Broadcast) and c.obj == task for c in cmds)  # asked at once
+
+
+# --- 5: validators other than ``exact`` trust the verifier's word ---------------------------
+def _content_task(h: ProtocolHarness, verifier_outputs: dict[str, object], *, approve: bool):
+    """A ``tolerance`` task whose verifiers all commit ``verifier_outputs`` and claim
+    ``approve`` whatever their outputs are; returns the task, assignment, receipt and the
+    judgements the authority asked its runtime for."""
+    from meshbench.core.protocol import JudgeVerdict
+    from meshbench.core.types import VerificationReceipt
+
+    task, a = h.publish_and_assign(validator="tolerance")
+    h.feed(h.commit(task, a.worker, BAD))
+    outputs = {
+        v: verifier_outputs.get(v, output_cid(f"junk-{i}")) for i, v in enumerate(a.verifiers)
+    }
+    for v in a.verifiers:
+        h.feed(h.commit(task, v, outputs[v]))
+    receipt = h.receipt(task, a.worker, BAD)
+    h.feed(receipt)
+    asked = []
+    for v in a.verifiers:
+        vr = VerificationReceipt(
+            task_cid=task.cid,
+            receipt_cid=receipt.cid,
+            verifier=v,
+            approved=approve or outputs[v] == BAD,
+            output_cid=outputs[v],
+            salt=h.salt(v, task),
+            created_at=h.now,
+        ).sign(h.by_did[v])
+        asked += [c for c in h.feed(vr) if isinstance(c, JudgeVerdict)]
+    return task, a, receipt, asked
+
+
+def test_verifiers_that_commit_junk_and_approve_do_not_let_a_wrong_result_through():
+    from meshbench.core.protocol import VerdictJudgement
+
+    h = ProtocolHarness()
+    task, a, _receipt, asked = _content_task(h, {}, approve=True)
+    # every verdict differs from the worker's output: the authority judges each itself
+    assert {j.verifier for j in asked} == set(a.verifiers)
+    assert h.state.state_of(task.cid) == "Verifying"  # no decision on the verifiers' word
+    for j in asked:  # the runtime ran the validator on the bytes: outside the tolerance
+        h.feed(VerdictJudgement(task_cid=task.cid, verifier=j.verifier, approved=False))
+    assert h.state.books.task(task.cid)["outcome"] == "Rejected"
+    assert (a.worker, "wrong_result") in {(s.account, s.offence) for s in _slashes(h)}
+    h.state.books.check_conservation()
+
+
+def test_a_content_validator_confirms_close_outputs_and_overrules_a_lying_rejecter():
+    from meshbench.core.errors import ProtocolError
+    from meshbench.core.protocol import VerdictJudgement
+
+    h = ProtocolHarness()
+    task, a, _receipt, asked = _content_task(h, {}, approve=False)  # all "reject"
+    for j in asked:  # ... but the bytes agree within the task's tolerance
+        h.feed(VerdictJudgement(task_cid=task.cid, verifier=j.verifier, approved=True))
+    assert h.state.books.task(task.cid)["outcome"] == "Accepted"
+    before = h.state.books.tables()
+    late = VerdictJudgement(task_cid=task.cid, verifier=a.worker, approved=True)
+    with pytest.raises(ProtocolError):  # a judgement nobody asked for changes nothing
+        h.state.handle(late, h.now)
+    assert h.state.books.tables() == before
+
+
+def test_judgement_pending_at_the_deadline_counts_as_disagreement():
+    h = ProtocolHarness()
+    task, _a, _receipt, _asked = _content_task(h, {}, approve=True)
+    h.now = task.deadline
+    h.fire(task, "deadline")
+    assert h.state.books.task(task.cid)["outcome"] == "Rejected"  # never "accepted on word"
+
+
+def test_auditor_flags_a_verdict_counted_on_the_verifiers_word():
+    from meshbench.core.audit import SettlementAuditor
+    from meshbench.core.books import Books
+    from meshbench.core.events import VerdictJudged
+    from meshbench.core.protocol import VerdictJudgement
+
+    h = ProtocolHarness()
+    task, a, _receipt, asked = _content_task(h, {}, approve=True)
+    for j in asked:
+        h.feed(VerdictJudgement(task_cid=task.cid, verifier=j.verifier, approved=True))
+    events = h.appended()
+    assert len([e for e in events if isinstance(e, VerdictJudged)]) == len(a.verifiers)
+    unjudged = [e for e in events if not isinstance(e, VerdictJudged)]
+    for stream, bad in ((events, False), (unjudged, True)):
+        auditor, books = SettlementAuditor(), Books(h.authority.did)
+        for e in stream:
+            auditor.before(e, books)
+            books.apply(e)
+        assert any("wrong side" in p for p in auditor.problems) == bad, auditor.problems

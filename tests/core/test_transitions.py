@@ -137,6 +137,37 @@ def test_commit_timer_closes_the_phase_and_the_reveal_moves_on():
     assert h.state.state_of(task.cid) in ("Disputed", "Settled")
 
 
+def test_content_validator_judgements_in_verifying_and_in_a_dispute():
+    from meshbench.core.protocol import JudgeVerdict, VerdictJudgement
+
+    h = ProtocolHarness(peers=10)
+    task, a = h.publish_and_assign(validator="tolerance")
+    h.feed(h.commit(task, a.worker, GOOD))
+    odd = a.verifiers[0]
+    for v in a.verifiers:
+        h.feed(h.commit(task, v, BAD if v == odd else GOOD))
+    receipt = h.receipt(task, a.worker, GOOD)
+    h.feed(receipt)
+    asked = []
+    for v in a.verifiers:
+        asked += [c for c in h.feed(h.verdict(task, v, BAD if v == odd else GOOD, receipt))
+                  if isinstance(c, JudgeVerdict)]  # fmt: skip
+    assert [j.verifier for j in asked] == [odd]  # identical outputs need no judgement
+    h.feed(VerdictJudgement(task_cid=task.cid, verifier=odd, approved=False))
+    assert h.state.state_of(task.cid) == "Disputed"  # 2 approve, 1 judged against: escalate
+    rec = h.state.tasks[task.cid]
+    extra = rec.round_verifiers
+    for v in extra:
+        h.feed(h.commit(task, v, BAD if v == extra[0] else GOOD))
+    asked = []
+    for v in extra:
+        asked += [c for c in h.feed(h.verdict(task, v, BAD if v == extra[0] else GOOD, receipt))
+                  if isinstance(c, JudgeVerdict)]  # fmt: skip
+    assert [j.verifier for j in asked] == [extra[0]]
+    h.feed(VerdictJudgement(task_cid=task.cid, verifier=extra[0], approved=False))
+    assert h.state.books.task(task.cid)["outcome"] == "Accepted"
+
+
 def test_every_transition_pair_was_exercised():
     """Replays every scenario here and in test_protocol in this process (xdist-safe)."""
     import tests.core.test_protocol as scenarios
@@ -149,6 +180,7 @@ def test_every_transition_pair_was_exercised():
     local.append(test_worker_that_commits_but_never_reveals_is_replaced)
     local.append(test_all_offers_in_closes_the_window_at_once)
     local.append(test_commit_timer_closes_the_phase_and_the_reveal_moves_on)
+    local.append(test_content_validator_judgements_in_verifying_and_in_a_dispute)
     for fn in local:
         fn()
     for name in dir(scenarios):

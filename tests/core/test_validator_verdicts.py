@@ -21,6 +21,14 @@ def committed(h: ProtocolHarness, task, a, outputs, worker_output):
     return receipt
 
 
+def judge(h: ProtocolHarness, task, verifiers, approved: bool) -> None:
+    """The authority's runtime answers each judgement the state machine asked for."""
+    from meshbench.core.protocol import VerdictJudgement
+
+    for v in verifiers:
+        h.feed(VerdictJudgement(task_cid=task.cid, verifier=v, approved=approved))
+
+
 def flipped(vr: VerificationReceipt, h: ProtocolHarness) -> VerificationReceipt:
     fields = {f: getattr(vr, f) for f in vr.__struct_fields__ if f != "signature"}
     fields["approved"] = not vr.approved
@@ -41,8 +49,10 @@ def test_tolerance_task_accepts_different_cids_approved_by_the_validator():
     h = ProtocolHarness()
     task, a = h.publish_and_assign(validator="tolerance")
     receipt = committed(h, task, a, dict.fromkeys(a.verifiers, MINE), CLOSE)
-    for v in a.verifiers:  # outputs differ, the validator found them within tolerance
+    for v in a.verifiers:  # outputs differ, the verifier's validator found them close
         h.feed(flipped(h.verdict(task, v, MINE, receipt), h))
+    assert h.state.state_of(task.cid) == "Verifying"  # the verifiers' word does not decide
+    judge(h, task, a.verifiers, True)  # the authority's own run of the validator
     assert h.state.books.task(task.cid)["outcome"] == "Accepted"
     h.state.books.check_conservation()
 
@@ -62,6 +72,7 @@ def test_tolerance_task_rejection_of_a_far_output_rejects_the_worker():
     receipt = committed(h, task, a, dict.fromkeys(a.verifiers, MINE), FAR)
     for v in a.verifiers:
         h.feed(h.verdict(task, v, MINE, receipt))  # approved=False: the CIDs differ
+    judge(h, task, a.verifiers, False)
     assert h.state.books.task(task.cid)["outcome"] == "Rejected"
 
 

@@ -3,8 +3,10 @@
 Identical output CIDs always confirm. Otherwise both bundles must hold the same array names,
 dtypes and shapes; integer arrays must be equal; float arrays must satisfy
 ``|claimed - mine| <= atol + rtol * |mine|`` element by element, NaN where the other has
-NaN (BOINC's "fuzzy validator"). rtol/atol come from the verifier's own run of the task's
-descriptor (:class:`~meshbench_cuda.executor.KernelResult`), never from the worker.
+NaN (BOINC's "fuzzy validator"). rtol/atol come from the task's own descriptor (the
+verifier's run of it, :class:`~meshbench_cuda.executor.KernelResult`, or the descriptor
+bytes when the authority judges two revealed outputs with :meth:`ToleranceValidator.compare`),
+never from a worker.
 """
 
 from __future__ import annotations
@@ -82,3 +84,18 @@ class ToleranceValidator:
         if rtol == 0.0 and atol == 0.0:
             return False, f"output {claimed_output_cid} != recomputed {recomputed.output_cid}"
         return compare_bundles(claimed_output, recomputed.output, rtol=rtol, atol=atol)
+
+    def compare(self, claimed: bytes, recomputed: bytes, *, module: bytes) -> tuple[bool, str]:
+        """The authority's judgement of two revealed outputs: ``module`` is the task's
+        descriptor, whose rtol/atol bound the difference (zero tolerance: bytes must match)."""
+        from meshbench_cuda.call import parse_descriptor
+
+        if claimed == recomputed:
+            return True, ""
+        d = parse_descriptor(module)
+        if d.rtol == 0.0 and d.atol == 0.0:
+            return False, f"output {blob_cid(claimed)} != recomputed {blob_cid(recomputed)}"
+        try:
+            return compare_bundles(claimed, recomputed, rtol=d.rtol, atol=d.atol)
+        except ArrayFormatError as exc:
+            return False, f"the recomputed output is not an array bundle: {exc}"
