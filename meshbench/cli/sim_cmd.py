@@ -26,6 +26,12 @@ __all__ = ["sim"]
     show_default=True,
     help="Further fraction spread over wrong, lazy, offline and slow peers.",
 )
+@click.option(
+    "--attackers",
+    default=0.0,
+    show_default=True,
+    help="Further fraction spread over rule attackers: unbonder, clock-liar, silent.",
+)
 @click.option("--tasks", default=1000, show_default=True)
 @click.option("--verifiers", default=3, show_default=True, help="Verifiers asked per task.")
 @click.option("--seed", default=0, show_default=True)
@@ -41,6 +47,7 @@ def sim(
     workers: int,
     malicious: float,
     faulty: float,
+    attackers: float,
     tasks: int,
     verifiers: int,
     seed: int,
@@ -58,14 +65,18 @@ def sim(
     """
     from meshbench.sim.simulator import SimConfig, Simulation
 
-    if not 0.0 <= malicious <= 1.0 or not 0.0 <= faulty <= 1.0 - malicious:
-        raise click.BadParameter("--malicious and --faulty are fractions that sum to at most 1")
+    fractions = (malicious, faulty, attackers)
+    if any(not 0.0 <= f <= 1.0 for f in fractions) or sum(fractions) > 1.0:
+        raise click.BadParameter(
+            "--malicious, --faulty and --attackers are fractions that sum to at most 1"
+        )
     if workers < 1 or tasks < 0 or verifiers < 0:
         raise click.BadParameter("--workers must be positive; --tasks and --verifiers >= 0")
     cfg = SimConfig(
         workers=workers,
         malicious=malicious,
         faulty=faulty,
+        attackers=attackers,
         tasks=tasks,
         verifiers=verifiers,
         seed=seed,

@@ -17,6 +17,18 @@ Behaviour classes:
 * ``offline``: offers, then never answers;
 * ``slow``: honest but takes longer than the ETA it offered (sometimes past the timeout).
 
+Attackers of the protocol's own rules (issue 18; ``attackers`` spreads a fraction over them):
+
+* ``unbonder``: cheats as a worker (a wrong output) and asks to unbond its whole stake the
+  moment it is assigned, hoping the stake is gone before the slash;
+* ``clock-liar``: honest output, but late (past its ETA), and it backdates its commitment by
+  ten minutes to look on time: its commitments fall outside the authority's skew window;
+* ``silent``: honest as a worker; as a verifier it never commits (saves an execution, hoping
+  to force a dispute or be paid for nothing): penalised as a no-show at settlement.
+
+The report's ``slashed_by_class``, ``net_by_class`` (mean change of a peer's tokens: balance
+and stake) and ``refused_by_class`` show what each class gained by its attack.
+
 ``--malicious F`` makes a fraction F of the peers ``colluding``; ``faulty`` spreads a further
 fraction over ``wrong``, ``lazy``, ``offline`` and ``slow``.
 """
@@ -36,7 +48,7 @@ import msgspec
 from meshbench.core import reputation
 from meshbench.core.encoding import CID, blob_cid
 from meshbench.core.errors import MeshError
-from meshbench.core.events import StakeRequest
+from meshbench.core.events import StakeRequest, StakeSlashed
 from meshbench.core.identity import Identity
 from meshbench.core.participant import Participant
 from meshbench.core.policy import MeshPolicy
@@ -70,6 +82,7 @@ from meshbench.core.views import StaticPolicyView
 __all__ = ["BEHAVIOURS", "SimConfig", "SimReport", "Simulation", "run_simulation"]
 
 BEHAVIOURS: Final = ("honest", "colluding", "wrong", "lazy", "offline", "slow")
+ATTACKERS: Final = ("unbonder", "clock-liar", "silent")
 T0: Final = 1_700_000_000_000
 WASM_CID: Final = blob_cid(b"\x00asm\x01\x00\x00\x00 meshbench sim module")
 LATENCY_MS: Final = 20
@@ -81,6 +94,8 @@ class SimConfig:
     workers: int = 20
     malicious: float = 0.1
     faulty: float = 0.0
+    #: a further fraction spread over the rule attackers (:data:`ATTACKERS`)
+    attackers: float = 0.0
     tasks: int = 100
     verifiers: int = 3
     seed: int = 0
@@ -109,6 +124,9 @@ class SimReport:
     reputation_by_class: dict[str, float]
     peers_by_class: dict[str, int]
     refused_messages: int
+    refused_by_class: dict[str, int]
+    slashed_by_class: dict[str, int]
+    net_by_class: dict[str, float]
     wrong_accept_rate: float
     binomial_bound: float
     events: int
@@ -143,8 +161,11 @@ class Simulation:
         self.truth: dict[CID, CID] = {}
         self.executions = 0
         self.refused = 0
+        self.refused_by: Counter[str] = Counter()
+        self.slashed_by: Counter[str] = Counter()
         self.events = 0
         self.disputed: set[CID] = set()
+        self.start_holdings: dict[str, int] = {}
         self.nonce = 0
 
     # --- setup ---
@@ -164,12 +185,15 @@ class Simulation:
         self.rng.shuffle(order)
         n_bad = round(self.cfg.malicious * n)
         n_faulty = round(self.cfg.faulty * n)
+        n_attack = round(self.cfg.attackers * n)
         out = {}
         for rank, i in enumerate(order):
             if rank < n_bad:
                 kind = "colluding"
             elif rank < n_bad + n_faulty:
                 kind = ("wrong", "lazy", "offline", "slow")[(rank - n_bad) % 4]
+            elif rank < n_bad + n_faulty + n_attack:
+                kind = ATTACKERS[(rank - n_bad - n_faulty) % len(ATTACKERS)]
             else:
                 kind = "honest"
             out[self.peers[i].did] = kind
@@ -208,6 +232,7 @@ class Simulation:
         started = time.perf_counter()
         self.genesis()
         tokens_before = self.state.books.token_total()
+        self.start_holdings = {d: self._holdings(d) for d in self.behaviour}
         for i in range(self.cfg.tasks):
             self.push(self.now + i * self.cfg.task_interval_ms, ("publish", i))
         while self.queue:
@@ -229,6 +254,8 @@ class Simulation:
             commands = self.state.handle(stimulus, self.now)
         except MeshError:
             self.refused += 1
+            signer = getattr(stimulus, "signer", None)
+            self.refused_by[self.behaviour.get(signer or "", "authority")] += 1
             return
         if self.ledger is not None:
             self.ledger.journal(self.state.take_journal())
@@ -239,6 +266,9 @@ class Simulation:
         match cmd:
             case AppendToLedger():
                 self.events += len(cmd.events)
+                for ev in cmd.events:
+                    if isinstance(ev, StakeSlashed):
+                        self.slashed_by[self.behaviour.get(ev.account, "other")] += ev.amount
                 if self.cfg.observer is not None:
                     self.cfg.observer(*cmd.events)
                 if self.ledger is not None:
@@ -272,6 +302,10 @@ class Simulation:
                 assert_never(cmd)
 
     # --- publishers and workers ---
+    def _holdings(self, did: str) -> int:
+        """Tokens ``did`` holds: its balance and its stake (bonded and unbonding)."""
+        return self.state.books.balance(did) + self.state.books.slashable(did)
+
     def _publish(self, i: int) -> None:
         pub = self.publishers[i % len(self.publishers)]
         data = f"sim-input-{self.cfg.seed}-{i}".encode()
@@ -309,28 +343,42 @@ class Simulation:
     def _output_for(self, task: TaskIntent, did: str, worker: str, is_worker: bool) -> CID:
         kind = self.behaviour[did]
         truth = self.truth[task.cid]
-        if kind in ("honest", "slow", "offline"):
+        if kind in ("honest", "slow", "offline", "clock-liar", "silent"):
             return truth
         if kind == "colluding":
             return blob_cid(hashlib.sha256(b"colluders" + bytes(task.cid)).digest())
-        if kind == "wrong":
+        if kind in ("wrong", "unbonder"):
             return blob_cid(hashlib.sha256(b"wrong" + did.encode() + bytes(task.cid)).digest())
         # lazy: copies something it did not compute (another task's output)
         return blob_cid(hashlib.sha256(b"lazy-guess" + bytes(task.cid)).digest())
 
     def _execute(self, task: TaskIntent, did: str, worker: str, *, is_worker: bool) -> None:
         kind = self.behaviour[did]
-        if kind == "offline":
+        if kind == "offline" or (kind == "silent" and not is_worker):
             return
         if kind != "lazy":
             self.executions += 1
+        if kind == "unbonder" and is_worker:  # take the stake out before the verdicts
+            self.nonce += 1
+            unbond = StakeRequest(
+                account=did,
+                federation=self.federation.did,
+                action="unbond",
+                amount=self.state.books.bonded(did),
+                nonce=self.nonce,
+                timestamp=self.now,
+            ).sign(self.by_did[did])
+            self.push(self.now + LATENCY_MS, unbond)
         output = self._output_for(task, did, worker, is_worker)
         delay = 1_000
         if kind == "slow":
             delay = self.rng.choice((3_000, 3_000, 40 * 60 * 1000))  # late, or past the timeout
+        stamp = self.now + delay
+        if kind == "clock-liar":  # late, and backdated to look on time
+            delay, stamp = 3_000, self.now - 600_000
         node = self.nodes[did]
         node.forget(task.cid)  # a reassigned task may come back to a node
-        commit = node.commit(task.cid, output, self.now + delay, summary=_SUMMARY)
+        commit = node.commit(task.cid, output, stamp, summary=_SUMMARY)
         self.push(self.now + delay, commit)
 
     def _reveal(self, task_cid: CID, worker: str) -> None:
@@ -367,9 +415,11 @@ class Simulation:
                 wrong_accepted += outcome == "Accepted" and not right
                 wrong_rejected += outcome == "Rejected" and right
         by_class: dict[str, list[float]] = defaultdict(list)
+        net: dict[str, list[int]] = defaultdict(list)
         for did, kind in self.behaviour.items():
             rec = books.reputation_record(did)
             by_class[kind].append(reputation.decayed(rec, self.now, self.cfg.policy))
+            net[kind].append(self._holdings(did) - self.start_holdings.get(did, 0))
         n_tasks = max(1, len(self.state.tasks))
         accepted = outcomes["Accepted"]
         first = min(
@@ -392,6 +442,9 @@ class Simulation:
             reputation_by_class={k: round(sum(v) / len(v), 4) for k, v in sorted(by_class.items())},
             peers_by_class=dict(sorted(Counter(self.behaviour.values()).items())),
             refused_messages=self.refused,
+            refused_by_class=dict(sorted(self.refused_by.items())),
+            slashed_by_class=dict(sorted(self.slashed_by.items())),
+            net_by_class={k: round(sum(v) / len(v), 2) for k, v in sorted(net.items())},
             wrong_accept_rate=round(wrong_accepted / n_tasks, 6),
             binomial_bound=round(
                 binomial_wrong_accept_bound(self.cfg.malicious, self.cfg.policy, first), 6

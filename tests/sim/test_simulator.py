@@ -84,3 +84,19 @@ def test_sim_cli_prints_one_json_object(tmp_path):
 def test_sim_cli_rejects_bad_fractions():
     out = CliRunner().invoke(main_group, ["sim", "--malicious", "1.5"])
     assert out.exit_code != 0
+
+
+def test_rule_attackers_gain_nothing_and_tokens_are_conserved():
+    """Issue 18's attackers in numbers: an unbonder is slashed anyway, a clock liar's
+    backdated commitments are refused, a silent verifier is penalised; none ends up better
+    off than an honest peer, nothing wrong is accepted and no token is created or lost."""
+    from meshbench.sim.simulator import ATTACKERS
+
+    r = run_simulation(SimConfig(workers=24, malicious=0.0, attackers=0.375, tasks=150, seed=2))
+    assert set(r.peers_by_class) == {"honest", *ATTACKERS}
+    assert r.tokens_before == r.tokens_after
+    assert r.wrong_accepted == 0
+    assert r.refused_by_class.get("clock-liar", 0) > 0
+    for kind in ATTACKERS:
+        assert r.slashed_by_class.get(kind, 0) > 0, kind
+        assert r.net_by_class[kind] < r.net_by_class["honest"], (kind, r.net_by_class)
