@@ -187,6 +187,7 @@ def simulate(
     verifiers: int = 3,
     seed: int = 0,
     policy: MeshPolicy | None = None,
+    attackers: float = 0.0,
 ) -> SimRun:
     """Run the adversarial simulator (the real protocol engine) and collect frames.
 
@@ -200,8 +201,8 @@ def simulate(
 
     recorder = _Recorder()
     cfg = SimConfig(
-        workers=workers, malicious=malicious, faulty=faulty, tasks=tasks, verifiers=verifiers,
-        seed=seed, policy=policy or MeshPolicy(), observer=recorder.append,
+        workers=workers, malicious=malicious, faulty=faulty, attackers=attackers, tasks=tasks,
+        verifiers=verifiers, seed=seed, policy=policy or MeshPolicy(), observer=recorder.append,
     )  # fmt: skip
     sim = Simulation(cfg)
     klass = sim.behaviour
