@@ -1134,7 +1134,11 @@ class AuthorityState:
     def _decide_if_complete(self, rec: _Task, now: int) -> list[Command]:
         """Decide once every committed verifier has voted and every vote is judged."""
         waiting = [v for v in rec.verifiers if v in rec.commitments and v not in rec.verdicts]
-        commit_closed = rec.state == "Verifying" or all(v in rec.commitments for v in rec.verifiers)
+        # in a dispute only that round's verifiers may still commit: once they all have, a
+        # silent earlier one is not waited for (it is penalised at settlement)
+        commit_closed = rec.state == "Verifying" or all(
+            v in rec.commitments for v in rec.round_verifiers
+        )
         if not waiting and commit_closed and not rec.judging:
             return self._decide(rec, now)
         return []

@@ -473,3 +473,35 @@ def test_auditor_flags_a_verdict_counted_on_the_verifiers_word():
             auditor.before(e, books)
             books.apply(e)
         assert any("wrong side" in p for p in auditor.problems) == bad, auditor.problems
+
+
+# --- 4: copying in the dispute round -------------------------------------------------------
+def test_a_silent_first_round_verifier_cannot_join_the_dispute_and_is_penalised():
+    from meshbench.core.errors import ProtocolError
+
+    h = ProtocolHarness(peers=10)
+    task, a = h.publish_and_assign()
+    silent, approver, rejecter = a.verifiers
+    h.feed(h.commit(task, a.worker, GOOD))
+    h.feed(h.commit(task, approver, GOOD))
+    h.feed(h.commit(task, rejecter, BAD))
+    h.fire(task, "verification")  # the silent one never committed: the phase closes anyway
+    receipt = h.receipt(task, a.worker, GOOD)
+    h.feed(receipt)  # the worker's output is now known to the authority
+    h.feed(h.verdict(task, approver, GOOD, receipt))
+    h.feed(h.verdict(task, rejecter, BAD, receipt))
+    assert h.state.state_of(task.cid) == "Disputed"
+    before = h.state.books.tables()
+    with pytest.raises(ProtocolError, match="own round"):  # committing now would be copying
+        h.feed(h.commit(task, silent, GOOD))
+    assert h.state.books.tables() == before
+    extra = h.state.tasks[task.cid].round_verifiers
+    assert silent not in extra
+    for v in extra:
+        h.feed(h.commit(task, v, GOOD))
+    for v in extra:
+        h.feed(h.verdict(task, v, GOOD, receipt))
+    assert h.state.books.task(task.cid)["outcome"] == "Accepted"
+    offences = {(s.account, s.offence) for s in _slashes(h)}
+    assert (silent, "no_show") in offences and (rejecter, "wrong_vote") in offences
+    h.state.books.check_conservation()
