@@ -16,6 +16,12 @@ overdrafts, illegal escrow moves). The auditor goes further while the events are
   price, the policy (by CID: the defaults or any policy activated in the ledger) and the
   verifiers' reputation just before the decision; of any other outcome, a full refund.
 
+Adaptive verification (the policy's ``audit`` section): every ``AuditDrawn`` must carry a
+valid signature of the authority over the commitment it names, and ``audited`` must be what
+that draw and ``rate_ppm`` give; a result a ``RefereeRuled`` decided must have the ruling's
+outcome (the referee, not the approvals count, decides it); an accepted adaptive result
+holds exactly its worker's payment (role ``held``).
+
 Settlements whose policy is not in the ledger (a policy injected only through a
 ``PolicyView``) cannot be re-derived and are reported in ``unaudited``.
 """
@@ -24,12 +30,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshbench.core import escrow, quorum, reputation
+from meshbench.core import escrow, quorum, reputation, sampling
 from meshbench.core.books import Books, cid_key
 from meshbench.core.encoding import CID
+from meshbench.core.errors import MeshError
 from meshbench.core.events import (
+    AuditDrawn,
     MeshPolicyActivated,
     QuorumReached,
+    RefereeRuled,
     RewardDistributed,
     TaskAssigned,
     VerdictJudged,
@@ -50,6 +59,8 @@ class SettlementAuditor:
         self.judged: dict[str, bool] = {}
         #: the validator of each task that is not ``exact``, and each receipt's output
         self.outputs: dict[str, CID] = {}
+        #: the referee's ruling on each disputed adaptive result (task key -> confirmed)
+        self.rulings: dict[str, bool] = {}
         self.validators: dict[str, str] = {}
         self.decisions: dict[str, tuple[QuorumReached, dict[str, Any]]] = {}
         #: the policy each task's current assignment pinned (None: assigned before pinning)
@@ -66,6 +77,10 @@ class SettlementAuditor:
             self.votes[cid_key(ev.cid)] = ev
         elif isinstance(ev, VerdictJudged):
             self.judged[cid_key(ev.verdict_cid)] = ev.approved
+        elif isinstance(ev, AuditDrawn):
+            self._check_draw(ev, books)
+        elif isinstance(ev, RefereeRuled) and not ev.recheck:
+            self.rulings[cid_key(ev.task_cid)] = ev.confirmed
         elif isinstance(ev, ExecutionReceipt):
             self.outputs[cid_key(ev.cid)] = ev.output_cid
         elif isinstance(ev, TaskIntent) and ev.validator != "exact":
@@ -96,6 +111,20 @@ class SettlementAuditor:
             expected_against
         ):
             self.problems.append(f"{where}: with/against lists do not match the votes")
+
+    def _check_draw(self, ev: AuditDrawn, books: Books) -> None:
+        from meshbench.core.identity import verify
+
+        where = f"AuditDrawn {cid_key(ev.cid)}"
+        try:
+            verify(books.authority, sampling.draw_message(ev.commitment_cid), ev.draw)
+        except MeshError:
+            self.problems.append(f"{where}: the draw is not the authority's signature")
+            return
+        if (sampling.draw_ppm(ev.draw) < ev.rate_ppm) != ev.audited:
+            self.problems.append(f"{where}: 'audited' is not what the draw gives")
+        if ev.audited != bool(ev.auditors):
+            self.problems.append(f"{where}: auditors drawn for a result not audited (or none)")
 
     def _vote_of(self, vote: VerificationReceipt) -> bool | None:
         """The vote a verdict casts: its ``approved`` under ``exact`` or when its output is the
@@ -133,8 +162,17 @@ class SettlementAuditor:
             {v: reputation.decayed(rec, quorum_ev.timestamp, policy) for v, rec in records.items()}
         )
         n = len(quorum_ev.approvals) + len(quorum_ev.rejections)
-        if len(quorum_ev.approvals) < quorum.needed_approvals(n, policy):
+        ruled = self.rulings.get(key)
+        held = any(p.role == "held" for p in ev.payouts)
+        if ruled is not None:  # the referee decided (adaptive verification)
+            if not ruled:
+                self.problems.append(f"{where}: accepted although the referee rejected it")
+        elif held and quorum_ev.rejections:
+            self.problems.append(f"{where}: a sampled result accepted over a rejection")
+        elif not held and len(quorum_ev.approvals) < quorum.needed_approvals(n, policy):
             self.problems.append(f"{where}: accepted with too few approvals for the policy")
+        if held and not policy.audit.enabled:
+            self.problems.append(f"{where}: a payment held under a policy without audits")
         expected = escrow.settle_accepted(
             fee=esc["amount"],
             price=task["price"],
@@ -146,6 +184,8 @@ class SettlementAuditor:
             on_time=quorum_ev.on_time,
             quality_ppm=quorum_ev.quality_ppm,
         )
+        if held:
+            expected = sampling.hold_worker_payment(expected)
         self._compare(where, ev, expected)
 
     def _compare(self, where: str, ev: RewardDistributed, expected: list[Any]) -> None:

@@ -22,11 +22,15 @@ from meshbench.core import reputation
 from meshbench.core.encoding import CID
 from meshbench.core.errors import InsufficientFunds, LedgerError, ProtocolError
 from meshbench.core.events import (
+    AuditDrawn,
     AuthorityClock,
     EscrowDispute,
     EscrowStateChanged,
+    HeldReleased,
     Mint,
     QuorumReached,
+    RefereeRuled,
+    ResultClawedBack,
     RewardDistributed,
     StakeBonded,
     StakeSlashed,
@@ -191,11 +195,77 @@ def _fold_reward(books: Tables, ev: RewardDistributed) -> None:
     if ev.total != escrow["amount"]:
         raise LedgerError(f"settlement of {key} pays {ev.total}, but {escrow['amount']} is held")
     for p in ev.payouts:
-        if p.amount:
+        if p.role == "held":  # kept for the challenge window (adaptive verification)
+            if books.get("held", key) is not None:
+                raise LedgerError(f"task {key} already holds a payment")
+            row = {"account": p.account, "amount": p.amount, "since": ev.timestamp}
+            books.put("held", key, row)
+        elif p.amount:
             books.credit(p.account, p.amount)
     books.put("escrows", key, {**escrow, "amount": 0, "paid": True})
     books.put("tasks", key, {**task, "state": "Settled", "committed": [], "backers": []})
     _back(books, task.get("backers", []), -1)  # settled: their stake is free again
+
+
+def _held_row(books: Tables, task_cid: CID, account: str, amount: int, what: str) -> str:
+    key = cid_key(task_cid)
+    row = books.get("held", key)
+    if row is None:
+        raise LedgerError(f"{what}: task {key} holds no payment")
+    if row["account"] != account or int(row["amount"]) != amount:
+        raise LedgerError(
+            f"{what}: task {key} holds {row['amount']} for {row['account']}, "
+            f"not {amount} for {account}"
+        )
+    return key
+
+
+def _fold_held_released(books: Tables, ev: HeldReleased) -> None:
+    _require_authority(books, ev.authority, "HeldReleased")
+    key = _held_row(books, ev.task_cid, ev.account, ev.amount, "HeldReleased")
+    books.put("held", key, None)
+    books.credit(ev.account, ev.amount)
+
+
+def _fold_clawback(books: Tables, ev: ResultClawedBack) -> None:
+    _require_authority(books, ev.authority, "ResultClawedBack")
+    key = _held_row(books, ev.task_cid, ev.account, ev.amount, "ResultClawedBack")
+    _key, task = _task_row(books, ev.task_cid)
+    if ev.publisher != task["publisher"]:
+        raise LedgerError(f"a clawback of {key} goes to its publisher, not to {ev.publisher}")
+    books.put("held", key, None)
+    books.credit(ev.publisher, ev.amount)
+    books.put("tasks", key, {**task, "clawed_back": True})
+    books.put("audits", ev.account, None)  # caught: on probation again
+
+
+def _fold_audit_drawn(books: Tables, ev: AuditDrawn) -> None:
+    """The auditors of a sampled result back it with their stake and must commit."""
+    _require_authority(books, ev.authority, "AuditDrawn")
+    key, task = _task_row(books, ev.task_cid)
+    if task.get("worker") not in task["committed"]:
+        raise LedgerError(f"an audit of {key} is drawn before its worker committed")
+    auditors = list(ev.auditors)
+    state = task["state"]
+    if auditors and not set(auditors) <= set(task["committed"]):
+        state = "Executed" if state in ("Executed", "Verifying") else state
+    books.put(
+        "tasks",
+        key,
+        {
+            **task,
+            "state": state,
+            "audited": ev.audited,
+            "verifiers": [*task["verifiers"], *auditors],
+            "backers": [*task.get("backers", []), *auditors],
+        },
+    )
+    _back(books, auditors, +1)
+
+
+def _fold_referee(books: Tables, ev: RefereeRuled) -> None:
+    _require_authority(books, ev.authority, "RefereeRuled")
+    _task_row(books, ev.task_cid)
 
 
 def _back(books: Tables, parties: list[str], delta: int) -> None:
@@ -261,6 +331,12 @@ def _fold_quorum(books: Tables, ev: QuorumReached) -> None:
         rec = reputation.observe(books.get("reputation", peer), kind, t, policy, quality, weight)
         books.put("reputation", peer, rec)
 
+    if ev.worker is not None and task["verifiers"]:  # a verified result: probation counts it
+        clean = int(books.get("audits", ev.worker, 0))
+        if ev.outcome == "Accepted":
+            books.put("audits", ev.worker, clean + 1)
+        elif ev.outcome == "Rejected":
+            books.put("audits", ev.worker, None)
     if ev.worker is not None and ev.outcome in ("Accepted", "Rejected"):
         if ev.outcome == "Accepted":
             # the n-th task a worker does for the same publisher builds 1/n of a reputation
@@ -405,6 +481,10 @@ ECONOMY_RULES: Final[FoldRules] = MappingProxyType(
         StakeSlashed: _fold_slash,
         VerificationReceipt: _fold_verification,
         VerdictJudged: _fold_judged,
+        AuditDrawn: _fold_audit_drawn,
+        RefereeRuled: _fold_referee,
+        HeldReleased: _fold_held_released,
+        ResultClawedBack: _fold_clawback,
         ComputeOffer: _fold_offer,
         ResultCommitment: _fold_commitment,
         ExecutionReceipt: _fold_receipt,

@@ -19,16 +19,20 @@ from meshbench.core.model import DID, Amount, Model, Signed, TimestampMs
 from meshbench.core.policy import MeshPolicy, MeshPolicyFragment
 
 __all__ = [
+    "AuditDrawn",
     "AuthorityClock",
     "EscrowDispute",
     "EscrowState",
     "EscrowStateChanged",
+    "HeldReleased",
     "MeshPolicyActivated",
     "MeshPolicyProposal",
     "MeshPolicyVote",
     "Mint",
     "Payout",
     "QuorumReached",
+    "RefereeRuled",
+    "ResultClawedBack",
     "RewardDistributed",
     "StakeAction",
     "StakeBonded",
@@ -149,6 +153,71 @@ class VerdictJudged(Signed, tag="VerdictJudged"):
     parents: tuple[CID, ...] = ()
 
 
+class AuditDrawn(Signed, tag="AuditDrawn"):
+    """Whether a worker's result is audited (adaptive verification), drawn when it committed.
+
+    ``draw`` is the authority's signature over :func:`meshbench.core.sampling.draw_message`
+    of the commitment: the worker could not know it when it committed, and anyone can check
+    it against the authority's DID and re-derive ``audited`` from it and ``rate_ppm``.
+    """
+
+    SIGNER: ClassVar[str] = "authority"
+    authority: DID
+    task_cid: CID
+    commitment_cid: CID
+    draw: Annotated[bytes, Meta(max_length=64)]
+    rate_ppm: Annotated[int, Meta(ge=0, le=1_000_000)]
+    reason: Literal["probation", "stake", "sampled"]
+    audited: bool
+    auditors: tuple[DID, ...] = ()
+    timestamp: TimestampMs
+    parents: tuple[CID, ...] = ()
+
+
+class RefereeRuled(Signed, tag="RefereeRuled"):
+    """The referee's ruling on a result its auditors disputed (or on a held result re-checked
+    after its worker was caught): the authority re-executed the task itself, deterministically,
+    and ``confirmed`` says whether the worker's output stands. One honest auditor is enough."""
+
+    SIGNER: ClassVar[str] = "authority"
+    authority: DID
+    task_cid: CID
+    receipt_cid: CID
+    output_cid: CID | None = None
+    confirmed: bool
+    recheck: bool = False
+    reason: Reason = ""
+    timestamp: TimestampMs
+    parents: tuple[CID, ...] = ()
+
+
+class HeldReleased(Signed, tag="HeldReleased"):
+    """A held worker payment is paid out: its challenge window closed, or a re-check confirmed."""
+
+    SIGNER: ClassVar[str] = "authority"
+    authority: DID
+    task_cid: CID
+    account: DID
+    amount: Amount
+    timestamp: TimestampMs
+    parents: tuple[CID, ...] = ()
+
+
+class ResultClawedBack(Signed, tag="ResultClawedBack"):
+    """A held result proved wrong: its held payment goes back to the publisher (the worker's
+    bond pays the rest of the price by a ``StakeSlashed`` to the publisher in the same batch)."""
+
+    SIGNER: ClassVar[str] = "authority"
+    authority: DID
+    task_cid: CID
+    account: DID
+    amount: Amount
+    publisher: DID
+    reason: Reason = ""
+    timestamp: TimestampMs
+    parents: tuple[CID, ...] = ()
+
+
 class EscrowStateChanged(Signed, tag="EscrowStateChanged"):
     SIGNER: ClassVar[str] = "authority"
     authority: DID
@@ -166,7 +235,8 @@ class Payout(Model, tag="Payout"):
 
     account: DID
     amount: Amount
-    role: Literal["worker", "verifier", "platform", "refund", "penalty"]
+    #: ``held``: a worker payment kept for the challenge window (adaptive verification)
+    role: Literal["worker", "verifier", "platform", "refund", "penalty", "held"]
 
 
 class RewardDistributed(Signed, tag="RewardDistributed"):

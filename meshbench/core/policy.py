@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Final
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 import msgspec
 from msgspec import Meta
@@ -25,6 +25,7 @@ __all__ = [
     "DAY_S",
     "KNOWN_TOKENS",
     "MAX_CLOCK_SKEW_MS",
+    "AuditPolicy",
     "BondingRequirements",
     "MeshPolicy",
     "MeshPolicyFragment",
@@ -146,6 +147,33 @@ class SelectionRules(Model, tag="SelectionRules"):
     OMIT_IF_DEFAULT: ClassVar[dict[str, Any]] = {"homogeneous_gpu_verifiers": False}
 
 
+class AuditPolicy(Model, tag="AuditPolicy"):
+    """Adaptive verification (off by default: every task is verified by a fixed quorum).
+
+    When ``enabled``, a task is assigned to its worker alone; when the worker commits, the
+    authority draws (from its signature over the commitment, which the worker cannot know
+    beforehand and anyone can check afterwards) whether the result is audited: with
+    probability ``rate_ppm`` at least, 1 for an identity on probation (its first
+    ``probation_tasks`` verified results, again after any failure), and raised so that
+    cheating never pays for the worker's bond (``q >= price / (price + bond)``, i.e. bond >=
+    price x (1 - q) / q). ``auditors`` re-execute an audited result; on any mismatch (or
+    silence) the referee decides: ``authority`` (the ledger authority re-executes: one honest
+    auditor is enough) or ``panel`` (more verifiers are drawn and the quorum rules decide).
+    Every accepted worker payment is held for ``challenge_window_ms``; a worker caught
+    meanwhile has every held result re-checked by the referee, and a wrong one is clawed
+    back to its publisher (the held payment, then the worker's bond). Tasks whose fee is at
+    least ``full_fee`` (when not 0), and private tasks, are verified by the full quorum.
+    """
+
+    enabled: bool = False
+    rate_ppm: Annotated[int, Meta(ge=1, le=1_000_000)] = 100_000
+    auditors: Annotated[int, Meta(ge=1, le=16)] = 1
+    probation_tasks: Annotated[int, Meta(ge=0, le=10_000)] = 5
+    referee: Literal["authority", "panel"] = "authority"
+    challenge_window_ms: Annotated[int, Meta(ge=0, le=365 * DAY_S * 1000)] = DAY_S * 1000
+    full_fee: Amount = 0
+
+
 class MeshPolicy(Model, tag="MeshPolicy"):
     """The active parameters of one federation's mesh."""
 
@@ -170,7 +198,11 @@ class MeshPolicy(Model, tag="MeshPolicy"):
     require_credentials: bool = False
     #: Pin the execution engine identity (empty: any engine, outputs compared only).
     engine_pin: Annotated[str, Meta(max_length=256)] = ""
+    #: Adaptive verification: sampled audits, probation, a referee, held payments.
+    audit: AuditPolicy = AuditPolicy()
     previous_policy_cid: CID | None = None
+
+    OMIT_IF_DEFAULT: ClassVar[dict[str, Any]] = {"audit": AuditPolicy()}
 
     def _validate(self) -> None:
         problems = policy_problems(self)
@@ -233,6 +265,12 @@ def policy_problems(p: MeshPolicy) -> list[str]:
         out.append("selection weights (reputation, cost, eta, capacity) must not all be 0")
     if q.maximum_verifiers < 1:
         out.append("maximum_verifiers must be at least 1 (a result needs a verifier)")
+    a = p.audit
+    if a.challenge_window_ms > p.bonding_requirements.lock_period * 1000:
+        out.append(
+            f"audit.challenge_window_ms {a.challenge_window_ms} exceeds the bond lock period "
+            f"({p.bonding_requirements.lock_period} s): stake could leave before a clawback"
+        )
     return out
 
 

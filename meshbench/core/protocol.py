@@ -49,9 +49,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, NamedTuple
 
-from meshbench.core import escrow, quorum, reputation, selection
+from meshbench.core import escrow, quorum, reputation, sampling, selection
 from meshbench.core.books import Books, cid_key
-from meshbench.core.encoding import CID
+from meshbench.core.encoding import CID, parse_cid
 from meshbench.core.errors import (
     InsufficientFunds,
     LedgerError,
@@ -61,10 +61,14 @@ from meshbench.core.errors import (
     UnknownPeer,
 )
 from meshbench.core.events import (
+    AuditDrawn,
     EscrowDispute,
     EscrowStateChanged,
+    HeldReleased,
     Mint,
     QuorumReached,
+    RefereeRuled,
+    ResultClawedBack,
     RewardDistributed,
     StakeBonded,
     StakeRequest,
@@ -103,6 +107,8 @@ __all__ = [
     "Journaled",
     "JudgeVerdict",
     "PrivateInput",
+    "RefereeResult",
+    "RefereeRun",
     "RequestReveal",
     "RequestVerdict",
     "RunExecution",
@@ -132,7 +138,7 @@ TaskState = Literal[
     "Expired",
     "Settled",
 ]
-Stage = Literal["offers", "execution", "verification", "deadline"]
+Stage = Literal["offers", "execution", "verification", "deadline", "challenge"]
 
 
 # --- stimuli that are not signed objects ------------------------------------------------------
@@ -187,6 +193,18 @@ class VerdictJudgement:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefereeResult:
+    """The authority's runtime re-executed the task itself (asked by :class:`RefereeRun`):
+    ``output`` is the CID (text) of what it computed, ``confirmed`` whether the worker's
+    revealed output stands (CIDs equal, or the task's content validator agrees)."""
+
+    task_cid: CID
+    confirmed: bool
+    output: str = ""
+    reason: str = ""
+
+
 #: The stimuli that are not signed objects (a signed object is journalled by its CID).
 UNSIGNED_STIMULI: Final = (
     TimeoutFired,
@@ -195,6 +213,7 @@ UNSIGNED_STIMULI: Final = (
     SnapshotReputation,
     PrivateInput,
     VerdictJudgement,
+    RefereeResult,
 )
 
 
@@ -272,6 +291,17 @@ class JudgeVerdict:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RefereeRun:
+    """Re-execute ``task`` here, at the authority (the referee), and answer with
+    :class:`RefereeResult` judging ``receipt``; ``recheck``: a held result re-checked after
+    its worker was caught."""
+
+    task: TaskIntent
+    receipt: ExecutionReceipt
+    recheck: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SealKey:
     """Seal the task input's key to ``recipients`` (and nobody else)."""
 
@@ -298,6 +328,7 @@ Command = (
     | RequestReveal
     | RequestVerdict
     | JudgeVerdict
+    | RefereeRun
     | SealKey
     | ScheduleTimeout
 )
@@ -384,6 +415,12 @@ class _Task:
     round_verifiers: tuple[str, ...] = ()
     #: why the task cannot proceed now (None while it can): for status lines and handles
     waiting: str | None = None
+    #: adaptive verification (the pinned policy's ``audit`` section): sampled audits drawn
+    #: when the worker commits, a referee on mismatch, the worker's payment held
+    adaptive: bool = False
+    #: the referee was asked (a disputed audit), or a held result is being re-checked
+    refereeing: bool = False
+    rechecking: bool = False
 
     @property
     def state(self) -> str:
@@ -469,6 +506,8 @@ class AuthorityState:
             if rec is None or rec.timers.get(event.stage) != event.token:
                 raise _Stale  # the phase it guarded is over
             del rec.timers[event.stage]  # a timer fires once
+            if event.stage == "challenge":  # a settled task's held payment: not a transition
+                return self._on_challenge_end(rec, now)
             try:
                 return self._dispatch(rec, f"Timeout:{event.stage}", event, now)
             except MeshError:
@@ -478,6 +517,11 @@ class AuthorityState:
             return self._dispatch(self._record(event.task_cid), "AllOffersIn", event, now)
         if isinstance(event, VerdictJudgement):
             return self._dispatch(self._record(event.task_cid), "VerdictJudgement", event, now)
+        if isinstance(event, RefereeResult):
+            rec = self._record(event.task_cid)
+            if rec.state == "Settled":  # a held result re-checked: not a transition
+                return self._on_recheck(rec, event, now)
+            return self._dispatch(rec, "RefereeResult", event, now)
         if isinstance(event, Faucet):
             return self._on_faucet(event, now)
         if isinstance(event, SnapshotReputation):
@@ -611,8 +655,10 @@ class AuthorityState:
         self.journal.clear()  # replayed, not new
         out: list[Command] = []
         for rec in self.tasks.values():
-            if rec.state in OPEN_STATES:
-                out += self._outstanding(rec, now)
+            if rec.rechecking and rec.receipt is not None:  # a held result being re-checked
+                out.append(RefereeRun(task=rec.task, receipt=rec.receipt, recheck=True))
+            if rec.state in OPEN_STATES or "challenge" in rec.timers:
+                out += self._outstanding(rec, now) if rec.state in OPEN_STATES else []
                 for stage, token in sorted(rec.timers.items()):
                     at = timers[(rec.task.cid, stage, token)]
                     if at < now and stage in ("execution", "verification"):
@@ -648,6 +694,8 @@ class AuthorityState:
                 out.append(RequestVerdict(task_cid=rec.task.cid, verifier=v, receipt=rec.receipt))
         if rec.commit_closed and rec.receipt is None:
             out.append(RequestReveal(task_cid=rec.task.cid, worker=a.worker))
+        if rec.refereeing and rec.receipt is not None:
+            out.append(RefereeRun(task=rec.task, receipt=rec.receipt))
         return out
 
     # --- faucet, peers, stake ----------------------------------------------------------------
@@ -917,6 +965,17 @@ class AuthorityState:
             return "no_offer"
         offer = offers[0]
         candidates = self._verifier_candidates(rec, offer.worker, policy, now, ())
+        if sampling.adaptive(policy, fee=task.fee, private=rec.private):
+            # auditors are drawn when the worker has committed (it cannot know whether)
+            need = policy.audit.auditors
+            if len(candidates) < need:
+                rec.waiting = (
+                    f"needs {need} eligible auditor(s), {len(candidates)} eligible: "
+                    "waiting for workers"
+                )
+                return "no_verifiers"
+            rec.waiting = None
+            return offer, []
         verifiers = selection.draw_verifiers(self._draw_seed(rec, f"a{attempt}"), candidates, k)
         if len(verifiers) < max(1, q.minimum_verifiers):
             rec.waiting = (
@@ -974,6 +1033,7 @@ class AuthorityState:
             self._release(rec.assignment.worker)
         rec.new_attempt(assignment)
         rec.policy = policy  # pinned: this attempt is tallied and settled under it
+        rec.adaptive = sampling.adaptive(policy, fee=task.fee, private=rec.private)
         self.load[offer.worker] = self.load.get(offer.worker, 0) + 1
         out: list[Command] = [cmd]
         if rec.private:
@@ -1036,9 +1096,16 @@ class AuthorityState:
                 f"{c.worker} did not commit in its own round; only this dispute's verifiers may"
             )
         _within_skew(c.created_at, now, "commitment")
-        cmd = self._commit([c])
+        drawn = self._draw_audit(rec, c, now) if is_worker and rec.adaptive else None
+        cmd = self._commit([c] if drawn is None else [c, drawn])
         rec.commitments[c.worker] = c
         out: list[Command] = [cmd]
+        if drawn is not None and drawn.auditors:
+            rec.verifiers = rec.round_verifiers = drawn.auditors
+            out += [
+                RunVerification(task=rec.task, verifier=v, assignment=rec.assignment)
+                for v in drawn.auditors
+            ]
         if is_worker:
             rec.worker_committed_at = now
             rec.timers.pop("execution", None)
@@ -1049,6 +1116,39 @@ class AuthorityState:
         if rec.state == "Verifying" and not rec.commit_closed:  # the last one committed
             out += self._close_commit_phase(rec)
         return out
+
+    def _draw_audit(self, rec: _Task, c: ResultCommitment, now: int) -> AuditDrawn:
+        """Whether the worker's result is audited, drawn from the authority's signature over
+        its commitment (the worker could not know it; anyone can check it), and by whom."""
+        assert rec.assignment is not None
+        policy, worker = self._policy_of(rec), rec.assignment.worker
+        rate, reason = sampling.audit_rate(
+            policy,
+            price=rec.assignment.price,
+            bond=self.books.slashable(worker),
+            clean=int(self.books.get("audits", worker, 0)),
+        )
+        draw = self.authority.sign(sampling.draw_message(c.cid))
+        audited = sampling.draw_ppm(draw) < rate
+        auditors: tuple[str, ...] = ()
+        if audited:
+            candidates = self._verifier_candidates(rec, worker, policy, now, ())
+            seed = hashlib.sha256(draw).digest()
+            auditors = tuple(selection.draw_verifiers(seed, candidates, policy.audit.auditors))
+        return self._sign(
+            AuditDrawn(
+                authority=self.authority.did,
+                task_cid=rec.task.cid,
+                commitment_cid=c.cid,
+                draw=draw,
+                rate_ppm=rate,
+                reason=reason,  # type: ignore[arg-type]
+                audited=audited,
+                auditors=auditors,
+                timestamp=now,
+                parents=(c.cid,),
+            )
+        )
 
     def _close_commit_phase(self, rec: _Task) -> list[Command]:
         assert rec.assignment is not None
@@ -1216,6 +1316,8 @@ class AuthorityState:
         policy = self._policy_of(rec)
         q = policy.verification_quorum
         votes = self._votes(rec)
+        if rec.adaptive and not rec.disputed:
+            return self._decide_sampled(rec, now, votes, policy, final=final)
         decision = quorum.tally(votes, drawn=len(rec.verifiers), policy=policy, final=final)
         if decision in ("Conflict", "Insufficient") and not final:
             room = q.maximum_verifiers - len(rec.verifiers)
@@ -1225,6 +1327,147 @@ class AuthorityState:
         if decision in ("Conflict", "Insufficient"):
             decision = "NoConsensus"
         return self._settle(rec, now, decision, votes)
+
+    def _decide_sampled(
+        self, rec: _Task, now: int, votes: dict[str, bool], policy: MeshPolicy, *, final: bool
+    ) -> list[Command]:
+        """Adaptive verification: an unaudited result, or one its auditors all confirm, is
+        accepted (its worker's payment held); any mismatch or silence goes to the referee."""
+        assert rec.receipt is not None
+        if not rec.verifiers or (len(votes) == len(rec.verifiers) and all(votes.values())):
+            return self._settle(rec, now, "Accepted", votes)
+        if policy.audit.referee == "panel":
+            room = policy.verification_quorum.maximum_verifiers - len(rec.verifiers)
+            if room > 0 and not final:
+                return self._escalate(rec, now, room, "Conflict")
+            decision = quorum.tally(votes, drawn=len(rec.verifiers), policy=policy, final=True)
+            if decision not in ("Accepted", "Rejected"):
+                decision = "NoConsensus"
+            return self._settle(rec, now, decision, votes)
+        if rec.refereeing:
+            return []  # the referee's answer decides
+        rec.refereeing = True
+        return [RefereeRun(task=rec.task, receipt=rec.receipt)]
+
+    def _on_referee(self, rec: _Task, ev: RefereeResult, now: int) -> list[Command]:
+        if not rec.refereeing or rec.receipt is None:
+            raise ProtocolError("no referee ruling is awaited for this task")
+        rec.refereeing = False
+        ruled = self._ruling(rec, ev, now, recheck=False)
+        decision = "Accepted" if ev.confirmed else "Rejected"
+        return self._settle(rec, now, decision, self._votes(rec), ruling=ruled)
+
+    def _ruling(self, rec: _Task, ev: RefereeResult, now: int, *, recheck: bool) -> Model:
+        assert rec.receipt is not None
+        return self._sign(
+            RefereeRuled(
+                authority=self.authority.did,
+                task_cid=rec.task.cid,
+                receipt_cid=rec.receipt.cid,
+                output_cid=parse_cid(ev.output) if ev.output else None,
+                confirmed=ev.confirmed,
+                recheck=recheck,
+                reason=ev.reason[:1024],
+                timestamp=now,
+                parents=(rec.receipt.cid,),
+            )
+        )
+
+    def _on_challenge_end(self, rec: _Task, now: int) -> list[Command]:
+        """The challenge window closed: the held payment is the worker's (unless a re-check
+        of it is under way: its ruling releases or claws it back)."""
+        row = self.books.get("held", cid_key(rec.task.cid))
+        if row is None or rec.rechecking:
+            return []
+        released = self._sign(
+            HeldReleased(
+                authority=self.authority.did,
+                task_cid=rec.task.cid,
+                account=row["account"],
+                amount=int(row["amount"]),
+                timestamp=now,
+                parents=(rec.task.cid,),
+            )
+        )
+        return [self._commit([released])]
+
+    def _backtrack(self, worker: str, caught: CID) -> list[Command]:
+        """A caught worker's held results are re-checked by the referee, every one."""
+        out: list[Command] = []
+        for key, row in sorted(self.books.table("held").items()):
+            rec = self.tasks.get(parse_cid(key))
+            if row["account"] != worker or rec is None or rec.task.cid == caught:
+                continue
+            if not rec.rechecking and rec.receipt is not None:
+                rec.rechecking = True
+                out.append(RefereeRun(task=rec.task, receipt=rec.receipt, recheck=True))
+        return out
+
+    def _on_recheck(self, rec: _Task, ev: RefereeResult, now: int) -> list[Command]:
+        """A held result re-checked after its worker was caught: confirmed, it is paid now;
+        wrong, its held payment and then the worker's bond pay the publisher back the price,
+        and auditors that vouched for it are slashed."""
+        if not rec.rechecking or rec.assignment is None:
+            raise ProtocolError("no re-check of this settled task is awaited")
+        rec.rechecking = False
+        policy, task, worker = self._policy_of(rec), rec.task, rec.assignment.worker
+        events: list[Model] = [self._ruling(rec, ev, now, recheck=True)]
+        row = self.books.get("held", cid_key(task.cid))
+        held = int(row["amount"]) if row is not None else 0
+        if ev.confirmed:
+            if row is not None:
+                events.append(
+                    self._sign(
+                        HeldReleased(
+                            authority=self.authority.did,
+                            task_cid=task.cid,
+                            account=worker,
+                            amount=held,
+                            timestamp=now,
+                            parents=(task.cid,),
+                        )
+                    )
+                )
+            rec.timers.pop("challenge", None)
+            return [self._commit(events)]
+        if row is not None:
+            events.append(
+                self._sign(
+                    ResultClawedBack(
+                        authority=self.authority.did,
+                        task_cid=task.cid,
+                        account=worker,
+                        amount=held,
+                        publisher=task.publisher,
+                        reason="the referee's re-execution differs from the result",
+                        timestamp=now,
+                        parents=(task.cid,),
+                    )
+                )
+            )
+        rest = min(self.books.slashable(worker), max(0, rec.assignment.price - held))
+        if rest:
+            events.append(
+                self._sign(
+                    StakeSlashed(
+                        authority=self.authority.did,
+                        account=worker,
+                        recipient=task.publisher,
+                        amount=rest,
+                        task_cid=task.cid,
+                        offence="wrong_result",
+                        timestamp=now,
+                        parents=(task.cid,),
+                    )
+                )
+            )
+        for v, approved in sorted(self._votes(rec).items()):
+            if approved:  # vouched for a proven-wrong result
+                events += self._slash(
+                    v, policy.penalties.wrong_vote_percentage, rec, "wrong_vote", now
+                )
+        rec.timers.pop("challenge", None)
+        return [self._commit(events)]
 
     def _votes(self, rec: _Task) -> dict[str, bool]:
         """Each verdict's vote: under ``exact`` whether the outputs are equal (checked at
@@ -1295,7 +1538,15 @@ class AuthorityState:
             )
         ]
 
-    def _settle(self, rec: _Task, now: int, decision: str, votes: dict[str, bool]) -> list[Command]:
+    def _settle(
+        self,
+        rec: _Task,
+        now: int,
+        decision: str,
+        votes: dict[str, bool],
+        *,
+        ruling: Model | None = None,
+    ) -> list[Command]:
         assert rec.assignment is not None and rec.receipt is not None
         task, receipt, policy = rec.task, rec.receipt, self._policy_of(rec)
         worker = rec.assignment.worker
@@ -1336,11 +1587,14 @@ class AuthorityState:
                 on_time=on_time,
                 quality_ppm=quality_ppm,
             )
+            if rec.adaptive:  # the worker's payment waits out the challenge window
+                payouts = sampling.hold_worker_payment(payouts)
             final_state = "Completed"
         else:
             payouts = escrow.refund_payouts(fee=escrow_row["amount"], publisher=task.publisher)
             final_state = "Failed"
-        events: list[Model] = [decided, *self._escrow_final(rec, final_state, decision, now)]
+        events: list[Model] = [] if ruling is None else [ruling]
+        events += [decided, *self._escrow_final(rec, final_state, decision, now)]
         events.append(self._reward(rec, payouts, policy, now, decided))
         if decision == "Rejected":
             events += self._slash(
@@ -1351,7 +1605,12 @@ class AuthorityState:
         for v in rec.verifiers:  # drawn, and never committed or never voted: a no-show
             if v not in rec.verdicts:
                 events += self._slash(v, policy.penalties.no_show_percentage, rec, "no_show", now)
-        return self._finish(rec, events)
+        out = self._finish(rec, events)
+        if rec.adaptive and decision == "Accepted":
+            out.append(self._timer(rec, "challenge", now + policy.audit.challenge_window_ms))
+        elif rec.adaptive and decision == "Rejected":
+            out += self._backtrack(worker, task.cid)
+        return out
 
     def _escrow_final(self, rec: _Task, to_state: str, reason: str, now: int) -> list[Model]:
         row = self.books.escrow(rec.task.cid)
@@ -1475,6 +1734,7 @@ TRANSITIONS: Final[dict[tuple[str, str], Transition]] = {
     ("Disputed", "VerificationReceipt"): Transition(
         _M._on_verdict, frozenset({"Disputed", "Settled"})
     ),
+    ("Verifying", "RefereeResult"): Transition(_M._on_referee, frozenset({"Settled"})),
     ("Verifying", "VerdictJudgement"): Transition(
         _M._on_judgement, frozenset({"Verifying"}) | _DECIDE
     ),

@@ -24,7 +24,16 @@ from meshbench.core.policy import MeshPolicy
 __all__ = ["TABLES", "Changes", "FoldHandler", "FoldRules", "Tables", "cid_key"]
 
 #: The derived tables every ledger has; handlers may create more (``Tables.put``).
-TABLES: Final = ("accounts", "escrows", "stakes", "reputation", "tasks", "policies", "meta")
+TABLES: Final = (
+    "accounts",
+    "escrows",
+    "stakes",
+    "held",
+    "reputation",
+    "tasks",
+    "policies",
+    "meta",
+)
 
 FoldHandler = Callable[[Any, Any], None]
 FoldRules = Mapping[type[Model], FoldHandler]
@@ -223,7 +232,7 @@ class Tables:
 
 
 _DEFAULT_POLICY: Final = MeshPolicy()
-_TOKEN_TABLES: Final = ("accounts", "escrows", "stakes")
+_TOKEN_TABLES: Final = ("accounts", "escrows", "stakes", "held")
 
 
 def _tokens(table: str, value: Any) -> int:
@@ -232,6 +241,6 @@ def _tokens(table: str, value: Any) -> int:
         return 0
     if table == "accounts":
         return int(value)
-    if table == "escrows":
+    if table in ("escrows", "held"):
         return int(value["amount"])
     return int(value["bonded"]) + sum(int(a) for a, _ in value["unbonding"])

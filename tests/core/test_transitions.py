@@ -168,6 +168,23 @@ def test_content_validator_judgements_in_verifying_and_in_a_dispute():
     assert h.state.books.task(task.cid)["outcome"] == "Accepted"
 
 
+def test_a_sampled_audit_that_mismatches_is_ruled_by_the_referee():
+    from meshbench.core.policy import AuditPolicy, MeshPolicy
+    from meshbench.core.protocol import RefereeResult
+
+    policy = MeshPolicy(audit=AuditPolicy(enabled=True, probation_tasks=3))
+    h = ProtocolHarness(policy=policy)
+    task, a = h.publish_and_assign()
+    h.feed(h.commit(task, a.worker, BAD))  # on probation: audited
+    (auditor,) = h.state.tasks[task.cid].verifiers
+    h.feed(h.commit(task, auditor, GOOD))
+    receipt = h.receipt(task, a.worker, BAD)
+    h.feed(receipt)
+    h.feed(h.verdict(task, auditor, GOOD, receipt))
+    h.feed(RefereeResult(task_cid=task.cid, confirmed=False, output=str(GOOD)))
+    assert h.state.books.task(task.cid)["outcome"] == "Rejected"
+
+
 def test_every_transition_pair_was_exercised():
     """Replays every scenario here and in test_protocol in this process (xdist-safe)."""
     import tests.core.test_protocol as scenarios
@@ -181,6 +198,7 @@ def test_every_transition_pair_was_exercised():
     local.append(test_all_offers_in_closes_the_window_at_once)
     local.append(test_commit_timer_closes_the_phase_and_the_reveal_moves_on)
     local.append(test_content_validator_judgements_in_verifying_and_in_a_dispute)
+    local.append(test_a_sampled_audit_that_mismatches_is_ruled_by_the_referee)
     for fn in local:
         fn()
     for name in dir(scenarios):
