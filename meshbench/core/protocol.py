@@ -1719,7 +1719,7 @@ TRANSITIONS: Final[dict[tuple[str, str], Transition]] = {
         _M._on_verification_timeout, frozenset({"Executed"}) | _REASSIGN
     ),
     ("Verifying", "Timeout:verification"): Transition(
-        _M._on_verification_timeout, _REASSIGN | _DECIDE
+        _M._on_verification_timeout, _REASSIGN | _DECIDE | {"Verifying"}  # referee asked
     ),
     ("Disputed", "Timeout:verification"): Transition(
         _M._on_verification_timeout, _REASSIGN | _DECIDE

@@ -264,6 +264,11 @@ class WorkerAgent:
             return error_output(exc), summary, -1, None
         return result.output, result.summary, result.exit_code, result
 
+    def recompute(self, task: TaskIntent, wasm: bytes, data: bytes) -> bytes:
+        """The output an honest verifier commits to for ``task`` (a guest failure is its
+        error bytes, as for everyone): the referee's re-execution at the authority."""
+        return self._run(task, wasm, data, "verifier")[0]
+
     def reveal(self, task_cid: CID, now_ms: int) -> tuple[ExecutionReceipt, bytes]:
         """Open the worker commitment: the signed receipt, and the output bytes."""
         with self._lock:

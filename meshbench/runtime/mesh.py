@@ -600,14 +600,19 @@ class Mesh:
             nonce=time.time_ns() + self._nonce,
         ).sign(self.publisher)
         handle = TaskHandle(self, self.node.publish(task, envelope=envelope))
-        self._warn_if_unmeetable(task)
+        self._warn_if_unmeetable(task, private=envelope is not None)
         return handle
 
-    def _warn_if_unmeetable(self, task: TaskIntent) -> None:
+    def _warn_if_unmeetable(self, task: TaskIntent, *, private: bool = False) -> None:
         """Say at once when this mesh cannot run the task (and why)."""
-        q = self.policy.verification_quorum
+        from meshbench.core.sampling import adaptive
+
+        policy = self.policy
+        q = policy.verification_quorum
         k = q.verifiers_for(task.verifier_count)
         need = max(1, q.minimum_verifiers)
+        if adaptive(policy, fee=task.fee, private=private):  # sampled audits
+            k = need = policy.audit.auditors
         bonded = self.bonded_workers()
         if bonded >= need + 1:
             return

@@ -25,7 +25,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, assert_never, overload
@@ -46,6 +46,8 @@ from meshbench.core.protocol import (
     Faucet,
     JudgeVerdict,
     PrivateInput,
+    RefereeResult,
+    RefereeRun,
     RequestReveal,
     RequestVerdict,
     RunExecution,
@@ -171,6 +173,7 @@ class AuthorityNode:
         self._answers: list[Callable[[], None]] = []
         self._modules: dict[CID, bytes] = {}
         self._thread: threading.Thread | None = None
+        self._referee_threads: ThreadPoolExecutor | None = None
         self._started = threading.Event()
         self._start_error: BaseException | None = None
         self._unwake: Callable[[], None] | None = None
@@ -187,6 +190,9 @@ class AuthorityNode:
         return self
 
     def close(self) -> None:
+        if self._referee_threads is not None:
+            self._referee_threads.shutdown(wait=True, cancel_futures=True)
+            self._referee_threads = None
         if self._unwake is not None:
             self._unwake()
             self._unwake = None
@@ -414,6 +420,8 @@ class AuthorityNode:
                 )
             case JudgeVerdict():
                 self._deliver(self.feed)(self._judge(cmd))
+            case RefereeRun():
+                self._referee_pool().submit(self._referee, cmd, self._deliver(self.feed))
             case SealKey():
                 rec = self.records.get(cmd.task_cid)
                 if rec is None or rec.envelope is None or self.sealer is None:
@@ -504,6 +512,42 @@ class AuthorityNode:
         if verdict.output_cid is not None:
             self.blobs.put(output)  # before feeding: the judgement reads it from the store
         self.feed(verdict)
+
+    def _referee_pool(self) -> ThreadPoolExecutor:
+        if self._referee_threads is None:
+            self._referee_threads = ThreadPoolExecutor(1, thread_name_prefix="meshbench-referee")
+        return self._referee_threads
+
+    def _referee(self, cmd: RefereeRun, deliver: Callable[[Any], None]) -> None:
+        """The referee: the authority re-executes the task itself (deterministically, as a
+        verifier would) and says whether the worker's revealed output stands."""
+        from meshbench.core.types import HardwareProfile
+        from meshbench.exec.plugins import judge_outputs, load_executor
+        from meshbench.runtime.agent import WorkerAgent
+
+        task, receipt = cmd.task, cmd.receipt
+        try:
+            extra = {} if task.executor == "wasm" else {task.executor: load_executor(task.executor)}
+            referee = WorkerAgent(
+                self.authority, self.federation, HardwareProfile(memory_mb=1), executors=extra
+            )
+            wasm, data = self.blobs.get(task.wasm_cid), self.blobs.get(task.input_cid)
+            mine = referee.recompute(task, wasm, data)
+            if blob_cid(mine) == receipt.output_cid:
+                confirmed, reason = True, ""
+            elif task.validator != "exact":
+                has = self.blobs.has(receipt.output_cid)
+                theirs = self.blobs.get(receipt.output_cid) if has else None
+                confirmed, reason = judge_outputs(task.validator, theirs, mine, module=wasm)
+            else:
+                confirmed, reason = False, f"the referee computed {blob_cid(mine)}"
+            answer: Any = RefereeResult(
+                task_cid=task.cid, confirmed=confirmed, output=str(blob_cid(mine)), reason=reason
+            )
+        except Exception as exc:  # delivered: the node records it
+            log.exception("the referee could not re-execute %s", task.cid)
+            answer = exc
+        deliver(answer)
 
     def _judge(self, cmd: JudgeVerdict) -> VerdictJudgement:
         """Run the task's content validator on the two revealed outputs (the authority's own

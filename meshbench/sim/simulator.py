@@ -26,6 +26,17 @@ Attackers of the protocol's own rules (issue 18; ``attackers`` spreads a fractio
 * ``silent``: honest as a worker; as a verifier it never commits (saves an execution, hoping
   to force a dispute or be paid for nothing): penalised as a no-show at settlement.
 
+Attackers of sampled verification (issue 19; ``malicious_class`` names the class the
+``malicious`` fraction plays):
+
+* ``trust-then-cheat``: honest for its first ``trust_tasks`` executions, then a wrong output
+  every time it works (it hopes its record lowers its audit rate);
+* ``lazy-auditor``: honest as a worker; as a verifier it approves without executing (under
+  commit-reveal it must commit to a guess, whose verdict does not open: it counts as silent);
+* ``sybil``: cheats every time; once slashed it walks away and rejoins under a fresh
+  identity (a new key, a new bond and credential paid from its budget), at most
+  ``sybil_identities`` times.
+
 The report's ``slashed_by_class``, ``net_by_class`` (mean change of a peer's tokens: balance
 and stake) and ``refused_by_class`` show what each class gained by its attack.
 
@@ -59,6 +70,8 @@ from meshbench.core.protocol import (
     Command,
     Faucet,
     JudgeVerdict,
+    RefereeResult,
+    RefereeRun,
     RequestReveal,
     RequestVerdict,
     RunExecution,
@@ -83,6 +96,8 @@ __all__ = ["BEHAVIOURS", "SimConfig", "SimReport", "Simulation", "run_simulation
 
 BEHAVIOURS: Final = ("honest", "colluding", "wrong", "lazy", "offline", "slow")
 ATTACKERS: Final = ("unbonder", "clock-liar", "silent")
+#: The attacker classes of the verification table (``meshbench sim --table``).
+SAMPLING_ATTACKERS: Final = ("wrong", "trust-then-cheat", "colluding", "lazy-auditor", "sybil")
 T0: Final = 1_700_000_000_000
 WASM_CID: Final = blob_cid(b"\x00asm\x01\x00\x00\x00 meshbench sim module")
 LATENCY_MS: Final = 20
@@ -103,6 +118,14 @@ class SimConfig:
     offers_per_task: int = 3
     task_interval_ms: int = 200
     fee: int = 100
+    #: the class the ``malicious`` fraction plays (``colluding`` by default)
+    malicious_class: str = "colluding"
+    #: ``trust-then-cheat``: honest executions before it cheats
+    trust_tasks: int = 20
+    #: ``sybil``: identities each sybil may use in all (its budget of bonds)
+    sybil_identities: int = 5
+    #: the bond each peer posts (default: twice the policy's minimum stake)
+    bond: int = 0
     policy: MeshPolicy = field(default_factory=MeshPolicy)
     ledger: Any = None  # an open meshbench.store.ledger.Ledger, or None (books in memory)
     #: called with each batch of events the authority appends (frames, plots), or None
@@ -114,6 +137,12 @@ class SimReport:
     tasks: int
     accepted: int
     wrong_accepted: int
+    #: wrong results accepted and never clawed back (after every challenge window closed)
+    finalized_wrong_accepted: int
+    clawed_back: int
+    audited: int
+    referee_runs: int
+    executions_per_accepted: float
     wrong_rejected: int
     refunded: int
     expired: int
@@ -158,14 +187,21 @@ class Simulation:
         self.nodes = {p.did: Participant(p) for p in self.peers}
         self.behaviour = self._assign_behaviours(n)
         self.colluders = {d for d, b in self.behaviour.items() if b == "colluding"}
+        self.bond = self.cfg.bond or 2 * self.cfg.policy.bonding_requirements.min_stake
         self.truth: dict[CID, CID] = {}
         self.executions = 0
+        self.referee_runs = 0
+        self.worked: Counter[str] = Counter()
+        self.generation: Counter[str] = Counter()
+        self.retired: set[str] = set()
         self.refused = 0
         self.refused_by: Counter[str] = Counter()
         self.slashed_by: Counter[str] = Counter()
         self.events = 0
         self.disputed: set[CID] = set()
         self.start_holdings: dict[str, int] = {}
+        self._root: dict[str, str] = {}
+        self.joined_later = 0
         self.nonce = 0
 
     # --- setup ---
@@ -189,7 +225,7 @@ class Simulation:
         out = {}
         for rank, i in enumerate(order):
             if rank < n_bad:
-                kind = "colluding"
+                kind = self.cfg.malicious_class
             elif rank < n_bad + n_faulty:
                 kind = ("wrong", "lazy", "offline", "slow")[(rank - n_bad) % 4]
             elif rank < n_bad + n_faulty + n_attack:
@@ -200,28 +236,50 @@ class Simulation:
         return out
 
     def genesis(self) -> None:
-        bond = 2 * self.cfg.policy.bonding_requirements.min_stake
         for p in self.peers:
-            self._feed(Faucet(account=p.did, amount=bond + 1000, memo="genesis"))
-            req = StakeRequest(
-                account=p.did,
-                federation=self.federation.did,
-                action="bond",
-                amount=bond,
-                timestamp=self.now,
-            ).sign(p)
-            self._feed(req)
-            info = PeerInfo(
-                did=p.did,
-                federation=self.federation.did,
-                hardware=HardwareProfile(memory_mb=4096),
-                updated_at=self.now,
-            ).sign(p)
-            self._feed(info)
+            self._join(p)
         for pub in self.publishers:
             self._feed(
                 Faucet(account=pub.did, amount=self.cfg.fee * self.cfg.tasks + 1, memo="genesis")
             )
+
+    def _join(self, p: Identity) -> None:
+        """A peer enters the mesh: funded, bonded, announced."""
+        self._feed(Faucet(account=p.did, amount=self.bond + 1000, memo="genesis"))
+        req = StakeRequest(
+            account=p.did,
+            federation=self.federation.did,
+            action="bond",
+            amount=self.bond,
+            timestamp=self.now,
+        ).sign(p)
+        self._feed(req)
+        info = PeerInfo(
+            did=p.did,
+            federation=self.federation.did,
+            hardware=HardwareProfile(memory_mb=4096),
+            updated_at=self.now,
+        ).sign(p)
+        self._feed(info)
+
+    def _rejoin(self, did: str) -> None:
+        """A caught sybil walks away and comes back under a fresh identity (budget allowing)."""
+        if did in self.retired:
+            return
+        root = self._root.get(did, did)
+        if self.generation[root] + 1 >= self.cfg.sybil_identities:
+            return
+        self.generation[root] += 1
+        self.retired.add(did)
+        fresh = _ident(self.cfg.seed, f"{root}/sybil{self.generation[root]}")
+        self._root[fresh.did] = root
+        self.peers = [p for p in self.peers if p.did != did] + [fresh]
+        self.by_did[fresh.did] = fresh
+        self.nodes[fresh.did] = Participant(fresh)
+        self.behaviour[fresh.did] = "sybil"
+        self._join(fresh)
+        self.joined_later += self.bond + 1000  # the sybil's budget: new tokens, counted
+        self.start_holdings[fresh.did] = self._holdings(fresh.did)
 
     # --- the loop ---
     def push(self, at: int, item: Any) -> None:
@@ -268,7 +326,10 @@ class Simulation:
                 self.events += len(cmd.events)
                 for ev in cmd.events:
                     if isinstance(ev, StakeSlashed):
-                        self.slashed_by[self.behaviour.get(ev.account, "other")] += ev.amount
+                        kind = self.behaviour.get(ev.account, "other")
+                        self.slashed_by[kind] += ev.amount
+                        if kind == "sybil" and ev.offence == "wrong_result":
+                            self.push(self.now + 1, lambda d=ev.account: self._rejoin(d))
                 if self.cfg.observer is not None:
                     self.cfg.observer(*cmd.events)
                 if self.ledger is not None:
@@ -296,6 +357,16 @@ class Simulation:
                     task_cid=cmd.task_cid, verifier=cmd.verifier, approved=False, reason="differ"
                 )
                 self.push(self.now, judged)
+            case RefereeRun():  # the authority re-executes: the true output
+                self.executions += 1
+                self.referee_runs += 1
+                truth = self.truth[cmd.task.cid]
+                ruling = RefereeResult(
+                    task_cid=cmd.task.cid,
+                    confirmed=cmd.receipt.output_cid == truth,
+                    output=str(truth),
+                )
+                self.push(self.now + 1_000, ruling)
             case SealKey():
                 pass  # keys are sealed by the runtime's blob store; nothing to simulate
             case _:
@@ -343,8 +414,16 @@ class Simulation:
     def _output_for(self, task: TaskIntent, did: str, worker: str, is_worker: bool) -> CID:
         kind = self.behaviour[did]
         truth = self.truth[task.cid]
-        if kind in ("honest", "slow", "offline", "clock-liar", "silent"):
+        if kind in ("honest", "slow", "offline", "clock-liar", "silent", "lazy-auditor"):
             return truth
+        if kind == "trust-then-cheat":
+            if not is_worker or self.worked[did] <= self.cfg.trust_tasks:
+                return truth
+            return blob_cid(hashlib.sha256(b"wrong" + did.encode() + bytes(task.cid)).digest())
+        if kind == "sybil":
+            if not is_worker:
+                return truth
+            return blob_cid(hashlib.sha256(b"sybil" + bytes(task.cid)).digest())
         if kind == "colluding":
             return blob_cid(hashlib.sha256(b"colluders" + bytes(task.cid)).digest())
         if kind in ("wrong", "unbonder"):
@@ -354,7 +433,15 @@ class Simulation:
 
     def _execute(self, task: TaskIntent, did: str, worker: str, *, is_worker: bool) -> None:
         kind = self.behaviour[did]
-        if kind == "offline" or (kind == "silent" and not is_worker):
+        if kind == "offline" or (kind == "silent" and not is_worker) or did in self.retired:
+            return
+        if is_worker:
+            self.worked[did] += 1
+        if kind == "lazy-auditor" and not is_worker:  # approves without executing
+            node = self.nodes[did]
+            node.forget(task.cid)
+            guess = blob_cid(hashlib.sha256(b"lazy-guess" + bytes(task.cid)).digest())
+            self.push(self.now + 100, node.commit(task.cid, guess, self.now, summary=_SUMMARY))
             return
         if kind != "lazy":
             self.executions += 1
@@ -394,7 +481,7 @@ class Simulation:
             vr = self.nodes[did].verdict(cmd.task_cid, cmd.receipt, self.now)
         except MeshError:
             return
-        if self.behaviour[did] == "lazy":  # copies the revealed output: will not open
+        if self.behaviour[did] in ("lazy", "lazy-auditor"):  # copies the output: will not open
             vr = msgspec.structs.replace(
                 vr, output_cid=cmd.receipt.output_cid, approved=True, signature=b""
             ).sign(self.by_did[did])
@@ -405,14 +492,17 @@ class Simulation:
         books = self.state.books
         outcomes: Counter[str] = Counter()
         wrong_accepted = wrong_rejected = disputes = 0
+        finalized = clawed = 0
         for cid, rec in self.state.tasks.items():
             row = books.task(cid) or {}
             outcome = row.get("outcome") or ("Expired" if row.get("state") == "Settled" else "Open")
             outcomes[outcome] += 1
             disputes += rec.disputed
+            clawed += bool(row.get("clawed_back"))
             if outcome in ("Accepted", "Rejected") and rec.receipt is not None:
                 right = rec.receipt.output_cid == self.truth[cid]
                 wrong_accepted += outcome == "Accepted" and not right
+                finalized += outcome == "Accepted" and not right and not row.get("clawed_back")
                 wrong_rejected += outcome == "Rejected" and right
         by_class: dict[str, list[float]] = defaultdict(list)
         net: dict[str, list[int]] = defaultdict(list)
@@ -432,12 +522,17 @@ class Simulation:
             tasks=len(self.state.tasks),
             accepted=accepted,
             wrong_accepted=wrong_accepted,
+            finalized_wrong_accepted=finalized,
+            clawed_back=clawed,
+            audited=sum(1 for r in self.state.tasks.values() if r.adaptive and r.verifiers),
+            referee_runs=self.referee_runs,
+            executions_per_accepted=round(self.executions / max(1, accepted), 4),
             wrong_rejected=wrong_rejected,
             refunded=len(self.state.tasks) - accepted,
             expired=outcomes["Expired"],
             disputes=disputes,
             executions_per_task=round(self.executions / n_tasks, 3),
-            tokens_before=tokens_before,
+            tokens_before=tokens_before + self.joined_later,
             tokens_after=books.token_total(),
             reputation_by_class={k: round(sum(v) / len(v), 4) for k, v in sorted(by_class.items())},
             peers_by_class=dict(sorted(Counter(self.behaviour.values()).items())),

@@ -21,6 +21,7 @@ from meshbench.core.protocol import (
     Broadcast,
     Command,
     JudgeVerdict,
+    RefereeRun,
     RequestReveal,
     RequestVerdict,
     RunExecution,
@@ -67,6 +68,7 @@ def _offline(cmd: Command) -> tuple[Model, ...]:
             | RequestReveal()
             | RequestVerdict()
             | JudgeVerdict()
+            | RefereeRun()
             | SealKey()
             | ScheduleTimeout()
         ):

@@ -191,3 +191,18 @@ def test_auditor_flags_a_forged_draw():
         auditor.before(e, books)
         books.apply(e)
     assert any("not the authority's signature" in p for p in auditor.problems)
+
+
+def test_a_silent_auditor_sends_the_result_to_the_referee_and_is_penalised():
+    h, _ = harness(adaptive(NEVER, probation=5))
+    task, a = h.publish_and_assign()
+    h.feed(h.commit(task, a.worker, GOOD))
+    (auditor,) = h.state.tasks[task.cid].verifiers
+    h.feed(h.commit(task, auditor, GOOD))
+    receipt = h.receipt(task, a.worker, GOOD)
+    h.feed(receipt)  # the auditor never votes (a lazy auditor's guess would not open either)
+    cmds = h.fire(task, "verification")
+    assert [c.task.cid for c in cmds if isinstance(c, RefereeRun)] == [task.cid]
+    h.feed(RefereeResult(task_cid=task.cid, confirmed=True, output=str(GOOD)))
+    assert h.state.books.task(task.cid)["outcome"] == "Accepted"
+    assert (auditor, "no_show") in {(s.account, s.offence) for s in h.appended(StakeSlashed)}
