@@ -159,7 +159,8 @@ class AuditPolicy(Model, tag="AuditPolicy"):
     price x (1 - q) / q). ``auditors`` re-execute an audited result; on any mismatch (or
     silence) the referee decides: ``authority`` (the ledger authority re-executes: one honest
     auditor is enough) or ``panel`` (more verifiers are drawn and the quorum rules decide).
-    Every accepted worker payment is held for ``challenge_window_ms``; a worker caught
+    Every accepted worker payment is held for ``challenge_window_ms`` (0: paid at once, no
+    backtracking); a worker caught
     meanwhile has every held result re-checked by the referee, and a wrong one is clawed
     back to its publisher (the held payment, then the worker's bond). Tasks whose fee is at
     least ``full_fee`` (when not 0), and private tasks, are verified by the full quorum.
@@ -172,6 +173,10 @@ class AuditPolicy(Model, tag="AuditPolicy"):
     referee: Literal["authority", "panel"] = "authority"
     challenge_window_ms: Annotated[int, Meta(ge=0, le=365 * DAY_S * 1000)] = DAY_S * 1000
     full_fee: Amount = 0
+    #: ``floor`` (ours: the floor, raised by probation and the stake rule) or
+    #: ``inverse-streak`` (BOINC's adaptive replication, for comparison: after probation a
+    #: result is audited with probability 1 / (verified results in a row), no stake rule)
+    rate_rule: Literal["floor", "inverse-streak"] = "floor"
 
 
 class MeshPolicy(Model, tag="MeshPolicy"):

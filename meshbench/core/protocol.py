@@ -1587,7 +1587,7 @@ class AuthorityState:
                 on_time=on_time,
                 quality_ppm=quality_ppm,
             )
-            if rec.adaptive:  # the worker's payment waits out the challenge window
+            if rec.adaptive and sampling.holds(policy):  # held for the challenge window
                 payouts = sampling.hold_worker_payment(payouts)
             final_state = "Completed"
         else:
@@ -1606,7 +1606,7 @@ class AuthorityState:
             if v not in rec.verdicts:
                 events += self._slash(v, policy.penalties.no_show_percentage, rec, "no_show", now)
         out = self._finish(rec, events)
-        if rec.adaptive and decision == "Accepted":
+        if rec.adaptive and decision == "Accepted" and sampling.holds(policy):
             out.append(self._timer(rec, "challenge", now + policy.audit.challenge_window_ms))
         elif rec.adaptive and decision == "Rejected":
             out += self._backtrack(worker, task.cid)
@@ -1719,7 +1719,8 @@ TRANSITIONS: Final[dict[tuple[str, str], Transition]] = {
         _M._on_verification_timeout, frozenset({"Executed"}) | _REASSIGN
     ),
     ("Verifying", "Timeout:verification"): Transition(
-        _M._on_verification_timeout, _REASSIGN | _DECIDE | {"Verifying"}  # referee asked
+        _M._on_verification_timeout,
+        _REASSIGN | _DECIDE | {"Verifying"},  # referee asked
     ),
     ("Disputed", "Timeout:verification"): Transition(
         _M._on_verification_timeout, _REASSIGN | _DECIDE

@@ -38,6 +38,7 @@ __all__ = [
     "draw_ppm",
     "expected_escapes",
     "hold_worker_payment",
+    "holds",
 ]
 
 PPM: Final = 1_000_000
@@ -57,6 +58,8 @@ def audit_rate(policy: MeshPolicy, *, price: int, bond: int, clean: int) -> tupl
     a = policy.audit
     if clean < a.probation_tasks:
         return PPM, "probation"
+    if a.rate_rule == "inverse-streak":  # BOINC: trusted with probability 1 - 1/streak
+        return max(a.rate_ppm, PPM // max(1, clean)), "sampled"
     stake = PPM if bond <= 0 else -(-PPM * price // (price + bond))
     if stake > a.rate_ppm:
         return min(PPM, stake), "stake"
@@ -71,6 +74,11 @@ def draw_message(commitment_cid: CID) -> bytes:
 def draw_ppm(signature: bytes) -> int:
     """The draw, uniform in 0..999,999, from the authority's signature over the message."""
     return int.from_bytes(hashlib.sha256(signature).digest()[:8], "big") * PPM >> 64
+
+
+def holds(policy: MeshPolicy) -> bool:
+    """Whether accepted worker payments are held for a challenge window."""
+    return policy.audit.challenge_window_ms > 0
 
 
 def hold_worker_payment(payouts: Sequence[Payout]) -> list[Payout]:
