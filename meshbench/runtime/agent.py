@@ -45,8 +45,11 @@ from meshbench.core.types import (
 
 __all__ = ["Behaviour", "CostModel", "WorkerAgent", "error_output"]
 
-Behaviour = Literal["honest", "wrong", "lazy"]
-BEHAVIOURS: Final = ("honest", "wrong", "lazy")
+Behaviour = Literal["honest", "wrong", "lazy", "trust-then-cheat"]
+BEHAVIOURS: Final = ("honest", "wrong", "lazy", "trust-then-cheat")
+#: executions a ``trust-then-cheat`` worker does honestly before it cheats (on about half
+#: of its tasks after that, chosen by the task's CID)
+TRUST_TASKS: Final = 3
 
 
 def error_output(exc: ExecutionError) -> bytes:
@@ -116,6 +119,7 @@ class WorkerAgent:
         #: (validator, own ExecutionResult or None) of tasks judged by a content validator
         self._judging: dict[CID, tuple[str, Any]] = {}
         self._lock = threading.Lock()
+        self._worked = 0  # executions as a worker (trust-then-cheat counts them)
 
     @property
     def executor(self):  # noqa: ANN201  (WasmExecutor; imported lazily: wasmtime is heavy)
@@ -206,7 +210,14 @@ class WorkerAgent:
             output, summary, exit_code, result = self._run(task, wasm, data, role, private=True)
         else:
             output, summary, exit_code, result = self._run(task, wasm, data, role)
-        if role == "worker" and self.behaviour == "wrong":
+        if role == "worker" and self.behaviour == "trust-then-cheat":
+            self._worked += 1
+        cheats = self.behaviour == "wrong" or (  # then about half the time, by the task
+            self.behaviour == "trust-then-cheat"
+            and self._worked > TRUST_TASKS
+            and bytes(task.cid)[-1] % 2 == 0
+        )
+        if role == "worker" and cheats:
             output = hashlib.sha256(b"wrong" + output).digest()
         with self._lock:
             self.participant.forget(task.cid)  # a new assignment asks for a fresh commitment
