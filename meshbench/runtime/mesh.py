@@ -738,6 +738,11 @@ class Mesh:
     def slashes(self) -> pl.DataFrame:
         return self.frames.slashes()
 
+    def audits(self) -> pl.DataFrame:
+        """Adaptive verification: per result, audited or not and why, the referee, the held
+        payment and what became of it (:meth:`LedgerFrames.audits`)."""
+        return self.frames.audits()
+
     def balances(self) -> pl.DataFrame:
         return self.frames.balances()
 

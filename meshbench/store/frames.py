@@ -19,8 +19,12 @@ from typing import Any, Final
 import polars as pl
 
 from meshbench.core.events import (
+    AuditDrawn,
     EscrowStateChanged,
+    HeldReleased,
     QuorumReached,
+    RefereeRuled,
+    ResultClawedBack,
     RewardDistributed,
     StakeSlashed,
     TaskAssigned,
@@ -67,6 +71,11 @@ SCHEMAS: Final[dict[str, dict[str, Any]]] = {
     "slashes": {
         "task_cid": pl.Utf8, "account": pl.Utf8, "offence": pl.Utf8, "amount": pl.Int64,
         "recipient": pl.Utf8, "time": _TS,
+    },
+    "audits": {
+        "task_cid": pl.Utf8, "audited": pl.Boolean, "reason": pl.Utf8, "rate_ppm": pl.Int64,
+        "auditors": pl.Int64, "referee": pl.Utf8, "held": pl.Int64, "payment": pl.Utf8,
+        "time": _TS,
     },
 }  # fmt: skip
 
@@ -246,6 +255,37 @@ class LedgerFrames:
             if isinstance(ev, StakeSlashed)
         ]  # fmt: skip
         return _frame("slashes", rows)
+
+    def audits(self) -> pl.DataFrame:
+        """Adaptive verification, a row per result drawn for an audit: whether it was audited
+        and why (``probation``, ``stake``, ``sampled``), the referee's ruling (``confirmed``,
+        ``overruled``, a ``recheck:`` after its worker was caught), the worker payment held
+        and what became of it (``held``, ``released``, ``clawed back``)."""
+        rows: dict[str, dict[str, Any]] = {}
+        kinds = ("AuditDrawn", "RefereeRuled", "RewardDistributed", "HeldReleased",
+                 "ResultClawedBack")  # fmt: skip
+        for _, ev in self._events(kinds):
+            key = str(getattr(ev, "task_cid", ""))
+            if isinstance(ev, AuditDrawn):
+                rows[key] = {
+                    "task_cid": key, "audited": ev.audited, "reason": ev.reason,
+                    "rate_ppm": ev.rate_ppm, "auditors": len(ev.auditors), "referee": None,
+                    "held": 0, "payment": None, "time": _time(ev.timestamp),
+                }  # fmt: skip
+            elif key not in rows:
+                continue
+            elif isinstance(ev, RefereeRuled):
+                ruling = "confirmed" if ev.confirmed else "overruled"
+                rows[key]["referee"] = f"recheck: {ruling}" if ev.recheck else ruling
+            elif isinstance(ev, RewardDistributed):
+                held = sum(p.amount for p in ev.payouts if p.role == "held")
+                rows[key]["held"] = held
+                rows[key]["payment"] = "held" if held else "paid"
+            elif isinstance(ev, HeldReleased):
+                rows[key]["payment"] = "released"
+            elif isinstance(ev, ResultClawedBack):
+                rows[key]["payment"] = "clawed back"
+        return _frame("audits", list(rows.values()))
 
     def reputation(self) -> pl.DataFrame:
         rows = [

@@ -18,9 +18,13 @@ from meshbench.core.books import Books
 from meshbench.core.encoding import CID, parse_cid
 from meshbench.core.errors import LedgerError
 from meshbench.core.events import (
+    AuditDrawn,
     EscrowDispute,
     EscrowStateChanged,
+    HeldReleased,
     QuorumReached,
+    RefereeRuled,
+    ResultClawedBack,
     RewardDistributed,
     StakeSlashed,
     TaskAssigned,
@@ -224,6 +228,31 @@ def _event_line(ev: Model) -> StoryLine | None:
             vote = "approves" if ev.approved else "rejects"
             same = "" if ev.output_cid is None else f" (its output {ev.output_cid})"
             return line("verdict", f"{_short(ev.verifier)} {vote}{same}")
+        case AuditDrawn():
+            if not ev.audited:
+                return line(
+                    "not audited",
+                    f"drawn at {ev.rate_ppm / 10_000:g} % ({ev.reason}): the payment is held",
+                )
+            return line(
+                "audited",
+                f"drawn at {ev.rate_ppm / 10_000:g} % ({ev.reason}) from the authority's "
+                "signature over the commitment; auditors "
+                + ", ".join(_short(v) for v in ev.auditors),
+            )
+        case RefereeRuled():
+            what = "re-check after the worker was caught: " if ev.recheck else ""
+            verdict = (
+                "the worker's output stands" if ev.confirmed else "the worker's output is wrong"
+            )
+            return line("referee", f"{what}the authority re-executed: {verdict}")
+        case HeldReleased():
+            return line("released", f"held payment {ev.amount} paid to {_short(ev.account)}")
+        case ResultClawedBack():
+            return line(
+                "clawed back",
+                f"held payment {ev.amount} of {_short(ev.account)} returned to the publisher",
+            )
         case VerdictJudged():
             vote = "confirms" if ev.approved else "does not confirm"
             why = f": {ev.reason}" if ev.reason else ""

@@ -43,3 +43,21 @@ def test_sampled_audits_catch_a_trust_then_cheat_worker_and_claw_back(tmp_path: 
         books = mesh.node.snapshot().books
         assert books.token_total() == books.minted() == minted  # nothing created or lost
         assert mesh.node.verify_ledger().ok
+
+
+def test_audits_frame_and_story_show_the_draw_the_referee_and_the_held_payment(
+    tmp_path: Path,
+) -> None:
+    from meshbench.core.policy import MeshPolicyFragment
+
+    policy = {"audit": {"enabled": True, "rate_ppm": 1, "probation_tasks": 1}}
+    with Mesh.in_process(workers=3, data_dir=tmp_path, policy=policy) as mesh:
+        first = mesh.publish(wasm=WASM / "hello.wasm", input="a")
+        second = mesh.publish(wasm=WASM / "hello.wasm", input="b")
+        assert first.result(60).accepted and second.result(60).accepted
+        audits = mesh.audits()
+        assert audits.height == 2 and set(audits["payment"]) == {"held"}
+        assert audits["reason"].to_list().count("probation") >= 1
+        story = "\n".join(str(line) for line in second.story().lines)
+        assert "audited" in story  # "audited" or "not audited", with the rate and reason
+        assert MeshPolicyFragment(updates=policy)  # the README's fragment is valid
