@@ -31,11 +31,15 @@ from meshbench.core import reputation
 from meshbench.core.books import Books
 from meshbench.core.errors import MeshError
 from meshbench.core.events import (
+    AuditDrawn,
     EscrowStateChanged,
+    HeldReleased,
     MeshPolicyActivated,
     MeshPolicyProposal,
     MeshPolicyVote,
     QuorumReached,
+    RefereeRuled,
+    ResultClawedBack,
     RewardDistributed,
     StakeSlashed,
     TaskAssigned,
@@ -86,6 +90,9 @@ class _TaskView:
     escrow: list[dict[str, Any]] = field(default_factory=list)
     decision: str | None = None
     exit_code: int | None = None
+    #: adaptive verification: whether the result was audited and why, the referee, the
+    #: held payment and what became of it (one line each, in order)
+    audit: list[str] = field(default_factory=list)
 
     @property
     def outcome(self) -> str | None:
@@ -98,6 +105,22 @@ class _TaskView:
         :mod:`meshbench.core.books`; the feed folds the same events with the same rules)."""
         row = self.books.task(self.task.cid)
         return "Published" if row is None else row["state"]
+
+
+def _audit_line(ev: AuditDrawn | RefereeRuled | HeldReleased | ResultClawedBack) -> str:
+    if isinstance(ev, AuditDrawn):
+        rate = f"{ev.rate_ppm / 10_000:g} %"
+        if not ev.audited:
+            return f"not audited (drawn at {rate}, {ev.reason})"
+        return f"audited (drawn at {rate}, {ev.reason}) by " + ", ".join(
+            short(v) for v in ev.auditors
+        )
+    if isinstance(ev, RefereeRuled):
+        verdict = "confirmed" if ev.confirmed else "overruled"
+        return f"referee {'re-check' if ev.recheck else 'ruling'}: {verdict}"
+    if isinstance(ev, HeldReleased):
+        return f"held payment {ev.amount} released"
+    return f"held payment {ev.amount} clawed back to the publisher"
 
 
 def _time(ms: int | None) -> datetime | None:
@@ -278,9 +301,17 @@ class MeshFeed:
                 )  # fmt: skip
             view = self.tasks.get(str(ev.task_cid))
             if view is not None:
-                worker = next((p.account for p in ev.payouts if p.role == "worker"), None)
+                worker = next((p.account for p in ev.payouts if p.role in ("worker", "held")), None)
+                held = sum(p.amount for p in ev.payouts if p.role == "held")
+                if held:
+                    view.audit.append(f"payment {held} held for the challenge window")
                 if worker and self._load.get(worker):
                     self._load[worker] -= 1
+            return "escrow"
+        if isinstance(ev, AuditDrawn | RefereeRuled | HeldReleased | ResultClawedBack):
+            view = self.tasks.get(str(ev.task_cid))
+            if view is not None:
+                view.audit.append(_audit_line(ev))
             return "escrow"
         if isinstance(ev, QuorumReached):
             view = self.tasks.get(str(ev.task_cid))

@@ -232,6 +232,7 @@ class EscrowPanel(_TaskPicker):
             view = self.feed.tasks.get(cid) if cid else None
             timeline = list(view.escrow) if view else []
             state = view.state if view else ""
+            audit = list(view.audit) if view else []
             pays = [p for p in self.feed.payouts if p["task_cid"] == cid]
         steps = table(
             [[e["from"] or "—", e["to"], e["amount"], e["reason"]] for e in timeline],
@@ -249,8 +250,11 @@ class EscrowPanel(_TaskPicker):
             ],
             ["account", "balance", "bonded"],
         )
+        audited = (
+            "<b>audit:</b> " + "; ".join(html.escape(a) for a in audit) + "<br>" if audit else ""
+        )
         return (
-            f"<b>task state:</b> {html.escape(state)}<br><b>escrow</b>{steps}"
+            f"<b>task state:</b> {html.escape(state)}<br>{audited}<b>escrow</b>{steps}"
             f"<b>payouts</b>{payouts}<b>balances</b>{bal}"
         )
 

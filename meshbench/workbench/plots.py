@@ -14,8 +14,10 @@ import altair as alt
 import polars as pl
 
 __all__ = [
+    "audit_outcomes",
     "error_rate_vs_redundancy",
     "fee_market",
+    "price_of_trust",
     "reputation_trajectories",
     "reward_distribution",
     "save_png",
@@ -113,6 +115,54 @@ def error_rate_vs_redundancy(frame: pl.DataFrame) -> alt.Chart:
             x=alt.X("verifiers:O", title="verifiers per task"),
             y=alt.Y("value:Q", title="wrong results accepted (fraction of tasks)"),
             color=alt.Color("measure:N"),
+        )
+    )
+
+
+def price_of_trust(table: pl.DataFrame, *, attacker: str = "trust-then-cheat") -> alt.Chart:
+    """Executions per accepted task against the finalized wrong-accept rate, a point per
+    scheme and f, with each cell's closed-form bound as a hollow mark (the rows of
+    ``meshbench.sim.table.verification_table`` for one ``attacker``)."""
+    rows = table.filter(pl.col("attacker") == attacker).with_columns(
+        pl.max_horizontal(pl.col("wrong_accept"), pl.lit(1e-5)).alias("measured (floor 1e-5)"),
+        pl.max_horizontal(pl.col("bound"), pl.lit(1e-5)).alias("bound"),
+    )
+    x = alt.X("executions_per_task:Q", title="executions per accepted task")
+    scale = alt.Scale(type="log", domain=[1e-5, 1])
+    measured = (
+        alt.Chart(rows, title=f"The price of trust ({attacker})")
+        .mark_point(filled=True, size=70)
+        .encode(
+            x=x,
+            y=alt.Y("measured (floor 1e-5):Q", scale=scale, title="finalized wrong accepts"),
+            color=alt.Color("scheme:N"),
+            shape=alt.Shape("f:O"),
+            tooltip=["scheme", "f", "executions_per_task", "wrong_accept", "bound"],
+        )
+    )
+    bound = (
+        alt.Chart(rows)
+        .mark_point(filled=False, size=70, opacity=0.5)
+        .encode(x=x, y=alt.Y("bound:Q", scale=scale), color=alt.Color("scheme:N"))
+    )
+    return alt.layer(measured, bound)
+
+
+def audit_outcomes(audits: pl.DataFrame) -> alt.Chart:
+    """Results by whether they were audited and why, coloured by what became of the
+    worker's payment (the ``audits`` frame: ``Mesh.audits()``)."""
+    data = audits.with_columns(
+        pl.when(pl.col("audited")).then(pl.col("reason")).otherwise(pl.lit("not audited"))
+        .alias("draw"),
+        pl.col("payment").fill_null("pending"),
+    )  # fmt: skip
+    return (
+        alt.Chart(data, title="Audits and held payments")
+        .mark_bar()
+        .encode(
+            x=alt.X("count():Q", title="results"),
+            y=alt.Y("draw:N", title="draw"),
+            color=alt.Color("payment:N", title="worker payment"),
         )
     )
 
