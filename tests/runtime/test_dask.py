@@ -23,6 +23,7 @@ BIN = Path(sys.executable).parent
 def test_local_cluster_in_threads(tmp_path: Path) -> None:
     with Mesh.local(workers=3, processes=False, data_dir=tmp_path) as mesh:
         assert mesh.dashboard_link
+        _assert_listens_on_loopback_only(mesh.dashboard_link)
         handles = mesh.map(WASM / "sha256.wasm", [b"a", b"b", b"c"], progress=False)
         assert all(h.result().accepted for h in handles)
         # executions were spread over the workers, each verified by the others
@@ -31,6 +32,22 @@ def test_local_cluster_in_threads(tmp_path: Path) -> None:
             peers = receipts.filter(pl.col("task_cid") == task)["peer"].to_list()
             assert len(peers) == len(set(peers)) == 3  # worker + 2 verifiers, all distinct
         assert mesh.node.verify_ledger().ok
+
+
+def _assert_listens_on_loopback_only(link: str) -> None:
+    """Every socket this process listens on at the link's port is bound to 127.0.0.1."""
+    from urllib.parse import urlsplit
+
+    import psutil
+
+    url = urlsplit(link)
+    assert url.hostname == "127.0.0.1", link
+    bound = [
+        c.laddr.ip
+        for c in psutil.Process().net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == url.port
+    ]
+    assert bound and set(bound) == {"127.0.0.1"}, bound
 
 
 @pytest.fixture
