@@ -158,9 +158,10 @@ class AuthorityNode:
         self.records: dict[CID, TaskRecord] = {}
         self._rejections: list[Rejection] = []
         self._listeners: list[Callable[[Model], None]] = []
-        #: who hears when a task's waiting reason changes (watch_waiting), and the last told
+        #: who hears when a task's waiting reason changes (watch_waiting), and the reasons
+        #: they were last told (tracked while anyone listens)
         self._waiting_listeners: list[Callable[[CID, str | None], None]] = []
-        self._waiting: dict[CID, str | None] = {}
+        self._waiting: dict[CID, str] = {}
         #: Seals a private input's key to recipients (set by the publisher's side).
         self.sealer: Callable[[EncryptedBlob, tuple[str, ...]], EncryptedBlob] | None = None
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
@@ -339,7 +340,10 @@ class AuthorityNode:
         why = self.state.why(cid)
         if self._waiting.get(cid) == why:
             return
-        self._waiting[cid] = why
+        if why is None:
+            del self._waiting[cid]
+        else:
+            self._waiting[cid] = why
         for listener in self._waiting_listeners:
             try:
                 listener(cid, why)
@@ -650,6 +654,8 @@ class AuthorityNode:
         function that stops it. Registered from the driver thread, it takes effect at once."""
 
         def add() -> None:
+            # a reason changes only in handle(): from now on, every change is told
+            self._waiting = self._reasons()
             self._waiting_listeners.append(listener)
 
         def remove() -> None:
@@ -667,18 +673,13 @@ class AuthorityNode:
 
     def waiting(self) -> dict[CID, str]:
         """Every open task that cannot proceed now, with the reason (see :meth:`why`)."""
+        return self.call(self._reasons)
 
-        def collect() -> dict[CID, str]:
-            if self.state is None:
-                return {}
-            out = {}
-            for cid in self.state.tasks:
-                why = self.state.why(cid)
-                if why is not None:
-                    out[cid] = why
-            return out
-
-        return self.call(collect)
+    def _reasons(self) -> dict[CID, str]:
+        if self.state is None:
+            return {}
+        reasons = ((cid, self.state.why(cid)) for cid in self.state.tasks)
+        return {cid: why for cid, why in reasons if why is not None}
 
     def subscribed(self, listener: Callable[[Model], None]) -> bool:
         return listener in self._listeners

@@ -242,6 +242,8 @@ def test_a_waiting_task_says_why_in_the_dashboard(tmp_path):
             assert f"waiting: {why}" in dash.form.status.value
             assert "1 waiting" in dash.header.value
             assert why in dash.snapshot_html()
+            late = MeshFeed.attach(mesh.node)  # a feed attached while the task waits
+            assert late.why(cid) == dash.feed.why(cid)
             # the mesh is made able to proceed: the reason goes once the window reopens
             mesh.set_policy(
                 MeshPolicyFragment(updates={"verification_quorum": {"minimum_verifiers": 1}})
@@ -250,6 +252,8 @@ def test_a_waiting_task_says_why_in_the_dashboard(tmp_path):
             clock.advance(window)
             assert handle.result(timeout=30).accepted
             assert dash.feed.wait_until(lambda: dash.feed.why(cid) is None, 10)
+            assert late.wait_until(lambda: late.why(cid) is None and not late.waiting, 10)
+            late.detach()
             assert dash.feed.wait_until(lambda: settled(dash.feed, 1), 10)
             assert "waiting" not in dash.form.status.value
             assert "waiting" not in dash.header.value
@@ -257,3 +261,31 @@ def test_a_waiting_task_says_why_in_the_dashboard(tmp_path):
         finally:
             dash.close()
         assert not dash.feed.attached
+
+
+def test_a_feed_attached_while_a_task_waits_hears_when_it_proceeds(tmp_path):
+    import warnings
+
+    from meshbench.core.errors import MeshWarning
+    from meshbench.core.policy import MeshPolicyFragment
+    from meshbench.testing.netmesh import wait_until
+
+    clock = ManualClock()
+    policy = {"verification_quorum": {"minimum_verifiers": 3}}
+    with Mesh.in_process(workers=2, data_dir=tmp_path / "m", clock=clock, policy=policy) as mesh:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MeshWarning)
+            handle = mesh.publish(wasm=HELLO, input=b"", fee=100, verifiers=2)
+        wait_until(lambda: handle.why is not None and "verifiers" in handle.why, 30, "a reason")
+        feed = MeshFeed.attach(mesh.node)  # nobody listened when the reason was set
+        try:
+            assert feed.why(str(handle.cid)) == handle.why
+            mesh.set_policy(
+                MeshPolicyFragment(updates={"verification_quorum": {"minimum_verifiers": 1}})
+            )
+            clock.advance(mesh.policy.selection.offer_window_ms)
+            assert handle.result(timeout=30).accepted
+            assert feed.wait_until(lambda: feed.why(str(handle.cid)) is None, 10)
+            assert feed.waiting == {}
+        finally:
+            feed.detach()
