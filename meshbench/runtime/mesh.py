@@ -216,16 +216,17 @@ class Mesh:
         policy: MeshPolicyFragment | Mapping[str, Any] | None = None,
         batching: bool = True,
         executors: Iterable[str] = (),
-        dashboard_address: str | None = "127.0.0.1:0",
+        dashboard_address: str = "127.0.0.1:0",
         seed: bytes | None = None,
         clock: Callable[[], int] = wall_clock_ms,
         costs: Mapping[int, CostModel] | None = None,
     ) -> Mesh:
         """Start a Dask ``LocalCluster`` of ``workers`` mesh workers on this machine.
 
-        The scheduler and its dashboard listen on 127.0.0.1 only (the dashboard on a free
-        port; ``mesh.dashboard_link``): pass ``dashboard_address="0.0.0.0:8787"`` to show it
-        on the network, or ``None`` for no dashboard.
+        The scheduler, its dashboard and the workers listen on 127.0.0.1 only (the dashboard
+        on a free port; ``mesh.dashboard_link``): pass ``dashboard_address="0.0.0.0:8787"``
+        to show the dashboard on the network. (Dask has no "off": without a dashboard its
+        scheduler still serves HTTP, on every interface.)
 
         ``seed``: every key (authority, federation, publisher, workers) is derived from it
         (see :func:`seed_keys`), so the same seed names the same parties; with a
@@ -247,6 +248,9 @@ class Mesh:
             processes=processes,
             memory_limit=memory_limit,
             dashboard_address=dashboard_address,
+            # in-process workers have no host to bind to: their HTTP servers (health and
+            # metrics) would listen on every interface; worker processes bind 127.0.0.1
+            worker_dashboard_address=None if processes else "127.0.0.1:0",
         )
         client = Client(cluster)
         try:
@@ -270,7 +274,7 @@ class Mesh:
                 costs=costs,
             )
             mesh.seed = seed
-            host = (dashboard_address or "").rpartition(":")[0]
+            host = dashboard_address.rpartition(":")[0]
             mesh._dashboard_host = host if host not in ("", "0.0.0.0", "[::]") else None
             return mesh
         except BaseException:
@@ -791,13 +795,15 @@ class Mesh:
         """The Dask dashboard's address: on the host it listens on (``Mesh.local``'s
         ``dashboard_address``; Dask's own link names the scheduler's host instead, which in
         a threads-only cluster is the machine's network address), else Dask's link."""
-        host = self._dashboard_host
-        if host and self.cluster is not None:
-            from distributed.utils import format_dashboard_link
-
+        if self.cluster is not None:  # ours (Mesh.local): is there a dashboard at all?
             port = self.cluster.scheduler_info.get("services", {}).get("dashboard")
-            return format_dashboard_link(host, port) if port else None
-        return getattr(self.client, "dashboard_link", None)
+            if not port:
+                return None
+            if self._dashboard_host:
+                from distributed.utils import format_dashboard_link
+
+                return format_dashboard_link(self._dashboard_host, port)
+        return getattr(self.client, "dashboard_link", None) or None
 
     def rejections(self) -> pl.DataFrame:
         rows = [
