@@ -12,10 +12,10 @@ the first time that worker needs it and passes the future afterwards, and the ex
 compiles it once per host (its module cache). Offers, reveals and verdicts are quick and
 run through ``Client.run`` (straight to the worker, not queued behind executions).
 
-Every call carries the node's time (``clock``, the wall clock unless the mesh runs on a
-:class:`~meshbench.runtime.clock.ManualClock`): the agents sign offers, commitments, reveals
-and verdicts with it, as the in-process backend's agents do, so a mesh on a manual clock is
-reproducible over Dask too.
+On a :class:`~meshbench.runtime.clock.ManualClock` (``clock``) every call carries the
+node's time and the agents sign offers, commitments, reveals and verdicts with it, as the
+in-process backend's agents do, so a mesh on a manual clock is reproducible over Dask too;
+on the wall clock (the default) each worker signs with its own clock when it answers.
 
 A worker lost mid-task simply never answers: the protocol's execution timeout reassigns the
 task, escrow stays locked until the task settles, and nobody is paid twice.
