@@ -2,6 +2,10 @@
 
 The blocks run in a fresh working folder (``datasets``, ``README.md`` and ``.venv`` linked
 from the repository) with a temporary ``HOME`` and no ``MESHBENCH_HOME``, on 127.0.0.1 only.
+One thing is shared with the host: the compiled CPython runtime of the python executor
+(``MESHBENCH_PYTHON_CACHE``, the cache ``make python-runtime`` fills), which a fresh
+``HOME`` would otherwise compile again (minutes on two cores, past the tasks' deadline) for
+nothing the README shows.
 Shell blocks share one session: each starts with the variables exported and the folder
 left by the one before (as if typed into one terminal). Python blocks run as scripts in
 that folder, with that environment. A marker comment on the line before a block changes
@@ -239,12 +243,15 @@ def session(tmp_path: Path) -> Iterator[Session]:
     (work / ".venv").symlink_to(Path(sys.prefix))
     home = tmp_path / "home"
     home.mkdir()
+    from meshbench.exec.pyruntime import runtime_cache_dir
+
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("MESHBENCH_", "PYTEST_", "LIBP2P_")) and k != "VIRTUAL_ENV"
     }
     env.update(
+        MESHBENCH_PYTHON_CACHE=str(runtime_cache_dir()),
         HOME=str(home),
         XDG_DATA_HOME=str(home / ".local/share"),
         XDG_CACHE_HOME=str(home / ".cache"),

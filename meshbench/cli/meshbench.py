@@ -187,17 +187,25 @@ def inspect(target: str, data_dir: Path | None) -> None:
 @main_group.command()
 @click.option("--workers", type=click.IntRange(2, 64), default=4, show_default=True)
 @click.option("--threads", is_flag=True, help="Dask workers as threads, not processes.")
+@click.option(
+    "--seed",
+    default="meshbench-demo",
+    show_default=True,
+    help="Keys and story derive from it: the same seed prints the same run.",
+)
 @data_dir_option
-def demo(workers: int, threads: bool, data_dir: Path | None) -> None:
+def demo(workers: int, threads: bool, seed: str, data_dir: Path | None) -> None:
     """Run the embedded demo mesh end to end and print what happened.
+
+    The data dir must be empty (a fresh temporary one by default).
 
     \b
     Example:
-      meshbench demo --workers 4
+      meshbench demo --workers 4 --seed meshbench-demo
     """
     from meshbench.demo import run_demo
 
-    run_demo(data_dir, workers=workers, processes=not threads)
+    run_demo(data_dir, workers=workers, processes=not threads, seed=seed)
 
 
 @main_group.command()

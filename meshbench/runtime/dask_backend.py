@@ -12,6 +12,11 @@ the first time that worker needs it and passes the future afterwards, and the ex
 compiles it once per host (its module cache). Offers, reveals and verdicts are quick and
 run through ``Client.run`` (straight to the worker, not queued behind executions).
 
+On a :class:`~meshbench.runtime.clock.ManualClock` (``clock``) every call carries the
+node's time and the agents sign offers, commitments, reveals and verdicts with it, as the
+in-process backend's agents do, so a mesh on a manual clock is reproducible over Dask too;
+on the wall clock (the default) each worker signs with its own clock when it answers.
+
 A worker lost mid-task simply never answers: the protocol's execution timeout reassigns the
 task, escrow stays locked until the task settles, and nobody is paid twice.
 """
@@ -37,12 +42,13 @@ from meshbench.runtime.backends import Blobs, Deliver, verdict_answer
 from meshbench.runtime.clock import wall_clock_ms as _now
 from meshbench.store.keystore import Keystore
 
-__all__ = ["DaskBackend", "MeshWorkerPlugin"]
+__all__ = ["DaskBackend", "MeshWorkerPlugin", "worker_key_name"]
 
 PLUGIN_NAME = "meshbench"
 
 
-def _key_name(worker_name: object) -> str:
+def worker_key_name(worker_name: object) -> str:
+    """The key a Dask worker's agent keeps under the keys dir (by its Dask name)."""
     return "worker-" + re.sub(r"[^A-Za-z0-9_.-]", "_", str(worker_name))[:50]
 
 
@@ -60,14 +66,17 @@ class MeshWorkerPlugin(WorkerPlugin):
         cost: CostModel | None = None,
         module_cache_dir: str | None = None,
         executors: tuple[str, ...] = (),
+        costs: Mapping[str, CostModel] | None = None,
     ) -> None:
         """``executors``: extra executor plug-ins (by entry point name, e.g. ``cuda``) each
         worker loads; one with an ``advertise(hardware)`` method amends the worker's
-        HardwareProfile (a GPU executor calibrates and reports its throughput)."""
+        HardwareProfile (a GPU executor calibrates and reports its throughput).
+        ``costs``: the cost model of some workers, by Dask worker name (else ``cost``)."""
         self.keys_dir = keys_dir
         self.federation = federation
         self.behaviours = dict(behaviours or {})
         self.cost = cost
+        self.costs = dict(costs or {})
         self.module_cache_dir = module_cache_dir
         self.executors = tuple(executors)
         self.agent: WorkerAgent | None = None
@@ -76,7 +85,7 @@ class MeshWorkerPlugin(WorkerPlugin):
         from meshbench.exec.plugins import load_executor
         from meshbench.exec.wasm import WasmExecutor
 
-        identity = Keystore(self.keys_dir).load_or_create(_key_name(worker.name))
+        identity = Keystore(self.keys_dir).load_or_create(worker_key_name(worker.name))
         memory = getattr(getattr(worker, "memory_manager", None), "memory_limit", None)
         gpus = int(worker.state.total_resources.get("GPU", 0)) if hasattr(worker, "state") else 0
         hardware = HardwareProfile(
@@ -95,7 +104,7 @@ class MeshWorkerPlugin(WorkerPlugin):
             self.federation,
             hardware,
             executor=WasmExecutor(cache_dir=self.module_cache_dir),
-            cost=self.cost,
+            cost=self.costs.get(str(worker.name), self.cost),
             behaviour=self.behaviours.get(str(worker.name), "honest"),
             capacity=max(1, int(worker.state.nthreads)),
             executors=extra,
@@ -112,68 +121,90 @@ def _agent(dask_worker: Any = None) -> WorkerAgent:
 
 
 # --- functions that run on Dask workers (module level: pickled by reference) -----------------
-def _describe(dask_worker: Any = None) -> tuple[str, bytes]:
+# Each takes ``now_ms``: the node's time when it asked (a manual clock's), which the agent
+# signs with, or None for the worker's own wall clock at the moment it answers.
+def _at(now_ms: int | None) -> int:
+    return _now() if now_ms is None else now_ms
+
+
+def _describe(now_ms: int | None, dask_worker: Any = None) -> tuple[str, bytes]:
     agent = _agent(dask_worker)
-    return agent.did, agent.peer_info(_now(), addresses=(dask_worker.address,)).encode()
+    return agent.did, agent.peer_info(_at(now_ms), addresses=(dask_worker.address,)).encode()
 
 
-def _stake(amount: int, dask_worker: Any = None) -> bytes:
-    return _agent(dask_worker).stake_request(amount, _now(), nonce=_now()).encode()
+def _stake(amount: int, now_ms: int | None, dask_worker: Any = None) -> bytes:
+    return _agent(dask_worker).stake_request(amount, _at(now_ms), nonce=_at(now_ms)).encode()
 
 
-def _offer(task_bytes: bytes, dask_worker: Any = None) -> bytes | None:
+def _offer(task_bytes: bytes, now_ms: int | None, dask_worker: Any = None) -> bytes | None:
     task = decode_object(task_bytes)
     assert isinstance(task, TaskIntent)
-    offer = _agent(dask_worker).offer(task, _now())
+    offer = _agent(dask_worker).offer(task, _at(now_ms))
     return None if offer is None else offer.encode()
 
 
-def _offer_batch(tasks: list[bytes], dask_worker: Any = None) -> list[bytes | None]:
-    return [_offer(t, dask_worker=dask_worker) for t in tasks]
+def _offer_batch(
+    tasks: list[bytes], now_ms: int | None, dask_worker: Any = None
+) -> list[bytes | None]:
+    return [_offer(t, now_ms, dask_worker=dask_worker) for t in tasks]
 
 
 def _execute(
-    task_bytes: bytes, wasm: bytes, data: bytes, role: str, envelope: bytes | None = None
+    task_bytes: bytes,
+    wasm: bytes,
+    data: bytes,
+    role: str,
+    envelope: bytes | None,
+    now_ms: int | None,
 ) -> bytes:
     task = decode_object(task_bytes)
     assert isinstance(task, TaskIntent)
-    return _agent().execute(task, wasm, data, _now(), role=role, envelope=envelope).encode()
+    return _agent().execute(task, wasm, data, _at(now_ms), role=role, envelope=envelope).encode()
 
 
-def _reveal(task_cid: str, dask_worker: Any = None) -> tuple[bytes, bytes]:
-    receipt, output = _agent(dask_worker).reveal(CID.decode(task_cid), _now())
+def _reveal(task_cid: str, now_ms: int | None, dask_worker: Any = None) -> tuple[bytes, bytes]:
+    receipt, output = _agent(dask_worker).reveal(CID.decode(task_cid), _at(now_ms))
     return receipt.encode(), output
 
 
 def _verdict(
-    task_cid: str, receipt_bytes: bytes, output: bytes | None = None, dask_worker: Any = None
+    task_cid: str,
+    receipt_bytes: bytes,
+    output: bytes | None,
+    now_ms: int | None,
+    dask_worker: Any = None,
 ) -> bytes | tuple[bytes, bytes]:
     receipt = decode_object(receipt_bytes)
     assert isinstance(receipt, ExecutionReceipt)
-    return verdict_answer(_agent(dask_worker), CID.decode(task_cid), receipt, _now(), output)
+    agent = _agent(dask_worker)
+    return verdict_answer(agent, CID.decode(task_cid), receipt, _at(now_ms), output)
 
 
-def _execute_batch(items: list[tuple[bytes, bytes, bytes, str, bytes | None]]) -> list[Any]:
+def _execute_batch(
+    items: list[tuple[bytes, bytes, bytes, str, bytes | None]], now_ms: int | None
+) -> list[Any]:
     """Several executions in one Dask task; each answer is its commitment or its error."""
     out: list[Any] = []
     for task_bytes, wasm, data, role, envelope in items:
         try:
-            out.append(_execute(task_bytes, wasm, data, role, envelope))
+            out.append(_execute(task_bytes, wasm, data, role, envelope, now_ms))
         except Exception as exc:
             out.append(exc)
     return out
 
 
-def _answer_batch(items: list[tuple[str, Any]], dask_worker: Any = None) -> list[Any]:
+def _answer_batch(
+    items: list[tuple[str, Any]], now_ms: int | None, dask_worker: Any = None
+) -> list[Any]:
     """Several reveals (``("reveal", task_cid)``) and verdicts (``("verdict", (task_cid,
-    receipt_bytes))``) in one ``Client.run``."""
+    receipt_bytes, output))``) in one ``Client.run``."""
     out: list[Any] = []
     for kind, arg in items:
         try:
             if kind == "reveal":
-                out.append(_reveal(arg, dask_worker=dask_worker))
+                out.append(_reveal(arg, now_ms, dask_worker=dask_worker))
             else:
-                out.append(_verdict(*arg, dask_worker=dask_worker))
+                out.append(_verdict(*arg, now_ms, dask_worker=dask_worker))
         except Exception as exc:
             out.append(exc)
     return out
@@ -236,8 +267,13 @@ class DaskBackend:
         batching: bool = True,
         batch_max_cycles: int = 20_000_000,
         executors: tuple[str, ...] = (),
+        costs: Mapping[str, CostModel] | None = None,
+        clock: Callable[[], int] = _now,
     ) -> None:
+        """``costs``: cost models by Dask worker name (the others use ``cost``); ``clock``:
+        the node's clock, whose time every call to a worker carries."""
         self.client = client
+        self.clock = clock
         plugin = MeshWorkerPlugin(
             str(Path(keys_dir)),
             federation,
@@ -245,6 +281,7 @@ class DaskBackend:
             cost=cost,
             module_cache_dir=str(module_cache_dir) if module_cache_dir else None,
             executors=tuple(executors),
+            costs=costs,
         )
         client.register_plugin(plugin, name=PLUGIN_NAME)
         self._addr: dict[str, str] = {}
@@ -259,9 +296,14 @@ class DaskBackend:
         self._offer_flush_scheduled = False
         self._answers = _Batcher(self._pool, self._send_answers)
 
+    def _now(self) -> int | None:
+        """The time a call carries: the node's manual clock, or None (the worker's own
+        wall clock when it answers, as a separate machine's would be)."""
+        return None if self.clock is _now else self.clock()
+
     # --- membership --------------------------------------------------------------------
     def _refresh(self) -> dict[str, bytes]:
-        answers = self.client.run(_describe)
+        answers = self.client.run(_describe, self._now())
         infos = {}
         with self._lock:
             self._addr = {}
@@ -274,7 +316,7 @@ class DaskBackend:
         return list(self._refresh().values())
 
     def stake_requests(self, amount: int, now_ms: int) -> list[bytes]:
-        return list(self.client.run(_stake, amount).values())
+        return list(self.client.run(_stake, amount, self._now()).values())
 
     def worker_count(self) -> int:
         return len(self._addr)
@@ -300,7 +342,9 @@ class DaskBackend:
             expected = list(set(self._addr.values()))
         tasks = [t for t, _ in queue]
         try:
-            answers = self.client.run(_offer_batch, tasks, workers=expected, on_error="return")
+            answers = self.client.run(
+                _offer_batch, tasks, self._now(), workers=expected, on_error="return"
+            )
         except Exception as exc:
             answers = dict.fromkeys(expected, exc)
         for i, (_, deliver) in enumerate(queue):
@@ -348,6 +392,7 @@ class DaskBackend:
         fut = self.client.submit(
             _execute_batch,
             payload,
+            self._now(),
             workers=[address],
             allow_other_workers=False,
             pure=False,
@@ -389,7 +434,9 @@ class DaskBackend:
             self._pool.submit(self._send_answers, address, [(item, deliver)])
 
     def _send_answers(self, address: str, items: list[tuple[Any, Deliver]]) -> None:
-        answers = self.client.run(_answer_batch, [i for i, _ in items], workers=[address])
+        answers = self.client.run(
+            _answer_batch, [i for i, _ in items], self._now(), workers=[address]
+        )
         for (_, deliver), answer in zip(items, answers[address], strict=True):
             deliver(answer)
 

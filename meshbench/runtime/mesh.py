@@ -39,7 +39,7 @@ from meshbench.core.types import (
     TaskIntent,
     VerificationReceipt,
 )
-from meshbench.runtime.agent import Behaviour, WorkerAgent
+from meshbench.runtime.agent import Behaviour, CostModel, WorkerAgent
 from meshbench.runtime.backends import InProcessBackend, WorkerBackend
 from meshbench.runtime.clock import wall_clock_ms
 from meshbench.runtime.node import AuthorityNode, TaskRecord
@@ -194,8 +194,13 @@ class Mesh:
         self.cluster = cluster
         self.frames = LedgerFrames(node.ledger_path)
         self._nonce = 0
+        #: the seed this mesh's keys were derived from (``seed=...``): its nonces count
+        #: from 1 instead of carrying the wall clock, so the same seed makes the same tasks
+        self.seed: bytes | None = None
         self.net: Any = None
         self._funded: set[str] = set()
+        #: the host Mesh.local bound the Dask dashboard to (None: Dask's own link)
+        self._dashboard_host: str | None = None
 
     # --- construction --------------------------------------------------------------------
     @classmethod
@@ -211,8 +216,23 @@ class Mesh:
         policy: MeshPolicyFragment | Mapping[str, Any] | None = None,
         batching: bool = True,
         executors: Iterable[str] = (),
+        dashboard_address: str = "127.0.0.1:0",
+        seed: bytes | None = None,
+        clock: Callable[[], int] = wall_clock_ms,
+        costs: Mapping[int, CostModel] | None = None,
     ) -> Mesh:
         """Start a Dask ``LocalCluster`` of ``workers`` mesh workers on this machine.
+
+        The scheduler, its dashboard and the workers listen on 127.0.0.1 only (the dashboard
+        on a free port; ``mesh.dashboard_link``): pass ``dashboard_address="0.0.0.0:8787"``
+        to show the dashboard on the network. (Dask has no "off": without a dashboard its
+        scheduler still serves HTTP, on every interface.)
+
+        ``seed``: every key (authority, federation, publisher, workers) is derived from it
+        (see :func:`seed_keys`), so the same seed names the same parties; with a
+        :class:`~meshbench.runtime.clock.ManualClock` as ``clock`` the whole run is
+        reproducible (the workers sign with the node's time). ``costs``: the cost model of
+        some workers, by index (a cheap bidder); the others use the default.
 
         ``batching`` groups the executions, reveals and verdicts that pile up for one worker
         into one Dask call (see :class:`~meshbench.runtime.dask_backend.DaskBackend`).
@@ -227,20 +247,36 @@ class Mesh:
             threads_per_worker=threads_per_worker,
             processes=processes,
             memory_limit=memory_limit,
-            dashboard_address=":0",
+            dashboard_address=dashboard_address,
+            # in-process workers have no host to bind to: their HTTP servers (health and
+            # metrics) would listen on every interface; worker processes bind 127.0.0.1
+            worker_dashboard_address=None if processes else "127.0.0.1:0",
         )
         client = Client(cluster)
         try:
-            return cls._over_dask(
+            root = _data_dir(data_dir)
+            if seed is not None:
+                from meshbench.runtime.dask_backend import worker_key_name
+
+                names = [worker_key_name(w["name"]) for w in _dask_workers(client)]
+                seed_keys(Keystore(root / "worker-keys"), seed, names)
+                seed_keys(Keystore(root / "keys"), seed, MESH_KEYS)
+            mesh = cls._over_dask(
                 client,
-                data_dir,
+                root,
                 behaviours,
                 policy,
                 cluster=cluster,
                 workers=workers,
                 batching=batching,
                 executors=tuple(executors),
+                clock=clock,
+                costs=costs,
             )
+            mesh.seed = seed
+            host = dashboard_address.rpartition(":")[0]
+            mesh._dashboard_host = host if host not in ("", "0.0.0.0", "[::]") else None
+            return mesh
         except BaseException:
             client.close()
             cluster.close()
@@ -378,8 +414,11 @@ class Mesh:
         agent_factory: Callable[[Identity, str, int], WorkerAgent] | None = None,
         clock: Callable[[], int] = wall_clock_ms,
         executors: Iterable[str] = (),
+        seed: bytes | None = None,
     ) -> Mesh:
         """Workers as threads of this process (no Dask): for tests and quick experiments.
+
+        ``seed``: every key derived from it (see :meth:`local`).
 
         ``agent_factory(identity, federation, index)`` builds worker ``index``'s agent (its
         hardware, extra executors); by default a 4 GiB CPU worker with the wasm executor and
@@ -390,6 +429,8 @@ class Mesh:
         """
         root = _data_dir(data_dir)
         keys = Keystore(root / "keys")
+        if seed is not None:
+            seed_keys(keys, seed, (*MESH_KEYS, *(f"worker-{i}" for i in range(workers))))
         federation = keys.load_or_create("federation").did
         if executors:
             from meshbench.exec.plugins import load_executor
@@ -410,7 +451,9 @@ class Mesh:
         make = agent_factory or default
         agents = [make(keys.load_or_create(f"worker-{i}"), federation, i) for i in range(workers)]
         backend = InProcessBackend(agents, clock=clock)
-        return cls._start(root, backend, policy, workers=workers, clock=clock)
+        mesh = cls._start(root, backend, policy, workers=workers, clock=clock)
+        mesh.seed = seed
+        return mesh
 
     @classmethod
     def _over_dask(
@@ -424,16 +467,17 @@ class Mesh:
         workers: int,
         batching: bool = True,
         executors: tuple[str, ...] = (),
+        clock: Callable[[], int] = wall_clock_ms,
+        costs: Mapping[int, CostModel] | None = None,
     ) -> Mesh:
         from meshbench.runtime.dask_backend import DaskBackend
 
         root = _data_dir(data_dir)
         keys = Keystore(root / "keys")
         federation = keys.load_or_create("federation").did
-        names = [
-            str(n) for n in sorted(w["name"] for w in client.scheduler_info()["workers"].values())
-        ]
+        names = [str(w["name"]) for w in _dask_workers(client)]
         by_name = {names[i]: b for i, b in (behaviours or {}).items() if i < len(names)}
+        cost_by_name = {names[i]: c for i, c in (costs or {}).items() if i < len(names)}
         backend = DaskBackend(
             client,
             root / "worker-keys",
@@ -442,8 +486,12 @@ class Mesh:
             module_cache_dir=root / "module-cache",
             batching=batching,
             executors=executors,
+            costs=cost_by_name,
+            clock=clock,
         )
-        mesh = cls._start(root, backend, policy, workers=workers, client=client, cluster=cluster)
+        mesh = cls._start(
+            root, backend, policy, workers=workers, client=client, cluster=cluster, clock=clock
+        )
         return mesh
 
     @classmethod
@@ -597,7 +645,7 @@ class Mesh:
             output=output,
             created_at=now,
             deadline=now + int(deadline_s * 1000),
-            nonce=time.time_ns() + self._nonce,
+            nonce=self._nonce if self.seed is not None else time.time_ns() + self._nonce,
         ).sign(self.publisher)
         handle = TaskHandle(self, self.node.publish(task, envelope=envelope))
         self._warn_if_unmeetable(task, private=envelope is not None)
@@ -697,11 +745,17 @@ class Mesh:
     def story(self, task: TaskHandle | CID | str, *, scores: bool = True) -> TaskStory:
         """The task's story from the ledger: every stimulus the authority accepted about it
         (with its id and time), the events each produced, the offers' selection scores, the
-        decision, payouts and slashes. ``print(mesh.story(handle))``."""
+        decision, payouts and slashes; while it cannot proceed, a last line ``waiting: ...``
+        says why. ``print(mesh.story(handle))``."""
         cid = task.cid if isinstance(task, TaskHandle) else task
+        cid = parse_cid(cid) if isinstance(cid, str) else cid
         self.node.call(lambda: None)  # everything handled so far is committed
+        try:
+            waiting = self.node.why(cid)
+        except ProtocolError:
+            waiting = None  # not a task of this node: the ledger says so below
         with Ledger(self.node.ledger_path) as led:
-            return task_story(led, cid, scores=scores)
+            return task_story(led, cid, scores=scores, waiting=waiting)
 
     def task(self, fn: Callable[..., Any] | None = None, **publish: Any) -> Any:
         """Decorator: ``@mesh.task`` (or ``@mesh.task(scope=..., verifiers=1)``) makes a
@@ -748,7 +802,18 @@ class Mesh:
 
     @property
     def dashboard_link(self) -> str | None:
-        return getattr(self.client, "dashboard_link", None)
+        """The Dask dashboard's address: on the host it listens on (``Mesh.local``'s
+        ``dashboard_address``; Dask's own link names the scheduler's host instead, which in
+        a threads-only cluster is the machine's network address), else Dask's link."""
+        if self.cluster is not None:  # ours (Mesh.local): is there a dashboard at all?
+            port = self.cluster.scheduler_info.get("services", {}).get("dashboard")
+            if not port:
+                return None
+            if self._dashboard_host:
+                from distributed.utils import format_dashboard_link
+
+                return format_dashboard_link(self._dashboard_host, port)
+        return getattr(self.client, "dashboard_link", None) or None
 
     def rejections(self) -> pl.DataFrame:
         rows = [
@@ -790,6 +855,40 @@ class Mesh:
             f"<div><b>Mesh</b>: {self.node.backend.worker_count()} workers, federation "
             f"<code>{self.node.federation}</code>{dash}</div>"
         )
+
+
+#: The keys of a mesh's data dir (``keys/``), besides its workers'.
+MESH_KEYS = ("node", "federation", "publisher")
+
+
+def seed_keys(keys: Keystore, seed: bytes, names: Iterable[str]) -> None:
+    """Store under each of ``names`` the key derived from ``seed`` and the name (SHA-256 of
+    both: an Ed25519 seed), unless it is there; a key already there that another seed made
+    raises ``IdentityError`` (the data dir belongs to another mesh)."""
+    import hashlib
+
+    from meshbench.core.errors import IdentityError, KeyNotFound
+
+    for name in names:
+        derived = Identity.from_seed(
+            hashlib.sha256(b"meshbench/mesh-seed/v1\0" + seed + b"\0" + name.encode()).digest()
+        )
+        try:
+            held = keys.load(name)
+        except KeyNotFound:
+            keys.create(name, identity=derived)
+            continue
+        if held.did != derived.did:
+            raise IdentityError(
+                f"the key {name!r} in {keys.root} was not made from this seed: "
+                "use a fresh data dir for a seeded mesh"
+            )
+
+
+def _dask_workers(client: Any) -> list[dict[str, Any]]:
+    """The cluster's workers, by name (``Mesh.local`` names them 0, 1, ...)."""
+    workers = client.scheduler_info()["workers"].values()
+    return sorted(workers, key=lambda w: w["name"])
 
 
 def _data_dir(data_dir: str | os.PathLike[str] | None) -> Path:

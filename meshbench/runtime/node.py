@@ -162,6 +162,10 @@ class AuthorityNode:
         self.records: dict[CID, TaskRecord] = {}
         self._rejections: list[Rejection] = []
         self._listeners: list[Callable[[Model], None]] = []
+        #: who hears when a task's waiting reason changes (watch_waiting), and the reasons
+        #: they were last told (tracked while anyone listens)
+        self._waiting_listeners: list[Callable[[CID, str | None], None]] = []
+        self._waiting: dict[CID, str] = {}
         #: Seals a private input's key to recipients (set by the publisher's side).
         self.sealer: Callable[[EncryptedBlob, tuple[str, ...]], EncryptedBlob] | None = None
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
@@ -330,7 +334,29 @@ class AuthorityNode:
         assert self.state is not None and self._ledger is not None
         cmds = self.state.handle(event, self.clock())
         self._ledger.journal(self.state.take_journal())
+        if self._waiting_listeners:
+            self._tell_waiting(event)
         return cmds
+
+    def _tell_waiting(self, event: object) -> None:
+        """Tell the waiting listeners when ``event`` changed its task's waiting reason (a
+        closed offer window changes it without a ledger event)."""
+        assert self.state is not None
+        cid = event.cid if isinstance(event, TaskIntent) else getattr(event, "task_cid", None)
+        if not isinstance(cid, CID) or cid not in self.state.tasks:
+            return
+        why = self.state.why(cid)
+        if self._waiting.get(cid) == why:
+            return
+        if why is None:
+            del self._waiting[cid]
+        else:
+            self._waiting[cid] = why
+        for listener in self._waiting_listeners:
+            try:
+                listener(cid, why)
+            except Exception:
+                log.exception("waiting listener failed")
 
     def feed_bytes(self, data: bytes) -> None:
         """An object from outside: checked (CID, schema, signature) before the core sees it."""
@@ -710,6 +736,39 @@ class AuthorityNode:
             drop()  # a closed node has no driver to run it on
         else:
             self.call(drop)
+
+    def watch_waiting(self, listener: Callable[[CID, str | None], None]) -> Callable[[], None]:
+        """Call ``listener(task_cid, why)`` (on the driver thread) whenever a task's reason
+        for waiting (:meth:`why`) changes, None once nothing holds it up; returns the
+        function that stops it. Registered from the driver thread, it takes effect at once."""
+
+        def add() -> None:
+            # a reason changes only in handle(): from now on, every change is told
+            self._waiting = self._reasons()
+            self._waiting_listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._waiting_listeners:
+                self._waiting_listeners.remove(listener)
+
+        def stop() -> None:
+            if self._thread is None or not self._thread.is_alive():
+                remove()  # a closed node has no driver to run it on
+            else:
+                self.call(remove)
+
+        self.call(add)
+        return stop
+
+    def waiting(self) -> dict[CID, str]:
+        """Every open task that cannot proceed now, with the reason (see :meth:`why`)."""
+        return self.call(self._reasons)
+
+    def _reasons(self) -> dict[CID, str]:
+        if self.state is None:
+            return {}
+        reasons = ((cid, self.state.why(cid)) for cid in self.state.tasks)
+        return {cid: why for cid, why in reasons if why is not None}
 
     def subscribed(self, listener: Callable[[Model], None]) -> bool:
         return listener in self._listeners

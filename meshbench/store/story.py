@@ -6,6 +6,9 @@ table, :mod:`meshbench.store.ledger`); the events each one produced follow it in
 ``story(key)``: the offers (and the selection score of each, as the books stood when the
 authority chose), the assignment, commitments, reveals, votes, timers that fired, the
 decision, payouts and slashes. ``mesh.story(task)`` and ``meshbench ledger story CID`` print it.
+A task that cannot proceed ends with a ``waiting:`` line saying why ("needs 3 verifiers, 2
+eligible: waiting for workers"): the live node knows that (``mesh.story`` asks it), the
+ledger alone does not.
 """
 
 from __future__ import annotations
@@ -61,12 +64,16 @@ class TaskStory:
     task_cid: str
     lines: list[StoryLine] = field(default_factory=list)
     outcome: str | None = None
+    #: why the task cannot proceed now (the node's ``why``), None when nothing holds it up
+    waiting: str | None = None
 
     def __str__(self) -> str:
         out = [f"task {self.task_cid}" + (f": {self.outcome}" if self.outcome else "")]
         for line in _collapsed(self.lines):
             stamp = f"+{line.at_ms} ms" if line.stimulus else ""
             out.append(f"{stamp:>12} {line.stimulus:>6}  {line.what:<22} {line.detail}")
+        if self.waiting:
+            out.append(f"{'':>12} {'':>6}  waiting: {self.waiting}")
         return "\n".join(out)
 
     def _repr_html_(self) -> str:
@@ -125,18 +132,21 @@ def _short(did: str | None) -> str:
     return did if len(did) < 20 else f"{did[:12]}…{did[-4:]}"
 
 
-def task_story(ledger: Ledger, task_cid: CID | str, *, scores: bool = True) -> TaskStory:
+def task_story(
+    ledger: Ledger, task_cid: CID | str, *, scores: bool = True, waiting: str | None = None
+) -> TaskStory:
     """The story of one task in ``ledger`` (raises ``LedgerError`` for an unknown task).
 
     With ``scores`` the ledger is refolded up to each assignment so the offers' selection
     scores are those the authority computed (one pass over the ledger's events).
+    ``waiting``: why the task cannot proceed now (the live node's ``why``), told last.
     """
     cid = parse_cid(task_cid) if isinstance(task_cid, str) else task_cid
     key = cid_key(cid)
     stimuli = ledger.stimuli_ranges(key)
     if not stimuli:
         raise LedgerError(f"no journalled stimulus for task {key} in this ledger")
-    story = TaskStory(task_cid=key)
+    story = TaskStory(task_cid=key, waiting=waiting)
     t0: int | None = None
     books = Books(ledger.authority) if scores else None
     offers: dict[str, ComputeOffer] = {}

@@ -31,6 +31,7 @@ from meshbench.workbench.panels import (
     PublishForm,
     ReceiptsPanel,
     ReputationPanel,
+    TasksPanel,
 )
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "PublishForm",
     "ReceiptsPanel",
     "ReputationPanel",
+    "TasksPanel",
     "error_rate_vs_redundancy",
     "export_parquet",
     "fee_market",

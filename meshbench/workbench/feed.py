@@ -154,6 +154,10 @@ class MeshFeed:
         self._load: dict[str, int] = {}
         self._subscribers: list[Subscriber] = []
         self._node: AuthorityNode | None = None
+        #: why each open task cannot proceed now (the node's ``why``), by task CID; only
+        #: a feed attached to a node knows it (a ledger file does not say)
+        self.waiting: dict[str, str] = {}
+        self._stop_waiting: Callable[[], None] | None = None
         self._rejections_seen = 0
         self._changed = threading.Condition()
         self._lock = threading.RLock()
@@ -174,6 +178,8 @@ class MeshFeed:
                 feed.on_event(ev, replay=True)
             feed._rejections_seen = len(node.rejections)
             node.subscribe(feed.on_event)  # on the driver thread: at once
+            feed.waiting = {str(cid): why for cid, why in node.waiting().items()}
+            feed._stop_waiting = node.watch_waiting(feed.on_waiting)
 
         node.call(start)
         return feed
@@ -192,6 +198,9 @@ class MeshFeed:
         node = self._node
         if node is not None:
             node.unsubscribe(self.on_event)
+            if self._stop_waiting is not None:
+                self._stop_waiting()
+                self._stop_waiting = None
             self._node = None
 
     @property
@@ -246,6 +255,23 @@ class MeshFeed:
         if not replay:
             self._check_rejections()
         self._notify(topic, ev)
+
+    def on_waiting(self, task_cid: object, why: str | None) -> None:
+        """The node's word that a task's waiting reason changed (None: it proceeds)."""
+        with self._lock:
+            if why is None:
+                self.waiting.pop(str(task_cid), None)
+            else:
+                self.waiting[str(task_cid)] = why
+        self._notify("waiting", str(task_cid))
+
+    def why(self, task_cid: str) -> str | None:
+        """Why the task cannot proceed now, or None (nothing holds it up, or offline)."""
+        with self._lock:
+            view = self.tasks.get(task_cid)
+            if view is not None and view.state in ("Settled", "Expired"):
+                return None
+            return self.waiting.get(task_cid)
 
     def _check_rejections(self) -> None:
         node = self._node

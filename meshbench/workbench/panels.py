@@ -42,6 +42,7 @@ __all__ = [
     "PublishForm",
     "ReceiptsPanel",
     "ReputationPanel",
+    "TasksPanel",
 ]
 
 MAX_ROWS = 30
@@ -173,6 +174,27 @@ class _TaskPicker(Panel):
     @property
     def task_cid(self) -> str | None:
         return self.picker.value
+
+
+class TasksPanel(Panel):
+    """Every task (newest first): its state, outcome and, while it cannot proceed, why."""
+
+    title = "Tasks"
+    topics = frozenset({"tasks", "offers", "receipts", "escrow", "waiting"})
+
+    def render(self) -> str:
+        with self.feed.reading():
+            views = list(self.feed.tasks.items())[-MAX_ROWS:][::-1]
+            rows, classes = [], []
+            for cid, view in views:
+                why = self.feed.why(cid)
+                rows.append([short(cid), view.state, view.outcome or "", len(view.offers),
+                             why or ""])  # fmt: skip
+                classes.append("mb-bad" if why or view.outcome in _BAD else "")
+        return table(rows, ["task", "state", "outcome", "offers", "waiting"], classes=classes)
+
+
+_BAD = ("Rejected", "Expired", "NoConsensus", "Failed")
 
 
 class OffersPanel(_TaskPicker):
@@ -502,11 +524,13 @@ class PublishForm:
             state = view.state if view else "Published"
             n_offers = len(view.offers) if view else 0
             receipts = [r for r in self.feed.receipts if r["task_cid"] == cid]
+            why = self.feed.why(cid)
         approvals = sum(r["verdict"] == "approve" for r in receipts)
         cls = "mb-bad" if state in ("Rejected", "Expired", "NoConsensus") else "mb-ok"
+        waiting = f" · <span class='mb-bad'>waiting: {html.escape(why)}</span>" if why else ""
         self.status.value = (
             f"{_STYLE}task <code>{short(cid)}</code>: <b class='{cls}'>{html.escape(state)}</b>"
-            f" · {n_offers} offers · {len(receipts)} receipts · {approvals} approvals"
+            f" · {n_offers} offers · {len(receipts)} receipts · {approvals} approvals{waiting}"
         )
 
 
@@ -517,6 +541,7 @@ class Dashboard:
         self.mesh = mesh
         self.feed = MeshFeed.attach(mesh.node)
         self.form = PublishForm(mesh, self.feed)
+        self.tasks = TasksPanel(self.feed)
         self.offers = OffersPanel(self.feed)
         self.receipts = ReceiptsPanel(self.feed)
         self.escrow = EscrowPanel(self.feed)
@@ -524,7 +549,8 @@ class Dashboard:
         self.policy = PolicyPanel(self.feed, federation)
         self.peers = PeersPanel(self.feed)
         self.panels: list[Panel] = [
-            self.offers, self.receipts, self.escrow, self.reputation, self.policy, self.peers
+            self.tasks, self.offers, self.receipts, self.escrow, self.reputation, self.policy,
+            self.peers,
         ]  # fmt: skip
         self.messages = w.HTML()
         self.feed.subscribe(self._on_change)
@@ -550,9 +576,11 @@ class Dashboard:
         with self.feed.reading():
             n_tasks = len(self.feed.tasks)
             settled = sum(v.state in ("Settled", "Expired") for v in self.feed.tasks.values())
+            waiting = sum(self.feed.why(cid) is not None for cid in self.feed.tasks)
             peers = len(self.feed.peers)
+        held = f", {waiting} waiting (see Tasks)" if waiting else ""
         return (
-            f"<b>meshbench</b> · {peers} peers · {n_tasks} tasks ({settled} settled) · "
+            f"<b>meshbench</b> · {peers} peers · {n_tasks} tasks ({settled} settled{held}) · "
             f"{self.feed.events_seen} events"
         )
 
@@ -568,7 +596,7 @@ class Dashboard:
     def snapshot_html(self) -> str:
         """The dashboard as static HTML (header, the newest task's offers, recent receipts)."""
         parts = [self.header.value, self.form.status.value]
-        for p in (self.offers, self.receipts):
+        for p in (self.tasks, self.offers, self.receipts):
             parts.append(f"<h4>{p.title}</h4>{p.body.value}")
         return '<div class="meshbench-dashboard">' + "".join(parts) + "</div>"
 

@@ -112,7 +112,9 @@ def test_console_script_and_bench_quick(tmp_path: Path) -> None:
         assert figures[key] > 0
 
 
-def test_demo_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_refuses_a_data_dir_in_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the demo itself, run twice and compared: tests/test_demo.py
+    (tmp_path / "ledger.sqlite").write_bytes(b"")
     code, out, err = run(capsys, "demo", "--data-dir", str(tmp_path))
-    assert code == 0, err
-    assert "demo done" in out
+    assert code == 1 and out == ""
+    assert err.startswith("error: StoreError: the demo needs an empty data dir")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import polars as pl
 import pytest
@@ -21,8 +22,14 @@ BIN = Path(sys.executable).parent
 
 
 def test_local_cluster_in_threads(tmp_path: Path) -> None:
+    before = _listening()
     with Mesh.local(workers=3, processes=False, data_dir=tmp_path) as mesh:
+        # the dashboard, and every socket the cluster opened, on 127.0.0.1 only
         assert mesh.dashboard_link
+        url = urlsplit(mesh.dashboard_link)
+        opened = _listening() - before
+        assert url.hostname == "127.0.0.1" and ("127.0.0.1", url.port) in opened
+        assert {ip for ip, _ in opened} == {"127.0.0.1"}, opened
         handles = mesh.map(WASM / "sha256.wasm", [b"a", b"b", b"c"], progress=False)
         assert all(h.result().accepted for h in handles)
         # executions were spread over the workers, each verified by the others
@@ -31,6 +38,16 @@ def test_local_cluster_in_threads(tmp_path: Path) -> None:
             peers = receipts.filter(pl.col("task_cid") == task)["peer"].to_list()
             assert len(peers) == len(set(peers)) == 3  # worker + 2 verifiers, all distinct
         assert mesh.node.verify_ledger().ok
+
+
+def _listening() -> set[tuple[str, int]]:
+    import psutil
+
+    return {
+        (c.laddr.ip, c.laddr.port)
+        for c in psutil.Process().net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN
+    }
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ def test_story_tells_how_a_wrong_result_was_caught(tmp_path: Path) -> None:
         for h, r in zip(handles, results, strict=True):
             story = h.story()
             assert story.outcome == r.outcome
+            assert story.waiting is None and "waiting:" not in str(story)
             whats = [line.what for line in story.lines]
             assert whats[0] == "TaskIntent" and "published" in whats and "payouts" in whats
             if r.outcome == "Rejected":
@@ -52,3 +53,8 @@ def test_a_task_the_mesh_cannot_meet_warns_at_once_and_says_why(tmp_path: Path) 
         assert states and states[0] in ("Published", "Offered")
         with pytest.raises(TimeoutError, match="waiting for workers"):
             handle.result(timeout=0.2)
+        # the story ends with the reason, as the node gives it
+        story = mesh.story(handle)
+        assert story.waiting == handle.why
+        assert str(story).splitlines()[-1].strip() == f"waiting: {handle.why}"
+        assert mesh.story(str(handle.cid)).waiting == handle.why

@@ -213,3 +213,79 @@ def test_offline_dashboard_state_from_a_ledger_file(mesh):
     accounts = set(feed.balances()["account"].to_list())
     assert len(accounts) in (5, 6)
     assert len(accounts - {mesh.node.federation}) == 5
+
+
+def test_a_waiting_task_says_why_in_the_dashboard(tmp_path):
+    import warnings
+
+    from meshbench.core.errors import MeshWarning
+    from meshbench.core.policy import MeshPolicyFragment
+
+    clock = ManualClock()
+    policy = {"verification_quorum": {"minimum_verifiers": 3}}
+    with Mesh.in_process(workers=2, data_dir=tmp_path / "m", clock=clock, policy=policy) as mesh:
+        dash = Dashboard(mesh)
+        try:
+            dash.form.module.value = HELLO
+            dash.form.verifiers.value = 2
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", MeshWarning)  # said at once: tested elsewhere
+                handle = dash.form.publish()
+            assert handle is not None
+            cid = str(handle.cid)
+            why = "needs 3 verifiers, 1 eligible: waiting for workers"
+            assert dash.feed.wait_until(lambda: why in (dash.feed.why(cid) or ""), 30)
+            # the Tasks tab, the form's status line and the header all say it
+            assert dash.tabs.get_title(0) == "Tasks"
+            assert why in dash.tasks.body.value
+            assert "k raised from 2 to 3 by policy minimum_verifiers" in dash.tasks.body.value
+            assert f"waiting: {why}" in dash.form.status.value
+            assert "1 waiting" in dash.header.value
+            assert why in dash.snapshot_html()
+            late = MeshFeed.attach(mesh.node)  # a feed attached while the task waits
+            assert late.why(cid) == dash.feed.why(cid)
+            # the mesh is made able to proceed: the reason goes once the window reopens
+            mesh.set_policy(
+                MeshPolicyFragment(updates={"verification_quorum": {"minimum_verifiers": 1}})
+            )
+            window = mesh.policy.selection.offer_window_ms
+            clock.advance(window)
+            assert handle.result(timeout=30).accepted
+            assert dash.feed.wait_until(lambda: dash.feed.why(cid) is None, 10)
+            assert late.wait_until(lambda: late.why(cid) is None and not late.waiting, 10)
+            late.detach()
+            assert dash.feed.wait_until(lambda: settled(dash.feed, 1), 10)
+            assert "waiting" not in dash.form.status.value
+            assert "waiting" not in dash.header.value
+            assert why not in dash.tasks.body.value
+        finally:
+            dash.close()
+        assert not dash.feed.attached
+
+
+def test_a_feed_attached_while_a_task_waits_hears_when_it_proceeds(tmp_path):
+    import warnings
+
+    from meshbench.core.errors import MeshWarning
+    from meshbench.core.policy import MeshPolicyFragment
+    from meshbench.testing.netmesh import wait_until
+
+    clock = ManualClock()
+    policy = {"verification_quorum": {"minimum_verifiers": 3}}
+    with Mesh.in_process(workers=2, data_dir=tmp_path / "m", clock=clock, policy=policy) as mesh:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MeshWarning)
+            handle = mesh.publish(wasm=HELLO, input=b"", fee=100, verifiers=2)
+        wait_until(lambda: handle.why is not None and "verifiers" in handle.why, 30, "a reason")
+        feed = MeshFeed.attach(mesh.node)  # nobody listened when the reason was set
+        try:
+            assert feed.why(str(handle.cid)) == handle.why
+            mesh.set_policy(
+                MeshPolicyFragment(updates={"verification_quorum": {"minimum_verifiers": 1}})
+            )
+            clock.advance(mesh.policy.selection.offer_window_ms)
+            assert handle.result(timeout=30).accepted
+            assert feed.wait_until(lambda: feed.why(str(handle.cid)) is None, 10)
+            assert feed.waiting == {}
+        finally:
+            feed.detach()
