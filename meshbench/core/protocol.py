@@ -965,7 +965,9 @@ class AuthorityState:
             return "no_offer"
         offer = offers[0]
         candidates = self._verifier_candidates(rec, offer.worker, policy, now, ())
-        if sampling.adaptive(policy, fee=task.fee, private=rec.private):
+        if sampling.adaptive(
+            policy, fee=task.fee, private=rec.private, full=task.assurance == "full"
+        ):
             # auditors are drawn when the worker has committed (it cannot know whether)
             need = policy.audit.auditors
             if len(candidates) < need:
@@ -1033,7 +1035,9 @@ class AuthorityState:
             self._release(rec.assignment.worker)
         rec.new_attempt(assignment)
         rec.policy = policy  # pinned: this attempt is tallied and settled under it
-        rec.adaptive = sampling.adaptive(policy, fee=task.fee, private=rec.private)
+        rec.adaptive = sampling.adaptive(
+            policy, fee=task.fee, private=rec.private, full=task.assurance == "full"
+        )
         self.load[offer.worker] = self.load.get(offer.worker, 0) + 1
         out: list[Command] = [cmd]
         if rec.private:

@@ -44,10 +44,12 @@ __all__ = [
 PPM: Final = 1_000_000
 
 
-def adaptive(policy: MeshPolicy, *, fee: int, private: bool) -> bool:
-    """Sampled audits for this task (else the full quorum, as with the audit section off)."""
+def adaptive(policy: MeshPolicy, *, fee: int, private: bool, full: bool = False) -> bool:
+    """Sampled audits for this task (else the full quorum, as with the audit section off):
+    not for a private input, a fee at or above the policy's tier, or a publisher that asks
+    for the full quorum (``full``: the task's ``assurance``)."""
     a = policy.audit
-    if not a.enabled or private:
+    if not a.enabled or private or full:
         return False
     return not (a.full_fee and fee >= a.full_fee)
 

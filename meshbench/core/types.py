@@ -90,7 +90,7 @@ class TaskIntent(Signed, tag="TaskIntent"):
     """A publisher's request to run a module on an input, with the fee it locks in escrow."""
 
     SIGNER: ClassVar[str] = "publisher"
-    OMIT_IF_DEFAULT: ClassVar[dict[str, Any]] = {"validator": "exact"}
+    OMIT_IF_DEFAULT: ClassVar[dict[str, Any]] = {"validator": "exact", "assurance": "policy"}
     publisher: DID
     federation: DID
     wasm_cid: CID
@@ -108,6 +108,9 @@ class TaskIntent(Signed, tag="TaskIntent"):
     #: floating point kernels): an identical output must be approved, a different one is
     #: judged by that validator on both outputs' bytes.
     validator: Name = "exact"
+    #: ``policy`` (the default): verified as the federation's policy says (sampled audits when
+    #: its ``audit`` section is on); ``full``: the publisher asks for the full quorum anyway.
+    assurance: Literal["policy", "full"] = "policy"
     #: Where the result is: ``stdout`` or the guest path of a file the module writes.
     output: Annotated[str, Meta(min_length=1, max_length=256)] = "stdout"
     created_at: TimestampMs

@@ -585,6 +585,7 @@ class Mesh:
         output: str = "stdout",
         deadline_s: float = 120,
         private: bool = False,
+        full_verification: bool = False,
     ) -> TaskHandle:
         """Publish a task: ``wasm`` is bytes, a file path or a CID already stored; ``input``
         is bytes, a file path (``Path``), text (``str``) or a CID already stored.
@@ -600,6 +601,9 @@ class Mesh:
 
         ``private=True`` stores the input encrypted (sealed to the publisher only); its key
         is sealed to the chosen worker and verifiers at the moment they are chosen.
+
+        ``full_verification=True`` asks for the full quorum (``verifiers``) even where the
+        federation's policy samples its audits (its ``audit`` section).
         """
         executor, validator = "wasm", "exact"
         if python is not None:
@@ -642,6 +646,7 @@ class Mesh:
             args=tuple(args),
             executor=executor,
             validator=validator,
+            assurance="full" if full_verification else "policy",
             output=output,
             created_at=now,
             deadline=now + int(deadline_s * 1000),
@@ -659,7 +664,8 @@ class Mesh:
         q = policy.verification_quorum
         k = q.verifiers_for(task.verifier_count)
         need = max(1, q.minimum_verifiers)
-        if adaptive(policy, fee=task.fee, private=private):  # sampled audits
+        full = task.assurance == "full"
+        if adaptive(policy, fee=task.fee, private=private, full=full):  # sampled audits
             k = need = policy.audit.auditors
         bonded = self.bonded_workers()
         if bonded >= need + 1:

@@ -206,3 +206,21 @@ def test_a_silent_auditor_sends_the_result_to_the_referee_and_is_penalised():
     h.feed(RefereeResult(task_cid=task.cid, confirmed=True, output=str(GOOD)))
     assert h.state.books.task(task.cid)["outcome"] == "Accepted"
     assert (auditor, "no_show") in {(s.account, s.offence) for s in h.appended(StakeSlashed)}
+
+
+def test_a_publisher_asking_for_full_verification_gets_the_quorum_and_old_cids_hold():
+    from meshbench.core import encoding
+
+    h, _ = harness(adaptive(NEVER))
+    plain = h.task()
+    assert "assurance" not in encoding.decode(plain.encode())  # older tasks keep their CIDs
+    task = h.task(assurance="full")
+    h.feed(task)
+    h.feed(h.offer(task, h.peers[0]))
+    h.advance(5_000)
+    h.fire(task, "offers")
+    a = h.state.tasks[task.cid].assignment
+    assert len(a.verifiers) == 3 and not h.state.tasks[task.cid].adaptive
+    h.execute(task, dict.fromkeys(a.verifiers, GOOD), worker_output=GOOD)
+    assert h.state.books.task(task.cid)["outcome"] == "Accepted"
+    assert h.state.books.get("held", str(task.cid)) is None  # paid at once, by the quorum
