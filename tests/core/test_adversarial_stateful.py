@@ -38,7 +38,7 @@ from meshbench.core.events import (
 from meshbench.core.governance import activation_for, clock_stamp, proposals
 from meshbench.core.model import Model, Signed
 from meshbench.core.policy import MAX_CLOCK_SKEW_MS, MeshPolicyFragment
-from meshbench.core.protocol import AppendToLedger, AuthorityState, TimeoutFired
+from meshbench.core.protocol import AppendToLedger, AuthorityState, RefereeResult, TimeoutFired
 from meshbench.core.types import ExecutionReceipt, VerificationReceipt
 from meshbench.testing.governance import admit, create_federation, propose, vote
 from meshbench.testing.protocol import ProtocolHarness, output_cid
@@ -47,6 +47,11 @@ SOAK = bool(os.environ.get("MESHBENCH_SOAK"))
 GOOD, BAD = output_cid("good"), output_cid("bad")
 SKEWS = st.sampled_from([0, 0, 0, 30_000, -30_000, 10 * 60_000, -3_600_000])
 FRAGMENTS = [
+    # sampled audits (issue 19): switched on and off mid-run, tasks pin whichever was active
+    MeshPolicyFragment(
+        updates={"audit": {"enabled": True, "rate_ppm": 500_000, "probation_tasks": 1}}
+    ),
+    MeshPolicyFragment(updates={"audit": {"enabled": False}}),
     MeshPolicyFragment(updates={"min_fee": 5}),
     MeshPolicyFragment(updates={"min_fee": 40}),
     MeshPolicyFragment(
@@ -62,8 +67,8 @@ FRAGMENTS = [
 
 
 class AdversarialMesh(RuleBasedStateMachine):
-    @initialize()
-    def start(self) -> None:
+    @initialize(sampled=st.booleans())
+    def start(self, sampled: bool) -> None:
         self.h = ProtocolHarness(peers=6)
         # the policy comes from the ledger (the node's default view), so a restart replays
         # the journal under exactly the policies that were active then
@@ -80,6 +85,20 @@ class AdversarialMesh(RuleBasedStateMachine):
             self._apply(admit(self.fed, p.did, now_ms=self.h.now))
         self.proposal = None
         assert books.get("federations", self.fed.did) is not None
+        if sampled:  # sampled audits from the start (issue 19), by the members' own vote
+            self._govern(FRAGMENTS[0], self.h.peers[:3])
+            assert books.policy_for(self.fed.did).audit.enabled
+
+    def _govern(self, frag: MeshPolicyFragment, voters: list) -> None:
+        books, auth = self.h.state.books, self.h.authority
+        ev = propose(books, self.fed.did, voters[0], frag, description="x", now_ms=self.h.now)
+        self._apply(clock_stamp(books, auth, (ev,), self.h.now), ev)
+        for member in voters:
+            ballot = vote(ev, member, approve=True, now_ms=self.h.now)
+            self._apply(clock_stamp(books, auth, (ballot,), self.h.now), ballot)
+        for row in proposals(books, self.fed.did):
+            if row["status"] == "Approved":
+                self._apply(activation_for(books, row["cid"], auth, books.ledger_time()))
 
     # --- plumbing ------------------------------------------------------------------------
     def _apply(self, *events: Model) -> bool:
@@ -225,7 +244,7 @@ class AdversarialMesh(RuleBasedStateMachine):
         wrong = BAD if worker_cheats else GOOD
         self._feed(h.commit(task, a.worker, wrong))
         outputs = {}
-        for i, v in enumerate(a.verifiers):
+        for i, v in enumerate(rec.verifiers):  # the quorum, or the auditors drawn at commit
             if i < silent:
                 continue
             outputs[v] = wrong if i < colluders else GOOD
@@ -241,6 +260,31 @@ class AdversarialMesh(RuleBasedStateMachine):
             if self._feed(receipt):
                 for v, out in outputs.items():
                     self._feed(h.verdict(task, v, out, receipt))
+        if rec.refereeing:  # sampled audits: a mismatch went to the referee, who is right
+            self._feed(RefereeResult(task_cid=task.cid, confirmed=not worker_cheats))
+        for t in self.tasks:  # the caught worker's held results, re-checked
+            other = h.state.tasks[t.cid]
+            if other.rechecking and other.receipt is not None:
+                self._feed(
+                    RefereeResult(task_cid=t.cid, confirmed=other.receipt.output_cid == GOOD)
+                )
+
+    @rule(data=st.data(), truthful=st.booleans())
+    def referee(self, data: st.DataObject, truthful: bool) -> None:
+        """The authority's runtime answers a referee run (or a re-check of a held result);
+        an answer nobody asked for is refused."""
+        waiting = [
+            t for t in self.tasks
+            if (r := self.h.state.tasks.get(t.cid)) is not None and (r.refereeing or r.rechecking)
+        ]  # fmt: skip
+        task = data.draw(st.sampled_from(waiting or self.tasks)) if self.tasks else None
+        if task is None:
+            return
+        rec = self.h.state.tasks[task.cid]
+        right = rec.receipt is not None and rec.receipt.output_cid == GOOD
+        ruling = RefereeResult(task_cid=task.cid, confirmed=right if truthful else not right)
+        accepted = self._feed(ruling)
+        assert accepted or task not in waiting or not (rec.refereeing or rec.rechecking)
 
     @rule(data=st.data(), action=st.sampled_from(["unbond", "withdraw", "bond"]))
     def stake(self, data: st.DataObject, action: str) -> None:
@@ -252,7 +296,7 @@ class AdversarialMesh(RuleBasedStateMachine):
     @rule(ms=st.sampled_from([1_000, 5_000, 5_000, 5_000, 5_000, 60_000, 16 * 60_000, 31 * 60_000]))
     def advance_and_fire(self, ms: int) -> None:
         self.h.advance(ms)
-        for task in self._open():
+        for task in self.tasks:  # open tasks, and settled ones' challenge windows
             rec = self.h.state.tasks[task.cid]
             for stage, token in sorted(rec.timers.items()):
                 self._feed(TimeoutFired(task_cid=task.cid, stage=stage, token=token))
@@ -315,7 +359,7 @@ class AdversarialMesh(RuleBasedStateMachine):
             elif isinstance(e, RewardDistributed):
                 key = str(e.task_cid)
                 for p in e.payouts:
-                    if p.role == "worker":
+                    if p.role in ("worker", "held"):
                         assert revealed.get(key) == p.account == assigned[key].worker
                     elif p.role == "verifier":
                         assert p.account in voted.get(key, set())
