@@ -58,6 +58,7 @@ __all__ = [
     "LEDGER_RULES",
     "TABLES",
     "Books",
+    "audit_record",
     "cid_key",
 ]
 
@@ -239,10 +240,20 @@ def _fold_clawback(books: Tables, ev: ResultClawedBack) -> None:
     books.put("audits", ev.account, None)  # caught: on probation again
 
 
+def audit_record(books: Tables, worker: str) -> dict[str, int]:
+    """A worker's sampled-verification record: ``clean``, its verified results since it
+    appeared or last failed (probation counts them), and ``since``, its results in a row
+    that were not audited (the streak rule raises its audit rate with it)."""
+    row = books.get("audits", worker)
+    return {"clean": 0, "since": 0} if row is None else dict(row)
+
+
 def _fold_audit_drawn(books: Tables, ev: AuditDrawn) -> None:
     """The auditors of a sampled result back it with their stake and must commit."""
     _require_authority(books, ev.authority, "AuditDrawn")
     key, task = _task_row(books, ev.task_cid)
+    row = audit_record(books, task["worker"])
+    books.put("audits", task["worker"], {**row, "since": 0 if ev.audited else row["since"] + 1})
     if task.get("worker") not in task["committed"]:
         raise LedgerError(f"an audit of {key} is drawn before its worker committed")
     auditors = list(ev.auditors)
@@ -332,9 +343,9 @@ def _fold_quorum(books: Tables, ev: QuorumReached) -> None:
         books.put("reputation", peer, rec)
 
     if ev.worker is not None and task["verifiers"]:  # a verified result: probation counts it
-        clean = int(books.get("audits", ev.worker, 0))
+        row = audit_record(books, ev.worker)
         if ev.outcome == "Accepted":
-            books.put("audits", ev.worker, clean + 1)
+            books.put("audits", ev.worker, {**row, "clean": row["clean"] + 1})
         elif ev.outcome == "Rejected":
             books.put("audits", ev.worker, None)
     if ev.worker is not None and ev.outcome in ("Accepted", "Rejected"):

@@ -167,7 +167,7 @@ class AuditDrawn(Signed, tag="AuditDrawn"):
     commitment_cid: CID
     draw: Annotated[bytes, Meta(max_length=64)]
     rate_ppm: Annotated[int, Meta(ge=0, le=1_000_000)]
-    reason: Literal["probation", "stake", "sampled"]
+    reason: Literal["probation", "stake", "sampled", "streak"]
     audited: bool
     auditors: tuple[DID, ...] = ()
     timestamp: TimestampMs

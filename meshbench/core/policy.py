@@ -177,6 +177,10 @@ class AuditPolicy(Model, tag="AuditPolicy"):
     #: ``inverse-streak`` (BOINC's adaptive replication, for comparison: after probation a
     #: result is audited with probability 1 / (verified results in a row), no stake rule)
     rate_rule: Literal["floor", "inverse-streak"] = "floor"
+    #: the streak rule: after n results in a row not audited, the next is audited with
+    #: probability at least n / ``unaudited_limit`` (0: off). Nobody can keep cheating for
+    #: long unseen: P(n cheats in a row pass) falls like exp(-n^2 / (2 x limit))
+    unaudited_limit: Annotated[int, Meta(ge=0, le=1_000_000)] = 200
 
 
 class MeshPolicy(Model, tag="MeshPolicy"):

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, NamedTuple
 
 from meshbench.core import escrow, quorum, reputation, sampling, selection
-from meshbench.core.books import Books, cid_key
+from meshbench.core.books import Books, audit_record, cid_key
 from meshbench.core.encoding import CID, parse_cid
 from meshbench.core.errors import (
     InsufficientFunds,
@@ -1130,7 +1130,7 @@ class AuthorityState:
             policy,
             price=rec.assignment.price,
             bond=self.books.slashable(worker),
-            clean=int(self.books.get("audits", worker, 0)),
+            **audit_record(self.books, worker),
         )
         draw = self.authority.sign(sampling.draw_message(c.cid))
         audited = sampling.draw_ppm(draw) < rate

@@ -54,18 +54,25 @@ def adaptive(policy: MeshPolicy, *, fee: int, private: bool, full: bool = False)
     return not (a.full_fee and fee >= a.full_fee)
 
 
-def audit_rate(policy: MeshPolicy, *, price: int, bond: int, clean: int) -> tuple[int, str]:
+def audit_rate(
+    policy: MeshPolicy, *, price: int, bond: int, clean: int, since: int = 0
+) -> tuple[int, str]:
     """(probability in ppm that the result is audited, why): ``clean`` is the worker's count
-    of verified results since it appeared or last failed, ``bond`` its slashable stake."""
+    of verified results since it appeared or last failed, ``since`` its results in a row not
+    audited, ``bond`` its slashable stake."""
     a = policy.audit
     if clean < a.probation_tasks:
         return PPM, "probation"
     if a.rate_rule == "inverse-streak":  # BOINC: trusted with probability 1 - 1/streak
         return max(a.rate_ppm, PPM // max(1, clean)), "sampled"
+    rate, reason = a.rate_ppm, "sampled"
     stake = PPM if bond <= 0 else -(-PPM * price // (price + bond))
-    if stake > a.rate_ppm:
-        return min(PPM, stake), "stake"
-    return a.rate_ppm, "sampled"
+    if stake > rate:
+        rate, reason = min(PPM, stake), "stake"
+    streak = min(PPM, since * PPM // a.unaudited_limit) if a.unaudited_limit else 0
+    if streak > rate:
+        rate, reason = streak, "streak"
+    return rate, reason
 
 
 def draw_message(commitment_cid: CID) -> bytes:

@@ -9,8 +9,10 @@ playing one attacker class. Schemes:
 * ``boinc``: BOINC-style adaptive replication: a result is re-executed with probability
   1 / (verified results in a row) after 10 in a row, no stake rule, no referee (more replicas
   and the quorum decide a mismatch), nothing held, nothing re-checked;
-* ``adaptive``: ours (:data:`ADAPTIVE`): a 5 % floor raised by the stake rule, probation
-  for new identities, the authority as referee, payments held and re-checked when caught.
+* ``adaptive``: ours (:data:`ADAPTIVE`): a 5 % floor raised by the stake rule and the streak
+  rule (n results in a row unaudited: the next audited with probability >= n / 200),
+  probation for new identities, the authority as referee, payments held and re-checked
+  when caught.
 
 Measured per cell: executions per accepted task (every execution: worker, verifiers or
 auditors, probation, disputes, the referee, re-checks) and the finalized wrong-accept rate
@@ -43,6 +45,7 @@ BOINC: Final = AuditPolicy(
     rate_rule="inverse-streak",
     referee="panel",
     challenge_window_ms=0,
+    unaudited_limit=0,
 )
 SCHEMES: Final = ("quorum-1", "quorum-2", "quorum-3", "quorum-5", "boinc", "adaptive")
 #: table names of the simulator's classes
