@@ -224,3 +224,24 @@ def test_a_publisher_asking_for_full_verification_gets_the_quorum_and_old_cids_h
     h.execute(task, dict.fromkeys(a.verifiers, GOOD), worker_output=GOOD)
     assert h.state.books.task(task.cid)["outcome"] == "Accepted"
     assert h.state.books.get("held", str(task.cid)) is None  # paid at once, by the quorum
+
+
+def test_audit_rate_rules_probation_stake_floor_and_streak():
+    from meshbench.core.sampling import audit_rate, expected_escapes
+
+    p = adaptive(50_000, probation=2, unaudited_limit=10)
+    assert audit_rate(p, price=50, bond=10_000, clean=1) == (1_000_000, "probation")
+    assert audit_rate(p, price=50, bond=10_000, clean=2) == (50_000, "sampled")
+    assert audit_rate(p, price=100, bond=100, clean=5) == (500_000, "stake")  # q >= p/(p+b)
+    assert audit_rate(p, price=50, bond=10_000, clean=5, since=4) == (400_000, "streak")
+    assert audit_rate(p, price=50, bond=10_000, clean=5, since=10)[0] == 1_000_000
+    bound = expected_escapes(50_000, bond=2_000, price=100)
+    assert bound["min_bond"] == pytest.approx(1_900)
+    assert bound["escapes_per_identity"] == pytest.approx(19)
+
+
+def test_the_streak_rule_audits_a_worker_unseen_for_too_long():
+    h, _ = harness(adaptive(NEVER, unaudited_limit=1))  # one result unaudited: then audited
+    draws = [run_task(h, GOOD)[2] for _ in range(4)]
+    assert [d.audited for d in draws] == [False, True, False, True]
+    assert [d.reason for d in draws] == ["stake", "streak", "stake", "streak"]
