@@ -1383,17 +1383,19 @@ class AuthorityState:
         row = self.books.get("held", cid_key(rec.task.cid))
         if row is None or rec.rechecking:
             return []
-        released = self._sign(
+        return [self._commit([self._held_released(rec, row["account"], int(row["amount"]), now)])]
+
+    def _held_released(self, rec: _Task, account: str, amount: int, now: int) -> Model:
+        return self._sign(
             HeldReleased(
                 authority=self.authority.did,
                 task_cid=rec.task.cid,
-                account=row["account"],
-                amount=int(row["amount"]),
+                account=account,
+                amount=amount,
                 timestamp=now,
                 parents=(rec.task.cid,),
             )
         )
-        return [self._commit([released])]
 
     def _backtrack(self, worker: str, caught: CID) -> list[Command]:
         """A caught worker's held results are re-checked by the referee, every one."""
@@ -1420,18 +1422,7 @@ class AuthorityState:
         held = int(row["amount"]) if row is not None else 0
         if ev.confirmed:
             if row is not None:
-                events.append(
-                    self._sign(
-                        HeldReleased(
-                            authority=self.authority.did,
-                            task_cid=task.cid,
-                            account=worker,
-                            amount=held,
-                            timestamp=now,
-                            parents=(task.cid,),
-                        )
-                    )
-                )
+                events.append(self._held_released(rec, worker, held, now))
             rec.timers.pop("challenge", None)
             return [self._commit(events)]
         if row is not None:

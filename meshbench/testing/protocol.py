@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from meshbench.core.audit import SettlementAuditor
+from meshbench.core.books import Books
 from meshbench.core.encoding import CID, blob_cid
 from meshbench.core.events import StakeRequest, TaskAssigned
 from meshbench.core.identity import Identity
@@ -98,6 +100,19 @@ class ProtocolHarness:
         """Every event the authority appended so far (of type ``kind``), in order."""
         events = [e for c in self.log if isinstance(c, AppendToLedger) for e in c.events]
         return events if kind is None else [e for e in events if isinstance(e, kind)]
+
+    def audit(
+        self, events: list[Any] | None = None, *, policies: tuple[MeshPolicy, ...] = ()
+    ) -> SettlementAuditor:
+        """The settlement auditor (what ``ledger verify`` runs) over ``events`` (default: all
+        appended so far), with ``policies`` known as if activated in the ledger."""
+        auditor, books = SettlementAuditor(), Books(self.authority.did)
+        for p in policies:
+            auditor.policies[str(p.cid)] = p
+        for e in self.appended() if events is None else events:
+            auditor.before(e, books)
+            books.apply(e)
+        return auditor
 
     def advance(self, ms: int) -> None:
         self.now += ms

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from meshbench.core.audit import SettlementAuditor
-from meshbench.core.books import Books
 from meshbench.core.errors import ProtocolError
 from meshbench.core.events import (
     AuditDrawn,
@@ -164,11 +162,7 @@ def test_adaptive_ledger_audits_clean_and_restores_identically():
         if isinstance(c, RefereeRun) and c.recheck:
             h.feed(RefereeResult(task_cid=c.task.cid, confirmed=False, output=str(GOOD)))
     events = h.appended()
-    auditor, books = SettlementAuditor(), Books(h.authority.did)
-    auditor.policies[str(policy.cid)] = policy  # as if activated in the ledger
-    for e in events:
-        auditor.before(e, books)
-        books.apply(e)
+    auditor = h.audit(events, policies=(policy,))  # as if activated in the ledger
     assert auditor.problems == [] and auditor.audited >= 2 and auditor.unaudited == 0
     restored = AuthorityState(h.authority, policies=view)
     restored.restore(h.history, h.now)
@@ -186,10 +180,7 @@ def test_auditor_flags_a_forged_draw():
             fields = {f: getattr(e, f) for f in e.__struct_fields__ if f != "signature"}
             e = AuditDrawn(**{**fields, "draw": bytes(64)}).sign(h.authority)
         forged.append(e)
-    auditor, books = SettlementAuditor(), Books(h.authority.did)
-    for e in forged:
-        auditor.before(e, books)
-        books.apply(e)
+    auditor = h.audit(forged)
     assert any("not the authority's signature" in p for p in auditor.problems)
 
 

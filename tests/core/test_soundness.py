@@ -135,8 +135,6 @@ def test_stake_backing_an_open_task_cannot_be_withdrawn():
 
 # --- 6: a policy change after assignment re-prices work --------------------------------------
 def test_auditor_flags_a_settlement_under_another_policy_than_the_pinned_one():
-    from meshbench.core.audit import SettlementAuditor
-    from meshbench.core.books import Books
     from meshbench.core.events import RewardDistributed
 
     h = ProtocolHarness()
@@ -151,10 +149,7 @@ def test_auditor_flags_a_settlement_under_another_policy_than_the_pinned_one():
             e = RewardDistributed(**{**fields, "policy_cid": other.cid}).sign(h.authority)
         forged.append(e)
     for stream, bad in ((events, False), (forged, True)):
-        auditor, books = SettlementAuditor(), Books(h.authority.did)
-        for e in stream:
-            auditor.before(e, books)
-            books.apply(e)
+        auditor = h.audit(stream)
         assert any("pinned" in p for p in auditor.problems) == bad, auditor.problems
 
 
@@ -455,8 +450,6 @@ def test_judgement_pending_at_the_deadline_counts_as_disagreement():
 
 
 def test_auditor_flags_a_verdict_counted_on_the_verifiers_word():
-    from meshbench.core.audit import SettlementAuditor
-    from meshbench.core.books import Books
     from meshbench.core.events import VerdictJudged
     from meshbench.core.protocol import VerdictJudgement
 
@@ -468,10 +461,7 @@ def test_auditor_flags_a_verdict_counted_on_the_verifiers_word():
     assert len([e for e in events if isinstance(e, VerdictJudged)]) == len(a.verifiers)
     unjudged = [e for e in events if not isinstance(e, VerdictJudged)]
     for stream, bad in ((events, False), (unjudged, True)):
-        auditor, books = SettlementAuditor(), Books(h.authority.did)
-        for e in stream:
-            auditor.before(e, books)
-            books.apply(e)
+        auditor = h.audit(stream)
         assert any("wrong side" in p for p in auditor.problems) == bad, auditor.problems
 
 

@@ -19,6 +19,7 @@ POLICY = {
     "bonding_requirements": {"min_stake": 10},
 }
 
+
 @pytest.mark.timeout(240)
 def test_sampled_audits_catch_a_trust_then_cheat_worker_and_claw_back(tmp_path: Path) -> None:
     with Mesh.local(
