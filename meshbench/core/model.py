@@ -182,7 +182,19 @@ class Signed(Model):
 
     @cached_property
     def _payload(self) -> bytes:
-        return encoding.encode({k: v for k, v in self._ipld.items() if k != "signature"})
+        return self._both_encodings()[1]
+
+    @cached_property
+    def _encoded(self) -> bytes:
+        return self._both_encodings()[0]
+
+    def _both_encodings(self) -> tuple[bytes, bytes]:
+        """The object's bytes and its signing payload from one encoding pass (a decoded
+        object needs both: the canonical check and the signature check)."""
+        full, payload = encoding.encode_with_and_without(self._ipld, "signature")
+        self.__dict__.setdefault("_encoded", full)
+        self.__dict__.setdefault("_payload", payload)
+        return full, payload
 
     @property
     def signer(self) -> str:

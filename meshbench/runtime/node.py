@@ -24,6 +24,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from meshbench.core.errors import CIDMismatch, MeshError, ProtocolError
 from meshbench.core.events import QuorumReached, RewardDistributed
 from meshbench.core.identity import Identity
 from meshbench.core.model import Model, decode_object
+from meshbench.core.policy import MeshPolicy
 from meshbench.core.protocol import (
     AllOffersIn,
     AppendToLedger,
@@ -166,6 +168,8 @@ class AuthorityNode:
         self._rounds: dict[CID, _OfferRound] = {}
         self._inflight: dict[CID, tuple[bytes, bytes]] = {}
         self._settled: list[TaskRecord] = []
+        #: the records not yet settled (the only ones a burst looks at: O(open), not O(history))
+        self._open: dict[CID, TaskRecord] = {}
         self._answers: list[Callable[[], None]] = []
         self._modules: dict[CID, bytes] = {}
         self._thread: threading.Thread | None = None
@@ -501,13 +505,13 @@ class AuthorityNode:
 
     def _refresh_records(self) -> None:
         assert self.state is not None
-        for cid, rec in self.records.items():
-            if not rec.done.is_set() and self.state.state_of(cid) in ("Settled", "Expired"):
+        for cid, rec in list(self._open.items()):
+            if self.state.state_of(cid) in ("Settled", "Expired"):
                 if rec.outcome is None:
                     rec.outcome = "Expired"
                 self._inflight.pop(cid, None)
-                if rec not in self._settled:
-                    self._settled.append(rec)
+                del self._open[cid]
+                self._settled.append(rec)
 
     # --- API (any thread) ------------------------------------------------------------------
     def publish(self, task: TaskIntent, *, envelope: EncryptedBlob | None = None) -> TaskRecord:
@@ -525,6 +529,7 @@ class AuthorityNode:
         def work() -> TaskRecord:
             rec = TaskRecord(task=task, envelope=envelope)
             self.records[task.cid] = rec
+            self._open[task.cid] = rec
             try:
                 cmds = self._handle(task)
                 if envelope is not None:
@@ -534,6 +539,7 @@ class AuthorityNode:
                     cmds = self._handle(PrivateInput(task_cid=task.cid))
             except MeshError:
                 del self.records[task.cid]
+                del self._open[task.cid]
                 raise
             self._run(cmds)
             return rec
@@ -649,6 +655,27 @@ class AuthorityNode:
 
     def balance(self, did: str) -> int:
         return self.call(lambda: self._ledger.books.balance(did) if self._ledger else 0)
+
+    def policy(self) -> MeshPolicy:
+        """The active policy of this node's federation (read on the driver thread; unlike
+        :meth:`snapshot` it copies nothing, so its cost does not grow with history)."""
+        return self.call(
+            lambda: self.state.books.policy_for(self.federation) if self.state else MeshPolicy()
+        )
+
+    def bonded_workers(self, min_stake: int) -> int:
+        """How many accounts have bonded at least ``min_stake`` (reads the stakes only)."""
+
+        def count() -> int:
+            stakes = self._ledger.books.table("stakes") if self._ledger else {}
+            return sum(1 for s in stakes.values() if s["bonded"] >= min_stake)
+
+        return self.call(count)
+
+    def cpu_seconds(self) -> float:
+        """CPU time the driver thread has used so far (every signature made and checked,
+        every fold, ledger write and command carried out on the authority's side)."""
+        return self.call(time.thread_time)
 
     def books_tables(self) -> dict[str, dict[str, Any]]:
         return self.call(lambda: self._ledger.books.tables() if self._ledger else {})
