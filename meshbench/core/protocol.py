@@ -381,7 +381,10 @@ class AuthorityState:
         membership: MembershipView | None = None,
         verify_signatures: bool = True,
         record_journal: bool = True,
+        forget_settled: bool = False,
     ) -> None:
+        """``forget_settled``: the runtime may call :meth:`forget` on settled tasks (the
+        state then notes which replay-guard entries belong to each open task)."""
         self.authority = authority
         self.record_journal = record_journal
         #: accepted stimuli not yet taken by the runtime (see :meth:`take_journal`)
@@ -394,6 +397,8 @@ class AuthorityState:
         self.peers: dict[str, PeerInfo] = {}
         self.load: dict[str, int] = {}
         self._seen: set[CID] = set()
+        #: per open task, the CIDs in ``_seen`` that only concern it (with forget_settled)
+        self._seen_by_task: dict[CID, list[CID]] | None = {} if forget_settled else None
         self._token = 0
 
     # --- public entry point ---
@@ -468,11 +473,17 @@ class AuthorityState:
         return rec.policy if rec.policy is not None else self.policy(rec.task.federation)
 
     def state_of(self, task_cid: CID) -> str:
+        if task_cid not in self.tasks:
+            row = self.books.task(task_cid)  # a forgotten task: what the books say
+            if row is not None:
+                return str(row["state"])
         return self._record(task_cid).state
 
     def why(self, task_cid: CID) -> str | None:
         """Why the task cannot proceed now ("needs 3 verifiers, 2 eligible: waiting for
         workers"), or None when nothing holds it up."""
+        if task_cid not in self.tasks and self.books.task(task_cid) is not None:
+            return None  # forgotten: settled, nothing holds it up
         rec = self._record(task_cid)
         if rec.state == "Settled":
             return None
@@ -510,7 +521,39 @@ class AuthorityState:
         for e in events:
             if isinstance(e, Signed):
                 self._seen.add(e.cid)
+        if self._seen_by_task is not None:
+            self._note_seen(events)
         return AppendToLedger(events=tuple(events), changes=changes)
+
+    def _note_seen(self, events: list[Model]) -> None:
+        assert self._seen_by_task is not None
+        for e in events:
+            owner = getattr(e, "task_cid", None)
+            if owner is not None and isinstance(e, Signed):
+                self._seen_by_task.setdefault(owner, []).append(e.cid)
+
+    def forget(self, task_cid: CID) -> bool:
+        """Drop a settled (or expired) task from memory; True if it was dropped.
+
+        What the task came to stays in the ledger (its events, its journal, and its rows in
+        the derived tables, which frames, the story and restore read); what leaves memory is
+        the per-task record, its paid-out escrow and task rows in the books, and the replay
+        guard of the objects about it. An object about a forgotten task is refused as being
+        about an unknown task (typed, nothing changes); its TaskIntent stays guarded, so it
+        cannot be published again. So an authority holds memory for its open tasks, not for
+        its history.
+        """
+        rec = self.tasks.get(task_cid)
+        if rec is None or rec.state in OPEN_STATES:
+            return False
+        del self.tasks[task_cid]
+        if self._seen_by_task is not None:
+            for cid in self._seen_by_task.pop(task_cid, ()):
+                self._seen.discard(cid)
+        key = cid_key(task_cid)
+        if self.books.evict("escrows", key):  # paid out (an escrow holding tokens stays)
+            self.books.evict("tasks", key)
+        return True
 
     def _timer(self, rec: _Task, stage: Stage, at: int) -> ScheduleTimeout:
         self._token += 1
