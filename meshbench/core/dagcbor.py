@@ -24,7 +24,15 @@ from typing import Any, Final
 from meshbench.core.cid import CID
 from meshbench.core.errors import EncodingError, InvalidCID, NonCanonicalEncoding
 
-__all__ = ["MAX_DEPTH", "dumps", "dumps_with_and_without", "loads"]
+__all__ = [
+    "MAX_DEPTH",
+    "dumps",
+    "dumps_with_and_without",
+    "join_map",
+    "loads",
+    "map_entries",
+    "replace_entry",
+]
 
 MAX_DEPTH: Final = 128
 _F64: Final = struct.Struct(">d")
@@ -140,27 +148,48 @@ def dumps(value: Any) -> bytes:
     return bytes(out)
 
 
-def dumps_with_and_without(value: dict[str, Any], key: str) -> tuple[bytes, bytes]:
-    """The canonical encodings of the map ``value`` and of ``value`` without ``key``, in
-    one pass (a signed object and its signing payload): removing an entry from a canonical
-    map leaves the others in order, so both are the same entries under a different head."""
+def map_entries(value: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    """The entries of the map ``value`` in canonical order, each as (encoded key, encoded
+    key and value): :func:`join_map` makes the map of all of them, or of all but one key."""
     if type(value) is not dict:
         raise EncodingError(f"expected a map, not {type(value).__name__}")
-    omitted = _encoded_key(key)
-    items = _sorted_items(value)
-    full, rest = bytearray(), bytearray()
-    kept = 0
-    for kb, v in items:
+    out = []
+    for kb, v in _sorted_items(value):
         entry = bytearray(kb)
         _enc(v, entry, 1)
-        full += entry
-        if kb != omitted:
-            rest += entry
-            kept += 1
-    head_full, head_rest = bytearray(), bytearray()
-    _head(5, len(items), head_full)
-    _head(5, kept, head_rest)
-    return bytes(head_full + full), bytes(head_rest + rest)
+        out.append((kb, bytes(entry)))
+    return out
+
+
+def join_map(entries: list[tuple[bytes, bytes]], *, without: str | None = None) -> bytes:
+    """The canonical map of ``entries`` (from :func:`map_entries`), less the key ``without``:
+    removing an entry from a canonical map leaves the others in order."""
+    skip = None if without is None else _encoded_key(without)
+    kept = [entry for kb, entry in entries if kb != skip]
+    out = bytearray()
+    _head(5, len(kept), out)
+    return bytes(out) + b"".join(kept)
+
+
+Entries = list[tuple[bytes, bytes]]
+
+
+def replace_entry(entries: Entries, key: str, value: Any) -> Entries:
+    """``entries`` with the value of the existing ``key`` replaced (its place is its key's)."""
+    kb = _encoded_key(key)
+    entry = bytearray(kb)
+    _enc(value, entry, 1)
+    out = [(k, bytes(entry) if k == kb else e) for k, e in entries]
+    if not any(k == kb for k, _ in entries):
+        raise EncodingError(f"the map has no key {key!r} to replace")
+    return out
+
+
+def dumps_with_and_without(value: dict[str, Any], key: str) -> tuple[bytes, bytes]:
+    """The canonical encodings of the map ``value`` and of ``value`` without ``key``, in
+    one pass (a signed object and its signing payload)."""
+    entries = map_entries(value)
+    return join_map(entries), join_map(entries, without=key)
 
 
 # --- decoding ------------------------------------------------------------------------------
