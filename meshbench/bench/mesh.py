@@ -5,8 +5,6 @@ the whole protocol (offers, selection, execution, k re-executions, commit-reveal
 escrow, ledger) on a Dask ``LocalCluster``; the baseline runs the same wasm function
 (1 + k) * N times as plain Dask tasks on the same cluster. ``verified_efficiency`` is the
 bare time over the mesh time (1.0 = verification costs nothing beyond the re-executions).
-The tasks are published one by one (each ``mesh.publish`` waits for the node), and again
-all together with ``mesh.map`` (one burst of the node: ``map_efficiency``).
 
 Where the time goes, per verified task, as CPU (not wall) time: ``authority_cpu_ms_per_task``
 is the node's driver thread (every signature it makes and checks, every fold, ledger write
@@ -73,15 +71,6 @@ def _through_mesh(
     return time.perf_counter() - t0, sorted(latencies), accepted
 
 
-def _through_map(
-    mesh: Any, wasm: bytes, inputs: list[bytes], k: int, scope: CapabilityScope
-) -> tuple[float, int]:
-    """The same tasks published together with ``mesh.map`` (one burst of the node)."""
-    t0 = time.perf_counter()
-    handles = mesh.map(wasm, inputs, fee=1_000, verifiers=k, scope=scope, progress=False)
-    return time.perf_counter() - t0, sum(h.result(timeout=600).accepted for h in handles)
-
-
 def _bare(client: Any, warm: Any, inputs: list[bytes], k: int) -> float:
     t0 = time.perf_counter()
     payloads = [x for x in inputs for _ in range(1 + k)]
@@ -146,14 +135,6 @@ def run(quick: bool = False) -> dict[str, Any]:
                     row[f"{key}_efficiency"] = round(bare / meshed, 3)
                     row[f"{key}_p99_latency_s"] = _p99(latencies)
                     row[f"{key}_authority_cpu_ms_per_task"] = _ms(cpu1[2] - cpu0[2], n)
-                    if batching:
-                        map_cpu = mesh.node.cpu_seconds()
-                        mapped, _ = _through_map(mesh, wasm, inputs, k, scope)
-                        row["map_s"] = round(mapped, 3)
-                        row["map_efficiency"] = round(bare / mapped, 3)
-                        row["map_authority_cpu_ms_per_task"] = _ms(
-                            mesh.node.cpu_seconds() - map_cpu, n
-                        )
                     if label == "10ms" and batching:
                         main = {
                             "bare_s": round(bare, 3),
@@ -167,7 +148,6 @@ def run(quick: bool = False) -> dict[str, Any]:
                             "authority_cpu_ms_per_task": _ms(cpu1[2] - cpu0[2], n),
                             "node_process_cpu_ms_per_task": _ms(cpu1[0] - cpu0[0], n),
                             "workers_cpu_ms_per_task": _ms(cpu1[1] - cpu0[1], n),
-                            "map_verified_efficiency": row["map_efficiency"],
                         }
                 figures[label] = row
             backend.batching = True

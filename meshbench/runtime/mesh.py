@@ -43,7 +43,6 @@ from meshbench.runtime.agent import Behaviour, WorkerAgent
 from meshbench.runtime.backends import InProcessBackend, WorkerBackend
 from meshbench.runtime.clock import wall_clock_ms
 from meshbench.runtime.node import AuthorityNode, TaskRecord
-from meshbench.store.blobs import EncryptedBlob
 from meshbench.store.frames import LedgerFrames
 from meshbench.store.keystore import Keystore
 from meshbench.store.ledger import Ledger
@@ -552,39 +551,6 @@ class Mesh:
         ``private=True`` stores the input encrypted (sealed to the publisher only); its key
         is sealed to the chosen worker and verifiers at the moment they are chosen.
         """
-        task, envelope = self._intent(
-            wasm,
-            input,
-            kernel=kernel,
-            python=python,
-            fee=fee,
-            verifiers=verifiers,
-            scope=scope,
-            args=args,
-            output=output,
-            deadline_s=deadline_s,
-            private=private,
-        )
-        handle = TaskHandle(self, self.node.publish(task, envelope=envelope))
-        self._warn_if_unmeetable(task)
-        return handle
-
-    def _intent(
-        self,
-        wasm: bytes | str | os.PathLike[str] | CID | None = None,
-        input: bytes | str | os.PathLike[str] | CID = b"",
-        *,
-        kernel: Any = None,
-        python: Any = None,
-        fee: int | None = None,
-        verifiers: int = 3,
-        scope: CapabilityScope | None = None,
-        args: Iterable[Any] = (),
-        output: str = "stdout",
-        deadline_s: float = 120,
-        private: bool = False,
-    ) -> tuple[TaskIntent, EncryptedBlob | None]:
-        """The signed TaskIntent of a publish (blobs stored), and a private input's envelope."""
         executor, validator = "wasm", "exact"
         if python is not None:
             from meshbench.runtime.python_tasks import prepare_python, python_fee
@@ -631,7 +597,9 @@ class Mesh:
             deadline=now + int(deadline_s * 1000),
             nonce=time.time_ns() + self._nonce,
         ).sign(self.publisher)
-        return task, envelope
+        handle = TaskHandle(self, self.node.publish(task, envelope=envelope))
+        self._warn_if_unmeetable(task)
+        return handle
 
     def _warn_if_unmeetable(self, task: TaskIntent) -> None:
         """Say at once when this mesh cannot run the task (and why)."""
@@ -703,16 +671,12 @@ class Mesh:
         """
         if callable(wasm):
             fn = wasm
-            intents = [
-                self._intent(python=fn, args=x if isinstance(x, tuple) else (x,), **kwargs)
+            handles = [
+                self.publish(python=fn, args=x if isinstance(x, tuple) else (x,), **kwargs)
                 for x in inputs
             ]
         else:
-            intents = [self._intent(wasm, x, **kwargs) for x in inputs]
-        # published in one burst of the node: offers (and what follows) go out together
-        handles = [TaskHandle(self, rec) for rec in self.node.publish_many(intents)]
-        if intents:
-            self._warn_if_unmeetable(intents[0][0])
+            handles = [self.publish(wasm, x, **kwargs) for x in inputs]
         from tqdm.auto import tqdm
 
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -540,40 +540,33 @@ class AuthorityNode:
         With ``envelope`` the input is private: ``input_cid`` is its ciphertext, and its key
         is sealed to the worker and verifiers only when the protocol chooses them.
         """
-        return self.publish_many([(task, envelope)])[0]
+        for cid in (task.wasm_cid, task.input_cid):
+            if not self.blobs.has(cid):
+                raise ProtocolError(f"the blob {cid} is not in this node's store; put it first")
 
-    def publish_many(
-        self, tasks: Sequence[tuple[TaskIntent, EncryptedBlob | None]]
-    ) -> list[TaskRecord]:
-        """:meth:`publish` each ``(task, envelope)`` in order, in one burst of the driver (so
-        the backend asks for their offers together). A refused task raises its typed error
-        with nothing of it published; the tasks before it stay published."""
-        for task, _ in tasks:
-            for cid in (task.wasm_cid, task.input_cid):
-                if not self.blobs.has(cid):
-                    raise ProtocolError(f"the blob {cid} is not in this node's store; put it first")
-            task.verify()  # checked once here; the core and the ledger trust the node's check
-        return self.call(lambda: [self._publish_one(t, e) for t, e in tasks])
+        task.verify()  # checked once here; the core and the ledger trust the node's check
 
-    def _publish_one(self, task: TaskIntent, envelope: EncryptedBlob | None) -> TaskRecord:
-        rec = TaskRecord(task=task, envelope=envelope)
-        self.records[task.cid] = rec
-        self._open[task.cid] = rec
-        self.tasks_published += 1
-        try:
-            cmds = self._handle(task)
-            if envelope is not None:
-                # each stimulus's events are written before the next stimulus is
-                # journalled: restore replays the journal in exactly that order
-                self._run(cmds)
-                cmds = self._handle(PrivateInput(task_cid=task.cid))
-        except MeshError:
-            del self.records[task.cid]
-            del self._open[task.cid]
-            self.tasks_published -= 1
-            raise
-        self._run(cmds)
-        return rec
+        def work() -> TaskRecord:
+            rec = TaskRecord(task=task, envelope=envelope)
+            self.records[task.cid] = rec
+            self._open[task.cid] = rec
+            self.tasks_published += 1
+            try:
+                cmds = self._handle(task)
+                if envelope is not None:
+                    # each stimulus's events are written before the next stimulus is
+                    # journalled: restore replays the journal in exactly that order
+                    self._run(cmds)
+                    cmds = self._handle(PrivateInput(task_cid=task.cid))
+            except MeshError:
+                del self.records[task.cid]
+                del self._open[task.cid]
+                self.tasks_published -= 1
+                raise
+            self._run(cmds)
+            return rec
+
+        return self.call(work)
 
     def append(self, *events: Model) -> None:
         """Append signed events that are not protocol stimuli (governance, policy) to the
