@@ -1,7 +1,7 @@
 """Memory flat in history: a settled task leaves the authority's memory, the ledger keeps it.
 
-The soak is bounded (a hundred tasks, about ten seconds); ``meshbench bench memory`` runs
-it at 1k and 10k tasks.
+The soak is bounded (60 tasks, about 6 s alone, under 20 s on a loaded 2-core machine);
+``meshbench bench memory`` runs it at 1k and 10k tasks.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def test_a_restart_restores_and_forgets_what_was_settled(tmp_path: Path) -> None
 
 
 def test_memory_per_settled_task_stays_small() -> None:
-    """Bounded soak: 60 tasks after 40 warm ones, through the whole protocol."""
-    figures = measure(60, warm=40)
+    """Bounded soak: 40 tasks after 20 warm ones, through the whole protocol."""
+    figures = measure(40, warm=20)
     assert figures["ledger_verified"] and figures["open_tasks_in_memory"] == 0
     assert figures["bytes_per_settled_task"] <= 2048, figures
