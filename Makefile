@@ -71,9 +71,11 @@ chromium:
 	      DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; \
 	    } >/dev/null 2>&1 || echo "note: chromium could not be installed; the browser test will skip"; }
 
-# The adversarial stateful test of the protocol core, longer than in `make test` (bounded).
+# The adversarial stateful test of the protocol core, longer than in `make test` (bounded),
+# and the authority's memory per settled task at 1k and 10k tasks (about ten minutes).
 soak: $(STAMP)
 	MESHBENCH_SOAK=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/core/test_adversarial_stateful.py
+	$(BIN)/meshbench bench memory --json
 
 # The generated parts of docs/protocol.md (transition table and state diagram).
 docs: $(STAMP)

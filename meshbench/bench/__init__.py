@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "mesh": "meshbench.bench.mesh",
     "python": "meshbench.bench.python",
     "verify": "meshbench.bench.verify",
+    "memory": "meshbench.bench.memory",
     # provided by the meshbench-cuda extension (extensions/meshbench-cuda)
     "gpu": "meshbench_cuda.bench",
 }

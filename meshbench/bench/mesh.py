@@ -5,6 +5,13 @@ the whole protocol (offers, selection, execution, k re-executions, commit-reveal
 escrow, ledger) on a Dask ``LocalCluster``; the baseline runs the same wasm function
 (1 + k) * N times as plain Dask tasks on the same cluster. ``verified_efficiency`` is the
 bare time over the mesh time (1.0 = verification costs nothing beyond the re-executions).
+
+Where the time goes, per verified task, as CPU (not wall) time: ``authority_cpu_ms_per_task``
+is the node's driver thread (every signature it makes and checks, every fold, ledger write
+and command: the price of trust on the authority), ``node_process_cpu_ms_per_task`` the whole
+node process (with Dask's client and scheduler, which share it in a ``LocalCluster``) and
+``workers_cpu_ms_per_task`` the worker processes; the baseline's per-execution figures are
+``bare_workers_cpu_ms_per_execution`` and ``bare_node_process_cpu_ms_per_execution``.
 """
 
 from __future__ import annotations
@@ -34,6 +41,20 @@ def _bare_run(wasm: bytes, data: bytes, cycles: int = SCOPE.cpu_cycles) -> int:
     return _EXECUTOR.run(wasm, data, scope=scope).summary.fuel_used
 
 
+def _children_cpu_s() -> float:
+    """CPU seconds used so far by this process's children (the Dask worker processes)."""
+    import psutil
+
+    total = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            t = child.cpu_times()
+        except psutil.Error:  # a process that just ended
+            continue
+        total += t.user + t.system
+    return total
+
+
 def _through_mesh(
     mesh: Any, wasm: bytes, inputs: list[bytes], k: int, scope: CapabilityScope
 ) -> tuple[float, list[float], int]:
@@ -55,6 +76,14 @@ def _bare(client: Any, warm: Any, inputs: list[bytes], k: int) -> float:
     payloads = [x for x in inputs for _ in range(1 + k)]
     client.gather(client.map(_bare_run, [warm] * len(payloads), payloads, pure=False))
     return time.perf_counter() - t0
+
+
+def _ms(seconds: float, count: int) -> float:
+    return round(seconds * 1000 / count, 2)
+
+
+def _p99(latencies: list[float]) -> float:
+    return round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 3)
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -87,14 +116,25 @@ def run(quick: bool = False) -> dict[str, Any]:
             main: dict[str, Any] = {}
             for label, (size, scope) in sizes.items():
                 inputs = [os.urandom(size) for _ in range(n)]
+                cpu0 = (time.process_time(), _children_cpu_s())
                 bare = _bare(client, warm, inputs, k)
-                row = {"bare_s": round(bare, 3)}
+                cpu1 = (time.process_time(), _children_cpu_s())
+                execs = (1 + k) * n
+                row = {
+                    "bare_s": round(bare, 3),
+                    "bare_workers_cpu_ms_per_execution": _ms(cpu1[1] - cpu0[1], execs),
+                    "bare_node_process_cpu_ms_per_execution": _ms(cpu1[0] - cpu0[0], execs),
+                }
                 for batching in (True, False):
                     backend.batching = batching
+                    cpu0 = (time.process_time(), _children_cpu_s(), mesh.node.cpu_seconds())
                     meshed, latencies, accepted = _through_mesh(mesh, wasm, inputs, k, scope)
+                    cpu1 = (time.process_time(), _children_cpu_s(), mesh.node.cpu_seconds())
                     key = "batched" if batching else "unbatched"
                     row[f"{key}_s"] = round(meshed, 3)
                     row[f"{key}_efficiency"] = round(bare / meshed, 3)
+                    row[f"{key}_p99_latency_s"] = _p99(latencies)
+                    row[f"{key}_authority_cpu_ms_per_task"] = _ms(cpu1[2] - cpu0[2], n)
                     if label == "10ms" and batching:
                         main = {
                             "bare_s": round(bare, 3),
@@ -103,10 +143,11 @@ def run(quick: bool = False) -> dict[str, Any]:
                             "verified_efficiency": round(bare / meshed, 3),
                             "tasks_per_s": round(n / meshed, 2),
                             "p50_latency_s": round(statistics.median(latencies), 3),
-                            "p99_latency_s": round(
-                                latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 3
-                            ),
+                            "p99_latency_s": _p99(latencies),
                             "overhead_us_per_task": round(max(0.0, meshed - bare) * 1e6 / n, 1),
+                            "authority_cpu_ms_per_task": _ms(cpu1[2] - cpu0[2], n),
+                            "node_process_cpu_ms_per_task": _ms(cpu1[0] - cpu0[0], n),
+                            "workers_cpu_ms_per_task": _ms(cpu1[1] - cpu0[1], n),
                         }
                 figures[label] = row
             backend.batching = True

@@ -24,7 +24,15 @@ from typing import Any, Final
 from meshbench.core.cid import CID
 from meshbench.core.errors import EncodingError, InvalidCID, NonCanonicalEncoding
 
-__all__ = ["MAX_DEPTH", "dumps", "loads"]
+__all__ = [
+    "MAX_DEPTH",
+    "dumps",
+    "dumps_with_and_without",
+    "join_map",
+    "loads",
+    "map_entries",
+    "replace_entry",
+]
 
 MAX_DEPTH: Final = 128
 _F64: Final = struct.Struct(">d")
@@ -57,6 +65,34 @@ def _key_order(k: tuple[bytes, Any]) -> tuple[int, bytes]:
     return (len(k[0]), k[0])
 
 
+#: Encoded map keys (head and UTF-8), by key: the protocol's field names recur in every
+#: object. Bounded, so that arbitrary maps cannot grow it without limit.
+_KEYS: dict[str, bytes] = {}
+_MAX_KEYS: Final = 4096
+
+
+def _encoded_key(k: Any) -> bytes:
+    if type(k) is not str:
+        raise EncodingError(f"map keys must be strings, not {type(k).__name__}")
+    kb = _KEYS.get(k)
+    if kb is None:
+        raw = k.encode("utf-8")
+        head = bytearray()
+        _head(3, len(raw), head)
+        kb = bytes(head) + raw
+        if len(_KEYS) < _MAX_KEYS:
+            _KEYS[k] = kb
+    return kb
+
+
+def _sorted_items(value: dict[Any, Any]) -> list[tuple[bytes, Any]]:
+    """A map's entries as (encoded key, value), in canonical order: the encoded keys sort
+    length-first then bytewise exactly as their UTF-8 does (same head for the same length)."""
+    items = [(_encoded_key(k), v) for k, v in value.items()]
+    items.sort(key=_key_order)
+    return items
+
+
 def _enc(value: Any, out: bytearray, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise EncodingError(f"value nests deeper than {MAX_DEPTH} levels")
@@ -73,15 +109,9 @@ def _enc(value: Any, out: bytearray, depth: int) -> None:
         else:
             raise EncodingError(f"integer {value} does not fit in 64 bits")
     elif t is dict:
-        items = []
-        for k, v in value.items():
-            if type(k) is not str:
-                raise EncodingError(f"map keys must be strings, not {type(k).__name__}")
-            items.append((k.encode("utf-8"), v))
-        items.sort(key=_key_order)
+        items = _sorted_items(value)
         _head(5, len(items), out)
         for kb, v in items:
-            _head(3, len(kb), out)
             out += kb
             _enc(v, out, depth + 1)
     elif t is list or t is tuple:
@@ -116,6 +146,50 @@ def dumps(value: Any) -> bytes:
     out = bytearray()
     _enc(value, out, 0)
     return bytes(out)
+
+
+def map_entries(value: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    """The entries of the map ``value`` in canonical order, each as (encoded key, encoded
+    key and value): :func:`join_map` makes the map of all of them, or of all but one key."""
+    if type(value) is not dict:
+        raise EncodingError(f"expected a map, not {type(value).__name__}")
+    out = []
+    for kb, v in _sorted_items(value):
+        entry = bytearray(kb)
+        _enc(v, entry, 1)
+        out.append((kb, bytes(entry)))
+    return out
+
+
+def join_map(entries: list[tuple[bytes, bytes]], *, without: str | None = None) -> bytes:
+    """The canonical map of ``entries`` (from :func:`map_entries`), less the key ``without``:
+    removing an entry from a canonical map leaves the others in order."""
+    skip = None if without is None else _encoded_key(without)
+    kept = [entry for kb, entry in entries if kb != skip]
+    out = bytearray()
+    _head(5, len(kept), out)
+    return bytes(out) + b"".join(kept)
+
+
+Entries = list[tuple[bytes, bytes]]
+
+
+def replace_entry(entries: Entries, key: str, value: Any) -> Entries:
+    """``entries`` with the value of the existing ``key`` replaced (its place is its key's)."""
+    kb = _encoded_key(key)
+    entry = bytearray(kb)
+    _enc(value, entry, 1)
+    out = [(k, bytes(entry) if k == kb else e) for k, e in entries]
+    if not any(k == kb for k, _ in entries):
+        raise EncodingError(f"the map has no key {key!r} to replace")
+    return out
+
+
+def dumps_with_and_without(value: dict[str, Any], key: str) -> tuple[bytes, bytes]:
+    """The canonical encodings of the map ``value`` and of ``value`` without ``key``, in
+    one pass (a signed object and its signing payload)."""
+    entries = map_entries(value)
+    return join_map(entries), join_map(entries, without=key)
 
 
 # --- decoding ------------------------------------------------------------------------------

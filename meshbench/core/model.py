@@ -182,7 +182,19 @@ class Signed(Model):
 
     @cached_property
     def _payload(self) -> bytes:
-        return encoding.encode({k: v for k, v in self._ipld.items() if k != "signature"})
+        return self._both_encodings()[1]
+
+    @cached_property
+    def _encoded(self) -> bytes:
+        return self._both_encodings()[0]
+
+    def _both_encodings(self) -> tuple[bytes, bytes]:
+        """The object's bytes and its signing payload from one encoding pass (a decoded
+        object needs both: the canonical check and the signature check)."""
+        full, payload = encoding.encode_with_and_without(self._ipld, "signature")
+        self.__dict__.setdefault("_encoded", full)
+        self.__dict__.setdefault("_payload", payload)
+        return full, payload
 
     @property
     def signer(self) -> str:
@@ -194,12 +206,17 @@ class Signed(Model):
                 f"{type(self).__name__}.{self.SIGNER} is {self.signer}, "
                 f"but the signing key is {who.did}"
             )
-        payload = self.signing_payload()
+        # one encoding pass: the payload, then the signed bytes are the same entries with
+        # the signature's replaced (its place in the canonical order is its key's)
+        entries = encoding.map_entries(self._ipld)
+        payload = encoding.join_map(entries, without="signature")
         signature = who.sign(payload)
         signed = msgspec.structs.replace(self, signature=signature)
-        # only the signature changed: reuse the IPLD form and the payload already computed
         signed.__dict__["_ipld"] = {**self._ipld, "signature": signature}
         signed.__dict__["_payload"] = payload
+        signed.__dict__["_encoded"] = encoding.join_map(
+            encoding.replace_entry(entries, "signature", signature)
+        )
         return signed
 
     def verify(self) -> Self:

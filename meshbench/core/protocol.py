@@ -421,6 +421,8 @@ class _Task:
     #: the referee was asked (a disputed audit), or a held result is being re-checked
     refereeing: bool = False
     rechecking: bool = False
+    #: settled, but kept until its held payment is released or clawed back (then forgotten)
+    forget_later: bool = False
 
     @property
     def state(self) -> str:
@@ -461,7 +463,10 @@ class AuthorityState:
         membership: MembershipView | None = None,
         verify_signatures: bool = True,
         record_journal: bool = True,
+        forget_settled: bool = False,
     ) -> None:
+        """``forget_settled``: the runtime may call :meth:`forget` on settled tasks (the
+        state then notes which replay-guard entries belong to each open task)."""
         self.authority = authority
         self.record_journal = record_journal
         #: accepted stimuli not yet taken by the runtime (see :meth:`take_journal`)
@@ -474,6 +479,8 @@ class AuthorityState:
         self.peers: dict[str, PeerInfo] = {}
         self.load: dict[str, int] = {}
         self._seen: set[CID] = set()
+        #: per open task, the CIDs in ``_seen`` that only concern it (with forget_settled)
+        self._seen_by_task: dict[CID, list[CID]] | None = {} if forget_settled else None
         self._token = 0
 
     # --- public entry point ---
@@ -557,11 +564,17 @@ class AuthorityState:
         return rec.policy if rec.policy is not None else self.policy(rec.task.federation)
 
     def state_of(self, task_cid: CID) -> str:
+        if task_cid not in self.tasks:
+            row = self.books.task(task_cid)  # a forgotten task: what the books say
+            if row is not None:
+                return str(row["state"])
         return self._record(task_cid).state
 
     def why(self, task_cid: CID) -> str | None:
         """Why the task cannot proceed now ("needs 3 verifiers, 2 eligible: waiting for
         workers"), or None when nothing holds it up."""
+        if task_cid not in self.tasks and self.books.task(task_cid) is not None:
+            return None  # forgotten: settled, nothing holds it up
         rec = self._record(task_cid)
         if rec.state == "Settled":
             return None
@@ -599,7 +612,56 @@ class AuthorityState:
         for e in events:
             if isinstance(e, Signed):
                 self._seen.add(e.cid)
+        if self._seen_by_task is not None:
+            self._note_seen(events)
         return AppendToLedger(events=tuple(events), changes=changes)
+
+    def _note_seen(self, events: list[Model]) -> None:
+        assert self._seen_by_task is not None
+        for e in events:
+            owner = getattr(e, "task_cid", None)
+            if owner is not None and isinstance(e, Signed):
+                self._seen_by_task.setdefault(owner, []).append(e.cid)
+
+    def forget(self, task_cid: CID) -> bool:
+        """Drop a settled (or expired) task from memory; True if it was dropped.
+
+        What the task came to stays in the ledger (its events, its journal, and its rows in
+        the derived tables, which frames, the story and restore read); what leaves memory is
+        the per-task record, its paid-out escrow and task rows in the books, and the replay
+        guard of the objects about it. An object about a forgotten task is refused as being
+        about an unknown task (typed, nothing changes); its TaskIntent stays guarded, so it
+        cannot be published again. So an authority holds memory for its open tasks, not for
+        its history.
+        """
+        rec = self.tasks.get(task_cid)
+        if rec is None or rec.state in OPEN_STATES:
+            return False
+        if self._still_held(rec):  # its challenge window (or a re-check) is not over
+            rec.forget_later = True
+            return False
+        del self.tasks[task_cid]
+        if self._seen_by_task is not None:
+            for cid in self._seen_by_task.pop(task_cid, ()):
+                self._seen.discard(cid)
+        key = cid_key(task_cid)
+        if self.books.evict("escrows", key):  # paid out (an escrow holding tokens stays)
+            self.books.evict("tasks", key)
+        return True
+
+    def _still_held(self, rec: _Task) -> bool:
+        """A settled task that still matters: its worker's payment is held (a caught worker's
+        held results are re-checked from these records) or a re-check is under way."""
+        return (
+            rec.rechecking
+            or "challenge" in rec.timers
+            or self.books.get("held", cid_key(rec.task.cid)) is not None
+        )
+
+    def _forget_if_done(self, rec: _Task) -> None:
+        """A task whose forgetting waited for its held payment leaves memory once it is done."""
+        if rec.forget_later and not self._still_held(rec):
+            self.forget(rec.task.cid)
 
     def _timer(self, rec: _Task, stage: Stage, at: int) -> ScheduleTimeout:
         self._token += 1
@@ -1382,8 +1444,11 @@ class AuthorityState:
         of it is under way: its ruling releases or claws it back)."""
         row = self.books.get("held", cid_key(rec.task.cid))
         if row is None or rec.rechecking:
+            self._forget_if_done(rec)
             return []
-        return [self._commit([self._held_released(rec, row["account"], int(row["amount"]), now)])]
+        out = [self._commit([self._held_released(rec, row["account"], int(row["amount"]), now)])]
+        self._forget_if_done(rec)
+        return out
 
     def _held_released(self, rec: _Task, account: str, amount: int, now: int) -> Model:
         return self._sign(
@@ -1424,7 +1489,9 @@ class AuthorityState:
             if row is not None:
                 events.append(self._held_released(rec, worker, held, now))
             rec.timers.pop("challenge", None)
-            return [self._commit(events)]
+            out = [self._commit(events)]
+            self._forget_if_done(rec)
+            return out
         if row is not None:
             events.append(
                 self._sign(
@@ -1462,7 +1529,9 @@ class AuthorityState:
                     v, policy.penalties.wrong_vote_percentage, rec, "wrong_vote", now
                 )
         rec.timers.pop("challenge", None)
-        return [self._commit(events)]
+        out = [self._commit(events)]
+        self._forget_if_done(rec)
+        return out
 
     def _votes(self, rec: _Task) -> dict[str, bool]:
         """Each verdict's vote: under ``exact`` whether the outputs are equal (checked at

@@ -94,6 +94,18 @@ class Tables:
                 return default if value is None else value
         return self._tables.get(table, {}).get(key, default)
 
+    def evict(self, table: str, key: str) -> bool:
+        """Drop a row from memory only (the ledger's derived tables keep it): for the rows of
+        settled work that no fold reads again. A row that holds tokens is never evicted (the
+        conservation check counts what is in memory). True if a row was dropped."""
+        if self._pending is not None:
+            raise LedgerError("Books.evict is not allowed inside Books.apply")
+        rows = self._tables.get(table, {})
+        if key not in rows or (table in _TOKEN_TABLES and _tokens(table, rows[key]) != 0):
+            return False
+        del rows[key]
+        return True
+
     def table(self, name: str) -> dict[str, Any]:
         """A copy of one table (committed state)."""
         return dict(self._tables.get(name, {}))

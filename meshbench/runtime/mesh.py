@@ -376,9 +376,7 @@ class Mesh:
 
     def bonded_workers(self) -> int:
         """How many workers have bonded at least the policy's ``min_stake``."""
-        stakes = self.node.books_tables().get("stakes", {})
-        min_stake = self.policy.bonding_requirements.min_stake
-        return sum(1 for s in stakes.values() if s["bonded"] >= min_stake)
+        return self.node.bonded_workers(self.policy.bonding_requirements.min_stake)
 
     def wait_for_workers(self, count: int, timeout: float = 120) -> int:
         """Wait until ``count`` workers have joined and bonded (worker peers join a libp2p
@@ -568,7 +566,7 @@ class Mesh:
 
     @property
     def policy(self) -> MeshPolicy:
-        return self.node.snapshot().books.policy_for(self.node.federation)
+        return self.node.policy()
 
     # --- publishing ----------------------------------------------------------------------
     def publish(

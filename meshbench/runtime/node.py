@@ -18,12 +18,14 @@ node runs on virtual time: its driver sleeps until work arrives or the clock is 
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,12 +33,13 @@ from pathlib import Path
 from typing import Any, assert_never, overload
 
 from meshbench.core import governance as gov
-from meshbench.core.books import Books
+from meshbench.core.books import Books, cid_key
 from meshbench.core.encoding import CID, blob_cid
 from meshbench.core.errors import CIDMismatch, MeshError, ProtocolError
 from meshbench.core.events import QuorumReached, RewardDistributed
 from meshbench.core.identity import Identity
 from meshbench.core.model import Model, decode_object
+from meshbench.core.policy import MeshPolicy
 from meshbench.core.protocol import (
     AllOffersIn,
     AppendToLedger,
@@ -174,6 +177,13 @@ class AuthorityNode:
         self._rounds: dict[CID, _OfferRound] = {}
         self._inflight: dict[CID, tuple[bytes, bytes]] = {}
         self._settled: list[TaskRecord] = []
+        #: the records not yet settled (the only ones a burst looks at: O(open), not O(history))
+        self._open: dict[CID, TaskRecord] = {}
+        #: settled records kept for readers by CID (the newest; a handle keeps its own)
+        self._recent: collections.deque[CID] = collections.deque()
+        self.keep_settled_records = KEEP_SETTLED_RECORDS
+        #: how many tasks this node has published since it started
+        self.tasks_published = 0
         self._answers: list[Callable[[], None]] = []
         self._modules: dict[CID, bytes] = {}
         self._thread: threading.Thread | None = None
@@ -255,11 +265,14 @@ class AuthorityNode:
                 books=books,
                 membership=gov.BooksMembership(books),
                 verify_signatures=False,
+                forget_settled=True,
             )
             resumed: list[Command] = []
             if restarting:
                 resumed = self.state.restore(self._ledger.history(), self.clock())
                 self._ledger.adopt(books)
+                for cid in list(self.state.tasks):
+                    self.state.forget(cid)  # settled before the restart: memory for open ones
         except BaseException as exc:
             self._start_error = exc
             self._started.set()
@@ -495,7 +508,7 @@ class AuthorityNode:
             return
         del self._rounds[task_cid]
         assert self.state is not None
-        if self.state.state_of(task_cid) == "Offered":
+        if task_cid in self.state.tasks and self.state.state_of(task_cid) == "Offered":
             self.feed(AllOffersIn(task_cid=task_cid))
 
     def _on_reveal(self, answer: tuple[bytes, bytes]) -> None:
@@ -616,13 +629,24 @@ class AuthorityNode:
 
     def _refresh_records(self) -> None:
         assert self.state is not None
-        for cid, rec in self.records.items():
-            if not rec.done.is_set() and self.state.state_of(cid) in ("Settled", "Expired"):
+        for cid, rec in list(self._open.items()):
+            if self.state.state_of(cid) in ("Settled", "Expired"):
                 if rec.outcome is None:
                     rec.outcome = "Expired"
                 self._inflight.pop(cid, None)
-                if rec not in self._settled:
-                    self._settled.append(rec)
+                del self._open[cid]
+                self._settled.append(rec)
+                self._leave_memory(cid)
+
+    def _leave_memory(self, cid: CID) -> None:
+        """A settled task leaves memory (its events are in this burst's transaction, and the
+        books' row says what it came to): the state machine forgets it, and the node keeps
+        only the newest settled records for readers by CID."""
+        assert self.state is not None
+        self.state.forget(cid)
+        self._recent.append(cid)
+        while len(self._recent) > self.keep_settled_records:
+            self.records.pop(self._recent.popleft(), None)
 
     # --- API (any thread) ------------------------------------------------------------------
     def publish(self, task: TaskIntent, *, envelope: EncryptedBlob | None = None) -> TaskRecord:
@@ -640,6 +664,8 @@ class AuthorityNode:
         def work() -> TaskRecord:
             rec = TaskRecord(task=task, envelope=envelope)
             self.records[task.cid] = rec
+            self._open[task.cid] = rec
+            self.tasks_published += 1
             try:
                 cmds = self._handle(task)
                 if envelope is not None:
@@ -649,6 +675,8 @@ class AuthorityNode:
                     cmds = self._handle(PrivateInput(task_cid=task.cid))
             except MeshError:
                 del self.records[task.cid]
+                del self._open[task.cid]
+                self.tasks_published -= 1
                 raise
             self._run(cmds)
             return rec
@@ -789,14 +817,57 @@ class AuthorityNode:
         return self.call(take)
 
     def state_of(self, task_cid: CID) -> str:
-        return self.call(lambda: self.state.state_of(task_cid) if self.state else "Unknown")
+        return self.call(lambda: self._task_state(task_cid) if self.state else "Unknown")
 
     def why(self, task_cid: CID) -> str | None:
         """Why the task cannot proceed now (see :meth:`AuthorityState.why`), or None."""
-        return self.call(lambda: self.state.why(task_cid) if self.state else None)
+
+        def why() -> str | None:
+            assert self.state is not None
+            if self._stored_task(task_cid) is not None and task_cid not in self.state.tasks:
+                return None  # settled and forgotten: nothing holds it up
+            return self.state.why(task_cid)
+
+        return self.call(why if self.state else lambda: None)
+
+    def _task_state(self, task_cid: CID) -> str:
+        """A task's state: the state machine's, or for a settled task that left memory, the
+        row the ledger keeps (unknown tasks raise ProtocolError)."""
+        assert self.state is not None
+        if task_cid not in self.state.tasks:
+            row = self._stored_task(task_cid)
+            if row is not None:
+                return str(row["state"])
+        return self.state.state_of(task_cid)
+
+    def _stored_task(self, task_cid: CID) -> dict[str, Any] | None:
+        assert self.state is not None and self._ledger is not None
+        row = self.state.books.task(task_cid)
+        return row if row is not None else self._ledger.stored_row("tasks", cid_key(task_cid))
 
     def balance(self, did: str) -> int:
         return self.call(lambda: self._ledger.books.balance(did) if self._ledger else 0)
+
+    def policy(self) -> MeshPolicy:
+        """The active policy of this node's federation (read on the driver thread; unlike
+        :meth:`snapshot` it copies nothing, so its cost does not grow with history)."""
+        return self.call(
+            lambda: self.state.books.policy_for(self.federation) if self.state else MeshPolicy()
+        )
+
+    def bonded_workers(self, min_stake: int) -> int:
+        """How many accounts have bonded at least ``min_stake`` (reads the stakes only)."""
+
+        def count() -> int:
+            stakes = self._ledger.books.table("stakes") if self._ledger else {}
+            return sum(1 for s in stakes.values() if s["bonded"] >= min_stake)
+
+        return self.call(count)
+
+    def cpu_seconds(self) -> float:
+        """CPU time the driver thread has used so far (every signature made and checked,
+        every fold, ledger write and command carried out on the authority's side)."""
+        return self.call(time.thread_time)
 
     def books_tables(self) -> dict[str, dict[str, Any]]:
         return self.call(lambda: self._ledger.books.tables() if self._ledger else {})
@@ -814,6 +885,10 @@ class AuthorityNode:
 
 
 _IDLE: Callable[[], None] = lambda: None  # noqa: E731
+
+#: How many settled tasks' records a node keeps for readers by CID (``records``); older
+#: ones are read from the ledger (frames, story), and each handle keeps its own record.
+KEEP_SETTLED_RECORDS = 1024
 
 #: What :meth:`AuthorityNode.submit` takes besides signed objects and their bytes.
 Stimulus = Faucet | SnapshotReputation

@@ -138,7 +138,7 @@ class AuthorityRole:
             "federation": node.federation,
             "workers": node.backend.worker_count(),
             "bonded_workers": self.mesh.bonded_workers(),
-            "tasks": len(node.records),
+            "tasks": node.tasks_published,
         }
 
     def close(self) -> None:

@@ -199,6 +199,14 @@ class Ledger:
             out.setdefault(tbl, {})[key] = json.loads(value)
         return out
 
+    def stored_row(self, table: str, key: str) -> Any:
+        """One row of the derived tables as written (None if absent): what the books held
+        when they last changed it, also for a row that has since left memory."""
+        row = self._db.execute(
+            "SELECT value FROM derived WHERE tbl = ? AND key = ?", (table, key)
+        ).fetchone()
+        return None if row is None else json.loads(row[0])
+
     def balance(self, account: str) -> int:
         return self.books.balance(account)
 

@@ -59,6 +59,7 @@ class ProtocolHarness:
         fund: int = 1_000,
         bond: int = 200,
         publisher_funds: int = 10_000,
+        forget_settled: bool = False,
     ) -> None:
         self.now = T0
         self.authority = make_identity(1000)
@@ -67,7 +68,12 @@ class ProtocolHarness:
         self.peers = [make_identity(2000 + i) for i in range(peers)]
         self.by_did = {p.did: p for p in [*self.peers, self.publisher]}
         self.policies = policies or StaticPolicyView(policy or MeshPolicy())
-        self.state = AuthorityState(self.authority, policies=self.policies, membership=membership)
+        self.state = AuthorityState(
+            self.authority,
+            policies=self.policies,
+            membership=membership,
+            forget_settled=forget_settled,
+        )
         self.log: list[Command] = []
         #: the ledger as the node would write it: journalled stimuli and events, in order
         self.history: list[Journaled | Model] = []

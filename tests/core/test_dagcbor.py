@@ -131,3 +131,27 @@ def test_depth_limit() -> None:
         dagcbor.dumps(deep)
     with pytest.raises(EncodingError, match="deeper"):
         dagcbor.loads(b"\x81" * 200 + b"\x80")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=12), ipld, max_size=8), st.data())
+def test_a_map_with_and_without_one_key_in_one_pass(
+    value: dict[str, object], data: st.DataObject
+) -> None:
+    """The signed bytes and the signing payload from one pass equal two separate encodings."""
+    key = data.draw(st.sampled_from([*value, "signature"]))
+    full, rest = dagcbor.dumps_with_and_without(value, key)
+    assert full == dagcbor.dumps(value)
+    assert rest == dagcbor.dumps({k: v for k, v in value.items() if k != key})
+    if key in value:
+        entries = dagcbor.replace_entry(dagcbor.map_entries(value), key, b"new")
+        assert dagcbor.join_map(entries) == dagcbor.dumps({**value, key: b"new"})
+
+
+def test_one_pass_encoding_refuses_what_dumps_refuses() -> None:
+    with pytest.raises(EncodingError):
+        dagcbor.dumps_with_and_without({1: "x"}, "signature")  # type: ignore[dict-item]
+    with pytest.raises(EncodingError):
+        dagcbor.map_entries([1, 2])  # type: ignore[arg-type]
+    with pytest.raises(EncodingError):
+        dagcbor.replace_entry(dagcbor.map_entries({"a": 1}), "b", 2)

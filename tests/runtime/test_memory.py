@@ -1,0 +1,81 @@
+"""Memory flat in history: a settled task leaves the authority's memory, the ledger keeps it.
+
+The soak is bounded (60 tasks, about 6 s alone, under 20 s on a loaded 2-core machine);
+``meshbench bench memory`` runs it at 1k and 10k tasks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import meshbench as mb
+from meshbench.bench.memory import measure
+from meshbench.core.types import CapabilityScope, ComputeOffer, ResultCommitment, TaskIntent
+from meshbench.runtime.mesh import Mesh
+
+WASM = Path(__file__).resolve().parents[2] / "datasets" / "wasm" / "hello.wasm"
+SCOPE = CapabilityScope(cpu_cycles=1_000_000, memory_mb=16)
+
+
+def _settled(mesh: Mesh, n: int) -> list[mb.TaskHandle]:
+    handles = [
+        mesh.publish(WASM, f"x{i}".encode(), fee=1_000, verifiers=1, scope=SCOPE) for i in range(n)
+    ]
+    for h in handles:
+        assert h.result(timeout=60).accepted
+    return handles
+
+
+def test_a_settled_task_leaves_memory_and_reads_fall_back_to_the_ledger(tmp_path: Path) -> None:
+    with Mesh.in_process(workers=2, data_dir=tmp_path) as mesh:
+        node = mesh.node
+        node.keep_settled_records = 1
+        first, second = _settled(mesh, 2)
+        state = node.state
+        assert state is not None and not state.tasks  # no working state for settled tasks
+        assert first.cid not in node.records and second.cid in node.records
+        assert state.books.task(first.cid) is None  # the row left memory, the ledger has it
+        assert first.state == "Settled" and first.why is None
+        assert first.result().accepted  # the handle keeps its own record
+        story = mesh.story(first)  # read from the ledger
+        assert story.outcome == "Accepted" and len(story.lines) > 5
+        tasks = mesh.tasks()
+        assert tasks["outcome"].to_list() == ["Accepted", "Accepted"]
+        assert node.verify_ledger().ok
+
+
+def test_objects_about_a_forgotten_task_are_refused_and_change_nothing(tmp_path: Path) -> None:
+    with Mesh.in_process(workers=2, data_dir=tmp_path) as mesh:
+        node = mesh.node
+        (handle,) = _settled(mesh, 1)
+        events = node.ledger_events()
+        task = next(e for e in events if isinstance(e, TaskIntent) and e.cid == handle.cid)
+        offer = next(e for e in events if isinstance(e, ComputeOffer))
+        commitment = next(e for e in events if isinstance(e, ResultCommitment))
+        before = node.books_tables()
+        with pytest.raises(mb.ProtocolError, match="duplicate"):
+            node.submit(task)  # its TaskIntent stays guarded: it cannot be published again
+        for late in (offer, commitment):
+            with pytest.raises(mb.ProtocolError, match="unknown task"):
+                node.submit(late)
+        assert node.books_tables() == before
+        assert handle.state == "Settled"
+
+
+def test_a_restart_restores_and_forgets_what_was_settled(tmp_path: Path) -> None:
+    with Mesh.in_process(workers=2, data_dir=tmp_path) as mesh:
+        cids = [h.cid for h in _settled(mesh, 2)]
+    with Mesh.in_process(workers=2, data_dir=tmp_path) as mesh:
+        assert mesh.node.state is not None and not mesh.node.state.tasks
+        assert [mesh.node.state_of(c) for c in cids] == ["Settled", "Settled"]
+        (again,) = _settled(mesh, 1)  # and it goes on settling tasks
+        assert again.state == "Settled" and mesh.node.verify_ledger().ok
+
+
+def test_memory_per_settled_task_stays_small() -> None:
+    """Bounded soak: 40 tasks after 20 warm ones, through the whole protocol."""
+    figures = measure(40, warm=20)
+    assert figures["ledger_verified"] and figures["open_tasks_in_memory"] == 0
+    assert figures["bytes_per_settled_task"] <= 2048, figures
