@@ -236,3 +236,16 @@ def test_the_streak_rule_audits_a_worker_unseen_for_too_long():
     draws = [run_task(h, GOOD)[2] for _ in range(4)]
     assert [d.audited for d in draws] == [False, True, False, True]
     assert [d.reason for d in draws] == ["stake", "streak", "stake", "streak"]
+
+
+def test_a_held_result_stays_in_memory_until_its_window_closes_then_leaves():
+    view = SwitchablePolicy(adaptive(NEVER))
+    h = ProtocolHarness(policies=view, fund=2_000_000, bond=1_000_000, forget_settled=True)
+    task, *_ = run_task(h, GOOD)
+    assert h.state.state_of(task.cid) == "Settled"
+    assert h.state.forget(task.cid) is False  # held: a caught worker's re-check needs it
+    assert task.cid in h.state.tasks
+    h.advance(h.state.policy(task.federation).audit.challenge_window_ms)
+    h.fire(task, "challenge")
+    assert task.cid not in h.state.tasks  # released, then forgotten
+    h.state.books.check_conservation()
