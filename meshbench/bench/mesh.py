@@ -5,6 +5,8 @@ the whole protocol (offers, selection, execution, k re-executions, commit-reveal
 escrow, ledger) on a Dask ``LocalCluster``; the baseline runs the same wasm function
 (1 + k) * N times as plain Dask tasks on the same cluster. ``verified_efficiency`` is the
 bare time over the mesh time (1.0 = verification costs nothing beyond the re-executions).
+``sampled``: the same with sampled audits (the policy's ``audit`` section) against bare Dask
+running the N tasks once: ``price_of_trust_efficiency`` and the executions per task.
 
 Where the time goes, per verified task, as CPU (not wall) time: ``authority_cpu_ms_per_task``
 is the node's driver thread (every signature it makes and checks, every fold, ledger write
@@ -153,6 +155,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             backend.batching = True
             stats = backend.batch_stats()
             ok = mesh.node.verify_ledger().ok
+        sampled = _sampled(Path(tmp) / "sampled", wasm, n, workers)
     return {
         "tasks": n,
         "verifiers": k,
@@ -161,4 +164,48 @@ def run(quick: bool = False) -> dict[str, Any]:
         "by_task_size": figures,
         "batching": stats,
         "ledger_verified": ok,
+        "sampled": sampled,
     }
+
+
+def _sampled(data_dir: Path, wasm: bytes, n: int, workers: int) -> dict[str, Any]:
+    """The price of trust end to end with sampled audits (the policy's ``audit`` section, as
+    in ``meshbench.sim.table.ADAPTIVE``): N verified tasks through the mesh against bare Dask
+    running the same N tasks once. Probation is served first (every worker's first results
+    are audited), so the figure is the steady state."""
+    from meshbench.runtime.agent import CostModel
+    from meshbench.runtime.mesh import Mesh
+
+    policy = {"audit": {"enabled": True, "rate_ppm": 50_000, "probation_tasks": 5}}
+    # offers at the policy's minimum fee for the scope (16), well below the workers' bond
+    # (200): the stake rule (q >= price / (price + bond)) then audits 7.4 %; at the default
+    # cost model's 650 against a bond of 200 it would audit 76 %
+    costs = dict.fromkeys(range(workers), CostModel(base=16, per_million_cycles=0))
+    with Mesh.local(workers=workers, data_dir=data_dir, policy=policy, costs=costs) as mesh:
+        client = mesh.client
+        warm = client.scatter(wasm, broadcast=True)
+        client.gather(client.map(_bare_run, [warm] * workers, [b"x"] * workers, pure=False))
+        probation = [f"probation {i}".encode() for i in range(6 * workers)]
+        mesh.map(wasm, probation, fee=1_000, scope=SCOPE, progress=False)
+        ev = mesh.events()
+        before = ev.filter(type="VerificationReceipt").height, ev.filter(type="AuditDrawn").height
+        inputs = [os.urandom(256 * 1024) for _ in range(n)]
+        bare = _bare(client, warm, inputs, 0)
+        meshed, latencies, accepted = _through_mesh(mesh, wasm, inputs, 1, SCOPE)
+        ev = mesh.events()
+        audits = ev.filter(type="VerificationReceipt").height - before[0]
+        drawn = ev.filter(type="AuditDrawn").height - before[1]
+        referee = ev.filter(type="RefereeRuled").height
+        rates = [e.rate_ppm for e in mesh.node.ledger_events() if type(e).__name__ == "AuditDrawn"]
+        return {
+            "bare_once_s": round(bare, 3),
+            "mesh_s": round(meshed, 3),
+            "accepted": accepted,
+            "price_of_trust_efficiency": round(bare / meshed, 3),
+            "executions_per_task": round((n + audits + referee) / n, 3),
+            "audited": audits,
+            "drawn": drawn,
+            "audit_rate": round(statistics.median(rates[-n:]) / 1e6, 4) if rates else None,
+            "p99_latency_s": _p99(latencies),
+            "ledger_verified": mesh.node.verify_ledger().ok,
+        }
