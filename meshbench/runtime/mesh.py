@@ -329,13 +329,14 @@ class Mesh:
         if transport.identity.did != authority.did:
             raise ProtocolError("the transport's key is not this data dir's authority key ('node')")
         backend = P2PBackend(transport, authority)
-        mesh = cls._start(root, backend, policy, workers=0)
+        mesh = cls._start(root, backend, policy, workers=0, resume=False)
         node = mesh.node
         backend.unsolicited = lambda data: node.submit(data, wait=False)
         node.subscribe(backend.gossip)
         backend.resume(node.ledger_events())  # late joiners, known workers, from the ledger
         if fund_workers:
             node.subscribe(mesh._fund_new_workers)
+        node.resume()  # what a restart re-sends goes out once the workers are known
         return mesh
 
     def bonded_workers(self) -> int:
@@ -457,17 +458,23 @@ class Mesh:
         client: Any = None,
         cluster: Any = None,
         clock: Callable[[], int] = wall_clock_ms,
+        resume: bool = True,
     ) -> Mesh:
+        """Start the node and set the mesh up; the requests a restart re-sends to workers
+        go out after the backend has described its workers (with ``resume``; else the
+        caller calls ``node.resume()`` when its backend knows them)."""
         keys = Keystore(root / "keys")
         authority = keys.load_or_create("node")
         federation = keys.load_or_create("federation").did
         publisher = keys.load_or_create("publisher")
         node = AuthorityNode(root, backend, authority=authority, federation=federation, clock=clock)
         node.sealer = lambda envelope, recipients: seal_to(envelope, publisher, recipients)
-        node.start()
+        node.start(resume=False)
         mesh = cls(node, publisher=publisher, data_dir=root, client=client, cluster=cluster)
         try:
             mesh._set_up(workers, policy)
+            if resume:
+                node.resume()
         except BaseException:
             mesh.close()
             raise
