@@ -228,6 +228,10 @@ def run_crash_suite(
     checking the data dir after each; then drain and check everything once more."""
     from distributed import Client, LocalCluster
 
+    import dask
+
+    # the scheduler (here) gives up on a killed worker's address after 5 s, not Dask's 30
+    dask.config.set({"distributed.comm.timeouts.connect": "5s"})
     rng = random.Random(seed)
     root = Path(data_dir or tempfile.mkdtemp(prefix="meshbench-crash-"))
     started = time.monotonic()

@@ -311,14 +311,16 @@ class DaskBackend:
             raise UnknownPeer(f"no Dask worker of this cluster holds the key {did}")
         return address
 
-    def _refresh_if_workers_changed(self) -> None:
-        """A worker lost and started again (by its nanny) comes back under a new address
-        with the same key: learn the new addresses before asking for offers."""
+    def _live_addresses(self) -> set[str]:
+        """The workers the scheduler has now. A worker lost and started again (by its
+        nanny) comes back under a new address with the same key: its address is learnt
+        here, and a lost worker is not asked (a call to it would wait for a timeout)."""
         current = set(self.client.scheduler_info()["workers"])
         with self._lock:
             known = set(self._addr.values())
-        if current != known:
+        if current - known:
             self._refresh()
+        return current
 
     # --- requests ------------------------------------------------------------------------
     def request_offers(self, task: TaskIntent, blobs: Blobs, deliver: Deliver) -> None:
@@ -332,20 +334,26 @@ class DaskBackend:
 
     def _flush_offers(self) -> None:
         try:
-            self._refresh_if_workers_changed()
+            live: set[str] | None = self._live_addresses()
         except Exception as exc:  # the offers below go to the workers known so far
-            log.warning("could not refresh the Dask workers: %r", exc)
+            log.warning("could not list the Dask workers: %r", exc)
+            live = None
         with self._lock:
             queue, self._offer_queue = self._offer_queue, []
             self._offer_flush_scheduled = False
-            expected = list(set(self._addr.values()))
+            known = list(set(self._addr.values()))
+        asked = [a for a in known if live is None or a in live]  # a lost one answers None
         tasks = [t for t, _ in queue]
         try:
-            answers = self.client.run(_offer_batch, tasks, workers=expected, on_error="return")
+            answers = (
+                self.client.run(_offer_batch, tasks, workers=asked, on_error="return")
+                if asked
+                else {}
+            )
         except Exception as exc:
-            answers = dict.fromkeys(expected, exc)
+            answers = dict.fromkeys(asked, exc)
         for i, (_, deliver) in enumerate(queue):
-            for address in expected:
+            for address in known:
                 answer = answers.get(address)
                 ok = isinstance(answer, list) and i < len(answer)
                 deliver(answer[i] if ok else None)
