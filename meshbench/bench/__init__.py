@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "net": "meshbench.bench.net",
     "mesh": "meshbench.bench.mesh",
     "python": "meshbench.bench.python",
+    "reliability": "meshbench.bench.reliability",
     # provided by the meshbench-cuda extension (extensions/meshbench-cuda)
     "gpu": "meshbench_cuda.bench",
 }

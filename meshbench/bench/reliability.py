@@ -226,9 +226,8 @@ def run_crash_suite(
 ) -> dict[str, Any]:
     """SIGKILL the authority ``kills`` times (and a Dask worker between some of them),
     checking the data dir after each; then drain and check everything once more."""
-    from distributed import Client, LocalCluster
-
     import dask
+    from distributed import Client, LocalCluster
 
     # the scheduler (here) gives up on a killed worker's address after 5 s, not Dask's 30
     dask.config.set({"distributed.comm.timeouts.connect": "5s"})
@@ -351,4 +350,4 @@ if __name__ == "__main__":
     if len(sys.argv) == 6 and sys.argv[1] == "authority":
         authority_main(sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5])
     else:
-        sys.exit("usage: python -m meshbench.bench.reliability authority SCHEDULER DIR INTERVAL TAG")
+        sys.exit("usage: python -m meshbench.bench.reliability authority SCHEDULER DIR SECS TAG")

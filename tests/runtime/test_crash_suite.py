@@ -23,7 +23,7 @@ PROTOCOL_BOUND_S = (
 @pytest.mark.timeout(120)
 def test_sigkilled_authority_loses_nothing_and_resumes_every_task(tmp_path):
     r = run_crash_suite(kills=2, workers=3, seed=3, data_dir=tmp_path, time_limit_s=90)
-    assert r["kills"] == 2
+    assert r["kills"] == 2 and r["worker_kills"] >= 1  # seed 3: a worker dies in round 2
     assert r["checks_failed"] == 0, r["failures"]  # verify, rebuild, tokens, blobs after each
     assert r["final_check_ok"], r["failures"]
     assert r["tokens_minted"] == r["tokens_held"] > 0
