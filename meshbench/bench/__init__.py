@@ -19,9 +19,14 @@ BENCHMARKS: dict[str, str] = {
     "mesh": "meshbench.bench.mesh",
     "python": "meshbench.bench.python",
     "reliability": "meshbench.bench.reliability",
+    "soak": "meshbench.bench.soak",
     # provided by the meshbench-cuda extension (extensions/meshbench-cuda)
     "gpu": "meshbench_cuda.bench",
 }
+
+
+#: Long runs left out of ``meshbench bench all`` (``make soak`` runs them).
+ON_DEMAND: frozenset[str] = frozenset({"reliability", "soak"})
 
 
 def run_benchmark(name: str, *, quick: bool = False) -> dict[str, Any]:

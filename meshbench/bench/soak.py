@@ -64,27 +64,29 @@ def run_soak(tasks: int = 10_000, chunk: int = 1_000, workers: int = 3) -> dict[
     wasm = WASM.read_bytes()
     rows: list[dict[str, Any]] = []
     policy = {"verification_quorum": {"minimum_verifiers": 1}}
-    with tempfile.TemporaryDirectory(prefix="meshbench-soak-") as tmp:
-        with Mesh.local(workers=workers, data_dir=tmp, policy=policy) as mesh:
-            t0 = time.perf_counter()
-            for start in range(0, tasks, chunk):
-                size = min(chunk, tasks - start)
-                latencies = _chunk(mesh, wasm, start, size)
-                worker_rss = mesh.client.run(rss_mb)
-                row = {
-                    "tasks": start + size,
-                    "p50_s": _pct(latencies, 0.5),
-                    "p90_s": _pct(latencies, 0.9),
-                    "p99_s": _pct(latencies, 0.99),
-                    "rss_mb": rss_mb(),
-                    "workers_rss_mb": round(max(worker_rss.values()), 1),
-                    "open_files": open_files(),
-                    "threads": threading.active_count(),
-                }
-                rows.append(row)
-                print(" ".join(f"{k}={v}" for k, v in row.items()), file=sys.stderr, flush=True)
-            wall = time.perf_counter() - t0
-            report = mesh.node.verify_ledger()
+    with (
+        tempfile.TemporaryDirectory(prefix="meshbench-soak-") as tmp,
+        Mesh.local(workers=workers, data_dir=tmp, policy=policy) as mesh,
+    ):
+        t0 = time.perf_counter()
+        for start in range(0, tasks, chunk):
+            size = min(chunk, tasks - start)
+            latencies = _chunk(mesh, wasm, start, size)
+            worker_rss = mesh.client.run(rss_mb)
+            row = {
+                "tasks": start + size,
+                "p50_s": _pct(latencies, 0.5),
+                "p90_s": _pct(latencies, 0.9),
+                "p99_s": _pct(latencies, 0.99),
+                "rss_mb": rss_mb(),
+                "workers_rss_mb": round(max(worker_rss.values()), 1),
+                "open_files": open_files(),
+                "threads": threading.active_count(),
+            }
+            rows.append(row)
+            print(" ".join(f"{k}={v}" for k, v in row.items()), file=sys.stderr, flush=True)
+        wall = time.perf_counter() - t0
+        report = mesh.node.verify_ledger()
     first, last = rows[0], rows[-1]
     added = last["tasks"] - first["tasks"]
     return {
