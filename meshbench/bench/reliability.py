@@ -57,7 +57,11 @@ def authority_main(scheduler: str, data_dir: str, interval_s: float, tag: str) -
     from meshbench.runtime.mesh import Mesh
 
     t0 = time.monotonic()
-    mesh = Mesh.connect(scheduler, data_dir=data_dir, policy=CRASH_POLICY)
+    try:
+        mesh = Mesh.connect(scheduler, data_dir=data_dir, policy=CRASH_POLICY)
+    except Exception as exc:  # the suite reports it (a restart that cannot start is a defect)
+        _say(error=f"{type(exc).__name__}: {exc}")
+        os._exit(2)  # at once: the Dask client's threads would hold a normal exit
     _say(ready=round(time.monotonic() - t0, 3))
     drain = threading.Event()
 
@@ -204,6 +208,8 @@ class _Authority:
             for msg in self.lines():
                 if key in msg:
                     return msg
+                if "error" in msg:
+                    raise RuntimeError(f"the authority process failed: {msg['error']}")
         finally:
             timer.cancel()
         raise TimeoutError(f"the authority process said no {key!r} within {timeout_s} s")

@@ -27,8 +27,9 @@ import polars as pl
 
 from meshbench.core.encoding import CID, parse_cid
 from meshbench.core.errors import MeshWarning, ProtocolError
-from meshbench.core.events import MeshPolicyActivated, RewardDistributed
+from meshbench.core.events import MeshPolicyActivated, RewardDistributed, StakeRequest
 from meshbench.core.identity import Identity
+from meshbench.core.model import decode_object
 from meshbench.core.outcome import task_outcome
 from meshbench.core.policy import MeshPolicy, MeshPolicyFragment
 from meshbench.core.protocol import Faucet
@@ -494,12 +495,16 @@ class Mesh:
         for info in infos:
             node.submit(info)
         snap = node.snapshot()
-        need = [d for d in snap.peers if snap.bonded(d) < WORKER_BOND]
-        for did in need:
+        # only the workers below the bond (new ones, or slashed ones after a restart) are
+        # funded and bond again: asking every worker would spend the others' balances
+        need = {d for d in snap.peers if snap.bonded(d) < WORKER_BOND}
+        for did in sorted(need):
             node.submit(Faucet(account=did, amount=WORKER_FUNDS, memo="worker genesis"))
         if need:
             for req in node.backend.stake_requests(WORKER_BOND, node.clock()):
-                node.submit(req)
+                stake = decode_object(req)
+                if isinstance(stake, StakeRequest) and stake.account in need:
+                    node.submit(stake)
         if node.balance(self.publisher.did) < PUBLISHER_FUNDS // 2:
             faucet = Faucet(
                 account=self.publisher.did, amount=PUBLISHER_FUNDS, memo="publisher faucet"

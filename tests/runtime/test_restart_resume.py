@@ -124,3 +124,33 @@ def test_an_agent_set_up_again_takes_over_its_commitments():
     assert receipt.result_commitment == commitment.commitment
     with pytest.raises(ProtocolError):
         WorkerAgent(make_identity(2), "did:key:fed", HARDWARE).take_over(old)
+
+
+def test_a_restart_after_a_slash_rebonds_only_the_slashed_worker(tmp_path):
+    clock = ManualClock()
+    policy = {**POLICY, "selection": {"reputation_weight": 0.0}}
+    with Mesh.in_process(
+        workers=4, data_dir=tmp_path, behaviours={0: "wrong"}, policy=policy, clock=clock
+    ) as mesh:
+        cheat = mesh.node.backend.agents
+        cheat_did = next(d for d, a in cheat.items() if a.behaviour == "wrong")
+        for i in range(12):  # until the cheat is chosen as worker and slashed
+            mesh.publish(WASM, f"t{i}".encode(), fee=200, verifiers=2).result(timeout=30)
+            if mesh.node.snapshot().bonded(cheat_did) < 200:
+                break
+        before = mesh.node.snapshot()
+        assert before.bonded(cheat_did) < 200
+    clock.advance(1_000)
+    with Mesh.in_process(
+        workers=4, data_dir=tmp_path, behaviours={0: "wrong"}, policy=policy, clock=clock
+    ) as again:
+        after = again.node.snapshot()
+        for did in after.peers:
+            if did == cheat_did:
+                assert after.bonded(did) >= 200  # funded and bonded again (demo genesis)
+            else:  # the others' stakes and balances are left alone
+                assert (after.bonded(did), after.balance(did)) == (
+                    before.bonded(did),
+                    before.balance(did),
+                )
+        assert again.node.verify_ledger().ok
