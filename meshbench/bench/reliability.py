@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import random
 import signal
 import subprocess
@@ -30,7 +31,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -179,40 +179,49 @@ def task_times(data_dir: Path) -> dict[str, TaskTimes]:
 
 # --- the suite -------------------------------------------------------------------------
 class _Authority:
-    """The authority process and a reader of what it says."""
+    """The authority process, and a thread that reads what it says."""
 
     def __init__(self, scheduler: str, data_dir: Path, interval_s: float, tag: str) -> None:
-        self.started = time.monotonic()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "meshbench.bench.reliability", "authority",
              scheduler, str(data_dir), str(interval_s), tag],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
-        self.published: list[str] = []
+        self.published = 0
+        self._said: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
 
-    def lines(self) -> Iterator[dict[str, Any]]:
+    def _read(self) -> None:
         out: IO[str] | None = self.proc.stdout
         assert out is not None
         for line in out:
             if line.startswith("{"):
                 msg = json.loads(line)
-                if "published" in msg:
-                    self.published.append(msg["published"])
-                yield msg
+                self.published += "published" in msg
+                self._said.put(msg)
+        self._said.put(None)  # the process has exited
 
     def wait_for(self, key: str, timeout_s: float) -> dict[str, Any]:
-        """The next message with ``key`` (a bounded wait: the process is killed after it)."""
-        timer = threading.Timer(timeout_s, self.kill)
-        timer.start()
-        try:
-            for msg in self.lines():
-                if key in msg:
-                    return msg
-                if "error" in msg:
-                    raise RuntimeError(f"the authority process failed: {msg['error']}")
-        finally:
-            timer.cancel()
+        """The next message with ``key``; TimeoutError after ``timeout_s`` (then it is killed)."""
+        end = time.monotonic() + timeout_s
+        while (left := end - time.monotonic()) > 0:
+            try:
+                msg = self._said.get(timeout=left)
+            except queue.Empty:
+                break
+            if msg is None:
+                raise RuntimeError(f"the authority process exited before saying {key!r}")
+            if key in msg:
+                return msg
+            if "error" in msg:
+                raise RuntimeError(f"the authority process failed: {msg['error']}")
+        self.kill()
         raise TimeoutError(f"the authority process said no {key!r} within {timeout_s} s")
+
+    def drain(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("drain\n")
+        self.proc.stdin.flush()
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -227,10 +236,12 @@ def run_crash_suite(
     seed: int = 0,
     worker_kills: bool = True,
     interval_s: float = 0.25,
+    max_up_s: float = 8.0,
     data_dir: Path | None = None,
     time_limit_s: float = 600,
 ) -> dict[str, Any]:
-    """SIGKILL the authority ``kills`` times (and a Dask worker between some of them),
+    """SIGKILL the authority ``kills`` times, each at a random moment up to ``max_up_s``
+    after it is ready (and, in half the rounds, a Dask worker at a random moment before),
     checking the data dir after each; then drain and check everything once more."""
     import dask
     from distributed import Client, LocalCluster
@@ -258,18 +269,21 @@ def run_crash_suite(
             if open_at_kill:
                 resumed.append((int(time.time() * 1000), open_at_kill))
             if n == kills:
-                auth.proc.stdin.write("drain\n")  # type: ignore[union-attr]
-                auth.proc.stdin.flush()  # type: ignore[union-attr]
+                auth.drain()
                 figures["open_after_drain"] = auth.wait_for("drained", timeout_s=90)["drained"]
                 auth.proc.wait(timeout=30)
                 break
-            for _ in range(rng.randint(1, 6)):
-                auth.wait_for("published", timeout_s=60)
+            # the faults, at random moments of the authority's run (no condition to wait
+            # for: the moment itself is what is drawn)
+            up_s = rng.uniform(0.2, max_up_s)
             if worker_kills and rng.random() < 0.5:
+                worker_at = rng.uniform(0, up_s)
+                threading.Event().wait(worker_at)
                 _kill_a_worker(client, rng)
                 figures["worker_kills"] += 1
-                auth.wait_for("published", timeout_s=60)
-            threading.Event().wait(rng.uniform(0, 0.5))  # a random moment: the fault itself
+                threading.Event().wait(up_s - worker_at)
+            else:
+                threading.Event().wait(up_s)
             auth.kill()
             figures["kills"] += 1
             check = check_at_rest(root)
