@@ -335,12 +335,15 @@ def _figures(
     outcomes: dict[str, int] = {}
     for t in times.values():
         outcomes[str(t.outcome)] = outcomes.get(str(t.outcome), 0) + 1
+    slashes, reassigned = _slashes_and_reassignments(root)
     recover = figures.pop("recover_s")
     return {
         **figures,
         "tasks": len(times),
         "outcomes": outcomes,
         "tasks_waited_for_deadline": len(waited),
+        "slashes": slashes,
+        "reassignments": reassigned,
         "restart_to_ready_s": {"max": max(recover), "mean": round(sum(recover) / len(recover), 2)},
         "in_flight_at_kills": sum(len(c) for _, c in resumed),
         "ready_to_in_flight_settled_s": _percentiles(sorted(resume_s)),
@@ -355,6 +358,23 @@ def _figures(
     }
 
 
+def _slashes_and_reassignments(root: Path) -> tuple[dict[str, int], int]:
+    """Slashes by offence (a killed worker or verifier is a no-show, as the policy says)
+    and how many attempts ended in a reassignment (``TaskExpired`` of one stage)."""
+    from meshbench.core.events import StakeSlashed, TaskExpired
+    from meshbench.store.ledger import Ledger
+
+    slashes: dict[str, int] = {}
+    reassigned = 0
+    with Ledger(root / "ledger.sqlite") as led:
+        for _, _, ev in led.iter_events(check=False):
+            if isinstance(ev, StakeSlashed):
+                slashes[ev.offence] = slashes.get(ev.offence, 0) + 1
+            elif isinstance(ev, TaskExpired) and ev.stage != "deadline":
+                reassigned += 1
+    return slashes, reassigned
+
+
 def _percentiles(xs: list[float]) -> dict[str, float]:
     if not xs:
         return {}
@@ -366,7 +386,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     """The benchmark entry: 100 kills (about 15 minutes), or 5 with ``--quick``."""
     if quick:
         return run_crash_suite(kills=5, seed=int(time.time()) % 1000, time_limit_s=300)
-    return run_crash_suite(kills=100, seed=int(time.time()) % 1000, time_limit_s=2400)
+    return run_crash_suite(kills=100, seed=int(time.time()) % 1000, time_limit_s=3600)
 
 
 if __name__ == "__main__":
