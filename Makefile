@@ -71,11 +71,16 @@ chromium:
 	      DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; \
 	    } >/dev/null 2>&1 || echo "note: chromium could not be installed; the browser test will skip"; }
 
-# The adversarial stateful test of the protocol core, longer than in `make test` (bounded),
-# and the authority's memory per settled task at 1k and 10k tasks (about ten minutes).
+# The adversarial stateful test of the protocol core, longer than in `make test` (bounded);
+# the authority's memory per settled task at 1k and 10k tasks (about ten minutes); then the
+# crash suite's full form (100 SIGKILLs of the authority process and Dask workers under a
+# stream of publications; bounded at an hour) and 10,000 tasks through one mesh (memory,
+# open files, threads and latency per 1,000).
 soak: $(STAMP)
 	MESHBENCH_SOAK=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/core/test_adversarial_stateful.py
 	$(BIN)/meshbench bench memory --json
+	$(BIN)/meshbench bench reliability --json
+	$(BIN)/meshbench bench soak --json
 
 # The generated parts of docs/protocol.md (transition table and state diagram).
 docs: $(STAMP)

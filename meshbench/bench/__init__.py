@@ -20,9 +20,15 @@ BENCHMARKS: dict[str, str] = {
     "python": "meshbench.bench.python",
     "verify": "meshbench.bench.verify",
     "memory": "meshbench.bench.memory",
+    "reliability": "meshbench.bench.reliability",
+    "soak": "meshbench.bench.soak",
     # provided by the meshbench-cuda extension (extensions/meshbench-cuda)
     "gpu": "meshbench_cuda.bench",
 }
+
+
+#: Long runs left out of ``meshbench bench all`` (``make soak`` runs them).
+ON_DEMAND: frozenset[str] = frozenset({"reliability", "soak"})
 
 
 def run_benchmark(name: str, *, quick: bool = False) -> dict[str, Any]:

@@ -219,9 +219,9 @@ def bench(name: str, as_json: bool, quick: bool) -> None:
     Example:
       meshbench bench encoding --json
     """
-    from meshbench.bench import BENCHMARKS, run_benchmark
+    from meshbench.bench import BENCHMARKS, ON_DEMAND, run_benchmark
 
-    names = list(BENCHMARKS) if name == "all" else [name]
+    names = [n for n in BENCHMARKS if n not in ON_DEMAND] if name == "all" else [name]
     results = {n: run_benchmark(n, quick=quick) for n in names}
     out = results[names[0]] if len(names) == 1 else results
     if as_json:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -50,6 +51,8 @@ BEHAVIOURS: Final = ("honest", "wrong", "lazy", "trust-then-cheat")
 #: executions a ``trust-then-cheat`` worker does honestly before it cheats (on about half
 #: of its tasks after that, chosen by the task's CID)
 TRUST_TASKS: Final = 3
+#: How many reveals and verdicts an agent keeps to answer a repeated request.
+ANSWERS_KEPT: Final = 256
 
 
 def error_output(exc: ExecutionError) -> bytes:
@@ -118,8 +121,23 @@ class WorkerAgent:
         self._outputs: dict[CID, bytes] = {}
         #: (validator, own ExecutionResult or None) of tasks judged by a content validator
         self._judging: dict[CID, tuple[str, Any]] = {}
+        #: the last reveals and verdicts given, by (task, kind): a request made again (the
+        #: authority restarted before it recorded the answer) gets the same answer
+        self._answered: OrderedDict[tuple[CID, str], Any] = OrderedDict()
         self._lock = threading.Lock()
         self._worked = 0  # executions as a worker (trust-then-cheat counts them)
+
+    def take_over(self, previous: WorkerAgent) -> None:
+        """Continue the commit-reveal state of ``previous``, an agent of the same identity
+        this one replaces (its host set up again), so that its commitments can still be
+        revealed and judged."""
+        if previous.did != self.did:
+            raise ProtocolError(f"{self.did} cannot take over the state of {previous.did}")
+        with previous._lock, self._lock:
+            self.participant = previous.participant
+            self._outputs = previous._outputs
+            self._judging = previous._judging
+            self._answered = previous._answered
 
     @property
     def executor(self):  # noqa: ANN201  (WasmExecutor; imported lazily: wasmtime is heavy)
@@ -221,6 +239,8 @@ class WorkerAgent:
             output = hashlib.sha256(b"wrong" + output).digest()
         with self._lock:
             self.participant.forget(task.cid)  # a new assignment asks for a fresh commitment
+            for kind in [k for k in self._answered if k[0] == task.cid]:
+                del self._answered[kind]
             self._outputs[task.cid] = output
             if task.validator != "exact":
                 self._judging[task.cid] = (task.validator, result)
@@ -283,10 +303,20 @@ class WorkerAgent:
     def reveal(self, task_cid: CID, now_ms: int) -> tuple[ExecutionReceipt, bytes]:
         """Open the worker commitment: the signed receipt, and the output bytes."""
         with self._lock:
+            given = self._answered.get((task_cid, "reveal"))
+            if given is not None:
+                return given  # asked again: the authority had not recorded it
             receipt = self.participant.reveal(task_cid, now_ms)
             output = self._outputs.pop(task_cid, b"")
             self.participant.forget(task_cid)
+            self._keep((task_cid, "reveal"), (receipt, output))
         return receipt, output
+
+    def _keep(self, key: tuple[CID, str], answer: Any) -> None:
+        """Remember an answer given (the lock held), the oldest forgotten past the bound."""
+        self._answered[key] = answer
+        while len(self._answered) > ANSWERS_KEPT:
+            self._answered.popitem(last=False)
 
     def verdict(
         self,
@@ -315,7 +345,11 @@ class WorkerAgent:
         """:meth:`verdict` and this verifier's own output bytes: under a content validator
         the authority judges the two outputs itself (the verdict is evidence, not a vote),
         so the bytes travel to it with the verdict."""
+        key = (task_cid, f"verdict {receipt.cid}")
         with self._lock:
+            given = self._answered.get(key)
+            if given is not None:
+                return given  # asked again: the authority had not recorded it
             judging = self._judging.pop(task_cid, None)
             mine = self._outputs.get(task_cid, b"")
         judged = None
@@ -325,6 +359,7 @@ class WorkerAgent:
             verdict = self.participant.verdict(task_cid, receipt, now_ms, judged=judged)
             self._outputs.pop(task_cid, None)
             self.participant.forget(task_cid)
+            self._keep(key, (verdict, mine))
         return verdict, mine
 
     @staticmethod
@@ -345,6 +380,8 @@ class WorkerAgent:
 
     def forget(self, task_cid: CID) -> None:
         with self._lock:
+            for kind in [k for k in self._answered if k[0] == task_cid]:
+                del self._answered[kind]
             self._outputs.pop(task_cid, None)
             self._judging.pop(task_cid, None)
             self.participant.forget(task_cid)

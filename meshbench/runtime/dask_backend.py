@@ -24,6 +24,7 @@ task, escrow stays locked until the task settles, and nobody is paid twice.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 import os
 import re
 import threading
@@ -35,6 +36,7 @@ from distributed import Client, get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from meshbench.core.encoding import CID
+from meshbench.core.errors import UnknownPeer
 from meshbench.core.model import decode_object
 from meshbench.core.types import ExecutionReceipt, HardwareProfile, TaskIntent
 from meshbench.runtime.agent import Behaviour, CostModel, WorkerAgent
@@ -45,6 +47,13 @@ from meshbench.store.keystore import Keystore
 __all__ = ["DaskBackend", "MeshWorkerPlugin", "worker_key_name"]
 
 PLUGIN_NAME = "meshbench"
+log = logging.getLogger("meshbench.dask")
+
+
+#: This worker process's agents by (keys dir, key name): a plugin registered again (a
+#: restarted authority registers it on connecting) takes over the agent's commit-reveal
+#: state, so a commitment made before the restart can still be revealed and judged.
+_AGENTS: dict[tuple[str, str], WorkerAgent] = {}
 
 
 def worker_key_name(worker_name: object) -> str:
@@ -85,7 +94,8 @@ class MeshWorkerPlugin(WorkerPlugin):
         from meshbench.exec.plugins import load_executor
         from meshbench.exec.wasm import WasmExecutor
 
-        identity = Keystore(self.keys_dir).load_or_create(worker_key_name(worker.name))
+        key_name = worker_key_name(worker.name)
+        identity = Keystore(self.keys_dir).load_or_create(key_name)
         memory = getattr(getattr(worker, "memory_manager", None), "memory_limit", None)
         gpus = int(worker.state.total_resources.get("GPU", 0)) if hasattr(worker, "state") else 0
         hardware = HardwareProfile(
@@ -109,6 +119,10 @@ class MeshWorkerPlugin(WorkerPlugin):
             capacity=max(1, int(worker.state.nthreads)),
             executors=extra,
         )
+        previous = _AGENTS.get((self.keys_dir, key_name))
+        if previous is not None and previous.did == identity.did:
+            self.agent.take_over(previous)
+        _AGENTS[(self.keys_dir, key_name)] = self.agent
 
 
 def _agent(dask_worker: Any = None) -> WorkerAgent:
@@ -303,11 +317,15 @@ class DaskBackend:
 
     # --- membership --------------------------------------------------------------------
     def _refresh(self) -> dict[str, bytes]:
-        answers = self.client.run(_describe, self._now())
+        """Ask every worker who it is; one that cannot answer yet (still starting) keeps the
+        address it had."""
+        answers = self.client.run(_describe, self._now(), on_error="return")
         infos = {}
         with self._lock:
-            self._addr = {}
-            for address, (did, info) in answers.items():
+            for address, answer in answers.items():
+                if isinstance(answer, BaseException):
+                    continue
+                did, info = answer
                 self._addr[did] = address
                 infos[did] = info
         return infos
@@ -322,8 +340,28 @@ class DaskBackend:
         return len(self._addr)
 
     def address_of(self, did: str) -> str:
+        """The Dask address of worker ``did`` (asking the workers again when it is not known:
+        a worker that restarts keeps its key under a new address)."""
         with self._lock:
-            return self._addr[did]
+            address = self._addr.get(did)
+        if address is None:
+            self._refresh()
+            with self._lock:
+                address = self._addr.get(did)
+        if address is None:
+            raise UnknownPeer(f"no Dask worker of this cluster holds the key {did}")
+        return address
+
+    def _live_addresses(self) -> set[str]:
+        """The workers the scheduler has now. A worker lost and started again (by its
+        nanny) comes back under a new address with the same key: its address is learnt
+        here, and a lost worker is not asked (a call to it would wait for a timeout)."""
+        current = set(self.client.scheduler_info()["workers"])
+        with self._lock:
+            known = set(self._addr.values())
+        if current - known:
+            self._refresh()
+        return current
 
     # --- requests ------------------------------------------------------------------------
     def request_offers(self, task: TaskIntent, blobs: Blobs, deliver: Deliver) -> None:
@@ -336,19 +374,27 @@ class DaskBackend:
         self._pool.submit(self._flush_offers)
 
     def _flush_offers(self) -> None:
+        try:
+            live: set[str] | None = self._live_addresses()
+        except Exception as exc:  # the offers below go to the workers known so far
+            log.warning("could not list the Dask workers: %r", exc)
+            live = None
         with self._lock:
             queue, self._offer_queue = self._offer_queue, []
             self._offer_flush_scheduled = False
-            expected = list(set(self._addr.values()))
+            known = list(set(self._addr.values()))
+        asked = [a for a in known if live is None or a in live]  # a lost one answers None
         tasks = [t for t, _ in queue]
         try:
-            answers = self.client.run(
-                _offer_batch, tasks, self._now(), workers=expected, on_error="return"
+            answers = (
+                self.client.run(_offer_batch, tasks, self._now(), workers=asked, on_error="return")
+                if asked
+                else {}
             )
         except Exception as exc:
-            answers = dict.fromkeys(expected, exc)
+            answers = dict.fromkeys(asked, exc)
         for i, (_, deliver) in enumerate(queue):
-            for address in expected:
+            for address in known:
                 answer = answers.get(address)
                 ok = isinstance(answer, list) and i < len(answer)
                 deliver(answer[i] if ok else None)

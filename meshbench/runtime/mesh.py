@@ -27,8 +27,9 @@ import polars as pl
 
 from meshbench.core.encoding import CID, parse_cid
 from meshbench.core.errors import MeshWarning, ProtocolError
-from meshbench.core.events import MeshPolicyActivated, RewardDistributed
+from meshbench.core.events import MeshPolicyActivated, RewardDistributed, StakeRequest
 from meshbench.core.identity import Identity
+from meshbench.core.model import decode_object
 from meshbench.core.outcome import task_outcome
 from meshbench.core.policy import MeshPolicy, MeshPolicyFragment
 from meshbench.core.protocol import Faucet
@@ -365,13 +366,14 @@ class Mesh:
         if transport.identity.did != authority.did:
             raise ProtocolError("the transport's key is not this data dir's authority key ('node')")
         backend = P2PBackend(transport, authority)
-        mesh = cls._start(root, backend, policy, workers=0)
+        mesh = cls._start(root, backend, policy, workers=0, resume=False)
         node = mesh.node
         backend.unsolicited = lambda data: node.submit(data, wait=False)
         node.subscribe(backend.gossip)
         backend.resume(node.ledger_events())  # late joiners, known workers, from the ledger
         if fund_workers:
             node.subscribe(mesh._fund_new_workers)
+        node.resume()  # what a restart re-sends goes out once the workers are known
         return mesh
 
     def bonded_workers(self) -> int:
@@ -503,17 +505,23 @@ class Mesh:
         client: Any = None,
         cluster: Any = None,
         clock: Callable[[], int] = wall_clock_ms,
+        resume: bool = True,
     ) -> Mesh:
+        """Start the node and set the mesh up; the requests a restart re-sends to workers
+        go out after the backend has described its workers (with ``resume``; else the
+        caller calls ``node.resume()`` when its backend knows them)."""
         keys = Keystore(root / "keys")
         authority = keys.load_or_create("node")
         federation = keys.load_or_create("federation").did
         publisher = keys.load_or_create("publisher")
         node = AuthorityNode(root, backend, authority=authority, federation=federation, clock=clock)
         node.sealer = lambda envelope, recipients: seal_to(envelope, publisher, recipients)
-        node.start()
+        node.start(resume=False)
         mesh = cls(node, publisher=publisher, data_dir=root, client=client, cluster=cluster)
         try:
             mesh._set_up(workers, policy)
+            if resume:
+                node.resume()
         except BaseException:
             mesh.close()
             raise
@@ -533,12 +541,16 @@ class Mesh:
         for info in infos:
             node.submit(info)
         snap = node.snapshot()
-        need = [d for d in snap.peers if snap.bonded(d) < WORKER_BOND]
-        for did in need:
+        # only the workers below the bond (new ones, or slashed ones after a restart) are
+        # funded and bond again: asking every worker would spend the others' balances
+        need = {d for d in snap.peers if snap.bonded(d) < WORKER_BOND}
+        for did in sorted(need):
             node.submit(Faucet(account=did, amount=WORKER_FUNDS, memo="worker genesis"))
         if need:
             for req in node.backend.stake_requests(WORKER_BOND, node.clock()):
-                node.submit(req)
+                stake = decode_object(req)
+                if isinstance(stake, StakeRequest) and stake.account in need:
+                    node.submit(stake)
         if node.balance(self.publisher.did) < PUBLISHER_FUNDS // 2:
             faucet = Faucet(
                 account=self.publisher.did, amount=PUBLISHER_FUNDS, memo="publisher faucet"

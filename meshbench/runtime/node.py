@@ -190,18 +190,41 @@ class AuthorityNode:
         self._referee_threads: ThreadPoolExecutor | None = None
         self._started = threading.Event()
         self._start_error: BaseException | None = None
+        #: Requests to workers held back until :meth:`resume` (after a restart, the backend
+        #: may not know its workers yet: a request sent now would be lost).
+        self._held: list[Command] | None = None
         self._unwake: Callable[[], None] | None = None
         if isinstance(clock, ManualClock):
             self._unwake = clock.on_advance(self._clock_advanced)
 
     # --- life cycle --------------------------------------------------------------------
-    def start(self) -> AuthorityNode:
+    def start(self, *, resume: bool = True) -> AuthorityNode:
+        """Open the ledger (restoring the state machine from it after a restart) and start
+        the driver thread.
+
+        With ``resume=False`` the requests to workers (offers, executions, reveals,
+        verdicts) are held, in order, until :meth:`resume`: the caller first lets the
+        backend learn its workers, so that what a restart re-sends reaches them. Ledger
+        writes and timers are carried out at once either way.
+        """
+        self._held = None if resume else []
         self._thread = threading.Thread(target=self._main, name="mesh-node", daemon=True)
         self._thread.start()
         self._started.wait()
         if self._start_error is not None:
             raise self._start_error
         return self
+
+    def resume(self) -> int:
+        """Send the worker requests held since :meth:`start` (``resume=False``) and stop
+        holding; returns how many were sent."""
+
+        def work() -> int:
+            held, self._held = self._held or [], None
+            self._run(held)
+            return len(held)
+
+        return self.call(work)
 
     def close(self) -> None:
         if self._referee_threads is not None:
@@ -409,10 +432,20 @@ class AuthorityNode:
                 self._carry_out(cmd)
             except MeshError as exc:
                 self._reject(cmd, exc)
+            except Exception as exc:
+                if not isinstance(cmd, _WORKER_REQUESTS):
+                    raise
+                # a request that cannot reach its worker is a lost message (the protocol's
+                # timeouts handle it); the driver thread must not die of it
+                log.warning("could not send %s: %r", type(cmd).__name__, exc)
+                self._reject(cmd, exc)
         self._refresh_records()
 
     def _carry_out(self, cmd: Command) -> None:
         assert self._ledger is not None
+        if self._held is not None and isinstance(cmd, _WORKER_REQUESTS):
+            self._held.append(cmd)  # sent by resume(), once the backend knows its workers
+            return
         match cmd:
             case AppendToLedger():
                 self._ledger.persist(
@@ -889,6 +922,9 @@ _IDLE: Callable[[], None] = lambda: None  # noqa: E731
 #: How many settled tasks' records a node keeps for readers by CID (``records``); older
 #: ones are read from the ledger (frames, story), and each handle keeps its own record.
 KEEP_SETTLED_RECORDS = 1024
+
+#: The commands that reach workers through the backend (held until :meth:`resume`).
+_WORKER_REQUESTS = (Broadcast, RunExecution, RunVerification, RequestReveal, RequestVerdict)
 
 #: What :meth:`AuthorityNode.submit` takes besides signed objects and their bytes.
 Stimulus = Faucet | SnapshotReputation
