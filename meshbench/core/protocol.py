@@ -724,7 +724,10 @@ class AuthorityState:
                 for stage, token in sorted(rec.timers.items()):
                     at = timers[(rec.task.cid, stage, token)]
                     if at < now and stage in ("execution", "verification"):
-                        at = now + self._stage_timeout(rec, stage)  # requests were sent again
+                        # the requests were sent again: one more timeout to answer, counted
+                        # from when the timer was due, so restarts in a row cannot push it
+                        # back for ever (at most one timeout past its time in all)
+                        at += self._stage_timeout(rec, stage)
                     out.append(
                         ScheduleTimeout(
                             task_cid=rec.task.cid,

@@ -108,3 +108,21 @@ def test_failed_worker_without_other_offers_reopens_offers_and_survives_restart(
     rec = h.state.tasks[task.cid]
     assert rec.state == "Assigned" and rec.assignment.worker == h.peers[1].did
     assert rec.attempt == 1
+
+
+def test_restarts_in_a_row_push_an_overdue_timer_back_at_most_one_timeout():
+    from meshbench.core.protocol import ScheduleTimeout
+
+    h = ProtocolHarness()
+    task, _a = h.publish_and_assign()
+    due = h.state.tasks[task.cid].timers["execution"]
+    timeout = h.state.policy(task.federation).scheduling.task_timeout * 1000
+    first_at = None
+    for extra in (1_000, 5_000, timeout + 10_000):  # restarts after the timer was due
+        restored = AuthorityState(h.authority, policies=h.policies)
+        now = h.now + timeout + extra
+        cmds = restored.restore(h.history, now)
+        (t,) = [c for c in cmds if isinstance(c, ScheduleTimeout) and c.stage == "execution"]
+        assert t.token == due
+        first_at = first_at or t.at
+        assert t.at == max(now, first_at)  # never later than one timeout past its time
