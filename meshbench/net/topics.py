@@ -48,7 +48,11 @@ TOPIC_TYPES: Final[dict[Topic, frozenset[str]]] = {
     Topic.TASKS: frozenset({"TaskIntent", "TaskAssigned", "TaskExpired", "WorkRequest"}),
     Topic.OFFERS: frozenset({"ComputeOffer"}),
     Topic.EXECUTIONS: frozenset({"ResultCommitment", "ExecutionReceipt"}),
-    Topic.VERIFICATIONS: frozenset({"VerificationReceipt", "QuorumReached"}),
+    # AuditDrawn is made once the worker has committed (who audits is no secret by then);
+    # VerdictJudged and RefereeRuled are the authority's judgements behind a decision
+    Topic.VERIFICATIONS: frozenset(
+        {"VerificationReceipt", "QuorumReached", "VerdictJudged", "AuditDrawn", "RefereeRuled"}
+    ),
     # meshbench.store.sealing: a task's private objects, readable by their one recipient
     Topic.SEALED: frozenset({"SealedMessage"}),
     Topic.POLICY: frozenset(
@@ -68,6 +72,8 @@ TOPIC_TYPES: Final[dict[Topic, frozenset[str]]] = {
             "Transfer",
             "EscrowStateChanged",
             "EscrowDispute",
+            "HeldReleased",
+            "ResultClawedBack",
             "RewardDistributed",
             "StakeRequest",
             "StakeBonded",

@@ -87,7 +87,7 @@ def test_frames_have_their_documented_schemas(mesh: Mesh) -> None:
         frame = getattr(mesh, name)()
         assert isinstance(frame, pl.DataFrame)
         assert dict(frame.schema) == SCHEMAS[name], name
-        if name not in ("reputation", "slashes"):
+        if name not in ("reputation", "slashes", "audits"):  # audits: sampling is off here
             assert frame.height > 0, name
     offers = mesh.offers()
     per_task = offers.group_by("task_cid").agg(pl.col("selected").sum())
