@@ -51,8 +51,10 @@ BEHAVIOURS: Final = ("honest", "wrong", "lazy", "trust-then-cheat")
 #: executions a ``trust-then-cheat`` worker does honestly before it cheats (on about half
 #: of its tasks after that, chosen by the task's CID)
 TRUST_TASKS: Final = 3
-#: How many reveals and verdicts an agent keeps to answer a repeated request.
-ANSWERS_KEPT: Final = 256
+#: How many reveals and verdicts an agent keeps to answer a repeated request (a restarted
+#: authority asks again only for the tasks in flight: a few per agent; a constant, so an
+#: agent's memory does not grow with history).
+ANSWERS_KEPT: Final = 8
 
 
 def error_output(exc: ExecutionError) -> bytes:

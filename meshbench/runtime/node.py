@@ -878,6 +878,11 @@ class AuthorityNode:
         row = self.state.books.task(task_cid)
         return row if row is not None else self._ledger.stored_row("tasks", cid_key(task_cid))
 
+    def task_row(self, task_cid: CID) -> dict[str, Any] | None:
+        """The task's row of the derived tables (from memory while it is open, from the
+        ledger once settled and forgotten), or None for a task this node never saw."""
+        return self.call(lambda: self._stored_task(task_cid))
+
     def balance(self, did: str) -> int:
         return self.call(lambda: self._ledger.books.balance(did) if self._ledger else 0)
 

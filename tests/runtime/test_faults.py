@@ -99,7 +99,7 @@ def test_a_silent_verifier_is_slashed_as_the_policy_says_and_the_task_settles(tm
         silent_did = next(d for d, a in silent.items() if isinstance(a, SilentVerifier))
         handle = mesh.publish(WASM, b"silent", fee=200, verifiers=2)
         outcome = settle(handle, clock)
-        row = mesh.node.books_tables()["tasks"][str(handle.cid)]
+        row = mesh.node.task_row(handle.cid)  # settled: read from the ledger
         assert silent_did in row["verifiers"]  # drawn (it never offers to work)
         assert outcome in ("Accepted", "NoConsensus")
         payouts = settled_once(mesh, handle)
