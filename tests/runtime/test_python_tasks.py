@@ -38,9 +38,13 @@ def fails(x):
 
 
 def test_publish_and_map_python_functions_in_process(tmp_path: Path) -> None:
+    # one verifier per task: once the cheater is caught it verifies no more (its reputation),
+    # and the two honest workers must still make a worker and a verifier
+    policy = {"verification_quorum": {"minimum_verifiers": 1}}
     with Mesh.in_process(
-        workers=3, data_dir=tmp_path, executors=("python",), behaviours={0: "wrong"}
-    ) as mesh:
+        workers=3, data_dir=tmp_path, executors=("python",), behaviours={0: "wrong"},
+        policy=policy,
+    ) as mesh:  # fmt: skip
         handles = mesh.map(collatz, [6, 7, 27], verifiers=1, scope=SMALL, progress=False)
         frame = results_frame(handles)
         assert isinstance(frame, pl.DataFrame) and frame.height == 3
