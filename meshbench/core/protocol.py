@@ -1030,9 +1030,7 @@ class AuthorityState:
             return "no_offer"
         offer = offers[0]
         candidates = self._verifier_candidates(rec, offer.worker, policy, now, ())
-        if sampling.adaptive(
-            policy, fee=task.fee, private=rec.private, full=task.assurance == "full"
-        ):
+        if sampling.adaptive(policy, task, private=rec.private):
             # auditors are drawn when the worker has committed (it cannot know whether)
             need = policy.audit.auditors
             if len(candidates) < need:
@@ -1100,9 +1098,7 @@ class AuthorityState:
             self._release(rec.assignment.worker)
         rec.new_attempt(assignment)
         rec.policy = policy  # pinned: this attempt is tallied and settled under it
-        rec.adaptive = sampling.adaptive(
-            policy, fee=task.fee, private=rec.private, full=task.assurance == "full"
-        )
+        rec.adaptive = sampling.adaptive(policy, task, private=rec.private)
         self.load[offer.worker] = self.load.get(offer.worker, 0) + 1
         out: list[Command] = [cmd]
         if rec.private:

@@ -29,6 +29,7 @@ from typing import Final
 from meshbench.core.encoding import CID
 from meshbench.core.events import Payout
 from meshbench.core.policy import MeshPolicy
+from meshbench.core.types import TaskIntent
 
 __all__ = [
     "PPM",
@@ -44,14 +45,14 @@ __all__ = [
 PPM: Final = 1_000_000
 
 
-def adaptive(policy: MeshPolicy, *, fee: int, private: bool, full: bool = False) -> bool:
+def adaptive(policy: MeshPolicy, task: TaskIntent, *, private: bool) -> bool:
     """Sampled audits for this task (else the full quorum, as with the audit section off):
     not for a private input, a fee at or above the policy's tier, or a publisher that asks
-    for the full quorum (``full``: the task's ``assurance``)."""
+    for the full quorum (the task's ``assurance``)."""
     a = policy.audit
-    if not a.enabled or private or full:
+    if not a.enabled or private or task.assurance == "full":
         return False
-    return not (a.full_fee and fee >= a.full_fee)
+    return not (a.full_fee and task.fee >= a.full_fee)
 
 
 def audit_rate(

@@ -674,8 +674,7 @@ class Mesh:
         q = policy.verification_quorum
         k = q.verifiers_for(task.verifier_count)
         need = max(1, q.minimum_verifiers)
-        full = task.assurance == "full"
-        if adaptive(policy, fee=task.fee, private=private, full=full):  # sampled audits
+        if adaptive(policy, task, private=private):  # sampled audits
             k = need = policy.audit.auditors
         bonded = self.bonded_workers()
         if bonded >= need + 1:
