@@ -188,6 +188,8 @@ class AuthorityNode:
         self._modules: dict[CID, bytes] = {}
         self._thread: threading.Thread | None = None
         self._referee_threads: ThreadPoolExecutor | None = None
+        #: the referee's agents by executor name (used on the referee thread only)
+        self._referees: dict[str, Any] = {}
         self._started = threading.Event()
         self._start_error: BaseException | None = None
         #: Requests to workers held back until :meth:`resume` (after a restart, the backend
@@ -599,10 +601,14 @@ class AuthorityNode:
 
         task, receipt = cmd.task, cmd.receipt
         try:
-            extra = {} if task.executor == "wasm" else {task.executor: load_executor(task.executor)}
-            referee = WorkerAgent(
-                self.authority, self.federation, HardwareProfile(memory_mb=1), executors=extra
-            )
+            referee = self._referees.get(task.executor)
+            if referee is None:  # one per executor, made once (an engine is costly to build)
+                extra = (
+                    {} if task.executor == "wasm" else {task.executor: load_executor(task.executor)}
+                )
+                referee = self._referees[task.executor] = WorkerAgent(
+                    self.authority, self.federation, HardwareProfile(memory_mb=1), executors=extra
+                )
             wasm, data = self.blobs.get(task.wasm_cid), self.blobs.get(task.input_cid)
             mine = referee.recompute(task, wasm, data)
             if blob_cid(mine) == receipt.output_cid:
