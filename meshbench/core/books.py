@@ -46,6 +46,7 @@ from meshbench.core.tables import TABLES, FoldRules, Tables, cid_key
 from meshbench.core.types import (
     ComputeOffer,
     ExecutionReceipt,
+    PeerInfo,
     ReputationSnapshot,
     ResultCommitment,
     TaskIntent,
@@ -428,10 +429,24 @@ def _fold_slash(books: Tables, ev: StakeSlashed) -> None:
     remaining.sort(key=lambda lot: lot[1])
     books.put("stakes", ev.account, {"bonded": s["bonded"] - take_bonded, "unbonding": remaining})
     books.credit(ev.recipient, ev.amount)
+    if ev.offence == "no_show":  # drawn last until it signs something again
+        books.put("absent", ev.account, ev.timestamp)
+
+
+def _present(books: Tables, peer: str) -> None:
+    """``peer`` signed something the authority took in: it is no longer absent (the
+    ``absent`` table that :func:`meshbench.core.selection.absent_peers` reads)."""
+    if books.get("absent", peer) is not None:
+        books.put("absent", peer, None)
 
 
 def _fold_verification(books: Tables, ev: VerificationReceipt) -> None:
     _task_row(books, ev.task_cid)  # a receipt for an unknown task is refused
+    _present(books, ev.verifier)
+
+
+def _fold_peer(books: Tables, ev: PeerInfo) -> None:
+    _present(books, ev.did)  # a peer that (re)announces itself is back
 
 
 def _fold_judged(books: Tables, ev: VerdictJudged) -> None:
@@ -449,6 +464,7 @@ def _fold_offer(books: Tables, ev: ComputeOffer) -> None:
     key, task = _task_row(books, ev.task_cid)
     state = "Offered" if task["state"] == "Published" else task["state"]
     books.put("tasks", key, {**task, "state": state, "offers": task["offers"] + 1})
+    _present(books, ev.worker)
 
 
 def _fold_commitment(books: Tables, ev: ResultCommitment) -> None:
@@ -462,10 +478,12 @@ def _fold_commitment(books: Tables, ev: ResultCommitment) -> None:
     if state == "Executed" and set(task["verifiers"]) <= set(committed):
         state = "Verifying"
     books.put("tasks", key, {**task, "state": state, "committed": committed})
+    _present(books, ev.worker)
 
 
 def _fold_receipt(books: Tables, ev: ExecutionReceipt) -> None:
     _advance(books, ev.task_cid, ("Executed",), "Verifying")
+    _present(books, ev.worker)
 
 
 def _fold_snapshot(books: Tables, ev: ReputationSnapshot) -> None:
@@ -500,6 +518,7 @@ ECONOMY_RULES: Final[FoldRules] = MappingProxyType(
         ResultCommitment: _fold_commitment,
         ExecutionReceipt: _fold_receipt,
         ReputationSnapshot: _fold_snapshot,
+        PeerInfo: _fold_peer,
     }
 )
 #: Everything a federation's ledger folds: the economy and its governance.

@@ -979,6 +979,10 @@ class AuthorityState:
             out.append(did)
         return out
 
+    def _absent(self, now: int) -> frozenset[str]:
+        """Peers that missed their last assignment: drawn after every present one."""
+        return selection.absent_peers(self.books.table("absent"), now)
+
     def _draw_seed(self, rec: _Task, salt: str) -> bytes:
         msg = b"meshbench/draw/v1\0" + bytes(rec.task.cid) + salt.encode()
         return hashlib.sha256(self.authority.sign(msg)).digest()
@@ -1041,7 +1045,9 @@ class AuthorityState:
                 return "no_verifiers"
             rec.waiting = None
             return offer, []
-        verifiers = selection.draw_verifiers(self._draw_seed(rec, f"a{attempt}"), candidates, k)
+        verifiers = selection.draw_verifiers(
+            self._draw_seed(rec, f"a{attempt}"), candidates, k, self._absent(now)
+        )
         if len(verifiers) < max(1, q.minimum_verifiers):
             rec.waiting = (
                 f"needs {k} verifiers, {len(candidates)} eligible: waiting for workers{raised}"
@@ -1199,7 +1205,9 @@ class AuthorityState:
         if audited:
             candidates = self._verifier_candidates(rec, worker, policy, now, ())
             seed = hashlib.sha256(draw).digest()
-            auditors = tuple(selection.draw_verifiers(seed, candidates, policy.audit.auditors))
+            auditors = tuple(
+                selection.draw_verifiers(seed, candidates, policy.audit.auditors, self._absent(now))
+            )
         return self._sign(
             AuditDrawn(
                 authority=self.authority.did,
@@ -1549,7 +1557,7 @@ class AuthorityState:
             rec, rec.assignment.worker, policy, now, rec.verifiers
         )
         seed = self._draw_seed(rec, f"a{rec.attempt}d{len(rec.verifiers)}")
-        extra = selection.draw_verifiers(seed, candidates, room)
+        extra = selection.draw_verifiers(seed, candidates, room, self._absent(now))
         if not extra:  # nobody left to ask: the final rules decide on the votes in hand
             return self._decide(rec, now, final=True)
         dispute = self._sign(

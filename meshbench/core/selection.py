@@ -20,21 +20,27 @@ Ties break on the offer CID, so every node ranks the same offers identically.
 Verifiers (:func:`draw_verifiers`) are drawn from eligible peers by a keyed hash of a seed
 that the ledger authority derives by signing the task CID (deterministic, but unknown to the
 publisher beforehand), never the worker or the publisher, optionally never the worker's
-federation.
+federation. Peers that missed their last assignment (a ``no_show`` slash, folded into the
+books' ``absent`` table until the peer signs something again or :data:`ABSENT_FOR_MS` pass)
+come last in the draw: a dead machine is not drawn again while live peers are there, and an
+absent peer is still drawn when too few others are (it may be back).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from meshbench.core.policy import MeshPolicy
 from meshbench.core.types import ComputeOffer, TaskIntent
 from meshbench.core.views import MembershipView
 
 __all__ = [
+    "ABSENT_FOR_MS",
     "ScoreBreakdown",
+    "absent_peers",
     "draw_verifiers",
     "offer_problems",
     "offer_score",
@@ -162,7 +168,24 @@ def rank_offers(
     return [o for _, _, o in scored]
 
 
-def draw_verifiers(seed: bytes, candidates: Sequence[str], k: int) -> list[str]:
-    """``k`` of ``candidates`` (fewer if there are not enough), ordered by keyed hash."""
-    keyed = sorted(candidates, key=lambda did: hashlib.sha256(seed + did.encode()).digest())
+#: How long (ledger authority time) a no-show keeps a peer at the back of the draw when it
+#: signs nothing meanwhile: a restarted verifier-only peer comes back by itself.
+ABSENT_FOR_MS: Final = 600_000
+
+
+def absent_peers(absent: Mapping[str, int], now_ms: int) -> frozenset[str]:
+    """Peers whose last no-show (``absent[peer]``, authority time) is within
+    :data:`ABSENT_FOR_MS` of ``now_ms``."""
+    return frozenset(p for p, at in absent.items() if now_ms - at < ABSENT_FOR_MS)
+
+
+def draw_verifiers(
+    seed: bytes, candidates: Sequence[str], k: int, absent: frozenset[str] = frozenset()
+) -> list[str]:
+    """``k`` of ``candidates`` (fewer if there are not enough), ordered by keyed hash, the
+    ``absent`` ones (:func:`absent_peers`) after every present one."""
+    keyed = sorted(
+        candidates,
+        key=lambda did: (did in absent, hashlib.sha256(seed + did.encode()).digest()),
+    )
     return keyed[: max(0, k)]
