@@ -30,6 +30,7 @@ conservation, and compares the refold with the stored tables.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import sqlite3
@@ -47,7 +48,7 @@ from meshbench.core.protocol import UNSIGNED_STIMULI, Journaled
 from meshbench.core.tables import Changes
 from meshbench.core.types import TaskIntent
 
-__all__ = ["Ledger", "LedgerReport"]
+__all__ = ["Ledger", "LedgerFollower", "LedgerReport"]
 
 Link = tuple[str, str]
 
@@ -383,42 +384,8 @@ class Ledger:
     # --- checking ---
     def refold(self, report: LedgerReport | None = None) -> Books:
         """Fold every event from nothing, checking CIDs, signatures, links and rules."""
-        report = report if report is not None else LedgerReport()
-        books = Books(self.authority)
-        auditor = SettlementAuditor()
-        seen: set[str] = set()
-        for (
-            seq,
-            cid,
-            data,
-        ) in self._db.execute("SELECT seq, cid, data FROM events ORDER BY seq"):
-            report.events += 1
-            try:
-                ev = decode_object(data, expected_cid=cid)
-            except MeshError as exc:
-                report.problems.append(f"event #{seq} {cid}: {type(exc).__name__}: {exc}")
-                continue
-            for parent in getattr(ev, "parents", ()):
-                if cid_key(parent) not in seen:
-                    report.problems.append(f"event #{seq} {cid}: parent {parent} is not before it")
-            auditor.before(ev, books)
-            try:
-                books.apply(ev)
-            except MeshError as exc:
-                report.problems.append(f"event #{seq} {cid}: refused by the fold: {exc}")
-            seen.add(cid)
-        report.problems += auditor.problems
-        report.settlements_audited = auditor.audited
-        report.settlements_unaudited = auditor.unaudited
-        if len(report.problems) > 100:
-            report.problems[100:] = [f"... and {len(report.problems) - 100} more problems"]
-        try:
-            books.check_conservation()
-        except LedgerError as exc:
-            report.problems.append(str(exc))
-        report.tokens_minted = books.minted()
-        report.tokens_held = books.token_total()
-        return books
+        follower = LedgerFollower(self.authority)
+        return follower.follow(self, report)
 
     def verify(self) -> LedgerReport:
         """Check everything; the stored tables must equal a fresh fold of the events."""
@@ -462,6 +429,97 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class LedgerFollower:
+    """A fresh fold of a ledger kept up to date: :meth:`follow` checks and folds only the
+    events appended since its last call (CIDs, signatures, links, rules, the settlement
+    auditor), after checking that the events it already folded are still there unchanged
+    (a digest of them). ``Ledger.refold`` is one follow from nothing; a watcher that looks at
+    a growing ledger again and again (the crash suite after every kill) pays for each event
+    once instead of once per look."""
+
+    def __init__(self, authority: str) -> None:
+        self.books = Books(authority)
+        self.auditor = SettlementAuditor()
+        self.seq = 0  #: the last event folded
+        self.events = 0
+        self._seen: set[str] = set()
+        self._digest = hashlib.sha256()
+        self._problems: list[str] = []
+        #: called with each event folded (in order), e.g. to collect task times
+        self.on_event: Callable[[int, Model], None] | None = None
+
+    def follow(self, ledger: Ledger, report: LedgerReport | None = None) -> Books:
+        """Fold what was appended since the last call; ``report`` gets every problem found so
+        far and the token figures. Returns the follower's books (do not change them)."""
+        report = report if report is not None else LedgerReport()
+        db = ledger._db
+        if ledger.authority != self.books.authority:
+            raise LedgerError(f"{ledger.path} belongs to {ledger.authority}, not this follower's")
+        if self.seq:  # the prefix folded before is still the same, byte for byte
+            again = hashlib.sha256()
+            for row in db.execute(
+                "SELECT seq, cid, data FROM events WHERE seq <= ? ORDER BY seq", (self.seq,)
+            ):
+                again.update(_row_digest(*row))
+            if again.digest() != self._digest.digest():
+                self._problems.append(
+                    f"the events up to #{self.seq} changed since they were verified"
+                )
+        books, auditor, seen = self.books, self.auditor, self._seen
+        problems_before = len(auditor.problems)
+        for seq, cid, data in db.execute(
+            "SELECT seq, cid, data FROM events WHERE seq > ? ORDER BY seq", (self.seq,)
+        ):
+            self.seq = seq
+            self.events += 1
+            self._digest.update(_row_digest(seq, cid, data))
+            try:
+                ev = decode_object(data, expected_cid=cid)
+            except MeshError as exc:
+                self._problems.append(f"event #{seq} {cid}: {type(exc).__name__}: {exc}")
+                continue
+            for parent in getattr(ev, "parents", ()):
+                if cid_key(parent) not in seen:
+                    self._problems.append(f"event #{seq} {cid}: parent {parent} is not before it")
+            auditor.before(ev, books)
+            try:
+                books.apply(ev)
+            except MeshError as exc:
+                self._problems.append(f"event #{seq} {cid}: refused by the fold: {exc}")
+            seen.add(cid)
+            if self.on_event is not None:
+                self.on_event(seq, ev)
+        self._problems += auditor.problems[problems_before:]
+        report.events = self.events
+        report.problems += self._problems
+        report.settlements_audited = auditor.audited
+        report.settlements_unaudited = auditor.unaudited
+        if len(report.problems) > 100:
+            report.problems[100:] = [f"... and {len(report.problems) - 100} more problems"]
+        try:
+            books.check_conservation()
+        except LedgerError as exc:
+            report.problems.append(str(exc))
+        report.tokens_minted = books.minted()
+        report.tokens_held = books.token_total()
+        return books
+
+    def verify(self, ledger: Ledger) -> LedgerReport:
+        """:meth:`Ledger.verify`, paying only for the events appended since the last call:
+        the stored tables must equal the fold."""
+        report = LedgerReport()
+        books = self.follow(ledger, report)
+        differences = _differences(ledger.stored_tables(), books.tables())
+        if differences:
+            report.tables_equal = False
+            report.problems += differences[:20]
+        return report
+
+
+def _row_digest(seq: int, cid: str, data: bytes) -> bytes:
+    return seq.to_bytes(8, "big") + cid.encode() + hashlib.sha256(data).digest()
 
 
 def _timestamp(ev: Model) -> int | None:

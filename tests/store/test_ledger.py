@@ -198,3 +198,39 @@ def test_verify_re_derives_every_settlement_and_catches_a_skewed_split(tmp_path)
         report = led.verify()
         assert not report.ok
         assert any("the rules give" in p for p in report.problems)
+
+
+def test_a_follower_verifies_a_growing_ledger_once_per_event_and_sees_old_events_change(tmp_path):
+    from meshbench.store.ledger import LedgerFollower
+
+    path = tmp_path / "l.sqlite"
+    h = ProtocolHarness()
+    good = output_cid("good")
+    appended = 0
+    with Ledger(path, authority=h.authority.did) as led:
+        follower = LedgerFollower(led.authority)
+        for n in range(3):  # the ledger grows between looks
+            t, a = h.publish_and_assign(worker=h.peers[n])
+            h.execute(t, {v: good for v in a.verifiers}, worker_output=good)
+            events = [e for c in h.log if isinstance(c, AppendToLedger) for e in c.events]
+            led.append(*events[appended:])
+            appended = len(events)
+            before = follower.events
+            report = follower.verify(led)
+            assert report.ok, report.problems
+            assert follower.events == len(led)  # each event folded once in all
+            assert follower.events - before < len(led) or n == 0
+            fresh = led.verify()
+            assert (report.tokens_minted, report.tokens_held) == (
+                fresh.tokens_minted,
+                fresh.tokens_held,
+            )
+            assert follower.books.tables() == led.refold().tables()
+    db = sqlite3.connect(path)  # an event already verified is altered behind its back
+    db.execute("UPDATE events SET data = substr(data, 1, length(data) - 1) WHERE seq = 3")
+    db.commit()
+    db.close()
+    with Ledger(path) as led:
+        report = follower.verify(led)
+        assert not report.ok
+        assert any("changed since they were verified" in p for p in report.problems)
