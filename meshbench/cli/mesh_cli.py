@@ -372,6 +372,11 @@ def events(as_json: bool, data_dir: Path | None) -> None:
 @click.option("--fee", type=int, required=True)
 @click.option("--verifiers", type=click.IntRange(1, 64), default=3, show_default=True)
 @click.option("--cpu-cycles", type=click.IntRange(min=1), default=1_000_000, show_default=True)
+@click.option(
+    "--full-verification",
+    is_flag=True,
+    help="Ask for the full quorum even where the policy samples its audits.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the task CID, state and notes.")
 @data_dir_option
 def publish_task(
@@ -380,6 +385,7 @@ def publish_task(
     fee: int,
     verifiers: int,
     cpu_cycles: int,
+    full_verification: bool,
     as_json: bool,
     data_dir: Path | None,
 ) -> None:
@@ -396,6 +402,7 @@ def publish_task(
         "fee": fee,
         "verifiers": verifiers,
         "cpu_cycles": cpu_cycles,
+        "full_verification": full_verification,
     }
     result = control.request(resolve_data_dir(data_dir), "publish-task", **args)
     if as_json:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from meshbench.core import sampling
 from meshbench.core.encoding import parse_cid
 from meshbench.core.errors import ProtocolError
 from meshbench.core.outcome import task_outcome
@@ -75,10 +76,20 @@ class AuthorityRole:
                 )
         scope = CapabilityScope(cpu_cycles=int(args.get("cpu_cycles") or 1_000_000))
         asked = int(args.get("verifiers") or 3)
-        handle = self.mesh.publish(wasm, data, fee=int(args["fee"]), verifiers=asked, scope=scope)
-        given = self.mesh.policy.verification_quorum.verifiers_for(asked)
+        full = bool(args.get("full_verification"))
+        handle = self.mesh.publish(
+            wasm, data, fee=int(args["fee"]), verifiers=asked, scope=scope, full_verification=full
+        )
+        policy = self.mesh.policy
+        given = policy.verification_quorum.verifiers_for(asked)
         warnings = []
-        if given != asked:
+        if sampling.adaptive(policy, handle.task, private=False):
+            given = policy.audit.auditors
+            warnings.append(
+                f"verified by sampled audits (the policy's audit section): {given} auditor(s) "
+                "when drawn; --full-verification asks for the full quorum"
+            )
+        elif given != asked:
             bound = "minimum" if given > asked else "maximum"
             warnings.append(f"{asked} verifiers asked, {given} drawn: policy {bound}_verifiers")
         workers = self.mesh.node.backend.worker_count()
