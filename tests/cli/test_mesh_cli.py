@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,14 +93,17 @@ def test_commands_without_a_running_node_fail_with_a_clear_message(
         control.request(tmp_path, "status")
 
 
-def test_an_authority_node_publishes_tasks_and_reports_them(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+@contextlib.contextmanager
+def _authority(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], policy: Any = None
+) -> Iterator[tuple[NodeService, list[str]]]:
+    """An authority node with a module and an input provided: (the node, publish-task's
+    blob arguments)."""
     from meshbench.runtime.roles import AuthorityRole
 
     svc = NodeService(tmp_path / "auth", listen=["/ip4/127.0.0.1/tcp/0"], mdns=False,
                       key_name="node").start()  # fmt: skip
-    svc.role = AuthorityRole(svc)
+    svc.role = AuthorityRole(svc, policy=policy)
     try:
         d = str(svc.data_dir)
         wasm, data = tmp_path / "m.wasm", tmp_path / "in.txt"
@@ -106,10 +111,18 @@ def test_an_authority_node_publishes_tasks_and_reports_them(
         data.write_bytes(b"hello")
         wasm_cid = run(capsys, "provide", str(wasm), "--data-dir", d)[1].strip()
         input_cid = run(capsys, "provide", str(data), "--data-dir", d)[1].strip()
-        args = ["--wasm-cid", wasm_cid, "--input-cid", input_cid, "--fee", "100"]
-        code, out, err = run(
-            capsys, "publish-task", *args, "--verifiers", "1", "--json", "--data-dir", d
-        )
+        yield svc, ["--wasm-cid", wasm_cid, "--input-cid", input_cid, "--data-dir", d]
+    finally:
+        svc.close()
+
+
+def test_an_authority_node_publishes_tasks_and_reports_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with _authority(tmp_path, capsys) as (svc, blobs):
+        d = str(svc.data_dir)
+        args = [*blobs, "--fee", "100"]
+        code, out, err = run(capsys, "publish-task", *args, "--verifiers", "1", "--json")
         assert code == 0, err
         task_cid = json.loads(out)["task_cid"]
         status = control.request(svc.data_dir, "status")
@@ -117,14 +130,23 @@ def test_an_authority_node_publishes_tasks_and_reports_them(
         assert status["protocol"]["role"] == "authority" and status["protocol"]["tasks"] == 1
         code, out, err = run(capsys, "status", task_cid, "--json", "--data-dir", d)
         assert code == 0 and json.loads(out)["task_cid"] == task_cid
-        code, out, err = run(capsys, "publish-task", *args, "--full-verification", "--json",
-                             "--data-dir", d)  # fmt: skip
+        code, out, err = run(capsys, "publish-task", *args, "--full-verification", "--json")
         assert code == 0, err
         records = svc.role.mesh.node.records
         full = {str(c): r.task.assurance for c, r in records.items()}
         assert full == {task_cid: "policy", json.loads(out)["task_cid"]: "full"}
-    finally:
-        svc.close()
+
+
+def test_publish_task_says_when_audits_are_sampled_and_full_verification_opts_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with _authority(tmp_path, capsys, policy={"audit": {"enabled": True}}) as (_, blobs):
+        args = [*blobs, "--fee", "100", "--json"]
+        sampled = json.loads(run(capsys, "publish-task", *args)[1])
+        assert sampled["verifiers"] == 1  # the policy's auditors, when drawn
+        assert any("sampled audits" in w for w in sampled["warnings"])
+        full = json.loads(run(capsys, "publish-task", *args, "--full-verification")[1])
+        assert full["verifiers"] == 3 and not any("sampled" in w for w in full["warnings"])
 
 
 def test_status_wait_and_follow_end_with_a_typed_error_when_the_task_does_not_settle(
@@ -162,32 +184,5 @@ def test_status_wait_and_follow_end_with_a_typed_error_when_the_task_does_not_se
         other = str(make_task(make_identity(3)).cid)
         code, _, err = run(capsys, "status", other, "--wait", "--timeout", "30", "--data-dir", d)
         assert code == 1 and "ProtocolError" in err and "unknown task" in err
-    finally:
-        svc.close()
-
-
-def test_publish_task_says_when_audits_are_sampled_and_full_verification_opts_out(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from meshbench.runtime.roles import AuthorityRole
-
-    svc = NodeService(tmp_path / "auth", listen=["/ip4/127.0.0.1/tcp/0"], mdns=False,
-                      key_name="node").start()  # fmt: skip
-    svc.role = AuthorityRole(svc, policy={"audit": {"enabled": True}})
-    try:
-        d = str(svc.data_dir)
-        wasm, data = tmp_path / "m.wasm", tmp_path / "in.txt"
-        wasm.write_bytes(b"\x00asm\x01\x00\x00\x00")
-        data.write_bytes(b"hello")
-        wasm_cid = run(capsys, "provide", str(wasm), "--data-dir", d)[1].strip()
-        input_cid = run(capsys, "provide", str(data), "--data-dir", d)[1].strip()
-        args = ["--wasm-cid", wasm_cid, "--input-cid", input_cid, "--fee", "100", "--json"]
-        sampled = json.loads(run(capsys, "publish-task", *args, "--data-dir", d)[1])
-        assert sampled["verifiers"] == 1  # the policy's auditors, when drawn
-        assert any("sampled audits" in w for w in sampled["warnings"])
-        full = json.loads(
-            run(capsys, "publish-task", *args, "--full-verification", "--data-dir", d)[1]
-        )
-        assert full["verifiers"] == 3 and not any("sampled" in w for w in full["warnings"])
     finally:
         svc.close()
