@@ -97,6 +97,7 @@ from meshbench.core.views import BooksPolicyView, MembershipView, OpenMembership
 
 __all__ = [
     "OPEN_STATES",
+    "REASK_SHARE",
     "TRANSITIONS",
     "AllOffersIn",
     "AppendToLedger",
@@ -111,6 +112,7 @@ __all__ = [
     "RefereeRun",
     "RequestReveal",
     "RequestVerdict",
+    "Resumed",
     "RunExecution",
     "RunVerification",
     "ScheduleTimeout",
@@ -120,6 +122,7 @@ __all__ = [
     "TimeoutFired",
     "Transition",
     "VerdictJudgement",
+    "suspended_due",
     "transition_diagram",
     "transition_mermaid",
     "transition_table_markdown",
@@ -205,6 +208,38 @@ class RefereeResult:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resumed:
+    """The authority starts again after being down (or holding its requests) since
+    ``since``, its last recorded time: journalled, so that every later restart knows each
+    interval in which nobody could answer it (see :func:`suspended_due`)."""
+
+    since: int
+
+
+#: After a restart, the share of its stage's timeout a party asked again has at least, from
+#: the moment it is asked again, to answer (an answer sent while the authority was down is
+#: lost: the authority cannot hold that against it).
+REASK_SHARE: Final = 0.5
+
+
+def suspended_due(scheduled: int, due: int, down: Iterable[tuple[int, int]]) -> int:
+    """When a timer set at ``scheduled`` to fire at ``due`` fires if the intervals in which
+    the authority was down (``down``: ``(from, to)``) do not count: a party asked to answer
+    within a timeout gets that much of the authority's uptime, however often it restarts
+    (a restart cannot take the time away, and restarts in a row cannot push it back beyond
+    the downtime itself)."""
+    left, cursor = due - scheduled, scheduled
+    for start, end in sorted(down):
+        if end <= cursor:
+            continue
+        if start >= cursor + left:
+            break
+        left -= max(0, start - cursor)
+        cursor = end
+    return cursor + left
+
+
 #: The stimuli that are not signed objects (a signed object is journalled by its CID).
 UNSIGNED_STIMULI: Final = (
     TimeoutFired,
@@ -214,6 +249,7 @@ UNSIGNED_STIMULI: Final = (
     PrivateInput,
     VerdictJudgement,
     RefereeResult,
+    Resumed,
 )
 
 
@@ -482,6 +518,11 @@ class AuthorityState:
         #: per open task, the CIDs in ``_seen`` that only concern it (with forget_settled)
         self._seen_by_task: dict[CID, list[CID]] | None = {} if forget_settled else None
         self._token = 0
+        #: intervals in which this authority was down (journalled :class:`Resumed`)
+        self._down: list[tuple[int, int]] = []
+        #: after :meth:`replay`: each pending timer's (set at, due), and the time replayed to
+        self._replayed: dict[tuple[CID, str, int], tuple[int, int]] | None = None
+        self._replayed_to = 0
 
     # --- public entry point ---
     def handle(self, event: object, now: int) -> list[Command]:
@@ -536,6 +577,10 @@ class AuthorityState:
         if isinstance(event, PrivateInput):
             rec = self._record(event.task_cid)
             rec.private = True
+            return []
+        if isinstance(event, Resumed):
+            if event.since < now:
+                self._down.append((event.since, now))
             return []
         if not isinstance(event, Signed):
             raise ProtocolError(f"unknown stimulus {type(event).__name__}")
@@ -677,29 +722,39 @@ class AuthorityState:
 
     # --- recovery ---
     def restore(self, history: Iterable[Journaled | Model], now: int) -> list[Command]:
-        """Rebuild this (fresh) state after a restart by replaying the ledger's history.
+        """Rebuild this (fresh) state after a restart (:meth:`replay`) and ask again for
+        everything open tasks wait on (:meth:`reissue`), at ``now``."""
+        self.replay(history, now)
+        return self.reissue(now)
+
+    def replay(
+        self, history: Iterable[Journaled | Model], now: int, *, since: int | None = None
+    ) -> None:
+        """Rebuild this (fresh) state by replaying the ledger's history.
 
         ``history`` is the ledger in order: each journalled stimulus (:class:`Journaled`)
         is fed through :meth:`handle` at its recorded time, exactly as it was live, and the
         events it produces must be the ones the ledger holds next (same CIDs: signing is
         deterministic), else :class:`LedgerError`; events no stimulus produced (governance,
-        policy) are folded as they come. Then every open task's outstanding requests are
-        issued again and its pending timers scheduled (none before ``now``), so no task is
-        left waiting for its deadline.
+        policy) are folded as they come. Then a :class:`Resumed` is journalled at ``now``:
+        from the last recorded time (or ``since``, the runtime's later mark of being alive,
+        if it has one) until now the authority was down.
         """
         if self.tasks or self._seen or self.books.minted():
-            raise ProtocolError("restore() needs a fresh AuthorityState (empty books)")
+            raise ProtocolError("replay() needs a fresh AuthorityState (empty books)")
         expected: list[CID] = []
-        timers: dict[tuple[CID, str, int], int] = {}
+        timers: dict[tuple[CID, str, int], tuple[int, int]] = {}
+        last = None
         for item in history:
             if isinstance(item, Journaled):
                 if expected:
                     raise LedgerError(f"the journal resumes before event {expected[0]} was seen")
+                last = item.at
                 for cmd in self.handle(item.stimulus, item.at):
                     if isinstance(cmd, AppendToLedger):
                         expected += [e.cid for e in cmd.events]
                     elif isinstance(cmd, ScheduleTimeout):
-                        timers[(cmd.task_cid, cmd.stage, cmd.token)] = cmd.at
+                        timers[(cmd.task_cid, cmd.stage, cmd.token)] = (item.at, cmd.at)
                 expected.reverse()
                 continue
             if expected:
@@ -715,6 +770,28 @@ class AuthorityState:
         if expected:
             raise LedgerError(f"the ledger ends before event {expected[-1]} the journal produces")
         self.journal.clear()  # replayed, not new
+        self._replayed, self._replayed_to = timers, now
+        alive = max(x for x in (last, since, 0) if x is not None)
+        self.handle(Resumed(since=min(now, alive or now)), now)
+
+    @property
+    def replaying(self) -> bool:
+        """Replayed, and not yet :meth:`reissue`-d."""
+        return self._replayed is not None
+
+    def reissue(self, now: int) -> list[Command]:
+        """After :meth:`replay`: every open task's outstanding requests again, and its
+        pending timers (none before ``now``). A runtime that held its requests since the
+        replay (until it knew its workers) calls it then: that wait is journalled as
+        downtime too. The time a party had to answer an execution or verification request
+        does not count the intervals the authority was down (:func:`suspended_due`), and a
+        party asked again has at least :data:`REASK_SHARE` of that timeout to answer the
+        request again (its first answer may have been lost with the authority)."""
+        if self._replayed is None:
+            raise ProtocolError("reissue() follows replay()")
+        timers, self._replayed = self._replayed, None
+        if now > self._replayed_to:
+            self.handle(Resumed(since=self._replayed_to), now)
         out: list[Command] = []
         for rec in self.tasks.values():
             if rec.rechecking and rec.receipt is not None:  # a held result being re-checked
@@ -722,12 +799,14 @@ class AuthorityState:
             if rec.state in OPEN_STATES or "challenge" in rec.timers:
                 out += self._outstanding(rec, now) if rec.state in OPEN_STATES else []
                 for stage, token in sorted(rec.timers.items()):
-                    at = timers[(rec.task.cid, stage, token)]
-                    if at < now and stage in ("execution", "verification"):
-                        # the requests were sent again: one more timeout to answer, counted
-                        # from when the timer was due, so restarts in a row cannot push it
-                        # back for ever (at most one timeout past its time in all)
-                        at += self._stage_timeout(rec, stage)
+                    key = (rec.task.cid, stage, token)
+                    if key in timers:
+                        set_at, at = timers[key]
+                        if stage in ("execution", "verification"):
+                            grace = int(self._stage_timeout(rec, stage) * REASK_SHARE)
+                            at = max(suspended_due(set_at, at, self._down), now + grace)
+                    else:  # set after the replay (while requests were held): as it was
+                        continue
                     out.append(
                         ScheduleTimeout(
                             task_cid=rec.task.cid,

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, assert_never, overload
+from typing import Any, Final, assert_never, overload
 
 from meshbench.core import governance as gov
 from meshbench.core.books import Books, cid_key
@@ -70,6 +70,10 @@ from meshbench.store.ledger import Ledger, LedgerReport
 __all__ = ["AuthorityNode", "NodeSnapshot", "Rejection", "Rejections", "TaskRecord"]
 
 log = logging.getLogger("meshbench.node")
+
+#: How often (authority ms) a running node notes in its ledger that it is alive: after a
+#: crash, the time parties had to answer does not count from that mark on.
+ALIVE_MARK_MS: Final = 250
 
 
 @dataclass
@@ -195,6 +199,7 @@ class AuthorityNode:
         #: Requests to workers held back until :meth:`resume` (after a restart, the backend
         #: may not know its workers yet: a request sent now would be lost).
         self._held: list[Command] | None = None
+        self._alive_at = 0
         self._unwake: Callable[[], None] | None = None
         if isinstance(clock, ManualClock):
             self._unwake = clock.on_advance(self._clock_advanced)
@@ -219,12 +224,18 @@ class AuthorityNode:
 
     def resume(self) -> int:
         """Send the worker requests held since :meth:`start` (``resume=False``) and stop
-        holding; returns how many were sent."""
+        holding; after a restart, ask again for what open tasks wait on
+        (``AuthorityState.reissue``: their timers start from here). Returns how many
+        requests were sent."""
 
         def work() -> int:
+            assert self.state is not None and self._ledger is not None
             held, self._held = self._held or [], None
+            if self.state.replaying:  # a restart: ask again for what open tasks wait on
+                held = [*self.state.reissue(self.clock()), *held]
+                self._ledger.journal(self.state.take_journal())  # the wait was downtime
             self._run(held)
-            return len(held)
+            return sum(isinstance(c, _WORKER_REQUESTS) for c in held)
 
         return self.call(work)
 
@@ -294,8 +305,12 @@ class AuthorityNode:
             )
             resumed: list[Command] = []
             if restarting:
-                resumed = self.state.restore(self._ledger.history(), self.clock())
+                since = self._ledger.alive_mark()  # the last time it was seen running
+                self.state.replay(self._ledger.history(), self.clock(), since=since)
+                if self._held is None:  # else resume() asks again, once it is told to
+                    resumed = self.state.reissue(self.clock())
                 self._ledger.adopt(books)
+                self._ledger.journal(self.state.take_journal())  # the downtime (Resumed)
                 for cid in list(self.state.tasks):
                     self.state.forget(cid)  # settled before the restart: memory for open ones
         except BaseException as exc:
@@ -323,6 +338,7 @@ class AuthorityNode:
                 with self._ledger.batch():
                     stop = self._burst(work)
                     self._fire_due_timers()
+                    self._mark_alive()
                 # only now is the burst committed: readers of the ledger file see it
                 for rec in self._settled:
                     rec.done.set()
@@ -334,6 +350,16 @@ class AuthorityNode:
                     break
         finally:
             self._ledger.close()
+
+    def _mark_alive(self) -> None:
+        """At most every :data:`ALIVE_MARK_MS`, note in the ledger that the authority runs:
+        after a crash the downtime is counted from there, not from its last stimulus (an
+        idle authority is not down)."""
+        now = self.clock()
+        if now - self._alive_at >= ALIVE_MARK_MS:
+            assert self._ledger is not None
+            self._ledger.mark_alive(now)
+            self._alive_at = now
 
     def _burst(self, work: Callable[[], None], limit: int = 256) -> bool:
         """Run ``work`` and whatever else is already queued (up to ``limit``); True to stop."""

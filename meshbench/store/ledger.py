@@ -153,6 +153,15 @@ class Ledger:
         row = self._db.execute("SELECT value FROM ledger_meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
+    def mark_alive(self, at: int) -> None:
+        """Note that the authority was running at ``at`` (its clock, ms): after a crash,
+        :meth:`alive_mark` bounds when it went down (see ``AuthorityState.replay``)."""
+        self._db.execute("INSERT OR REPLACE INTO ledger_meta VALUES ('alive', ?)", (str(at),))
+
+    def alive_mark(self) -> int | None:
+        value = self._meta("alive")
+        return None if value is None else int(value)
+
     def _load_books(self) -> Books:
         books = Books(self.authority)
         books.load(self.stored_tables())
