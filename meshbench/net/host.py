@@ -61,6 +61,7 @@ from meshbench.core.errors import (
 )
 from meshbench.core.identity import Identity
 from meshbench.core.model import Model, Signed, decode_object
+from meshbench.net import fastpath
 from meshbench.net import sync as sync_frames
 from meshbench.net.blocks import BLOCKS_PROTOCOL, fetch_from_stream, serve_stream
 from meshbench.net.guard import SELF, GossipGuard, GuardConfig, Verdict
@@ -244,6 +245,7 @@ class MeshHost:
         }
         _set_identify_strings()
         _quiet_known_noise()
+        fastpath.install()
         key_pair = key_pair_of(config.identity)
         noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
         self.host: IHost = new_host(
@@ -686,6 +688,7 @@ class MeshHost:
         except Exception as exc:
             raise NetworkError(f"cannot open a blocks stream to {peer_id}: {exc}") from exc
         try:
+            await fastpath.widen_receive_window(stream)
             return await fetch_from_stream(stream, cid, self.store, self.config.max_blob_bytes)
         finally:
             await _close(stream)
@@ -722,6 +725,7 @@ class MeshHost:
         stream = await self.host.new_stream(pid, [TProtocol(BENCH_PROTOCOL)])
         try:
             start = time.perf_counter()
+            await fastpath.widen_receive_window(stream)  # as fetch_from does
             await stream.write(uvarint(size))
             reader = StreamReader(stream)
             got = 0
