@@ -11,8 +11,14 @@ Every node is its own OS process (``mesh-cli start``), as in a real mesh. Figure
   connection (Noise + Yamux), from memory to nowhere;
 * ``tcp_MBps``: a plain TCP socket copy between two processes.
 
-Blob and stream alternate over the same direct connection for several rounds; each figure
-is the best round, and the per-round ratios are reported to show the spread.
+Throughput is measured in rounds after a warm-up round (not counted): each round moves the
+same number of bytes once by each kind (blob, bare stream, TCP), in an order that rotates
+from round to round, and gives one ratio of each pair from three transfers made seconds
+apart. On a shared machine a neighbour's load slows all three alike within a round but not
+across rounds, so each ratio is the median of its per-round values, reported with its min
+and max (``*_spread``) and every round (``*_rounds``); the MB/s figures are per-kind
+medians. The blobs are made before the first round; rounds stop at ``rounds`` or once
+``max_seconds`` have passed (after at least three).
 """
 
 from __future__ import annotations
@@ -30,57 +36,63 @@ from meshbench.testing.factories import make_identity, make_task
 from meshbench.testing.netmesh import NodeProcess, spawn_mesh, wait_until
 
 MB = 1024 * 1024
+#: What each round moves: a blob through the blocks protocol, a bare stream, plain TCP.
+KINDS: tuple[str, ...] = ("blob", "stream", "tcp")
 
 
-def run(quick: bool = False, rounds: int | None = None) -> dict[str, Any]:
-    """``rounds`` alternations of blob fetch and bare stream (3, or 1 with ``quick``): each
-    figure is the best round (throughput on a shared machine is only ever slowed down), and
-    ``blob_vs_stream_rounds`` shows the spread of the per-round ratios."""
+def run(
+    quick: bool = False, rounds: int | None = None, max_seconds: float | None = None
+) -> dict[str, Any]:
+    """Gossip latencies, then ``rounds`` rounds of blob / stream / TCP (7, or 3 with
+    ``quick``), stopping early once ``max_seconds`` (240, or 60) have passed."""
     messages = 60 if quick else 300
     blob_bytes = (16 if quick else 64) * MB
-    rounds = rounds or (1 if quick else 3)
-    blob_s: list[float] = []
-    stream_s: list[float] = []
+    rounds = rounds or (3 if quick else 7)
+    deadline = time.monotonic() + (max_seconds or (60.0 if quick else 240.0))  # for rounds
+    seconds: dict[str, list[float]] = {kind: [] for kind in KINDS}
     with tempfile.TemporaryDirectory(prefix="meshbench-bench-net-") as root:
         nodes = spawn_mesh(root, 5, extra=["--bench-protocol"])
         try:
             for n in nodes:
                 wait_until(lambda n=n: n.request("status")["network"]["peers"] >= 1, 30, "peers")
             latencies = _gossip_latencies(nodes, messages)
-            nodes[2].request("connect", addr=nodes[1].addr)  # the direct link both runs use
-            nodes[2].request("bench-stream", peer_id=nodes[1].peer_id, bytes=4 * MB)  # warm-up
+            provider, fetcher = nodes[1], nodes[2]
+            fetcher.request("connect", addr=provider.addr)  # the direct link both runs use
+            cids = _provide_blobs(provider, Path(root), [4 * MB] + [blob_bytes] * rounds)
+            transfers = {
+                "blob": lambda size, i: _fetch_seconds(provider, fetcher, cids[i + 1]),
+                "stream": lambda size, i: _stream_seconds(provider, fetcher, size),
+                "tcp": lambda size, i: _tcp_seconds(size),
+            }
+            for kind in KINDS:  # warm-up: connections, windows, caches; not counted
+                transfers[kind](4 * MB, -1)
             for i in range(rounds):
-                blob_s.append(_blob_seconds(nodes[1], nodes[2], Path(root), blob_bytes, i))
-                stream_s.append(
-                    nodes[2].request("bench-stream", peer_id=nodes[1].peer_id, bytes=blob_bytes)[
-                        "seconds"
-                    ]
-                )
+                if i >= 3 and time.monotonic() > deadline:
+                    break
+                for kind in KINDS[i % 3 :] + KINDS[: i % 3]:
+                    seconds[kind].append(transfers[kind](blob_bytes, i))
         finally:
             for n in nodes:
                 n.stop()
-    tcp_s = min(_tcp_seconds(blob_bytes) for _ in range(rounds))
-    mbps = {
-        k: blob_bytes / MB / s
-        for k, s in (("blob", min(blob_s)), ("stream", min(stream_s)), ("tcp", tcp_s))
-    }
     q = statistics.quantiles(latencies, n=100)
-    return {
+    out: dict[str, Any] = {
         "nodes": 5,
         "messages": messages,
         "deliveries": len(latencies),
         "gossip_p50_ms": round(statistics.median(latencies) * 1000, 2),
         "gossip_p99_ms": round(q[98] * 1000, 2),
         "blob_MB": blob_bytes // MB,
-        "rounds": rounds,
-        "blob_MBps": round(mbps["blob"], 1),
-        "stream_MBps": round(mbps["stream"], 1),
-        "tcp_MBps": round(mbps["tcp"], 1),
-        "blob_vs_stream": round(mbps["blob"] / mbps["stream"], 3),
-        "blob_vs_stream_rounds": [round(s / b, 3) for b, s in zip(blob_s, stream_s, strict=True)],
-        "blob_vs_tcp": round(mbps["blob"] / mbps["tcp"], 4),
-        "stream_vs_tcp": round(mbps["stream"] / mbps["tcp"], 4),
+        "rounds": len(seconds["blob"]),
     }
+    for kind in KINDS:
+        out[f"{kind}_MBps"] = round(blob_bytes / MB / statistics.median(seconds[kind]), 1)
+    for a, b in (("blob", "stream"), ("blob", "tcp"), ("stream", "tcp")):
+        # throughput ratio a/b in one round = b's seconds / a's seconds
+        ratios = [sb / sa for sa, sb in zip(seconds[a], seconds[b], strict=True)]
+        out[f"{a}_vs_{b}"] = round(statistics.median(ratios), 4)
+        out[f"{a}_vs_{b}_spread"] = [round(min(ratios), 4), round(max(ratios), 4)]
+        out[f"{a}_vs_{b}_rounds"] = [round(r, 4) for r in ratios]
+    return out
 
 
 def _gossip_latencies(nodes: list[NodeProcess], messages: int) -> list[float]:
@@ -108,17 +120,28 @@ def _gossip_latencies(nodes: list[NodeProcess], messages: int) -> list[float]:
     ]
 
 
-def _blob_seconds(
-    provider: NodeProcess, fetcher: NodeProcess, root: Path, size: int, round_: int
-) -> float:
-    path = root / f"bench-blob-{round_}.bin"  # a new blob each round: none is fetched twice
-    with open(path, "wb") as f:
-        for _ in range(size // MB):
-            f.write(os.urandom(MB))
-    cid = provider.request("provide", path=str(path))["cid"]
-    seconds = fetcher.request("fetch", cid=cid, peers=[provider.peer_id], timeout=600)["seconds"]
-    path.unlink()
-    return float(seconds)
+def _provide_blobs(provider: NodeProcess, root: Path, sizes: list[int]) -> list[str]:
+    """Random blobs in the provider's store, made before any timing starts (writing them
+    while another transfer runs would slow it); none is fetched twice."""
+    cids = []
+    for i, size in enumerate(sizes):
+        path = root / f"bench-blob-{i}.bin"
+        with open(path, "wb") as f:
+            for _ in range(size // MB):
+                f.write(os.urandom(MB))
+        cids.append(provider.request("provide", path=str(path))["cid"])
+        path.unlink()
+    return cids
+
+
+def _fetch_seconds(provider: NodeProcess, fetcher: NodeProcess, cid: str) -> float:
+    reply = fetcher.request("fetch", cid=cid, peers=[provider.peer_id], timeout=600)
+    return float(reply["seconds"])
+
+
+def _stream_seconds(provider: NodeProcess, fetcher: NodeProcess, size: int) -> float:
+    reply = fetcher.request("bench-stream", peer_id=provider.peer_id, bytes=size)
+    return float(reply["seconds"])
 
 
 def _tcp_sender(port: int, size: int) -> None:

@@ -722,9 +722,9 @@ class MeshHost:
     async def bench_stream(self, peer_id: ID | str, size: int) -> float:
         """Read ``size`` bytes of a peer's bare bench stream; return the seconds it took."""
         pid = parse_peer_id(peer_id)
+        start = time.perf_counter()  # opening the stream counts, as it does for a fetch
         stream = await self.host.new_stream(pid, [TProtocol(BENCH_PROTOCOL)])
         try:
-            start = time.perf_counter()
             await fastpath.widen_receive_window(stream)  # as fetch_from does
             await stream.write(uvarint(size))
             reader = StreamReader(stream)
