@@ -107,6 +107,24 @@ def install() -> None:
     noise_cls.read_msg = _noise_read_msg  # type: ignore[method-assign]
 
 
+def upstream_functions() -> dict[str, Any]:
+    """Every py-libp2p function this module replaces or relies on the inside of, by name
+    (the replaced ones as they were): ``tests/net/test_fastpath.py`` pins their source."""
+    install()
+    return {
+        **ORIGINALS,
+        # relied on: send_window is assigned (the property wakes writers), frames are read
+        # through the module's name read_exactly, window updates go out this way
+        "YamuxStream.__init__": yamux.YamuxStream.__init__,
+        "YamuxStream.send_window_update": yamux.YamuxStream.send_window_update,
+        "Yamux.handle_incoming": yamux.Yamux.handle_incoming,
+        "Yamux._read_data_body": yamux.Yamux._read_data_body,
+        "Yamux._write_frame": yamux.Yamux._write_frame,
+        "SecureSession._drain": secure_session.SecureSession._drain,
+        "BaseNoiseMsgReadWriter.__init__": noise_io.BaseNoiseMsgReadWriter.__init__,
+    }
+
+
 def keep_freed_memory() -> bool:
     """Stop glibc's malloc handing large freed buffers back to the kernel (glibc only).
 
