@@ -11,13 +11,14 @@ Every node is its own OS process (``mesh-cli start``), as in a real mesh. Figure
   connection (Noise + Yamux), from memory to nowhere;
 * ``tcp_MBps``: a plain TCP socket copy between two processes.
 
-Throughput is measured in rounds after a warm-up round (not counted): each round moves the
-same number of bytes once by each kind (blob, bare stream, TCP), in an order that rotates
-from round to round, and gives one ratio of each pair from three transfers made seconds
-apart. On a shared machine a neighbour's load slows all three alike within a round but not
-across rounds, so each ratio is the median of its per-round values, reported with its min
-and max (``*_spread``) and every round (``*_rounds``); the MB/s figures are per-kind
-medians. The blobs are made before the first round; rounds stop at ``rounds`` or once
+Throughput is measured in rounds after a warm-up (not counted). A round moves the same
+number of bytes twice by each kind, in the order blob, stream, TCP, TCP, stream, blob, so a
+load that rises or falls steadily through the round weighs on each kind alike, and gives
+one ratio of each pair (its two transfers of one kind against its two of the other). A
+neighbour's load on a shared machine changes between rounds more than within one, so each
+ratio is the median over rounds, reported with its min and max (``*_spread``) and every
+round (``*_rounds``); the MB/s figures are per-kind medians over all transfers. The blobs
+are made before the first round (none is fetched twice); rounds stop at ``rounds`` or once
 ``max_seconds`` have passed (after at least three).
 """
 
@@ -29,6 +30,7 @@ import socket
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +45,14 @@ KINDS: tuple[str, ...] = ("blob", "stream", "tcp")
 def run(
     quick: bool = False, rounds: int | None = None, max_seconds: float | None = None
 ) -> dict[str, Any]:
-    """Gossip latencies, then ``rounds`` rounds of blob / stream / TCP (7, or 3 with
+    """Gossip latencies, then ``rounds`` rounds of blob / stream / TCP (5, or 3 with
     ``quick``), stopping early once ``max_seconds`` (240, or 60) have passed."""
     messages = 60 if quick else 300
     blob_bytes = (16 if quick else 64) * MB
-    rounds = rounds or (3 if quick else 7)
+    rounds = rounds or (3 if quick else 5)
     deadline = time.monotonic() + (max_seconds or (60.0 if quick else 240.0))  # for rounds
     seconds: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    cpu_seconds: dict[str, list[float | None]] = {kind: [] for kind in KINDS}
     with tempfile.TemporaryDirectory(prefix="meshbench-bench-net-") as root:
         nodes = spawn_mesh(root, 5, extra=["--bench-protocol"])
         try:
@@ -58,19 +61,22 @@ def run(
             latencies = _gossip_latencies(nodes, messages)
             provider, fetcher = nodes[1], nodes[2]
             fetcher.request("connect", addr=provider.addr)  # the direct link both runs use
-            cids = _provide_blobs(provider, Path(root), [4 * MB] + [blob_bytes] * rounds)
+            cids = iter(_provide_blobs(provider, Path(root), [4 * MB] + [blob_bytes] * 2 * rounds))
+            ends = (provider.proc.pid, fetcher.proc.pid)
             transfers = {
-                "blob": lambda size, i: _fetch_seconds(provider, fetcher, cids[i + 1]),
-                "stream": lambda size, i: _stream_seconds(provider, fetcher, size),
-                "tcp": lambda size, i: _tcp_seconds(size),
+                "blob": lambda size: _on_nodes(ends, _fetch_seconds, provider, fetcher, next(cids)),
+                "stream": lambda size: _on_nodes(ends, _stream_seconds, provider, fetcher, size),
+                "tcp": lambda size: _tcp_seconds(size),
             }
             for kind in KINDS:  # warm-up: connections, windows, caches; not counted
-                transfers[kind](4 * MB, -1)
+                transfers[kind](4 * MB)
             for i in range(rounds):
                 if i >= 3 and time.monotonic() > deadline:
                     break
-                for kind in KINDS[i % 3 :] + KINDS[: i % 3]:
-                    seconds[kind].append(transfers[kind](blob_bytes, i))
+                for kind in (*KINDS, *reversed(KINDS)):  # ABCCBA: a steady drift cancels
+                    wall, cpu = transfers[kind](blob_bytes)
+                    seconds[kind].append(wall)
+                    cpu_seconds[kind].append(cpu)
         finally:
             for n in nodes:
                 n.stop()
@@ -82,16 +88,26 @@ def run(
         "gossip_p50_ms": round(statistics.median(latencies) * 1000, 2),
         "gossip_p99_ms": round(q[98] * 1000, 2),
         "blob_MB": blob_bytes // MB,
-        "rounds": len(seconds["blob"]),
+        "rounds": len(seconds["blob"]) // 2,
     }
     for kind in KINDS:
         out[f"{kind}_MBps"] = round(blob_bytes / MB / statistics.median(seconds[kind]), 1)
     for a, b in (("blob", "stream"), ("blob", "tcp"), ("stream", "tcp")):
-        # throughput ratio a/b in one round = b's seconds / a's seconds
-        ratios = [sb / sa for sa, sb in zip(seconds[a], seconds[b], strict=True)]
+        # a round's throughput ratio a/b = b's seconds / a's seconds, over its two of each
+        ratios = [
+            (seconds[b][j] + seconds[b][j + 1]) / (seconds[a][j] + seconds[a][j + 1])
+            for j in range(0, len(seconds[a]), 2)
+        ]
         out[f"{a}_vs_{b}"] = round(statistics.median(ratios), 4)
         out[f"{a}_vs_{b}_spread"] = [round(min(ratios), 4), round(max(ratios), 4)]
         out[f"{a}_vs_{b}_rounds"] = [round(r, 4) for r in ratios]
+    cpu = {k: [c for c in cpu_seconds[k] if c is not None] for k in KINDS}
+    if all(len(cpu[k]) == len(seconds[k]) for k in KINDS):
+        # CPU time of both ends per MB: what each kind costs, whatever the machine's load
+        cost = {k: statistics.median(cpu[k]) * 1000 / (blob_bytes / MB) for k in KINDS}
+        out["cpu_ms_per_MB"] = {k: round(v, 3) for k, v in cost.items()}
+        out["blob_vs_stream_cpu"] = round(cost["stream"] / cost["blob"], 4)
+        out["stream_vs_tcp_cpu"] = round(cost["tcp"] / cost["stream"], 4)
     return out
 
 
@@ -144,25 +160,51 @@ def _stream_seconds(provider: NodeProcess, fetcher: NodeProcess, size: int) -> f
     return float(reply["seconds"])
 
 
-def _tcp_sender(port: int, size: int) -> None:
+def _on_nodes(
+    pids: tuple[int, ...], transfer: Callable[..., float], *args: Any
+) -> tuple[float, float | None]:
+    """``transfer(*args)``'s seconds, and the CPU seconds the node processes spent on it."""
+    before = [_cpu_seconds(pid) for pid in pids]
+    wall = transfer(*args)
+    after = [_cpu_seconds(pid) for pid in pids]
+    if None in before or None in after:
+        return wall, None
+    return wall, sum(b - a for a, b in zip(before, after, strict=True))  # type: ignore[operator]
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU time of every thread of ``pid`` (Linux's schedstat, in ns), None elsewhere."""
+    try:
+        tasks = Path(f"/proc/{pid}/task")
+        return sum(int((t / "schedstat").read_text().split()[0]) for t in tasks.iterdir()) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _tcp_sender(port: int, size: int, report: Any) -> None:
     block = bytes(256 * 1024)
     with socket.create_connection(("127.0.0.1", port)) as s:
+        start = time.thread_time()
         sent = 0
         while sent < size:
             s.sendall(block)
             sent += len(block)
+        report.send(time.thread_time() - start)
 
 
-def _tcp_seconds(size: int) -> float:
+def _tcp_seconds(size: int) -> tuple[float, float]:
+    """Seconds to move ``size`` bytes over a plain loopback socket, and the CPU seconds of
+    its two ends (the sender's own loop, not its process start)."""
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(1)
         ctx = multiprocessing.get_context("spawn")
-        proc = ctx.Process(target=_tcp_sender, args=(server.getsockname()[1], size))
+        report, child_end = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_tcp_sender, args=(server.getsockname()[1], size, child_end))
         proc.start()
         conn, _ = server.accept()
         with conn:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             got = 0
             buf = bytearray(1 << 20)
             while got < size:
@@ -170,6 +212,7 @@ def _tcp_seconds(size: int) -> float:
                 if not n:
                     break
                 got += n
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.thread_time() - cpu
+        sender_cpu = float(report.recv()) if report.poll(30) else 0.0
         proc.join(30)
-    return seconds
+    return seconds, cpu + sender_cpu
