@@ -164,21 +164,29 @@ def _on_nodes(
     pids: tuple[int, ...], transfer: Callable[..., float], *args: Any
 ) -> tuple[float, float | None]:
     """``transfer(*args)``'s seconds, and the CPU seconds the node processes spent on it."""
-    before = [_cpu_seconds(pid) for pid in pids]
+    before = [_thread_cpu(pid) for pid in pids]
     wall = transfer(*args)
-    after = [_cpu_seconds(pid) for pid in pids]
-    if None in before or None in after:
+    after = [_thread_cpu(pid) for pid in pids]
+    if not all(before) or not all(after):
         return wall, None
-    return wall, sum(b - a for a, b in zip(before, after, strict=True))  # type: ignore[operator]
+    # a thread started during the transfer counts from zero (a blob's writer thread)
+    pairs = zip(before, after, strict=True)
+    return wall, sum(t - b.get(tid, 0.0) for b, a in pairs for tid, t in a.items())
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """CPU time of every thread of ``pid`` (Linux's schedstat, in ns), None elsewhere."""
+def _thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each thread of ``pid`` (Linux's schedstat, in ns); {} elsewhere."""
+    out: dict[int, float] = {}
     try:
-        tasks = Path(f"/proc/{pid}/task")
-        return sum(int((t / "schedstat").read_text().split()[0]) for t in tasks.iterdir()) / 1e9
-    except (OSError, ValueError, IndexError):
-        return None
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            out[int(task.name)] = int((task / "schedstat").read_text().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):  # a thread that just ended
+            continue
+    return out
 
 
 def _tcp_sender(port: int, size: int, report: Any) -> None:

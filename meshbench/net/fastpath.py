@@ -53,6 +53,8 @@ __all__ = [
     "RECEIVE_WINDOW",
     "WRITE_BATCH",
     "install",
+    "keep_freed_memory",
+    "upstream_functions",
     "widen_receive_window",
 ]
 
@@ -84,7 +86,7 @@ ORIGINALS: dict[str, Any] = {}
 
 
 def install() -> None:
-    """Apply the patches (idempotent). Called when :mod:`meshbench.net.host` is imported."""
+    """Apply the patches, once per process (every :class:`~.host.MeshHost` calls it)."""
     if ORIGINALS:
         return
     keep_freed_memory()

@@ -14,6 +14,9 @@ thread-safe face). It wires py-libp2p 0.8.1 as the mesh needs it:
   the bytes; ``/meshbench/sync/1.0.0`` to hand a late joiner the events it missed.
 * Identify with agent ``meshbench/<version>`` and protocol version ``/mesh/1.0.0``; mDNS and
   bootstrap addresses for discovery.
+* Bulk transfers (blobs, the bench stream) over :mod:`.fastpath`: py-libp2p's Noise and
+  Yamux patched for throughput (same bytes on the wire), and a wide receive window on each
+  stream we read a blob from.
 """
 
 from __future__ import annotations
