@@ -11,8 +11,15 @@ Every node is its own OS process (``mesh-cli start``), as in a real mesh. Figure
   connection (Noise + Yamux), from memory to nowhere;
 * ``tcp_MBps``: a plain TCP socket copy between two processes.
 
-Blob and stream alternate over the same direct connection for several rounds; each figure
-is the best round, and the per-round ratios are reported to show the spread.
+Throughput is measured in rounds after a warm-up (not counted). A round moves the same
+number of bytes twice by each kind, in the order blob, stream, TCP, TCP, stream, blob, so a
+load that rises or falls steadily through the round weighs on each kind alike, and gives
+one ratio of each pair (its two transfers of one kind against its two of the other). A
+neighbour's load on a shared machine changes between rounds more than within one, so each
+ratio is the median over rounds, reported with its min and max (``*_spread``) and every
+round (``*_rounds``); the MB/s figures are per-kind medians over all transfers. The blobs
+are made before the first round (none is fetched twice); rounds stop at ``rounds`` or once
+``max_seconds`` have passed (after at least three).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import socket
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,57 +38,77 @@ from meshbench.testing.factories import make_identity, make_task
 from meshbench.testing.netmesh import NodeProcess, spawn_mesh, wait_until
 
 MB = 1024 * 1024
+#: What each round moves: a blob through the blocks protocol, a bare stream, plain TCP.
+KINDS: tuple[str, ...] = ("blob", "stream", "tcp")
 
 
-def run(quick: bool = False, rounds: int | None = None) -> dict[str, Any]:
-    """``rounds`` alternations of blob fetch and bare stream (3, or 1 with ``quick``): each
-    figure is the best round (throughput on a shared machine is only ever slowed down), and
-    ``blob_vs_stream_rounds`` shows the spread of the per-round ratios."""
+def run(
+    quick: bool = False, rounds: int | None = None, max_seconds: float | None = None
+) -> dict[str, Any]:
+    """Gossip latencies, then ``rounds`` rounds of blob / stream / TCP (5, or 3 with
+    ``quick``), stopping early once ``max_seconds`` (240, or 60) have passed."""
     messages = 60 if quick else 300
     blob_bytes = (16 if quick else 64) * MB
-    rounds = rounds or (1 if quick else 3)
-    blob_s: list[float] = []
-    stream_s: list[float] = []
+    rounds = rounds or (3 if quick else 5)
+    deadline = time.monotonic() + (max_seconds or (60.0 if quick else 240.0))  # for rounds
+    seconds: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    cpu_seconds: dict[str, list[float | None]] = {kind: [] for kind in KINDS}
     with tempfile.TemporaryDirectory(prefix="meshbench-bench-net-") as root:
         nodes = spawn_mesh(root, 5, extra=["--bench-protocol"])
         try:
             for n in nodes:
                 wait_until(lambda n=n: n.request("status")["network"]["peers"] >= 1, 30, "peers")
             latencies = _gossip_latencies(nodes, messages)
-            nodes[2].request("connect", addr=nodes[1].addr)  # the direct link both runs use
-            nodes[2].request("bench-stream", peer_id=nodes[1].peer_id, bytes=4 * MB)  # warm-up
+            provider, fetcher = nodes[1], nodes[2]
+            fetcher.request("connect", addr=provider.addr)  # the direct link both runs use
+            cids = iter(_provide_blobs(provider, Path(root), [4 * MB] + [blob_bytes] * 2 * rounds))
+            ends = (provider.proc.pid, fetcher.proc.pid)
+            transfers = {
+                "blob": lambda size: _on_nodes(ends, _fetch_seconds, provider, fetcher, next(cids)),
+                "stream": lambda size: _on_nodes(ends, _stream_seconds, provider, fetcher, size),
+                "tcp": lambda size: _tcp_seconds(size),
+            }
+            for kind in KINDS:  # warm-up: connections, windows, caches; not counted
+                transfers[kind](4 * MB)
             for i in range(rounds):
-                blob_s.append(_blob_seconds(nodes[1], nodes[2], Path(root), blob_bytes, i))
-                stream_s.append(
-                    nodes[2].request("bench-stream", peer_id=nodes[1].peer_id, bytes=blob_bytes)[
-                        "seconds"
-                    ]
-                )
+                if i >= 3 and time.monotonic() > deadline:
+                    break
+                for kind in (*KINDS, *reversed(KINDS)):  # ABCCBA: a steady drift cancels
+                    wall, cpu = transfers[kind](blob_bytes)
+                    seconds[kind].append(wall)
+                    cpu_seconds[kind].append(cpu)
         finally:
             for n in nodes:
                 n.stop()
-    tcp_s = min(_tcp_seconds(blob_bytes) for _ in range(rounds))
-    mbps = {
-        k: blob_bytes / MB / s
-        for k, s in (("blob", min(blob_s)), ("stream", min(stream_s)), ("tcp", tcp_s))
-    }
     q = statistics.quantiles(latencies, n=100)
-    return {
+    out: dict[str, Any] = {
         "nodes": 5,
         "messages": messages,
         "deliveries": len(latencies),
         "gossip_p50_ms": round(statistics.median(latencies) * 1000, 2),
         "gossip_p99_ms": round(q[98] * 1000, 2),
         "blob_MB": blob_bytes // MB,
-        "rounds": rounds,
-        "blob_MBps": round(mbps["blob"], 1),
-        "stream_MBps": round(mbps["stream"], 1),
-        "tcp_MBps": round(mbps["tcp"], 1),
-        "blob_vs_stream": round(mbps["blob"] / mbps["stream"], 3),
-        "blob_vs_stream_rounds": [round(s / b, 3) for b, s in zip(blob_s, stream_s, strict=True)],
-        "blob_vs_tcp": round(mbps["blob"] / mbps["tcp"], 4),
-        "stream_vs_tcp": round(mbps["stream"] / mbps["tcp"], 4),
+        "rounds": len(seconds["blob"]) // 2,
     }
+    for kind in KINDS:
+        out[f"{kind}_MBps"] = round(blob_bytes / MB / statistics.median(seconds[kind]), 1)
+    for a, b in (("blob", "stream"), ("blob", "tcp"), ("stream", "tcp")):
+        # a round's throughput ratio a/b = b's seconds / a's seconds, over its two of each
+        ratios = [
+            (seconds[b][j] + seconds[b][j + 1]) / (seconds[a][j] + seconds[a][j + 1])
+            for j in range(0, len(seconds[a]), 2)
+        ]
+        out[f"{a}_vs_{b}"] = round(statistics.median(ratios), 4)
+        out[f"{a}_vs_{b}_spread"] = [round(min(ratios), 4), round(max(ratios), 4)]
+        out[f"{a}_vs_{b}_rounds"] = [round(r, 4) for r in ratios]
+    cpu = {k: [c for c in cpu_seconds[k] if c is not None] for k in KINDS}
+    if all(len(cpu[k]) == len(seconds[k]) for k in KINDS):
+        # CPU time of both ends per MB: what each kind costs, whatever the machine's load
+        cost = {k: statistics.median(cpu[k]) * 1000 / (blob_bytes / MB) for k in KINDS}
+        out["cpu_ms_per_MB"] = {k: round(v, 3) for k, v in cost.items()}
+        out["blob_vs_stream_cpu"] = round(cost["stream"] / cost["blob"], 4)
+        out["stream_vs_tcp_cpu"] = round(cost["tcp"] / cost["stream"], 4)
+    return out
 
 
 def _gossip_latencies(nodes: list[NodeProcess], messages: int) -> list[float]:
@@ -108,38 +136,83 @@ def _gossip_latencies(nodes: list[NodeProcess], messages: int) -> list[float]:
     ]
 
 
-def _blob_seconds(
-    provider: NodeProcess, fetcher: NodeProcess, root: Path, size: int, round_: int
-) -> float:
-    path = root / f"bench-blob-{round_}.bin"  # a new blob each round: none is fetched twice
-    with open(path, "wb") as f:
-        for _ in range(size // MB):
-            f.write(os.urandom(MB))
-    cid = provider.request("provide", path=str(path))["cid"]
-    seconds = fetcher.request("fetch", cid=cid, peers=[provider.peer_id], timeout=600)["seconds"]
-    path.unlink()
-    return float(seconds)
+def _provide_blobs(provider: NodeProcess, root: Path, sizes: list[int]) -> list[str]:
+    """Random blobs in the provider's store, made before any timing starts (writing them
+    while another transfer runs would slow it); none is fetched twice."""
+    cids = []
+    for i, size in enumerate(sizes):
+        path = root / f"bench-blob-{i}.bin"
+        with open(path, "wb") as f:
+            for _ in range(size // MB):
+                f.write(os.urandom(MB))
+        cids.append(provider.request("provide", path=str(path))["cid"])
+        path.unlink()
+    return cids
 
 
-def _tcp_sender(port: int, size: int) -> None:
+def _fetch_seconds(provider: NodeProcess, fetcher: NodeProcess, cid: str) -> float:
+    reply = fetcher.request("fetch", cid=cid, peers=[provider.peer_id], timeout=600)
+    return float(reply["seconds"])
+
+
+def _stream_seconds(provider: NodeProcess, fetcher: NodeProcess, size: int) -> float:
+    reply = fetcher.request("bench-stream", peer_id=provider.peer_id, bytes=size)
+    return float(reply["seconds"])
+
+
+def _on_nodes(
+    pids: tuple[int, ...], transfer: Callable[..., float], *args: Any
+) -> tuple[float, float | None]:
+    """``transfer(*args)``'s seconds, and the CPU seconds the node processes spent on it."""
+    before = [_thread_cpu(pid) for pid in pids]
+    wall = transfer(*args)
+    after = [_thread_cpu(pid) for pid in pids]
+    if not all(before) or not all(after):
+        return wall, None
+    # a thread started during the transfer counts from zero (a blob's writer thread)
+    pairs = zip(before, after, strict=True)
+    return wall, sum(t - b.get(tid, 0.0) for b, a in pairs for tid, t in a.items())
+
+
+def _thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each thread of ``pid`` (Linux's schedstat, in ns); {} elsewhere."""
+    out: dict[int, float] = {}
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            out[int(task.name)] = int((task / "schedstat").read_text().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):  # a thread that just ended
+            continue
+    return out
+
+
+def _tcp_sender(port: int, size: int, report: Any) -> None:
     block = bytes(256 * 1024)
     with socket.create_connection(("127.0.0.1", port)) as s:
+        start = time.thread_time()
         sent = 0
         while sent < size:
             s.sendall(block)
             sent += len(block)
+        report.send(time.thread_time() - start)
 
 
-def _tcp_seconds(size: int) -> float:
+def _tcp_seconds(size: int) -> tuple[float, float]:
+    """Seconds to move ``size`` bytes over a plain loopback socket, and the CPU seconds of
+    its two ends (the sender's own loop, not its process start)."""
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(1)
         ctx = multiprocessing.get_context("spawn")
-        proc = ctx.Process(target=_tcp_sender, args=(server.getsockname()[1], size))
+        report, child_end = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_tcp_sender, args=(server.getsockname()[1], size, child_end))
         proc.start()
         conn, _ = server.accept()
         with conn:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             got = 0
             buf = bytearray(1 << 20)
             while got < size:
@@ -147,6 +220,7 @@ def _tcp_seconds(size: int) -> float:
                 if not n:
                     break
                 got += n
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.thread_time() - cpu
+        sender_cpu = float(report.recv()) if report.poll(30) else 0.0
         proc.join(30)
-    return seconds
+    return seconds, cpu + sender_cpu

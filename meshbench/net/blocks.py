@@ -15,7 +15,8 @@ whole in memory on either side.
 
 from __future__ import annotations
 
-import functools
+import queue
+import threading
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -33,6 +34,8 @@ __all__ = ["BLOCKS_PROTOCOL", "fetch_from_stream", "serve_stream"]
 BLOCKS_PROTOCOL: Final = "/meshbench/blocks/1.0.0"
 OK, NOT_FOUND, REFUSED = 0, 1, 2
 SEND_CHUNK: Final = 1024 * 1024  # fewer, larger stream writes
+#: Bytes received but not yet written that make the reader wait for the writer thread.
+RECEIVE_BUFFER: Final = 16 * 1024 * 1024
 _MAX_CID_BYTES: Final = 128
 
 
@@ -92,30 +95,18 @@ async def _receive_into_store(reader: StreamReader, cid: CID, size: int, store: 
     """Stream ``size`` bytes from ``reader`` into ``store``, writing on a worker thread.
 
     The trio side reads the stream; a worker thread hashes and writes (both release the
-    GIL), taking whatever chunks have arrived in one hop to keep cross-thread calls few.
+    GIL). Chunks cross in a :class:`_Handoff`, which costs the trio side no call into
+    the other thread unless RECEIVE_BUFFER bytes are already waiting to be written.
     """
-    send, recv = trio.open_memory_channel[bytes | MeshError](32)
-
-    async def take() -> list[bytes | MeshError]:
-        items = [await recv.receive()]
-        while True:
-            try:
-                items.append(recv.receive_nowait())
-            except (trio.WouldBlock, trio.EndOfChannel):
-                return items
+    handoff = _Handoff(RECEIVE_BUFFER, trio.lowlevel.current_trio_token())
 
     def checked() -> Iterator[bytes]:
         got = 0
-        while True:
-            try:
-                items = trio.from_thread.run(take)
-            except trio.EndOfChannel:
-                break
-            for item in items:
-                if isinstance(item, MeshError):
-                    raise item
-                got += len(item)
-                yield item
+        while (item := handoff.get()) is not None:
+            if isinstance(item, MeshError):
+                raise item
+            got += len(item)
+            yield item
         if got != size:
             raise NetworkError(f"{cid}: got {got} of {size} bytes")
 
@@ -127,21 +118,25 @@ async def _receive_into_store(reader: StreamReader, cid: CID, size: int, store: 
                 if not data:
                     raise NetworkError(f"{cid}: stream ended {remaining} bytes early")
                 remaining -= len(data)
-                await send.send(data)
+                await handoff.put(data)
             if not await reader.at_end():
                 raise NetworkError(f"{cid}: the peer sent more than the {size} bytes it announced")
         except MeshError as exc:
-            await send.send(exc)
+            handoff.close(exc)
         except Exception as exc:  # a libp2p stream error: report it as ours
-            await send.send(NetworkError(f"{cid}: transfer failed: {exc}"))
+            handoff.close(NetworkError(f"{cid}: transfer failed: {exc}"))
         finally:
-            send.close()  # the writer sees the end (or a short count) and fails the put
+            handoff.close(None)  # the writer sees the end (or a short count) and fails the put
+
+    def put() -> CID:
+        try:  # put() hashes as it writes and refuses (stores nothing) unless it is ``cid``
+            return store.put(checked(), expected=cid)
+        finally:
+            handoff.release()  # a writer that failed early must not leave pump() waiting
 
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(pump)
-            # put() hashes as it writes and refuses (stores nothing) unless it is ``cid``
-            put = functools.partial(store.put, checked(), expected=cid)
             stored = await trio.to_thread.run_sync(put)
     except BaseExceptionGroup as group:  # trio wraps; callers want the typed error
         raise leaf_exception(group) from None
@@ -149,3 +144,55 @@ async def _receive_into_store(reader: StreamReader, cid: CID, size: int, store: 
         store.delete(stored)
         raise CIDMismatch(f"stored bytes hash to {stored}, not {cid}")
     return size
+
+
+class _Handoff:
+    """Chunks from the trio thread to one writer thread, at most ``limit`` bytes waiting.
+
+    ``put`` queues without blocking while under the limit (no call into the writer's
+    thread); over it, it waits until the writer has taken enough, and only then does the
+    writer call back into trio, once. ``close`` queues a last item (an error, or None
+    for the end); only the first close counts.
+    """
+
+    def __init__(self, limit: int, token: trio.lowlevel.TrioToken) -> None:
+        self._queue: queue.SimpleQueue[bytes | MeshError | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._limit = limit
+        self._waiting = 0
+        self._room: trio.Event | None = None
+        self._token = token
+        self._closed = False
+
+    async def put(self, chunk: bytes) -> None:
+        with self._lock:
+            self._waiting += len(chunk)
+            room = self._room = trio.Event() if self._waiting > self._limit else None
+        self._queue.put(chunk)
+        if room is not None:
+            await room.wait()
+
+    def close(self, last: MeshError | None) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(last)
+
+    def get(self) -> bytes | MeshError | None:
+        """On the writer thread: the next chunk, blocking until there is one."""
+        item = self._queue.get()
+        if isinstance(item, bytes):
+            with self._lock:
+                self._waiting -= len(item)
+                room = self._room if self._waiting <= self._limit else None
+                if room is not None:
+                    self._room = None
+            if room is not None:
+                trio.from_thread.run_sync(room.set, trio_token=self._token)
+        return item
+
+    def release(self) -> None:
+        """On the writer thread, once it stops: wake a ``put`` that waits for room."""
+        with self._lock:
+            room, self._room, self._limit = self._room, None, 1 << 62
+        if room is not None:
+            trio.from_thread.run_sync(room.set, trio_token=self._token)
