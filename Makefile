@@ -78,6 +78,7 @@ chromium:
 # open files, threads and latency per 1,000).
 soak: $(STAMP)
 	MESHBENCH_SOAK=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/core/test_adversarial_stateful.py
+	MESHBENCH_SOAK=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/net/test_partition.py
 	$(BIN)/meshbench bench memory --json
 	$(BIN)/meshbench bench reliability --json
 	$(BIN)/meshbench bench soak --json
