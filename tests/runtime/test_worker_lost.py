@@ -86,7 +86,7 @@ def test_a_worker_lost_at_a_chosen_point_is_replaced_and_the_task_settles(
     assert payouts["amount"].sum() == handle.task.fee  # settled once, the fee paid out
     assert lost not in payouts["account"].to_list()
     slashes = mesh.slashes().filter(pl.col("task_cid") == str(handle.cid))
-    assert ("no_show" in slashes.filter(pl.col("account") == lost)["offence"].to_list()), slashes
+    assert "no_show" in slashes.filter(pl.col("account") == lost)["offence"].to_list(), slashes
     report = mesh.node.verify_ledger()
     assert report is not None and report.ok, report.problems[:3]
     assert report.tokens_minted == report.tokens_held
