@@ -127,6 +127,7 @@ def run_p2p_crash_suite(
     started = time.monotonic()
     figures: dict[str, Any] = {"transport": "p2p", "seed": seed, "kills": 0, "checks_failed": 0}
     rejoin_s: list[float] = []
+    restart_s: list[float] = []  # kill to the new process up (its key loaded, listening)
     failures: list[dict[str, Any]] = []
     #: (when a peer was killed, the tasks open at that moment)
     at_kills: list[tuple[int, list[str]]] = []
@@ -150,6 +151,7 @@ def run_p2p_crash_suite(
                 at_kills.append((int(time.time() * 1000), _open_tasks(mesh)))
                 killed = time.monotonic()
                 peers[i] = peers[i].restart()  # SIGKILL, then the same peer again
+                restart_s.append(time.monotonic() - killed)
                 did = peers[i].did
                 wait_until(lambda did=did: _joined(mesh, did), 60, f"{did} to rejoin")
                 rejoin_s.append(time.monotonic() - killed)
@@ -171,6 +173,7 @@ def run_p2p_crash_suite(
             for p in peers:
                 p.kill()
     final = check_at_rest(authority_dir)
+    figures["kill_to_restarted_s"] = _percentiles(sorted(restart_s))
     return _figures(authority_dir, figures, final, failures, at_kills, rejoin_s, started)
 
 

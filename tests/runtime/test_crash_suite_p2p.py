@@ -2,7 +2,8 @@
 SIGKILLed at random moments under a stream of publications and restarted with the same key
 and stake; they rejoin, nothing is lost, every task settles within its protocol timeouts.
 
-The full form (100 kills) is ``meshbench bench reliability --transport p2p``.
+About 45 s here (most of it starting and bonding the peers, and each restarted process's
+imports); the full form (100 kills) is ``meshbench bench reliability --transport p2p``.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ PROTOCOL_BOUND_S = (
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_sigkilled_worker_peers_rejoin_and_every_task_settles(tmp_path) -> None:
-    r = run_p2p_crash_suite(kills=3, workers=4, seed=0, max_up_s=3, data_dir=tmp_path)
+    r = run_p2p_crash_suite(kills=2, workers=3, seed=0, max_up_s=2, data_dir=tmp_path)
     print(r)  # the figures, shown when an assertion fails
-    assert r["kills"] == 3
+    assert r["kills"] == 2
     assert r["checks_failed"] == 0  # the live ledger verified, tokens conserved, after each
     assert r["final_check_ok"]  # verify, rebuild, tokens, blobs with the authority stopped
     assert r["tokens_minted"] == r["tokens_held"] > 0
@@ -34,7 +35,7 @@ def test_sigkilled_worker_peers_rejoin_and_every_task_settles(tmp_path) -> None:
     assert r["tasks"] > 0 and set(r["outcomes"]) <= {"Accepted", "NoConsensus"}
     assert r["open_after_drain"] == 0
     assert r["tasks_waited_for_deadline"] == 0
-    assert r["bonded_at_end"] == 4  # the restarted peers kept their stake (not bonded twice)
+    assert r["bonded_at_end"] == 3  # the restarted peers kept their stake (not bonded twice)
     assert r["kill_to_rejoined_s"]["max"] < 60
     if r["in_flight_at_kills"]:
         assert r["kill_to_in_flight_settled_s"]["max"] < PROTOCOL_BOUND_S
