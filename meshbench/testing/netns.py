@@ -65,6 +65,10 @@ class Lan:
         return ["ip", "netns", "exec", self.namespaces[i]]
 
     def __enter__(self) -> Lan:
+        return self.open()
+
+    def open(self) -> Lan:
+        """Make the bridge and the namespaces (all or nothing: NetworkError, none left)."""
         try:
             _ip("link", "add", self.bridge, "type", "bridge")
             self._made.append(("link", self.bridge))

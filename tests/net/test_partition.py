@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from meshbench.core.errors import NetworkError
 from meshbench.core.events import RewardDistributed, StakeSlashed, TaskExpired
 from meshbench.core.types import TaskIntent
 from meshbench.runtime.mesh import Mesh
@@ -52,13 +53,15 @@ def lan() -> Iterator[Lan]:
     why = lan_unavailable()
     if why is not None:
         pytest.skip(why)
+    made = Lan(4)
     try:
-        with Lan(4) as made:
-            yield made
-    except Exception as exc:  # a kernel or container without veth/bridge support
-        if "cannot make" in str(exc) or "Operation not permitted" in str(exc):
-            pytest.skip(f"cannot make network namespaces here: {exc}")
-        raise
+        made.open()
+    except NetworkError as exc:  # a kernel or container without netns, veth or bridges
+        pytest.skip(f"cannot make network namespaces here: {exc}")
+    try:
+        yield made
+    finally:
+        made.close()
 
 
 def _workers(lan: Lan, root: Path, mesh: Mesh) -> list[NodeProcess]:
