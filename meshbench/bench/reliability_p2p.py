@@ -22,6 +22,7 @@ import random
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from meshbench.bench.reliability import (
     check_at_rest,
     task_times,
 )
+from meshbench.core.events import StakeBonded
 
 __all__ = ["P2P_CRASH_POLICY", "run", "run_p2p_crash_suite"]
 
@@ -167,6 +169,11 @@ def run_p2p_crash_suite(
             figures["publish_errors"] = publisher.errors[:5]
             figures["open_after_drain"] = _wait_open(mesh, limit_s=60)
             figures["bonded_at_end"] = mesh.bonded_workers()
+            bonds = Counter(
+                e.account for e in mesh.node.ledger_events() if isinstance(e, StakeBonded)
+            )
+            # a restarted peer rejoins with the bond it has: none bonds a second time
+            figures["bonds_per_peer_max"] = max(bonds.values(), default=0)
         finally:
             if publisher is not None:
                 publisher.stop()
