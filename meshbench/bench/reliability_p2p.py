@@ -119,7 +119,8 @@ def run_p2p_crash_suite(
 ) -> dict[str, Any]:
     """SIGKILL a random worker peer ``kills`` times, each at a random moment up to
     ``max_up_s`` after the previous one rejoined, and restart it; check after each; then
-    stop publishing, let the open tasks settle and check everything once more."""
+    stop publishing, let the open tasks settle and check everything once more. Past
+    ``time_limit_s`` no more kills are made (``stopped_at_time_limit``), the rest runs."""
     from meshbench.runtime.mesh import Mesh
     from meshbench.testing.netmesh import spawn_worker, wait_until
 
@@ -128,6 +129,7 @@ def run_p2p_crash_suite(
     authority_dir = root / "authority"
     started = time.monotonic()
     figures: dict[str, Any] = {"transport": "p2p", "seed": seed, "kills": 0, "checks_failed": 0}
+    figures["stopped_at_time_limit"] = False
     rejoin_s: list[float] = []
     restart_s: list[float] = []  # kill to the new process up (its key loaded, listening)
     failures: list[dict[str, Any]] = []
@@ -163,7 +165,8 @@ def run_p2p_crash_suite(
                     figures["checks_failed"] += 1
                     failures.append({"kill": n, **check})
                 if time.monotonic() - started > time_limit_s:
-                    raise TimeoutError(f"the p2p crash suite ran past {time_limit_s} s")
+                    figures["stopped_at_time_limit"] = True  # fewer kills: reported
+                    break
             publisher.stop()
             figures["published"] = publisher.published
             figures["publish_errors"] = publisher.errors[:5]
