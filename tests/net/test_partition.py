@@ -7,7 +7,7 @@ then the links come back. The tasks the cut-off peers were chosen for are decide
 protocol timeouts (reassigned, the no-shows slashed), not left open to their deadline; no
 task is decided twice; tokens are conserved and the ledger verifies; once healed, the
 cut-off peers catch up on the gossip they missed and fetch content published meanwhile.
-Skipped where network namespaces cannot be made (not root, no iproute2). About 45 s, so it
+Skipped where network namespaces cannot be made (not root, no iproute2). 26-45 s, so it
 runs under ``make soak`` (``MESHBENCH_SOAK=1``), not in ``make test``.
 """
 
@@ -44,7 +44,7 @@ POLICY = {
 CUT = (2, 3)  # workers 0 and 1 stay on the LAN
 
 pytestmark = pytest.mark.skipif(
-    not os.environ.get("MESHBENCH_SOAK"), reason="about 45 s: runs under make soak"
+    not os.environ.get("MESHBENCH_SOAK"), reason="26-45 s: runs under make soak (MESHBENCH_SOAK=1)"
 )
 
 
