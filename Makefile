@@ -74,12 +74,15 @@ chromium:
 # The adversarial stateful test of the protocol core, longer than in `make test` (bounded);
 # the authority's memory per settled task at 1k and 10k tasks (about ten minutes); then the
 # crash suite's full form (100 SIGKILLs of the authority process and Dask workers under a
-# stream of publications; bounded at an hour) and 10,000 tasks through one mesh (memory,
-# open files, threads and latency per 1,000).
+# stream of publications; bounded at an hour), its libp2p form (100 SIGKILLs of worker peers,
+# restarted with their key and stake), 10,000 tasks through one mesh (memory, open files,
+# threads and latency per 1,000), and a libp2p partition that heals (network namespaces).
 soak: $(STAMP)
 	MESHBENCH_SOAK=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/core/test_adversarial_stateful.py
+	MESHBENCH_SOAK=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/net/test_partition.py
 	$(BIN)/meshbench bench memory --json
 	$(BIN)/meshbench bench reliability --json
+	$(BIN)/meshbench bench reliability --transport p2p --json
 	$(BIN)/meshbench bench soak --json
 
 # The generated parts of docs/protocol.md (transition table and state diagram).

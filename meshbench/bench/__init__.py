@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "verify": "meshbench.bench.verify",
     "memory": "meshbench.bench.memory",
     "reliability": "meshbench.bench.reliability",
+    "reliability-p2p": "meshbench.bench.reliability_p2p",  # bench reliability --transport p2p
     "soak": "meshbench.bench.soak",
     # provided by the meshbench-cuda extension (extensions/meshbench-cuda)
     "gpu": "meshbench_cuda.bench",
@@ -28,7 +29,7 @@ BENCHMARKS: dict[str, str] = {
 
 
 #: Long runs left out of ``meshbench bench all`` (``make soak`` runs them).
-ON_DEMAND: frozenset[str] = frozenset({"reliability", "soak"})
+ON_DEMAND: frozenset[str] = frozenset({"reliability", "reliability-p2p", "soak"})
 
 
 def run_benchmark(name: str, *, quick: bool = False) -> dict[str, Any]:

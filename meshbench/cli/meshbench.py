@@ -212,15 +212,27 @@ def demo(workers: int, threads: bool, seed: str, data_dir: Path | None) -> None:
 @click.argument("name", default="all")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--quick", is_flag=True, help="Fewer repetitions (for smoke tests).")
-def bench(name: str, as_json: bool, quick: bool) -> None:
+@click.option(
+    "--transport",
+    type=click.Choice(["dask", "p2p"]),
+    default="dask",
+    show_default=True,
+    help="reliability: SIGKILL Dask workers and the authority, or libp2p worker peers.",
+)
+def bench(name: str, as_json: bool, quick: bool, transport: str) -> None:
     """Run benchmarks (ratios measured side by side in one run).
 
     \b
     Example:
       meshbench bench encoding --json
+      meshbench bench reliability --transport p2p --quick
     """
     from meshbench.bench import BENCHMARKS, ON_DEMAND, run_benchmark
 
+    if transport == "p2p":
+        if f"{name}-p2p" not in BENCHMARKS:
+            raise click.UsageError(f"benchmark {name!r} has no p2p form (try reliability)")
+        name = f"{name}-p2p"
     names = [n for n in BENCHMARKS if n not in ON_DEMAND] if name == "all" else [name]
     results = {n: run_benchmark(n, quick=quick) for n in names}
     out = results[names[0]] if len(names) == 1 else results

@@ -47,6 +47,7 @@ from meshbench.core.types import (
     TaskIntent,
     VerificationReceipt,
 )
+from meshbench.net.keys import peer_id_from_did
 from meshbench.net.topics import Topic, topic_for_type
 from meshbench.runtime.agent import WorkerAgent
 from meshbench.runtime.backends import Blobs, Deliver
@@ -92,6 +93,9 @@ class P2PBackend:
         self._closed = threading.Event()
         self._dialler: threading.Thread | None = None
         self._pool = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="mesh-p2p")
+        #: Provider records go out here, after what they serve: a DHT announcement waits on
+        #: every close peer (seconds for one that is cut off) and must delay no request.
+        self._dht = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mesh-p2p-dht")
         #: Called with the bytes of objects nobody asked for (PeerInfo, StakeRequest).
         self.unsolicited: Callable[[bytes], None] | None = None
         self._subs = [
@@ -121,11 +125,15 @@ class P2PBackend:
             self._offered[task.cid] = set()
 
         def go() -> None:
-            self.transport.provide(task.wasm_cid)
-            self.transport.provide(task.input_cid)
+            # workers fetch the blobs from this node (the task's origin) without a lookup
             self.transport.publish("tasks", task)
+            self._provide(task.wasm_cid, task.input_cid)
 
         self._pool.submit(self._guard, go)
+
+    def _provide(self, *cids: CID) -> None:
+        for cid in cids:
+            self._dht.submit(self._guard, lambda c=cid: self.transport.provide(c))
 
     def execute(
         self, did: str, task: TaskIntent, blobs: Blobs, role: str, deliver: Deliver
@@ -164,11 +172,13 @@ class P2PBackend:
 
         def go() -> None:
             attachments: list[Model] = [receipt]
+            envelope = None
             if output is not None:
                 envelope = self.transport.store.put_encrypted(output, [did])
-                self.transport.provide(envelope.ciphertext_cid)
                 attachments.append(envelope)
             self._request(task_cid, did, "verdict", attachments, receipt.cid)
+            if envelope is not None:
+                self._provide(envelope.ciphertext_cid)
 
         self._pool.submit(self._guard, go)
 
@@ -275,6 +285,7 @@ class P2PBackend:
         if self._dialler is not None:
             self._dialler.join(30)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._dht.shutdown(wait=True, cancel_futures=True)
 
     # --- what the mesh says ---------------------------------------------------------------
     def _ignore(self, reason: str, obj: Model, peer: str) -> None:
@@ -343,7 +354,7 @@ class P2PBackend:
         if deliver is None:
             self._ignore(f"{step} nobody asked this party for", obj, peer)
         elif envelopes:  # a reveal, or a content validator's verdict: with its output
-            self._pool.submit(self._fetch_output, obj, envelopes[0], deliver)
+            self._pool.submit(self._fetch_output, obj, envelopes[0], deliver, msg.sender)
         else:
             deliver(obj.encode())
 
@@ -352,9 +363,12 @@ class P2PBackend:
         obj: ExecutionReceipt | VerificationReceipt,
         envelope: EncryptedBlob,
         deliver: Deliver,
+        sender: str,
     ) -> None:
         try:
-            path = self.transport.fetch_blob(envelope.ciphertext_cid, timeout=120)
+            # the party that sealed it holds the bytes: ask it first, no provider lookup
+            holder = [str(peer_id_from_did(sender))]
+            path = self.transport.fetch_blob(envelope.ciphertext_cid, peers=holder, timeout=120)
             output = decrypt(Path(path).read_bytes(), envelope, self.authority)
             deliver((obj.encode(), output))
         except Exception as exc:  # delivered: the node records it, the protocol times out
@@ -410,6 +424,10 @@ class WorkerService:
             self._bonded.set()
         self._stop = threading.Event()
         self._pool = cf.ThreadPoolExecutor(max_workers=2, thread_name_prefix="mesh-worker")
+        #: Provider records go out after the answers they serve (see P2PBackend).
+        self._dht = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mesh-dht")
+        #: The authority's PeerID: it provides the tasks' blobs and the verdict envelopes.
+        self._holder = [str(peer_id_from_did(authority))]
         self._subs = [
             transport.subscribe("tasks", self._on_task_topic),
             transport.subscribe("sealed", self._on_sealed),
@@ -498,8 +516,9 @@ class WorkerService:
                 task = self._wait_for_task(req.task_cid)
                 if task is None:
                     return
-                wasm = Path(self.transport.fetch_blob(task.wasm_cid)).read_bytes()
-                data = Path(self.transport.fetch_blob(task.input_cid)).read_bytes()
+                fetch = self.transport.fetch_blob
+                wasm = Path(fetch(task.wasm_cid, peers=self._holder)).read_bytes()
+                data = Path(fetch(task.input_cid, peers=self._holder)).read_bytes()
                 role = "worker" if req.action == "execute" else "verifier"
                 envelope = envelopes[0].encode() if envelopes else None
                 commitment = self.agent.execute(
@@ -510,12 +529,12 @@ class WorkerService:
                 receipt, output = self.agent.reveal(req.task_cid, _now())
                 # the output, encrypted to the authority alone; the receipt sealed to it
                 sealed_output = self.transport.store.put_encrypted(output, [self.authority])
-                self.transport.provide(sealed_output.ciphertext_cid)
                 msg = seal_objects(
                     self.agent.identity, self.authority, req.task_cid,
                     [receipt, sealed_output], _now(),
                 )  # fmt: skip
                 self._publish("sealed", msg)
+                self._provide(sealed_output.ciphertext_cid)
             elif req.action == "verdict":
                 self._judge(req, attachments, envelopes)
         except Exception:
@@ -531,21 +550,32 @@ class WorkerService:
             log.warning("a verdict request for %s came without its receipt", req.task_cid)
             return
         receipt = receipts[0]
+        sealed_mine = None
         if not envelopes:
             verdict = self.agent.verdict(req.task_cid, receipt, _now())
             attached: list[Model] = [verdict]
         else:  # a content validator: the worker's bytes, encrypted to this verifier
-            path = self.transport.fetch_blob(envelopes[0].ciphertext_cid)
+            path = self.transport.fetch_blob(envelopes[0].ciphertext_cid, peers=self._holder)
             output = decrypt(Path(path).read_bytes(), envelopes[0], self.agent.identity)
             verdict, mine = self.agent.verdict_with_output(
                 req.task_cid, receipt, _now(), output=output
             )
             # the authority judges the two outputs itself: ours goes to it alone
             sealed_mine = self.transport.store.put_encrypted(mine, [self.authority])
-            self.transport.provide(sealed_mine.ciphertext_cid)
             attached = [verdict, sealed_mine]
         msg = seal_objects(self.agent.identity, self.authority, req.task_cid, attached, _now())
         self._publish("sealed", msg)
+        if sealed_mine is not None:
+            self._provide(sealed_mine.ciphertext_cid)
+
+    def _provide(self, cid: CID) -> None:
+        def go() -> None:
+            try:
+                self.transport.provide(cid)
+            except Exception:
+                log.exception("could not provide %s", cid)
+
+        self._dht.submit(go)
 
     def close(self) -> None:
         self._stop.set()
@@ -554,6 +584,7 @@ class WorkerService:
         for sub in self._subs:
             sub.cancel()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._dht.shutdown(wait=True, cancel_futures=True)
 
 
 def _worker_main(argv: list[str] | None = None) -> None:

@@ -13,11 +13,14 @@ Contract, for every implementation:
   the topic's type check, each at most once, on a thread that is not the network's.
 * ``fetch_blob`` returns the path of a blob in the local store whose bytes hash to ``cid``;
   it raises :class:`~meshbench.core.errors.BlobNotFound` when no provider delivers it.
+  ``peers`` (PeerIDs) are asked first: the party that sent the object naming the blob
+  holds it, and asking it directly needs no provider lookup (which stalls on a peer that
+  is cut off).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -43,7 +46,7 @@ class Transport(Protocol):
 
     def subscribe(self, topic: Topic | str, callback: MessageCallback) -> Cancellable: ...
 
-    def fetch_blob(self, cid: CID | str) -> Path: ...
+    def fetch_blob(self, cid: CID | str, *, peers: Sequence[str] = ()) -> Path: ...
 
     def provide(self, cid: CID | str) -> None: ...
 

@@ -2,15 +2,21 @@
 
 Each is a :class:`~meshbench.runtime.agent.WorkerAgent` with its own key that misbehaves in
 one way the protocol must absorb: it is slow, silent, talks garbage or runs on a skewed
-clock. They are honest about being test participants: nothing here is used by the runtime.
+clock. :func:`die_once_at` arms the agents of a Dask cluster's workers so that the first one
+to reach a chosen point of the protocol SIGKILLs its own process there (a worker lost
+mid-execution or mid-verification, at a moment the test chooses, not a random one). They are
+honest about being test participants: nothing here is used by the runtime.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import threading
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from meshbench.core.encoding import CID
 from meshbench.core.errors import NetworkError
@@ -24,6 +30,8 @@ __all__ = [
     "SkewedAgent",
     "SlowOnce",
     "agent_factory",
+    "die_once_at",
+    "died",
 ]
 
 HARDWARE = HardwareProfile(memory_mb=4096)
@@ -155,3 +163,60 @@ def all_slow(gate: SlowOnce) -> Callable[[Identity, str, int], WorkerAgent]:
         return _Slow(identity, federation, HARDWARE, gate=gate)
 
     return make
+
+
+#: Where :func:`die_once_at` kills a worker: ``execute`` (assigned as the task's worker, before
+#: it commits), ``reveal`` (the worker that committed, asked to reveal, before it answers) or
+#: ``verdict`` (a verifier that committed, asked for its verdict, before it answers).
+DeathPoint = Literal["execute", "reveal", "verdict"]
+
+
+def die_once_at(point: DeathPoint, marker: str, dask_worker: Any = None) -> str:
+    """Arm this Dask worker's agent (run it with ``client.run``): the first agent of the
+    cluster to reach ``point`` writes its did to ``marker`` and SIGKILLs its own process.
+
+    ``marker`` is created exclusively, so exactly one worker dies however many are armed;
+    the nanny restarts it with the same key, unarmed and without its commit-reveal state
+    (a lost process). Returns this worker's did.
+    """
+    agent = dask_worker.plugins["meshbench"].agent
+    execute, reveal = agent.execute, agent.reveal
+    verdict, verdict_with_output = agent.verdict, agent.verdict_with_output
+
+    def die_here(at: DeathPoint) -> None:
+        if at != point:
+            return
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return  # another worker died already: this one stays honest
+        os.write(fd, agent.did.encode())
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def armed_execute(task: TaskIntent, wasm: bytes, data: bytes, now_ms: int, **kw: Any) -> Any:
+        if kw.get("role") == "worker":
+            die_here("execute")
+        return execute(task, wasm, data, now_ms, **kw)
+
+    def armed_reveal(task_cid: CID, now_ms: int) -> Any:
+        die_here("reveal")
+        return reveal(task_cid, now_ms)
+
+    def armed_verdict(task_cid: CID, receipt: Any, now_ms: int, **kw: Any) -> Any:
+        die_here("verdict")
+        return verdict(task_cid, receipt, now_ms, **kw)
+
+    def armed_verdict_with_output(task_cid: CID, receipt: Any, now_ms: int, **kw: Any) -> Any:
+        die_here("verdict")
+        return verdict_with_output(task_cid, receipt, now_ms, **kw)
+
+    agent.execute, agent.reveal = armed_execute, armed_reveal
+    agent.verdict, agent.verdict_with_output = armed_verdict, armed_verdict_with_output
+    return agent.did
+
+
+def died(marker: str | Path) -> str | None:
+    """The did of the worker :func:`die_once_at` killed, or None while none has died."""
+    path = Path(marker)
+    return path.read_text() or None if path.exists() else None

@@ -118,3 +118,12 @@ def test_demo_refuses_a_data_dir_in_use(tmp_path: Path, capsys: pytest.CaptureFi
     code, out, err = run(capsys, "demo", "--data-dir", str(tmp_path))
     assert code == 1 and out == ""
     assert err.startswith("error: StoreError: the demo needs an empty data dir")
+
+
+def test_bench_transport_p2p_names_the_p2p_crash_suite(capsys: pytest.CaptureFixture[str]) -> None:
+    from meshbench.bench import BENCHMARKS, ON_DEMAND
+
+    assert BENCHMARKS["reliability-p2p"] == "meshbench.bench.reliability_p2p"
+    assert "reliability-p2p" in ON_DEMAND  # not in `bench all`: make soak runs it
+    code, out, err = run(capsys, "bench", "encoding", "--transport", "p2p")
+    assert code != 0 and out == "" and "has no p2p form" in err

@@ -64,9 +64,8 @@ class Outsider:
         ).sign(self.identity)  # fmt: skip
         self.node.publish("executions", forged)  # first, before the worker's reveal
         envelope = self.node.store.put_encrypted(b"forged", [self.authority])
-        self.node.provide(envelope.ciphertext_cid)
         sealed = seal_objects(self.identity, self.authority, task_cid, [forged, envelope], now)
-        self.node.publish("sealed", sealed)
+        self.node.publish("sealed", sealed)  # its bytes are served from the store when asked
         verdict = VerificationReceipt(
             task_cid=task_cid, receipt_cid=forged.cid, verifier=me, approved=False, created_at=now
         ).sign(self.identity)
@@ -110,7 +109,7 @@ def test_outsider_cannot_consume_the_reveal_and_sees_nothing_private(tmp_path: P
             wasm = (WASM / "sha256.wasm").read_bytes()
             data = b"the honest worker's input"
             r = mesh.publish(wasm, data, verifiers=2).result(timeout=120)
-            assert outsider.attacked.is_set()
+            wait_until(outsider.attacked.is_set, 30, "the outsider's attack")
             assert r.outcome == "Accepted", mesh.rejections()
             assert r.output == WasmExecutor().run(wasm, data).output
             worker = r.receipt.worker
