@@ -172,6 +172,9 @@ class AuthorityNode:
         #: Seals a private input's key to recipients (set by the publisher's side).
         self.sealer: Callable[[EncryptedBlob, tuple[str, ...]], EncryptedBlob] | None = None
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        #: CPU spent checking workers' answers off the driver thread (see _deliver)
+        self._intake_cpu = 0.0
+        self._intake_lock = threading.Lock()
         self._timers: list[tuple[int, int, TimeoutFired]] = []
         self._seq = itertools.count()
         self._rounds: dict[CID, _OfferRound] = {}
@@ -405,6 +408,13 @@ class AuthorityNode:
             return
         self.feed(obj)
 
+    def intake_cpu_seconds(self) -> float:
+        """CPU time spent so far checking workers' answers (decoding, CID, schema, each
+        signature) on the threads they arrive on, before they reach the driver thread:
+        together with :meth:`cpu_seconds` the whole protocol cost on the authority."""
+        with self._intake_lock:
+            return self._intake_cpu
+
     def _reject(self, what: object, exc: BaseException) -> None:
         label = type(what).__name__ if not isinstance(what, str) else what
         if isinstance(what, Model):
@@ -412,15 +422,40 @@ class AuthorityNode:
         log.info("refused %s: %s: %s", label, type(exc).__name__, exc)
         self._rejections.append(Rejection(at_ms=self.clock(), what=label, error=exc))
 
-    def _deliver(self, handler: Callable[[Any], None]) -> Callable[[Any], None]:
-        """A thread-safe callback that runs ``handler(answer)`` on the driver thread."""
+    def _deliver(
+        self, handler: Callable[[Any], None], check: Callable[[Any], Any] | None = None
+    ) -> Callable[[Any], None]:
+        """A thread-safe callback that runs ``handler(answer)`` on the driver thread.
+
+        With ``check``, the answer is first checked by ``check(answer)`` on the thread it
+        arrives on (a worker's answer is decoded and its signature checked there, exactly
+        once): the driver thread gets the checked objects, or records what ``check``
+        refused (a :class:`_Refused`), so the serial part of the node does no decoding."""
 
         def deliver(answer: Any) -> None:
+            if check is not None and not isinstance(answer, BaseException):
+                answer = self._check_answer(check, answer)
             self._queue.put(lambda: self._answer(handler, answer))
 
         return deliver
 
+    def _check_answer(self, check: Callable[[Any], Any], answer: Any) -> Any:
+        t0 = time.thread_time()
+        try:
+            return check(answer)
+        except MeshError as exc:
+            return _Refused(_answer_label(answer), exc)
+        except Exception as exc:  # a malformed answer: recorded by the driver, as a failure
+            return exc
+        finally:
+            spent = time.thread_time() - t0
+            with self._intake_lock:
+                self._intake_cpu += spent
+
     def _answer(self, handler: Callable[[Any], None], answer: Any) -> None:
+        if isinstance(answer, _Refused):
+            self._reject(answer.what, answer.error)
+            return
         if isinstance(answer, BaseException):
             # A worker that fails or disappears is handled by the protocol's timeouts.
             self._reject("worker answer", answer)
@@ -467,7 +502,7 @@ class AuthorityNode:
                     cmd.task,
                     self._blobs_of(cmd.task),
                     "worker",
-                    self._deliver(self.feed_bytes),
+                    self._deliver(self.feed, _check_object),
                 )
             case RunVerification():
                 self.backend.execute(
@@ -475,10 +510,12 @@ class AuthorityNode:
                     cmd.task,
                     self._blobs_of(cmd.task),
                     "verifier",
-                    self._deliver(self.feed_bytes),
+                    self._deliver(self.feed, _check_object),
                 )
             case RequestReveal():
-                self.backend.reveal(cmd.worker, cmd.task_cid, self._deliver(self._on_reveal))
+                self.backend.reveal(
+                    cmd.worker, cmd.task_cid, self._deliver(self._on_reveal, _check_reveal)
+                )
             case RequestVerdict():
                 rec = self.records.get(cmd.task_cid)
                 # a content validator (not ``exact``) judges the worker's bytes: send them along
@@ -489,7 +526,7 @@ class AuthorityNode:
                     cmd.verifier,
                     cmd.task_cid,
                     cmd.receipt,
-                    self._deliver(self._on_verdict),
+                    self._deliver(self._on_verdict, _check_verdict),
                     **extra,
                 )
             case JudgeVerdict():
@@ -529,11 +566,21 @@ class AuthorityNode:
             rnd = self._rounds.get(task.cid)
             if rnd is not None:
                 rnd.received += 1
-            if answer is not None:
-                self.feed_bytes(answer)
+            if isinstance(answer, _Refused):
+                self._reject(answer.what, answer.error)
+            elif answer is not None:
+                self.feed(answer)
             self._close_offers_if_complete(task.cid)
 
-        self.backend.request_offers(task, self._blobs_of(task), self._deliver(on_offer))
+        def check(answer: Any) -> Any:
+            # an offer refused still counts as an answer: it reaches on_offer as such
+            try:
+                return None if answer is None else _check_object(answer)
+            except MeshError as exc:
+                return _Refused(_answer_label(answer), exc)
+
+        deliver = self._deliver(on_offer, check)
+        self.backend.request_offers(task, self._blobs_of(task), deliver)
 
     def _close_offers_if_complete(self, task_cid: CID) -> None:
         """Every worker answered: tell the state machine (``AllOffersIn``), which closes the
@@ -546,17 +593,9 @@ class AuthorityNode:
         if task_cid in self.state.tasks and self.state.state_of(task_cid) == "Offered":
             self.feed(AllOffersIn(task_cid=task_cid))
 
-    def _on_reveal(self, answer: tuple[bytes, bytes]) -> None:
-        data, output = answer
-        try:
-            receipt = decode_object(data)
-            if not isinstance(receipt, ExecutionReceipt):
-                raise ProtocolError(f"a reveal must be an ExecutionReceipt, not {type(receipt)}")
-            if blob_cid(output) != receipt.output_cid:
-                raise CIDMismatch("the revealed output does not hash to the receipt's output_cid")
-        except MeshError as exc:
-            self._reject("reveal", exc)
-            return
+    def _on_reveal(self, answer: tuple[ExecutionReceipt, bytes]) -> None:
+        """A reveal, checked (:func:`_check_reveal`) on the thread it arrived on."""
+        receipt, output = answer
         rec = self.records.get(receipt.task_cid)
         before = None if rec is None else rec.output
         if rec is not None:
@@ -567,22 +606,14 @@ class AuthorityNode:
         elif rec is not None:
             rec.output = before
 
-    def _on_verdict(self, answer: bytes | tuple[bytes, bytes]) -> None:
-        """A verdict; under a content validator with the verifier's own output, which is kept
-        (hash-checked) as the evidence the authority judges it by (:class:`JudgeVerdict`)."""
-        if isinstance(answer, bytes):
-            self.feed_bytes(answer)
+    def _on_verdict(self, answer: Model | tuple[VerificationReceipt, bytes]) -> None:
+        """A verdict (checked by :func:`_check_verdict`); under a content validator with the
+        verifier's own output, which is kept (hash-checked) as the evidence the authority
+        judges it by (:class:`JudgeVerdict`)."""
+        if not isinstance(answer, tuple):
+            self.feed(answer)
             return
-        data, output = answer
-        try:
-            verdict = decode_object(data)
-            if not isinstance(verdict, VerificationReceipt):
-                raise ProtocolError(f"a verdict must be a VerificationReceipt, not {type(verdict)}")
-            if verdict.output_cid is not None and blob_cid(output) != verdict.output_cid:
-                raise CIDMismatch("the verifier's output does not hash to its verdict's output_cid")
-        except MeshError as exc:
-            self._reject("verdict", exc)
-            return
+        verdict, output = answer
         if verdict.output_cid is not None:
             self.blobs.put(output)  # before feeding: the judgement reads it from the store
         self.feed(verdict)
@@ -926,6 +957,57 @@ class AuthorityNode:
 
     def verify_ledger(self) -> LedgerReport | None:
         return self.call(lambda: self._ledger.verify() if self._ledger else None)
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """A worker's answer that its check refused (recorded by the driver thread)."""
+
+    what: str
+    error: MeshError
+
+
+def _answer_label(answer: Any) -> str:
+    if isinstance(answer, bytes):
+        return f"{len(answer)} bytes"
+    return "reveal or verdict" if isinstance(answer, tuple) else type(answer).__name__
+
+
+def _check_object(data: bytes) -> Model:
+    """A worker's signed object: decoded and checked (CID, schema, signature) once."""
+    return decode_object(data)
+
+
+def _check_reveal(answer: tuple[bytes, bytes]) -> tuple[ExecutionReceipt, bytes] | _Refused:
+    """A reveal: the worker's receipt, checked, and the output it names (hash-checked)."""
+    data, output = answer
+    try:
+        receipt = decode_object(data)
+        if not isinstance(receipt, ExecutionReceipt):
+            raise ProtocolError(f"a reveal must be an ExecutionReceipt, not {type(receipt)}")
+        if blob_cid(output) != receipt.output_cid:
+            raise CIDMismatch("the revealed output does not hash to the receipt's output_cid")
+    except MeshError as exc:
+        return _Refused("reveal", exc)
+    return receipt, output
+
+
+def _check_verdict(
+    answer: bytes | tuple[bytes, bytes],
+) -> Model | tuple[VerificationReceipt, bytes] | _Refused:
+    """A verdict (bytes), or a verdict with the verifier's own output (hash-checked)."""
+    if isinstance(answer, bytes):
+        return decode_object(answer)
+    data, output = answer
+    try:
+        verdict = decode_object(data)
+        if not isinstance(verdict, VerificationReceipt):
+            raise ProtocolError(f"a verdict must be a VerificationReceipt, not {type(verdict)}")
+        if verdict.output_cid is not None and blob_cid(output) != verdict.output_cid:
+            raise CIDMismatch("the verifier's output does not hash to its verdict's output_cid")
+    except MeshError as exc:
+        return _Refused("verdict", exc)
+    return verdict, output
 
 
 _IDLE: Callable[[], None] = lambda: None  # noqa: E731
