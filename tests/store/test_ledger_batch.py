@@ -48,15 +48,14 @@ def test_a_batch_writes_what_unbatched_appends_write(tmp_path):
         for ev in events:
             led.journal([Journaled(5, Faucet(account=ALICE.did, amount=1))])
             led.append(ev)
-    with Ledger(tmp_path / "batch.sqlite", authority=AUTH.did) as led:
-        with led.batch():
-            for ev in events:
-                led.journal([Journaled(5, Faucet(account=ALICE.did, amount=1))])
-                led.append(ev)
-            # inside the batch, reads see what it appended
-            assert len(led) == 3 and led.has(events[2].cid) and led.get(events[1].cid) == events[1]
-            assert led.stored_row("accounts", BOB.did) is not None
-            led.append(transfer(5, 3))  # appended after a read: kept too
+    with Ledger(tmp_path / "batch.sqlite", authority=AUTH.did) as led, led.batch():
+        for ev in events:
+            led.journal([Journaled(5, Faucet(account=ALICE.did, amount=1))])
+            led.append(ev)
+        # inside the batch, reads see what it appended
+        assert len(led) == 3 and led.has(events[2].cid) and led.get(events[1].cid) == events[1]
+        assert led.stored_row("accounts", BOB.did) is not None
+        led.append(transfer(5, 3))  # appended after a read: kept too
     assert _rows(tmp_path / "one.sqlite")[2] == _rows(tmp_path / "batch.sqlite")[2][:3]
     with Ledger(tmp_path / "batch.sqlite") as led:
         assert len(led) == 4 and led.balance(BOB.did) == 55
