@@ -19,6 +19,7 @@ node runs on virtual time: its driver sleeps until work arrives or the clock is 
 from __future__ import annotations
 
 import collections
+import contextlib
 import heapq
 import itertools
 import logging
@@ -188,6 +189,8 @@ class AuthorityNode:
         #: how many tasks this node has published since it started
         self.tasks_published = 0
         self._answers: list[Callable[[], None]] = []
+        #: answers to reads (call(durable=False)): given after their burst, commit or not
+        self._reads: list[Callable[[], None]] = []
         self._modules: dict[CID, bytes] = {}
         self._thread: threading.Thread | None = None
         self._referee_threads: ThreadPoolExecutor | None = None
@@ -243,20 +246,26 @@ class AuthorityNode:
             self._thread.join(timeout=30)
         self._thread = None
 
-    def call(self, fn: Callable[[], Any], timeout: float | None = 60) -> Any:
-        """Run ``fn`` on the driver thread and return its result (or raise its error)."""
+    def call(
+        self, fn: Callable[[], Any], timeout: float | None = 60, *, durable: bool = True
+    ) -> Any:
+        """Run ``fn`` on the driver thread and return its result (or raise its error).
+
+        The answer is given once the burst that computed it is committed; with
+        ``durable=False`` (a read of the node's memory that changes nothing) it is given as
+        soon as the burst ends, without making the open transaction commit early."""
         if threading.current_thread() is self._thread:
             return fn()
         fut: Future[Any] = Future()
+        answers = self._answers if durable else self._reads
 
         def work() -> None:
-            # the answer is given once the burst that computed it is committed
             try:
                 result = fn()
             except BaseException as exc:  # re-raised in the caller
-                self._answers.append(lambda e=exc: fut.set_exception(e))
+                answers.append(lambda e=exc: fut.set_exception(e))
             else:
-                self._answers.append(lambda: fut.set_result(result))
+                answers.append(lambda: fut.set_result(result))
 
         self._queue.put(work)
         return fut.result(timeout=timeout)
@@ -310,33 +319,69 @@ class AuthorityNode:
             if resumed:
                 with self._ledger.batch():
                     self._run(resumed)
-            manual = isinstance(self.clock, ManualClock)
+            self._drive()
+        finally:
+            self._ledger.close()
+
+    def _drive(self) -> None:
+        """The driver's loop: bursts of work, each in the open ledger transaction (group
+        commit; each append stays atomic).
+
+        A burst that owes somebody something (an API answer, a settled task's handle)
+        commits at once, and only then is it told; a burst that owes nothing (workers'
+        answers moving tasks along) stays in the transaction for up to
+        :data:`COMMIT_DELAY_S`, so that the bursts of that time commit together. Nothing
+        outside waits on such a burst: what it sent to workers was sent before its commit
+        either way, and a crash loses at most that uncommitted tail, as it always could.
+        """
+        assert self._ledger is not None
+        manual = isinstance(self.clock, ManualClock)
+        tx: contextlib.ExitStack | None = None
+        commit_by = 0.0
+        try:
             while True:
                 # on a manual clock only work wakes the driver (an advance sends some)
                 wait: float | None = None if manual else 0.5
                 if self._timers and not manual:
                     wait = max(0.0, min(0.5, (self._timers[0][0] - self.clock()) / 1000))
+                if tx is not None:
+                    left = max(0.0, commit_by - time.monotonic())
+                    wait = left if wait is None else min(wait, left)
                 try:
                     work = self._queue.get(timeout=wait)
                 except queue.Empty:
                     work = _IDLE
                 if work is None:
                     break
-                # one transaction per burst of work (group commit; each append stays atomic)
-                with self._ledger.batch():
+                if tx is None:
+                    tx = contextlib.ExitStack()
+                    tx.enter_context(self._ledger.batch())
+                    commit_by = time.monotonic() + COMMIT_DELAY_S
+                try:
                     stop = self._burst(work)
                     self._fire_due_timers()
-                # only now is the burst committed: readers of the ledger file see it
-                for rec in self._settled:
-                    rec.done.set()
-                self._settled.clear()
-                for answer in self._answers:
+                except BaseException as exc:
+                    tx.__exit__(type(exc), exc, exc.__traceback__)  # rolled back
+                    tx = None
+                    raise
+                if stop or self._answers or self._settled or time.monotonic() >= commit_by:
+                    tx.close()
+                    tx = None
+                    # only now is it committed: answers are given, readers of the file see it
+                    for rec in self._settled:
+                        rec.done.set()
+                    self._settled.clear()
+                    for answer in self._answers:
+                        answer()
+                    self._answers.clear()
+                for answer in self._reads:
                     answer()
-                self._answers.clear()
+                self._reads.clear()
                 if stop:
                     break
         finally:
-            self._ledger.close()
+            if tx is not None:
+                tx.close()  # stopping: commit what the last bursts did
 
     def _burst(self, work: Callable[[], None], limit: int = 256) -> bool:
         """Run ``work`` and whatever else is already queued (up to ``limit``); True to stop."""
@@ -476,7 +521,7 @@ class AuthorityNode:
                 # timeouts handle it); the driver thread must not die of it
                 log.warning("could not send %s: %r", type(cmd).__name__, exc)
                 self._reject(cmd, exc)
-        self._refresh_records()
+        self._refresh_records(cmds)
 
     def _carry_out(self, cmd: Command) -> None:
         assert self._ledger is not None
@@ -697,10 +742,21 @@ class AuthorityNode:
             except Exception:
                 log.exception("event listener failed")
 
-    def _refresh_records(self) -> None:
+    def _refresh_records(self, cmds: list[Command]) -> None:
+        """Retire the records of the tasks these commands settled or expired. A task's
+        state moves only by the fold of an event about it, so only the tasks named by the
+        events appended here are looked at (O(events), not O(open tasks))."""
         assert self.state is not None
-        for cid, rec in list(self._open.items()):
-            if self.state.state_of(cid) in ("Settled", "Expired"):
+        touched = dict.fromkeys(  # in the order of the events (a set's would vary by run)
+            ev.task_cid
+            for cmd in cmds
+            if isinstance(cmd, AppendToLedger)
+            for ev in cmd.events
+            if isinstance(getattr(ev, "task_cid", None), CID)
+        )
+        for cid in touched:
+            rec = self._open.get(cid)
+            if rec is not None and self.state.state_of(cid) in ("Settled", "Expired"):
                 if rec.outcome is None:
                     rec.outcome = "Expired"
                 self._inflight.pop(cid, None)
@@ -927,7 +983,8 @@ class AuthorityNode:
         """The active policy of this node's federation (read on the driver thread; unlike
         :meth:`snapshot` it copies nothing, so its cost does not grow with history)."""
         return self.call(
-            lambda: self.state.books.policy_for(self.federation) if self.state else MeshPolicy()
+            lambda: self.state.books.policy_for(self.federation) if self.state else MeshPolicy(),
+            durable=False,
         )
 
     def bonded_workers(self, min_stake: int) -> int:
@@ -937,7 +994,7 @@ class AuthorityNode:
             stakes = self._ledger.books.table("stakes") if self._ledger else {}
             return sum(1 for s in stakes.values() if s["bonded"] >= min_stake)
 
-        return self.call(count)
+        return self.call(count, durable=False)
 
     def cpu_seconds(self) -> float:
         """CPU time the driver thread has used so far (every signature made and checked,
@@ -1011,6 +1068,10 @@ def _check_verdict(
 
 
 _IDLE: Callable[[], None] = lambda: None  # noqa: E731
+
+#: How long a burst that owes nobody an answer may wait in the open transaction for the
+#: next bursts to commit with it (seconds of wall time, whatever the node's clock).
+COMMIT_DELAY_S = 0.02
 
 #: How many settled tasks' records a node keeps for readers by CID (``records``); older
 #: ones are read from the ledger (frames, story), and each handle keeps its own record.
