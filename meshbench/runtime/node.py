@@ -159,7 +159,8 @@ class AuthorityNode:
         self.authority = authority
         self.federation = federation
         self.clock = clock
-        self.blobs = BlobStore(self.data_dir / "blobs")
+        # a task's input put by the publisher is read once, right after, for its workers
+        self.blobs = BlobStore(self.data_dir / "blobs", handoff_bytes=HANDOFF_BYTES)
         self.ledger_path = self.data_dir / "ledger.sqlite"
         self._ledger: Ledger | None = None
         self.state: AuthorityState | None = None
@@ -1072,6 +1073,9 @@ _IDLE: Callable[[], None] = lambda: None  # noqa: E731
 #: How long a burst that owes nobody an answer may wait in the open transaction for the
 #: next bursts to commit with it (seconds of wall time, whatever the node's clock).
 COMMIT_DELAY_S = 0.02
+
+#: Bytes of freshly put blobs the node's store keeps for their first read (see BlobStore).
+HANDOFF_BYTES = 8 * 1024 * 1024
 
 #: How many settled tasks' records a node keeps for readers by CID (``records``); older
 #: ones are read from the ledger (frames, story), and each handle keeps its own record.

@@ -12,10 +12,12 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import os
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, BinaryIO, Final
@@ -71,10 +73,22 @@ class BlobStore:
     """Blobs under ``root``, addressed by ``raw`` CIDv1 (sha2-256)."""
 
     def __init__(
-        self, root: str | os.PathLike[str], *, max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES
+        self,
+        root: str | os.PathLike[str],
+        *,
+        max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES,
+        handoff_bytes: int = 0,
     ) -> None:
+        """``handoff_bytes``: up to that many bytes of blobs put from memory (each at most a
+        quarter of it) are kept until their first :meth:`get`, which takes them without
+        reading the file back and hashing it again (they were hashed as they were written);
+        every later read is from disk and checked. 0 (the default) keeps none."""
         self.root = Path(root)
         self.max_blob_bytes = max_blob_bytes
+        self.handoff_bytes = handoff_bytes
+        self._handoff: collections.OrderedDict[CID, bytes] = collections.OrderedDict()
+        self._handoff_size = 0
+        self._handoff_lock = threading.Lock()
         self._tmp = self.root / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
         for stale in self._tmp.glob("put-*"):  # left by a crash mid-write
@@ -112,6 +126,8 @@ class BlobStore:
             else:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, dest)
+            if isinstance(source, bytes) and 4 * len(source) <= self.handoff_bytes:
+                self._hand_off(cid, source)
             return cid
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -136,9 +152,30 @@ class BlobStore:
         except FileNotFoundError:
             raise BlobNotFound(f"no blob {cid} in this store") from None
 
+    def _hand_off(self, cid: CID, data: bytes) -> None:
+        with self._handoff_lock:
+            if cid in self._handoff:
+                return
+            self._handoff[cid] = data
+            self._handoff_size += len(data)
+            while self._handoff_size > self.handoff_bytes:
+                _, old = self._handoff.popitem(last=False)
+                self._handoff_size -= len(old)
+
+    def _take_handoff(self, cid: CID) -> bytes | None:
+        with self._handoff_lock:
+            data = self._handoff.pop(cid, None)
+            if data is not None:
+                self._handoff_size -= len(data)
+            return data
+
     def get(self, cid: CID | str) -> bytes:
         """The blob's bytes, verified against its CID."""
         c = encoding.parse_cid(cid, codec=encoding.RAW)
+        if self._handoff:
+            handed = self._take_handoff(c)
+            if handed is not None:
+                return handed
         try:
             data = self.path(c).read_bytes()
         except FileNotFoundError:
@@ -177,6 +214,7 @@ class BlobStore:
             raise
 
     def delete(self, cid: CID | str) -> None:
+        self._take_handoff(encoding.parse_cid(cid, codec=encoding.RAW))
         self.path(cid).unlink(missing_ok=True)
 
     def cids(self) -> Iterator[CID]:
