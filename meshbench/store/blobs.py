@@ -39,6 +39,7 @@ __all__ = [
     "BlobStore",
     "EncryptedBlob",
     "SealedKey",
+    "StagedBlob",
     "decrypt",
     "decrypt_stream",
     "x25519_key_of",
@@ -101,6 +102,14 @@ class BlobStore:
         With ``expected``, bytes that hash to another CID raise :class:`CIDMismatch` and
         nothing is stored (the temporary file is removed before it is ever renamed).
         """
+        return self.stage(source, expected=expected).keep()
+
+    def stage(self, source: Source, *, expected: CID | None = None) -> StagedBlob:
+        """Write and hash a blob as :meth:`put` does (fsynced, checked against ``expected``),
+        but leave it out of the store until :meth:`StagedBlob.keep` (a rename) or
+        :meth:`StagedBlob.discard`: the costly part can run on another thread than the one
+        that decides whether the blob is kept. A staged blob never kept is removed at the
+        next start, as any temporary file."""
         fd, tmp_name = tempfile.mkstemp(prefix="put-", dir=self._tmp)
         tmp = Path(tmp_name)
         try:
@@ -120,18 +129,25 @@ class BlobStore:
             cid = encoding.sha256_cid(digest.digest(), encoding.RAW)
             if expected is not None and cid != expected:
                 raise CIDMismatch(f"the bytes hash to {cid}, not to the expected {expected}")
-            dest = self.path(cid)
-            if dest.exists():
-                tmp.unlink()
-            else:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, dest)
-            if isinstance(source, bytes) and 4 * len(source) <= self.handoff_bytes:
-                self._hand_off(cid, source)
-            return cid
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        small = isinstance(source, bytes) and 4 * len(source) <= self.handoff_bytes
+        return StagedBlob(self, cid, tmp, source if small else None)
+
+    def _place(self, staged: StagedBlob) -> None:
+        try:
+            dest = self.path(staged.cid)
+            if dest.exists():
+                staged.tmp.unlink()
+            else:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged.tmp, dest)
+        except BaseException:
+            staged.tmp.unlink(missing_ok=True)
+            raise
+        if staged.data is not None:
+            self._hand_off(staged.cid, staged.data)
 
     def put_file(self, path: str | os.PathLike[str]) -> CID:
         with open(path, "rb") as f:
@@ -337,6 +353,30 @@ def decrypt_stream(
 def x25519_key_of(did: str) -> nacl.public.PublicKey:
     """The X25519 key a ``did:key`` (Ed25519) is sealed to: its signing key, converted."""
     return nacl.signing.VerifyKey(public_key_from_did(did)).to_curve25519_public_key()
+
+
+class StagedBlob:
+    """A blob written and hashed but not yet in its store (see :meth:`BlobStore.stage`)."""
+
+    def __init__(self, store: BlobStore, cid: CID, tmp: Path, data: bytes | None) -> None:
+        self.store = store
+        self.cid = cid
+        self.tmp = tmp
+        self.data = data
+        self._done = False
+
+    def keep(self) -> CID:
+        """Move it into the store (a rename); returns its CID."""
+        if not self._done:
+            self._done = True
+            self.store._place(self)
+        return self.cid
+
+    def discard(self) -> None:
+        """Drop it: the store is as if it had never been staged."""
+        if not self._done:
+            self._done = True
+            self.tmp.unlink(missing_ok=True)
 
 
 def _chunks(source: Source) -> Iterator[bytes]:

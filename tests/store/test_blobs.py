@@ -57,6 +57,19 @@ def test_handoff_serves_the_first_read_only(tmp_path: Path) -> None:
     assert [store.get(c) for c in kept[:4]] == [bytes([i]) * 16 for i in range(4)]
 
 
+def test_a_staged_blob_is_stored_only_once_kept(tmp_path: Path) -> None:
+    store = mb.BlobStore(tmp_path)
+    kept, dropped = store.stage(b"kept"), store.stage(b"dropped")
+    assert not store.has(kept.cid) and not store.has(dropped.cid)
+    assert kept.keep() == encoding.blob_cid(b"kept") and store.get(kept.cid) == b"kept"
+    dropped.discard()
+    assert not store.has(dropped.cid) and list(store.cids()) == [kept.cid]
+    assert not list((tmp_path / "tmp").iterdir())  # nothing left behind
+    with pytest.raises(mb.CIDMismatch):
+        store.stage(b"other", expected=kept.cid)
+    assert not list((tmp_path / "tmp").iterdir())
+
+
 def test_missing_and_bad_cids(tmp_path: Path) -> None:
     store = mb.BlobStore(tmp_path)
     with pytest.raises(mb.BlobNotFound):
