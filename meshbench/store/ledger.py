@@ -149,6 +149,10 @@ class Ledger:
         #: what a batch has appended so far, written in one go when it commits (or before
         #: anything reads the file): see :meth:`batch`
         self._pending = _Pending()
+        #: CIDs of events this connection committed lately (events are never removed): a
+        #: parent found here needs no lookup; bounded, oldest first out
+        self._committed: dict[str, None] = {}
+        self._batch_keys: list[str] = []  # the events the open batch wrote so far
         self.books = self._load_books()
         #: Test hook: called inside the transaction, just before COMMIT (crash tests).
         self.before_commit: Callable[[tuple[Model, ...]], None] | None = None
@@ -327,7 +331,7 @@ class Ledger:
                 raise LedgerError(f"{type(ev).__name__} {key} is already in the ledger")
             for parent in getattr(ev, "parents", ()):
                 pkey = cid_key(parent)
-                if pkey not in batch and not self.has(pkey):
+                if pkey not in batch and pkey not in self._committed and not self.has(pkey):
                     raise LedgerError(f"{type(ev).__name__} {key} links to unknown parent {pkey}")
                 links.append((key, pkey))
             batch.add(key)
@@ -358,6 +362,7 @@ class Ledger:
             if self.before_commit is not None:
                 self.before_commit(events)
             db.execute("COMMIT")
+            self._note_committed([row[0] for row in rows])
         except BaseException:
             if not self._batch_depth and db.in_transaction:
                 db.execute("ROLLBACK")
@@ -386,11 +391,18 @@ class Ledger:
         for tbl, key, value in derived:
             pending.derived[(tbl, key)] = value  # the last write of a row in the batch wins
 
+    def _note_committed(self, keys: list[str]) -> None:
+        committed = self._committed
+        committed.update(dict.fromkeys(keys))
+        while len(committed) > _COMMITTED_KEPT:
+            del committed[next(iter(committed))]
+
     def _flush(self) -> None:
         """Write what the batch appended so far (inside its transaction; a no-op outside)."""
         pending = self._pending
         if not (pending.events or pending.stimuli or pending.derived):
             return
+        self._batch_keys += [row[1] for row in pending.events]
         db = self._db
         db.executemany(
             "INSERT INTO events (seq, cid, type, author, timestamp, data) "
@@ -429,6 +441,7 @@ class Ledger:
         self._db.execute("BEGIN IMMEDIATE")
         last = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
         self._pending = _Pending(next_seq=last + 1)
+        self._batch_keys = []
         self._batch_depth = 1
         try:
             yield
@@ -441,6 +454,7 @@ class Ledger:
             raise
         self._batch_depth = 0
         self._db.execute("COMMIT")
+        self._note_committed(self._batch_keys)
 
     def _write_changes(self, changes: Changes) -> None:
         upserts = [(tbl, key, _json(value)) for tbl, key, value in changes if value is not None]
@@ -590,6 +604,9 @@ def _differences(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> 
                 out.append(f"{tbl}[{key}]: stored {va} but the events fold to {vb}")
     return out
 
+
+#: How many recently committed event CIDs a ledger remembers (parents are recent events).
+_COMMITTED_KEPT: Final = 4096
 
 _STIMULI: Final[dict[str, type]] = {cls.__name__: cls for cls in UNSIGNED_STIMULI}
 
