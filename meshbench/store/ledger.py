@@ -31,15 +31,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
-
-import msgspec
 
 from meshbench.core.audit import SettlementAuditor
 from meshbench.core.books import Books, cid_key
@@ -568,29 +565,7 @@ def _timestamp(ev: Model) -> int | None:
 
 
 def _json(value: Any) -> str:
-    """Canonical JSON of a derived row (keys sorted, no spaces): msgspec's encoder, a tenth
-    of ``json.dumps``'s cost; rows are compared as parsed values, so rows written by
-    ``json.dumps`` before (non-ASCII escaped) read and compare the same."""
-    try:
-        text = _JSON.encode(value).decode()
-    except (TypeError, ValueError, OverflowError):  # what msgspec does not take, json may
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
-    if "null" in text and _non_finite(value):  # msgspec writes NaN as null: keep json's
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
-    return text
-
-
-def _non_finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, dict):
-        return any(_non_finite(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_non_finite(v) for v in value)
-    return False
-
-
-_JSON: Final = msgspec.json.Encoder(order="sorted")
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def _differences(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> list[str]:
