@@ -647,11 +647,12 @@ class AuthorityNode:
         before = None if rec is None else rec.output
         if rec is not None:
             rec.output = output  # before feeding: verdict requests may need the bytes
+        cmds: list[Command] = []
         try:
             cmds = self.feed(receipt)
         finally:
             if not (cmds and rec is not None):
-                staged.discard()
+                staged.discard()  # refused (or not this node's task): nothing is stored
         if cmds and rec is not None:
             staged.keep()
         elif rec is not None:
