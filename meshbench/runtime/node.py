@@ -141,6 +141,9 @@ class TaskRecord:
 class _OfferRound:
     expected: int
     received: int = 0
+    offers: int = 0
+    #: rounds asked so far for this task (see OFFER_ROUNDS)
+    asked: int = 1
 
 
 class AuthorityNode:
@@ -605,18 +608,19 @@ class AuthorityNode:
         envelope = rec.envelope.encode() if rec is not None and rec.envelope else None
         return (*cached, envelope)
 
-    def _ask_for_offers(self, task: TaskIntent) -> None:
-        self._rounds[task.cid] = _OfferRound(expected=self.backend.worker_count())
+    def _ask_for_offers(self, task: TaskIntent, asked: int = 1) -> None:
+        rnd = _OfferRound(expected=self.backend.worker_count(), asked=asked)
+        self._rounds[task.cid] = rnd
 
         def on_offer(answer: Any) -> None:
-            rnd = self._rounds.get(task.cid)
-            if rnd is not None:
+            if self._rounds.get(task.cid) is rnd:
                 rnd.received += 1
+                rnd.offers += answer is not None and not isinstance(answer, _Refused)
             if isinstance(answer, _Refused):
                 self._reject(answer.what, answer.error)
             elif answer is not None:
                 self.feed(answer)
-            self._close_offers_if_complete(task.cid)
+            self._close_offers_if_complete(task.cid, task)
 
         def check(answer: Any) -> Any:
             # an offer refused still counts as an answer: it reaches on_offer as such
@@ -628,14 +632,29 @@ class AuthorityNode:
         deliver = self._deliver(on_offer, check)
         self.backend.request_offers(task, self._blobs_of(task), deliver)
 
-    def _close_offers_if_complete(self, task_cid: CID) -> None:
+    def _close_offers_if_complete(self, task_cid: CID, task: TaskIntent | None = None) -> None:
         """Every worker answered: tell the state machine (``AllOffersIn``), which closes the
-        offer window now rather than at its timer."""
+        offer window now rather than at its timer.
+
+        A round in which no worker answered with an offer (their calls failed, or they all
+        declined) is asked again, up to :data:`OFFER_ROUNDS` rounds: a lost broadcast is
+        sent again, as the transport's retry, rather than leaving the task published with
+        no offer until its deadline."""
         rnd = self._rounds.get(task_cid)
         if rnd is None or rnd.received < rnd.expected:
             return
         del self._rounds[task_cid]
         assert self.state is not None
+        if (
+            task is not None
+            and rnd.offers == 0
+            and rnd.asked < OFFER_ROUNDS
+            and task_cid in self.state.tasks
+            and self.state.state_of(task_cid) == "Published"
+        ):
+            log.warning("no offer for %s in round %d: asking again", task_cid, rnd.asked)
+            self._ask_for_offers(task, rnd.asked + 1)
+            return
         if task_cid in self.state.tasks and self.state.state_of(task_cid) == "Offered":
             self.feed(AllOffersIn(task_cid=task_cid))
 
@@ -1085,6 +1104,9 @@ _IDLE: Callable[[], None] = lambda: None  # noqa: E731
 #: CPU, and a SIGKILL then loses more of the workers' answers; the crash suite saw more
 #: no-shows at 20 ms).
 COMMIT_DELAY_S = 0.0
+
+#: How many offer rounds a task gets when a round brings no offer at all.
+OFFER_ROUNDS = 3
 
 #: Bytes of freshly put blobs the node's store keeps for their first read (see BlobStore).
 HANDOFF_BYTES = 8 * 1024 * 1024

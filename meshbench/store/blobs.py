@@ -80,10 +80,10 @@ class BlobStore:
         max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES,
         handoff_bytes: int = 0,
     ) -> None:
-        """``handoff_bytes``: up to that many bytes of blobs put from memory (each at most a
-        quarter of it) are kept until their first :meth:`get`, which takes them without
-        reading the file back and hashing it again (they were hashed as they were written);
-        every later read is from disk and checked. 0 (the default) keeps none."""
+        """``handoff_bytes``: up to that many bytes of blobs put from memory (:meth:`put`,
+        each at most a quarter of it) are kept until their first :meth:`get`, which takes
+        them without reading the file back and hashing it again (they were hashed as they
+        were written); every later read is from disk and checked. 0 (the default): none."""
         self.root = Path(root)
         self.max_blob_bytes = max_blob_bytes
         self.handoff_bytes = handoff_bytes
@@ -102,7 +102,10 @@ class BlobStore:
         With ``expected``, bytes that hash to another CID raise :class:`CIDMismatch` and
         nothing is stored (the temporary file is removed before it is ever renamed).
         """
-        return self.stage(source, expected=expected).keep()
+        cid = self.stage(source, expected=expected).keep()
+        if isinstance(source, bytes) and 4 * len(source) <= self.handoff_bytes:
+            self._hand_off(cid, source)
+        return cid
 
     def stage(self, source: Source, *, expected: CID | None = None) -> StagedBlob:
         """Write and hash a blob as :meth:`put` does (fsynced, checked against ``expected``),
@@ -132,8 +135,7 @@ class BlobStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        small = isinstance(source, bytes) and 4 * len(source) <= self.handoff_bytes
-        return StagedBlob(self, cid, tmp, source if small else None)
+        return StagedBlob(self, cid, tmp)
 
     def _place(self, staged: StagedBlob) -> None:
         try:
@@ -146,8 +148,6 @@ class BlobStore:
         except BaseException:
             staged.tmp.unlink(missing_ok=True)
             raise
-        if staged.data is not None:
-            self._hand_off(staged.cid, staged.data)
 
     def put_file(self, path: str | os.PathLike[str]) -> CID:
         with open(path, "rb") as f:
@@ -358,11 +358,10 @@ def x25519_key_of(did: str) -> nacl.public.PublicKey:
 class StagedBlob:
     """A blob written and hashed but not yet in its store (see :meth:`BlobStore.stage`)."""
 
-    def __init__(self, store: BlobStore, cid: CID, tmp: Path, data: bytes | None) -> None:
+    def __init__(self, store: BlobStore, cid: CID, tmp: Path) -> None:
         self.store = store
         self.cid = cid
         self.tmp = tmp
-        self.data = data
         self._done = False
 
     def keep(self) -> CID:

@@ -581,7 +581,7 @@ def _differences(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> 
 
 
 #: How many recently committed event CIDs a ledger remembers (parents are recent events).
-_COMMITTED_KEPT: Final = 4096
+_COMMITTED_KEPT: Final = 256
 
 _STIMULI: Final[dict[str, type]] = {cls.__name__: cls for cls in UNSIGNED_STIMULI}
 
