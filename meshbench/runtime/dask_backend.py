@@ -393,6 +393,9 @@ class DaskBackend:
             )
         except Exception as exc:
             answers = dict.fromkeys(asked, exc)
+        for address, answer in answers.items():
+            if isinstance(answer, BaseException):  # its offers count as declined: say why
+                log.warning("the offer call to %s failed: %r", address, answer)
         for i, (_, deliver) in enumerate(queue):
             for address in known:
                 answer = answers.get(address)

@@ -19,6 +19,8 @@ node runs on virtual time: its driver sleeps until work arrives or the clock is 
 from __future__ import annotations
 
 import collections
+import contextlib
+import functools
 import heapq
 import itertools
 import logging
@@ -64,7 +66,7 @@ from meshbench.core.protocol import (
 from meshbench.core.types import ExecutionReceipt, TaskIntent, VerificationReceipt
 from meshbench.runtime.backends import WorkerBackend
 from meshbench.runtime.clock import ManualClock, wall_clock_ms
-from meshbench.store.blobs import BlobStore, EncryptedBlob
+from meshbench.store.blobs import BlobStore, EncryptedBlob, StagedBlob
 from meshbench.store.ledger import Ledger, LedgerReport
 
 __all__ = ["AuthorityNode", "NodeSnapshot", "Rejection", "Rejections", "TaskRecord"]
@@ -143,6 +145,9 @@ class TaskRecord:
 class _OfferRound:
     expected: int
     received: int = 0
+    offers: int = 0
+    #: rounds asked so far for this task (see OFFER_ROUNDS)
+    asked: int = 1
 
 
 class AuthorityNode:
@@ -162,7 +167,8 @@ class AuthorityNode:
         self.authority = authority
         self.federation = federation
         self.clock = clock
-        self.blobs = BlobStore(self.data_dir / "blobs")
+        # a task's input put by the publisher is read once, right after, for its workers
+        self.blobs = BlobStore(self.data_dir / "blobs", handoff_bytes=HANDOFF_BYTES)
         self.ledger_path = self.data_dir / "ledger.sqlite"
         self._ledger: Ledger | None = None
         self.state: AuthorityState | None = None
@@ -176,6 +182,9 @@ class AuthorityNode:
         #: Seals a private input's key to recipients (set by the publisher's side).
         self.sealer: Callable[[EncryptedBlob, tuple[str, ...]], EncryptedBlob] | None = None
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        #: CPU spent checking workers' answers off the driver thread (see _deliver)
+        self._intake_cpu = 0.0
+        self._intake_lock = threading.Lock()
         self._timers: list[tuple[int, int, TimeoutFired]] = []
         self._seq = itertools.count()
         self._rounds: dict[CID, _OfferRound] = {}
@@ -189,6 +198,8 @@ class AuthorityNode:
         #: how many tasks this node has published since it started
         self.tasks_published = 0
         self._answers: list[Callable[[], None]] = []
+        #: answers to reads (call(durable=False)): given after their burst, commit or not
+        self._reads: list[Callable[[], None]] = []
         self._modules: dict[CID, bytes] = {}
         self._thread: threading.Thread | None = None
         self._referee_threads: ThreadPoolExecutor | None = None
@@ -251,20 +262,26 @@ class AuthorityNode:
             self._thread.join(timeout=30)
         self._thread = None
 
-    def call(self, fn: Callable[[], Any], timeout: float | None = 60) -> Any:
-        """Run ``fn`` on the driver thread and return its result (or raise its error)."""
+    def call(
+        self, fn: Callable[[], Any], timeout: float | None = 60, *, durable: bool = True
+    ) -> Any:
+        """Run ``fn`` on the driver thread and return its result (or raise its error).
+
+        The answer is given once the burst that computed it is committed; with
+        ``durable=False`` (a read of the node's memory that changes nothing) it is given as
+        soon as the burst ends, without making the open transaction commit early."""
         if threading.current_thread() is self._thread:
             return fn()
         fut: Future[Any] = Future()
+        answers = self._answers if durable else self._reads
 
         def work() -> None:
-            # the answer is given once the burst that computed it is committed
             try:
                 result = fn()
             except BaseException as exc:  # re-raised in the caller
-                self._answers.append(lambda e=exc: fut.set_exception(e))
+                answers.append(lambda e=exc: fut.set_exception(e))
             else:
-                self._answers.append(lambda: fut.set_result(result))
+                answers.append(lambda: fut.set_result(result))
 
         self._queue.put(work)
         return fut.result(timeout=timeout)
@@ -322,34 +339,70 @@ class AuthorityNode:
             if resumed:
                 with self._ledger.batch():
                     self._run(resumed)
-            manual = isinstance(self.clock, ManualClock)
+            self._drive()
+        finally:
+            self._ledger.close()
+
+    def _drive(self) -> None:
+        """The driver's loop: bursts of work, each in the open ledger transaction (group
+        commit; each append stays atomic).
+
+        A burst that owes somebody something (an API answer, a settled task's handle)
+        commits at once, and only then is it told; a burst that owes nothing (workers'
+        answers moving tasks along) may stay in the transaction for up to
+        :data:`COMMIT_DELAY_S` (0 by default: it commits too), so that the bursts of that
+        time commit together. Reads (``call(durable=False)``) are answered after their
+        burst without making it commit early.
+        """
+        assert self._ledger is not None
+        manual = isinstance(self.clock, ManualClock)
+        tx: contextlib.ExitStack | None = None
+        commit_by = 0.0
+        try:
             while True:
                 # on a manual clock only work wakes the driver (an advance sends some)
                 wait: float | None = None if manual else 0.5
                 if self._timers and not manual:
                     wait = max(0.0, min(0.5, (self._timers[0][0] - self.clock()) / 1000))
+                if tx is not None:
+                    left = max(0.0, commit_by - time.monotonic())
+                    wait = left if wait is None else min(wait, left)
                 try:
                     work = self._queue.get(timeout=wait)
                 except queue.Empty:
                     work = _IDLE
                 if work is None:
                     break
-                # one transaction per burst of work (group commit; each append stays atomic)
-                with self._ledger.batch():
+                if tx is None:
+                    tx = contextlib.ExitStack()
+                    tx.enter_context(self._ledger.batch())
+                    commit_by = time.monotonic() + COMMIT_DELAY_S
+                try:
                     stop = self._burst(work)
                     self._fire_due_timers()
                     self._mark_alive()
-                # only now is the burst committed: readers of the ledger file see it
-                for rec in self._settled:
-                    rec.done.set()
-                self._settled.clear()
-                for answer in self._answers:
+                except BaseException as exc:
+                    tx.__exit__(type(exc), exc, exc.__traceback__)  # rolled back
+                    tx = None
+                    raise
+                if stop or self._answers or self._settled or time.monotonic() >= commit_by:
+                    tx.close()
+                    tx = None
+                    # only now is it committed: answers are given, readers of the file see it
+                    for rec in self._settled:
+                        rec.done.set()
+                    self._settled.clear()
+                    for answer in self._answers:
+                        answer()
+                    self._answers.clear()
+                for answer in self._reads:
                     answer()
-                self._answers.clear()
+                self._reads.clear()
                 if stop:
                     break
         finally:
-            self._ledger.close()
+            if tx is not None:
+                tx.close()  # stopping: commit what the last bursts did
 
     def _mark_alive(self) -> None:
         """At most every :data:`ALIVE_MARK_MS`, note in the ledger that the authority runs:
@@ -431,6 +484,13 @@ class AuthorityNode:
             return
         self.feed(obj)
 
+    def intake_cpu_seconds(self) -> float:
+        """CPU time spent so far checking workers' answers (decoding, CID, schema, each
+        signature) on the threads they arrive on, before they reach the driver thread:
+        together with :meth:`cpu_seconds` the whole protocol cost on the authority."""
+        with self._intake_lock:
+            return self._intake_cpu
+
     def _reject(self, what: object, exc: BaseException) -> None:
         label = type(what).__name__ if not isinstance(what, str) else what
         if isinstance(what, Model):
@@ -438,15 +498,40 @@ class AuthorityNode:
         log.info("refused %s: %s: %s", label, type(exc).__name__, exc)
         self._rejections.append(Rejection(at_ms=self.clock(), what=label, error=exc))
 
-    def _deliver(self, handler: Callable[[Any], None]) -> Callable[[Any], None]:
-        """A thread-safe callback that runs ``handler(answer)`` on the driver thread."""
+    def _deliver(
+        self, handler: Callable[[Any], None], check: Callable[[Any], Any] | None = None
+    ) -> Callable[[Any], None]:
+        """A thread-safe callback that runs ``handler(answer)`` on the driver thread.
+
+        With ``check``, the answer is first checked by ``check(answer)`` on the thread it
+        arrives on (a worker's answer is decoded and its signature checked there, exactly
+        once): the driver thread gets the checked objects, or records what ``check``
+        refused (a :class:`_Refused`), so the serial part of the node does no decoding."""
 
         def deliver(answer: Any) -> None:
+            if check is not None and not isinstance(answer, BaseException):
+                answer = self._check_answer(check, answer)
             self._queue.put(lambda: self._answer(handler, answer))
 
         return deliver
 
+    def _check_answer(self, check: Callable[[Any], Any], answer: Any) -> Any:
+        t0 = time.thread_time()
+        try:
+            return check(answer)
+        except MeshError as exc:
+            return _Refused(_answer_label(answer), exc)
+        except Exception as exc:  # a malformed answer: recorded by the driver, as a failure
+            return exc
+        finally:
+            spent = time.thread_time() - t0
+            with self._intake_lock:
+                self._intake_cpu += spent
+
     def _answer(self, handler: Callable[[Any], None], answer: Any) -> None:
+        if isinstance(answer, _Refused):
+            self._reject(answer.what, answer.error)
+            return
         if isinstance(answer, BaseException):
             # A worker that fails or disappears is handled by the protocol's timeouts.
             self._reject("worker answer", answer)
@@ -467,7 +552,7 @@ class AuthorityNode:
                 # timeouts handle it); the driver thread must not die of it
                 log.warning("could not send %s: %r", type(cmd).__name__, exc)
                 self._reject(cmd, exc)
-        self._refresh_records()
+        self._refresh_records(cmds)
 
     def _carry_out(self, cmd: Command) -> None:
         assert self._ledger is not None
@@ -493,7 +578,7 @@ class AuthorityNode:
                     cmd.task,
                     self._blobs_of(cmd.task),
                     "worker",
-                    self._deliver(self.feed_bytes),
+                    self._deliver(self.feed, _check_object),
                 )
             case RunVerification():
                 self.backend.execute(
@@ -501,10 +586,11 @@ class AuthorityNode:
                     cmd.task,
                     self._blobs_of(cmd.task),
                     "verifier",
-                    self._deliver(self.feed_bytes),
+                    self._deliver(self.feed, _check_object),
                 )
             case RequestReveal():
-                self.backend.reveal(cmd.worker, cmd.task_cid, self._deliver(self._on_reveal))
+                check = functools.partial(_check_reveal, blobs=self.blobs)
+                self.backend.reveal(cmd.worker, cmd.task_cid, self._deliver(self._on_reveal, check))
             case RequestVerdict():
                 rec = self.records.get(cmd.task_cid)
                 # a content validator (not ``exact``) judges the worker's bytes: send them along
@@ -515,7 +601,7 @@ class AuthorityNode:
                     cmd.verifier,
                     cmd.task_cid,
                     cmd.receipt,
-                    self._deliver(self._on_verdict),
+                    self._deliver(self._on_verdict, _check_verdict),
                     **extra,
                 )
             case JudgeVerdict():
@@ -548,67 +634,83 @@ class AuthorityNode:
         envelope = rec.envelope.encode() if rec is not None and rec.envelope else None
         return (*cached, envelope)
 
-    def _ask_for_offers(self, task: TaskIntent) -> None:
-        self._rounds[task.cid] = _OfferRound(expected=self.backend.worker_count())
+    def _ask_for_offers(self, task: TaskIntent, asked: int = 1) -> None:
+        rnd = _OfferRound(expected=self.backend.worker_count(), asked=asked)
+        self._rounds[task.cid] = rnd
 
         def on_offer(answer: Any) -> None:
-            rnd = self._rounds.get(task.cid)
-            if rnd is not None:
+            if self._rounds.get(task.cid) is rnd:
                 rnd.received += 1
-            if answer is not None:
-                self.feed_bytes(answer)
-            self._close_offers_if_complete(task.cid)
+                rnd.offers += answer is not None and not isinstance(answer, _Refused)
+            if isinstance(answer, _Refused):
+                self._reject(answer.what, answer.error)
+            elif answer is not None:
+                self.feed(answer)
+            self._close_offers_if_complete(task.cid, task)
 
-        self.backend.request_offers(task, self._blobs_of(task), self._deliver(on_offer))
+        def check(answer: Any) -> Any:
+            # an offer refused still counts as an answer: it reaches on_offer as such
+            try:
+                return None if answer is None else _check_object(answer)
+            except MeshError as exc:
+                return _Refused(_answer_label(answer), exc)
 
-    def _close_offers_if_complete(self, task_cid: CID) -> None:
+        deliver = self._deliver(on_offer, check)
+        self.backend.request_offers(task, self._blobs_of(task), deliver)
+
+    def _close_offers_if_complete(self, task_cid: CID, task: TaskIntent | None = None) -> None:
         """Every worker answered: tell the state machine (``AllOffersIn``), which closes the
-        offer window now rather than at its timer."""
+        offer window now rather than at its timer.
+
+        A round in which no worker answered with an offer (their calls failed, or they all
+        declined) is asked again, up to :data:`OFFER_ROUNDS` rounds: a lost broadcast is
+        sent again, as the transport's retry, rather than leaving the task published with
+        no offer until its deadline."""
         rnd = self._rounds.get(task_cid)
         if rnd is None or rnd.received < rnd.expected:
             return
         del self._rounds[task_cid]
         assert self.state is not None
+        if (
+            task is not None
+            and rnd.offers == 0
+            and rnd.asked < OFFER_ROUNDS
+            and task_cid in self.state.tasks
+            and self.state.state_of(task_cid) == "Published"
+        ):
+            log.warning("no offer for %s in round %d: asking again", task_cid, rnd.asked)
+            self._ask_for_offers(task, rnd.asked + 1)
+            return
         if task_cid in self.state.tasks and self.state.state_of(task_cid) == "Offered":
             self.feed(AllOffersIn(task_cid=task_cid))
 
-    def _on_reveal(self, answer: tuple[bytes, bytes]) -> None:
-        data, output = answer
-        try:
-            receipt = decode_object(data)
-            if not isinstance(receipt, ExecutionReceipt):
-                raise ProtocolError(f"a reveal must be an ExecutionReceipt, not {type(receipt)}")
-            if blob_cid(output) != receipt.output_cid:
-                raise CIDMismatch("the revealed output does not hash to the receipt's output_cid")
-        except MeshError as exc:
-            self._reject("reveal", exc)
-            return
+    def _on_reveal(self, answer: tuple[ExecutionReceipt, bytes, StagedBlob]) -> None:
+        """A reveal, checked (and its output staged, :func:`_check_reveal`) on the thread it
+        arrived on; the output is kept in the store only if the core accepts the reveal."""
+        receipt, output, staged = answer
         rec = self.records.get(receipt.task_cid)
         before = None if rec is None else rec.output
         if rec is not None:
             rec.output = output  # before feeding: verdict requests may need the bytes
-        cmds = self.feed(receipt)
+        cmds: list[Command] = []
+        try:
+            cmds = self.feed(receipt)
+        finally:
+            if not (cmds and rec is not None):
+                staged.discard()  # refused (or not this node's task): nothing is stored
         if cmds and rec is not None:
-            self.blobs.put(output)
+            staged.keep()
         elif rec is not None:
             rec.output = before
 
-    def _on_verdict(self, answer: bytes | tuple[bytes, bytes]) -> None:
-        """A verdict; under a content validator with the verifier's own output, which is kept
-        (hash-checked) as the evidence the authority judges it by (:class:`JudgeVerdict`)."""
-        if isinstance(answer, bytes):
-            self.feed_bytes(answer)
+    def _on_verdict(self, answer: Model | tuple[VerificationReceipt, bytes]) -> None:
+        """A verdict (checked by :func:`_check_verdict`); under a content validator with the
+        verifier's own output, which is kept (hash-checked) as the evidence the authority
+        judges it by (:class:`JudgeVerdict`)."""
+        if not isinstance(answer, tuple):
+            self.feed(answer)
             return
-        data, output = answer
-        try:
-            verdict = decode_object(data)
-            if not isinstance(verdict, VerificationReceipt):
-                raise ProtocolError(f"a verdict must be a VerificationReceipt, not {type(verdict)}")
-            if verdict.output_cid is not None and blob_cid(output) != verdict.output_cid:
-                raise CIDMismatch("the verifier's output does not hash to its verdict's output_cid")
-        except MeshError as exc:
-            self._reject("verdict", exc)
-            return
+        verdict, output = answer
         if verdict.output_cid is not None:
             self.blobs.put(output)  # before feeding: the judgement reads it from the store
         self.feed(verdict)
@@ -692,10 +794,21 @@ class AuthorityNode:
             except Exception:
                 log.exception("event listener failed")
 
-    def _refresh_records(self) -> None:
+    def _refresh_records(self, cmds: list[Command]) -> None:
+        """Retire the records of the tasks these commands settled or expired. A task's
+        state moves only by the fold of an event about it, so only the tasks named by the
+        events appended here are looked at (O(events), not O(open tasks))."""
         assert self.state is not None
-        for cid, rec in list(self._open.items()):
-            if self.state.state_of(cid) in ("Settled", "Expired"):
+        touched = dict.fromkeys(  # in the order of the events (a set's would vary by run)
+            ev.task_cid
+            for cmd in cmds
+            if isinstance(cmd, AppendToLedger)
+            for ev in cmd.events
+            if isinstance(getattr(ev, "task_cid", None), CID)
+        )
+        for cid in touched:
+            rec = self._open.get(cid)
+            if rec is not None and self.state.state_of(cid) in ("Settled", "Expired"):
                 if rec.outcome is None:
                     rec.outcome = "Expired"
                 self._inflight.pop(cid, None)
@@ -922,7 +1035,8 @@ class AuthorityNode:
         """The active policy of this node's federation (read on the driver thread; unlike
         :meth:`snapshot` it copies nothing, so its cost does not grow with history)."""
         return self.call(
-            lambda: self.state.books.policy_for(self.federation) if self.state else MeshPolicy()
+            lambda: self.state.books.policy_for(self.federation) if self.state else MeshPolicy(),
+            durable=False,
         )
 
     def bonded_workers(self, min_stake: int) -> int:
@@ -932,7 +1046,7 @@ class AuthorityNode:
             stakes = self._ledger.books.table("stakes") if self._ledger else {}
             return sum(1 for s in stakes.values() if s["bonded"] >= min_stake)
 
-        return self.call(count)
+        return self.call(count, durable=False)
 
     def cpu_seconds(self) -> float:
         """CPU time the driver thread has used so far (every signature made and checked,
@@ -954,7 +1068,74 @@ class AuthorityNode:
         return self.call(lambda: self._ledger.verify() if self._ledger else None)
 
 
+@dataclass(frozen=True)
+class _Refused:
+    """A worker's answer that its check refused (recorded by the driver thread)."""
+
+    what: str
+    error: MeshError
+
+
+def _answer_label(answer: Any) -> str:
+    if isinstance(answer, bytes):
+        return f"{len(answer)} bytes"
+    return "reveal or verdict" if isinstance(answer, tuple) else type(answer).__name__
+
+
+def _check_object(data: bytes) -> Model:
+    """A worker's signed object: decoded and checked (CID, schema, signature) once."""
+    return decode_object(data)
+
+
+def _check_reveal(
+    answer: tuple[bytes, bytes], *, blobs: BlobStore
+) -> tuple[ExecutionReceipt, bytes, StagedBlob] | _Refused:
+    """A reveal: the worker's receipt, checked, and the output it names (hash-checked and
+    staged in ``blobs``: written and fsynced here, kept by the driver if accepted)."""
+    data, output = answer
+    try:
+        receipt = decode_object(data)
+        if not isinstance(receipt, ExecutionReceipt):
+            raise ProtocolError(f"a reveal must be an ExecutionReceipt, not {type(receipt)}")
+        if blob_cid(output) != receipt.output_cid:
+            raise CIDMismatch("the revealed output does not hash to the receipt's output_cid")
+    except MeshError as exc:
+        return _Refused("reveal", exc)
+    return receipt, output, blobs.stage(output, expected=receipt.output_cid)
+
+
+def _check_verdict(
+    answer: bytes | tuple[bytes, bytes],
+) -> Model | tuple[VerificationReceipt, bytes] | _Refused:
+    """A verdict (bytes), or a verdict with the verifier's own output (hash-checked)."""
+    if isinstance(answer, bytes):
+        return decode_object(answer)
+    data, output = answer
+    try:
+        verdict = decode_object(data)
+        if not isinstance(verdict, VerificationReceipt):
+            raise ProtocolError(f"a verdict must be a VerificationReceipt, not {type(verdict)}")
+        if verdict.output_cid is not None and blob_cid(output) != verdict.output_cid:
+            raise CIDMismatch("the verifier's output does not hash to its verdict's output_cid")
+    except MeshError as exc:
+        return _Refused("verdict", exc)
+    return verdict, output
+
+
 _IDLE: Callable[[], None] = lambda: None  # noqa: E731
+
+#: How long a burst that owes nobody an answer may wait in the open transaction for the
+#: next bursts to commit with it (seconds of wall time, whatever the node's clock). 0: each
+#: burst commits (measured: a longer delay makes fewer but larger commits at about the same
+#: CPU, and a SIGKILL then loses more of the workers' answers; the crash suite saw more
+#: no-shows at 20 ms).
+COMMIT_DELAY_S = 0.0
+
+#: How many offer rounds a task gets when a round brings no offer at all.
+OFFER_ROUNDS = 3
+
+#: Bytes of freshly put blobs the node's store keeps for their first read (see BlobStore).
+HANDOFF_BYTES = 8 * 1024 * 1024
 
 #: How many settled tasks' records a node keeps for readers by CID (``records``); older
 #: ones are read from the ledger (frames, story), and each handle keeps its own record.

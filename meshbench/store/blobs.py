@@ -12,10 +12,12 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import os
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, BinaryIO, Final
@@ -37,6 +39,7 @@ __all__ = [
     "BlobStore",
     "EncryptedBlob",
     "SealedKey",
+    "StagedBlob",
     "decrypt",
     "decrypt_stream",
     "x25519_key_of",
@@ -71,10 +74,22 @@ class BlobStore:
     """Blobs under ``root``, addressed by ``raw`` CIDv1 (sha2-256)."""
 
     def __init__(
-        self, root: str | os.PathLike[str], *, max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES
+        self,
+        root: str | os.PathLike[str],
+        *,
+        max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES,
+        handoff_bytes: int = 0,
     ) -> None:
+        """``handoff_bytes``: up to that many bytes of blobs put from memory (:meth:`put`,
+        each at most a quarter of it) are kept until their first :meth:`get`, which takes
+        them without reading the file back and hashing it again (they were hashed as they
+        were written); every later read is from disk and checked. 0 (the default): none."""
         self.root = Path(root)
         self.max_blob_bytes = max_blob_bytes
+        self.handoff_bytes = handoff_bytes
+        self._handoff: collections.OrderedDict[CID, bytes] = collections.OrderedDict()
+        self._handoff_size = 0
+        self._handoff_lock = threading.Lock()
         self._tmp = self.root / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
         for stale in self._tmp.glob("put-*"):  # left by a crash mid-write
@@ -87,6 +102,17 @@ class BlobStore:
         With ``expected``, bytes that hash to another CID raise :class:`CIDMismatch` and
         nothing is stored (the temporary file is removed before it is ever renamed).
         """
+        cid = self.stage(source, expected=expected).keep()
+        if isinstance(source, bytes) and 4 * len(source) <= self.handoff_bytes:
+            self._hand_off(cid, source)
+        return cid
+
+    def stage(self, source: Source, *, expected: CID | None = None) -> StagedBlob:
+        """Write and hash a blob as :meth:`put` does (fsynced, checked against ``expected``),
+        but leave it out of the store until :meth:`StagedBlob.keep` (a rename) or
+        :meth:`StagedBlob.discard`: the costly part can run on another thread than the one
+        that decides whether the blob is kept. A staged blob never kept is removed at the
+        next start, as any temporary file."""
         fd, tmp_name = tempfile.mkstemp(prefix="put-", dir=self._tmp)
         tmp = Path(tmp_name)
         try:
@@ -106,15 +132,21 @@ class BlobStore:
             cid = encoding.sha256_cid(digest.digest(), encoding.RAW)
             if expected is not None and cid != expected:
                 raise CIDMismatch(f"the bytes hash to {cid}, not to the expected {expected}")
-            dest = self.path(cid)
-            if dest.exists():
-                tmp.unlink()
-            else:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, dest)
-            return cid
         except BaseException:
             tmp.unlink(missing_ok=True)
+            raise
+        return StagedBlob(self, cid, tmp)
+
+    def _place(self, staged: StagedBlob) -> None:
+        try:
+            dest = self.path(staged.cid)
+            if dest.exists():
+                staged.tmp.unlink()
+            else:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged.tmp, dest)
+        except BaseException:
+            staged.tmp.unlink(missing_ok=True)
             raise
 
     def put_file(self, path: str | os.PathLike[str]) -> CID:
@@ -136,9 +168,30 @@ class BlobStore:
         except FileNotFoundError:
             raise BlobNotFound(f"no blob {cid} in this store") from None
 
+    def _hand_off(self, cid: CID, data: bytes) -> None:
+        with self._handoff_lock:
+            if cid in self._handoff:
+                return
+            self._handoff[cid] = data
+            self._handoff_size += len(data)
+            while self._handoff_size > self.handoff_bytes:
+                _, old = self._handoff.popitem(last=False)
+                self._handoff_size -= len(old)
+
+    def _take_handoff(self, cid: CID) -> bytes | None:
+        with self._handoff_lock:
+            data = self._handoff.pop(cid, None)
+            if data is not None:
+                self._handoff_size -= len(data)
+            return data
+
     def get(self, cid: CID | str) -> bytes:
         """The blob's bytes, verified against its CID."""
         c = encoding.parse_cid(cid, codec=encoding.RAW)
+        if self._handoff:
+            handed = self._take_handoff(c)
+            if handed is not None:
+                return handed
         try:
             data = self.path(c).read_bytes()
         except FileNotFoundError:
@@ -177,6 +230,7 @@ class BlobStore:
             raise
 
     def delete(self, cid: CID | str) -> None:
+        self._take_handoff(encoding.parse_cid(cid, codec=encoding.RAW))
         self.path(cid).unlink(missing_ok=True)
 
     def cids(self) -> Iterator[CID]:
@@ -299,6 +353,29 @@ def decrypt_stream(
 def x25519_key_of(did: str) -> nacl.public.PublicKey:
     """The X25519 key a ``did:key`` (Ed25519) is sealed to: its signing key, converted."""
     return nacl.signing.VerifyKey(public_key_from_did(did)).to_curve25519_public_key()
+
+
+class StagedBlob:
+    """A blob written and hashed but not yet in its store (see :meth:`BlobStore.stage`)."""
+
+    def __init__(self, store: BlobStore, cid: CID, tmp: Path) -> None:
+        self.store = store
+        self.cid = cid
+        self.tmp = tmp
+        self._done = False
+
+    def keep(self) -> CID:
+        """Move it into the store (a rename); returns its CID."""
+        if not self._done:
+            self._done = True
+            self.store._place(self)
+        return self.cid
+
+    def discard(self) -> None:
+        """Drop it: the store is as if it had never been staged."""
+        if not self._done:
+            self._done = True
+            self.tmp.unlink(missing_ok=True)
 
 
 def _chunks(source: Source) -> Iterator[bytes]:

@@ -144,6 +144,13 @@ class Ledger:
             raise LedgerError(f"{self.path} belongs to authority {stored}, not {authority}")
         self.authority = stored
         self._batch_depth = 0
+        #: what a batch has appended so far, written in one go when it commits (or before
+        #: anything reads the file): see :meth:`batch`
+        self._pending = _Pending()
+        #: CIDs of events this connection committed lately (events are never removed): a
+        #: parent found here needs no lookup; bounded, oldest first out
+        self._committed: dict[str, None] = {}
+        self._batch_keys: list[str] = []  # the events the open batch wrote so far
         self.books = self._load_books()
         #: Test hook: called inside the transaction, just before COMMIT (crash tests).
         self.before_commit: Callable[[tuple[Model, ...]], None] | None = None
@@ -168,7 +175,8 @@ class Ledger:
         return books
 
     def _reload_books(self) -> None:
-        """A write failed: the (shared) books go back to what the file holds, in place."""
+        """A write failed: the (shared) books go back to what the file holds (with what the
+        batch appended before), in place."""
         self.books.load(self.stored_tables())
 
     def adopt(self, books: Books) -> None:
@@ -183,13 +191,17 @@ class Ledger:
         self.books = books
 
     def __len__(self) -> int:
+        self._flush()
         return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
     def has(self, cid: Any) -> bool:
         key = cid if isinstance(cid, str) else cid_key(cid)
+        if key in self._pending.cids:
+            return True
         return self._db.execute("SELECT 1 FROM events WHERE cid = ?", (key,)).fetchone() is not None
 
     def get(self, cid: Any) -> Model:
+        self._flush()
         key = cid if isinstance(cid, str) else cid_key(cid)
         row = self._db.execute("SELECT data FROM events WHERE cid = ?", (key,)).fetchone()
         if row is None:
@@ -198,12 +210,14 @@ class Ledger:
 
     def iter_events(self, *, check: bool = True) -> Iterator[tuple[int, str, Model]]:
         """(seq, cid, event) in ledger order, each decoded (and checked when ``check``)."""
+        self._flush()
         rows = self._db.execute("SELECT seq, cid, data FROM events ORDER BY seq")
         for seq, cid, data in rows:
             obj = decode_object(data, expected_cid=cid if check else None, verify_signature=check)
             yield seq, cid, obj
 
     def stored_tables(self) -> dict[str, dict[str, Any]]:
+        self._flush()
         out: dict[str, dict[str, Any]] = {}
         for tbl, key, value in self._db.execute("SELECT tbl, key, value FROM derived"):
             out.setdefault(tbl, {})[key] = json.loads(value)
@@ -212,6 +226,7 @@ class Ledger:
     def stored_row(self, table: str, key: str) -> Any:
         """One row of the derived tables as written (None if absent): what the books held
         when they last changed it, also for a row that has since left memory."""
+        self._flush()
         row = self._db.execute(
             "SELECT value FROM derived WHERE tbl = ? AND key = ?", (table, key)
         ).fetchone()
@@ -245,11 +260,15 @@ class Ledger:
         they produced; the node does both inside one :meth:`batch`)."""
         if not entries:
             return
+        if self._batch_depth:
+            pending = self._pending
+            rows = [(pending.next_seq - 1, e.at, *_stimulus_row(e.stimulus)) for e in entries]
+            pending.stimuli += rows  # written when the batch commits
+            return
         last = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
         rows = [(last, e.at, *_stimulus_row(e.stimulus)) for e in entries]
         db = self._db
-        nested = self._batch_depth > 0
-        db.execute("SAVEPOINT journal" if nested else "BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(
                 "INSERT INTO stimuli (after_seq, at, kind, task, ref, data) "
@@ -257,17 +276,16 @@ class Ledger:
                 rows,
             )
         except BaseException:
-            db.execute("ROLLBACK TO journal" if nested else "ROLLBACK")
-            if nested:
-                db.execute("RELEASE journal")
+            db.execute("ROLLBACK")
             raise
-        db.execute("RELEASE journal" if nested else "COMMIT")
+        db.execute("COMMIT")
 
     def history(self) -> Iterator[Journaled | Model]:
         """The journal and the events, merged in ledger order (what a restart replays).
 
         A journalled signed object is the first event its stimulus produced, so it is read
         from the event stream itself (decoded once, not looked up)."""
+        self._flush()
         stimuli = self._db.execute(
             "SELECT after_seq, at, kind, ref, data FROM stimuli ORDER BY n"
         ).fetchall()
@@ -291,6 +309,7 @@ class Ledger:
         """``(n, after_seq, at, Journaled)`` of every journalled stimulus about one task, in
         order (``n`` is the stimulus id; its events follow event ``after_seq``)."""
         key = task_cid if isinstance(task_cid, str) else cid_key(task_cid)
+        self._flush()
         rows = self._db.execute(
             "SELECT n, after_seq, at, kind, ref, data FROM stimuli WHERE task = ? ORDER BY n",
             (key,),
@@ -319,7 +338,7 @@ class Ledger:
                 raise LedgerError(f"{type(ev).__name__} {key} is already in the ledger")
             for parent in getattr(ev, "parents", ()):
                 pkey = cid_key(parent)
-                if pkey not in batch and not self.has(pkey):
+                if pkey not in batch and pkey not in self._committed and not self.has(pkey):
                     raise LedgerError(f"{type(ev).__name__} {key} links to unknown parent {pkey}")
                 links.append((key, pkey))
             batch.add(key)
@@ -336,9 +355,11 @@ class Ledger:
         changes: Changes,
     ) -> None:
         db = self._db
-        nested = self._batch_depth > 0
         try:
-            db.execute("SAVEPOINT append" if nested else "BEGIN IMMEDIATE")
+            if self._batch_depth:
+                self._buffer(events, rows, links, changes)
+                return
+            db.execute("BEGIN IMMEDIATE")
             db.executemany(
                 "INSERT INTO events (cid, type, author, timestamp, data) VALUES (?, ?, ?, ?, ?)",
                 rows,
@@ -347,23 +368,75 @@ class Ledger:
             self._write_changes(changes)
             if self.before_commit is not None:
                 self.before_commit(events)
-            db.execute("RELEASE append" if nested else "COMMIT")
+            db.execute("COMMIT")
+            self._note_committed([row[0] for row in rows])
         except BaseException:
-            if nested:
-                db.execute("ROLLBACK TO append")
-                db.execute("RELEASE append")
-            elif db.in_transaction:
+            if not self._batch_depth and db.in_transaction:
                 db.execute("ROLLBACK")
-            self._reload_books()  # the write failed: back to what is stored
+            self._reload_books()  # the write failed: back to what is stored (and kept)
             raise
+
+    def _buffer(
+        self,
+        events: tuple[Model, ...],
+        rows: list[tuple[Any, ...]],
+        links: list[Link],
+        changes: Changes,
+    ) -> None:
+        """Inside a batch: keep one append's rows for the batch's commit. Everything that can
+        refuse the append (duplicates, unknown parents, a value that is not JSON) is checked
+        before any of it is kept, so a refused append leaves the others as they were."""
+        pending = self._pending
+        derived = [(tbl, key, None if v is None else _json(v)) for tbl, key, v in changes]
+        if self.before_commit is not None:
+            self.before_commit(events)
+        seq = pending.next_seq
+        pending.events += [(seq + i, *row) for i, row in enumerate(rows)]
+        pending.next_seq = seq + len(rows)
+        pending.cids.update(row[0] for row in rows)
+        pending.links += links
+        for tbl, key, value in derived:
+            pending.derived[(tbl, key)] = value  # the last write of a row in the batch wins
+
+    def _note_committed(self, keys: list[str]) -> None:
+        committed = self._committed
+        committed.update(dict.fromkeys(keys))
+        while len(committed) > _COMMITTED_KEPT:
+            del committed[next(iter(committed))]
+
+    def _flush(self) -> None:
+        """Write what the batch appended so far (inside its transaction; a no-op outside)."""
+        pending = self._pending
+        if not (pending.events or pending.stimuli or pending.derived):
+            return
+        self._batch_keys += [row[1] for row in pending.events]
+        db = self._db
+        db.executemany(
+            "INSERT INTO events (seq, cid, type, author, timestamp, data) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            pending.events,
+        )
+        db.executemany("INSERT OR IGNORE INTO parents VALUES (?, ?)", pending.links)
+        upserts = [(t, k, v) for (t, k), v in pending.derived.items() if v is not None]
+        deletes = [(t, k) for (t, k), v in pending.derived.items() if v is None]
+        db.executemany("INSERT OR REPLACE INTO derived VALUES (?, ?, ?)", upserts)
+        db.executemany("DELETE FROM derived WHERE tbl = ? AND key = ?", deletes)
+        db.executemany(
+            "INSERT INTO stimuli (after_seq, at, kind, task, ref, data) VALUES (?, ?, ?, ?, ?, ?)",
+            pending.stimuli,
+        )
+        self._pending = _Pending(next_seq=pending.next_seq)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
         """Group several appends into one transaction (group commit).
 
-        Each append inside stays atomic on its own (a savepoint): a refused append leaves the
-        others in place. A crash before the batch commits loses the whole batch, never part
-        of an append. The node uses this to commit once per burst of work.
+        Each append inside stays atomic on its own: it is checked whole before any of it is
+        kept, so a refused append leaves the others in place. The appends' rows are kept in
+        memory and written together when the batch commits (or earlier, as soon as anything
+        reads the ledger): one statement per table per batch, the derived rows each written
+        once. A crash before the batch commits loses the whole batch, never part of an
+        append. The node uses this to commit once per burst of work.
         """
         if self._batch_depth:
             self._batch_depth += 1
@@ -373,16 +446,22 @@ class Ledger:
                 self._batch_depth -= 1
             return
         self._db.execute("BEGIN IMMEDIATE")
+        last = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        self._pending = _Pending(next_seq=last + 1)
+        self._batch_keys = []
         self._batch_depth = 1
         try:
             yield
+            self._flush()
         except BaseException:
             self._batch_depth = 0
+            self._pending = _Pending()
             self._db.execute("ROLLBACK")
             self._reload_books()
             raise
         self._batch_depth = 0
         self._db.execute("COMMIT")
+        self._note_committed(self._batch_keys)
 
     def _write_changes(self, changes: Changes) -> None:
         upserts = [(tbl, key, _json(value)) for tbl, key, value in changes if value is not None]
@@ -393,6 +472,7 @@ class Ledger:
     # --- checking ---
     def refold(self, report: LedgerReport | None = None) -> Books:
         """Fold every event from nothing, checking CIDs, signatures, links and rules."""
+        self._flush()
         follower = LedgerFollower(self.authority)
         return follower.follow(self, report)
 
@@ -463,6 +543,7 @@ class LedgerFollower:
         """Fold what was appended since the last call; ``report`` gets every problem found so
         far and the token figures. Returns the follower's books (do not change them)."""
         report = report if report is not None else LedgerReport()
+        ledger._flush()  # a batch's pending rows are read too
         db = ledger._db
         if ledger.authority != self.books.authority:
             raise LedgerError(f"{ledger.path} belongs to {ledger.authority}, not this follower's")
@@ -531,6 +612,18 @@ def _row_digest(seq: int, cid: str, data: bytes) -> bytes:
     return seq.to_bytes(8, "big") + cid.encode() + hashlib.sha256(data).digest()
 
 
+@dataclass
+class _Pending:
+    """The rows a batch has appended and not yet written (see :meth:`Ledger.batch`)."""
+
+    next_seq: int = 1
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    cids: set[str] = field(default_factory=set)
+    links: list[Link] = field(default_factory=list)
+    derived: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    stimuli: list[tuple[Any, ...]] = field(default_factory=list)
+
+
 def _timestamp(ev: Model) -> int | None:
     for name in ("timestamp", "created_at", "updated_at", "at", "issued_at"):
         value = getattr(ev, name, None)
@@ -554,6 +647,9 @@ def _differences(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> 
                 out.append(f"{tbl}[{key}]: stored {va} but the events fold to {vb}")
     return out
 
+
+#: How many recently committed event CIDs a ledger remembers (parents are recent events).
+_COMMITTED_KEPT: Final = 256
 
 _STIMULI: Final[dict[str, type]] = {cls.__name__: cls for cls in UNSIGNED_STIMULI}
 

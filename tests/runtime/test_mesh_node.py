@@ -87,3 +87,26 @@ def test_a_blocking_submit_from_the_driver_is_refused(mesh: Mesh) -> None:
     node.submit(Faucet(account=make_identity(9).did, amount=2))
     assert len(errors) == 1 and "wait=False" in str(errors[0])
     assert node.balance(make_identity(9).did) == 2
+
+
+def test_an_offer_round_with_no_offer_is_asked_again(tmp_path: Path) -> None:
+    """A broadcast whose every answer is lost (each worker's call failed) is sent again, so
+    the task is offered for, rather than left published with no offer until its deadline."""
+    policy = {"verification_quorum": {"minimum_verifiers": 1}}
+    with Mesh.in_process(workers=3, data_dir=tmp_path, clock=ManualClock(), policy=policy) as m:
+        backend, rounds = m.node.backend, []
+        ask = backend.request_offers
+
+        def lossy(task, blobs, deliver):  # the first round's answers are all lost
+            rounds.append(task.cid)
+            if len(rounds) == 1:
+                for _ in range(backend.worker_count()):
+                    deliver(None)
+            else:
+                ask(task, blobs, deliver)
+
+        backend.request_offers = lossy
+        hello = Path(__file__).resolve().parents[2] / "datasets" / "wasm" / "hello.wasm"
+        handle = m.publish(hello.read_bytes(), b"", verifiers=1)
+        assert handle.result(timeout=60).accepted
+        assert rounds == [handle.cid, handle.cid]

@@ -39,6 +39,37 @@ def test_corruption_detected_on_read(tmp_path: Path) -> None:
     assert not (tmp_path / "out.bin").exists()
 
 
+def test_handoff_serves_the_first_read_only(tmp_path: Path) -> None:
+    store = mb.BlobStore(tmp_path, handoff_bytes=64)
+    cid = store.put(b"payload")
+    big = store.put(b"x" * 17)  # over a quarter of the handoff: not kept
+    store.path(cid).write_bytes(b"pAyload")
+    store.path(big).write_bytes(b"y" * 17)
+    assert store.get(cid) == b"payload"  # the bytes as written, hashed when put
+    with pytest.raises(mb.CIDMismatch):  # every later read is from disk, checked
+        store.get(cid)
+    with pytest.raises(mb.CIDMismatch):
+        store.get(big)
+    kept = [store.put(bytes([i]) * 16) for i in range(5)]  # 80 bytes: the oldest leaves
+    store.delete(kept[4])
+    with pytest.raises(mb.BlobNotFound):
+        store.get(kept[4])
+    assert [store.get(c) for c in kept[:4]] == [bytes([i]) * 16 for i in range(4)]
+
+
+def test_a_staged_blob_is_stored_only_once_kept(tmp_path: Path) -> None:
+    store = mb.BlobStore(tmp_path)
+    kept, dropped = store.stage(b"kept"), store.stage(b"dropped")
+    assert not store.has(kept.cid) and not store.has(dropped.cid)
+    assert kept.keep() == encoding.blob_cid(b"kept") and store.get(kept.cid) == b"kept"
+    dropped.discard()
+    assert not store.has(dropped.cid) and list(store.cids()) == [kept.cid]
+    assert not list((tmp_path / "tmp").iterdir())  # nothing left behind
+    with pytest.raises(mb.CIDMismatch):
+        store.stage(b"other", expected=kept.cid)
+    assert not list((tmp_path / "tmp").iterdir())
+
+
 def test_missing_and_bad_cids(tmp_path: Path) -> None:
     store = mb.BlobStore(tmp_path)
     with pytest.raises(mb.BlobNotFound):
