@@ -63,7 +63,15 @@ def authority_main(scheduler: str, data_dir: str, interval_s: float, tag: str) -
     except Exception as exc:  # the suite reports it (a restart that cannot start is a defect)
         _say(error=f"{type(exc).__name__}: {exc}")
         os._exit(2)  # at once: the Dask client's threads would hold a normal exit
-    _say(ready=round(time.monotonic() - t0, 3))
+    # what the restart saw: the workers its backend found, and anything it refused while
+    # setting up (a worker's PeerInfo or StakeRequest refused leaves it unbonded)
+    refused = [f"{r.what}: {type(r.error).__name__}: {r.error}"[:200] for r in mesh.node.rejections]
+    _say(
+        ready=round(time.monotonic() - t0, 3),
+        workers=mesh.node.backend.worker_count(),
+        bonded=mesh.bonded_workers(),
+        refused=refused[:5],
+    )
     drain = threading.Event()
 
     def read_stdin() -> None:
@@ -314,6 +322,9 @@ def run_crash_suite(
     )  # fmt: skip
     client = Client(cluster)
     figures: dict[str, Any] = {"seed": seed, "kills": 0, "worker_kills": 0, "recover_s": []}
+    figures["workers_seen"], figures["bonded_at_start"] = [], []
+    refused_at_start: dict[str, int] = {}
+    figures["refused_at_start"] = refused_at_start
     figures["checks_failed"] = 0
     failures: list[dict[str, Any]] = []
     open_at_kill: list[str] = []
@@ -323,7 +334,12 @@ def run_crash_suite(
     try:
         for n in range(kills + 1):
             auth = _Authority(cluster.scheduler_address, root, interval_s, f"s{seed}-r{n}")
-            figures["recover_s"].append(auth.wait_for("ready", timeout_s=120)["ready"])
+            ready = auth.wait_for("ready", timeout_s=120)
+            figures["recover_s"].append(ready["ready"])
+            figures["workers_seen"].append(ready.get("workers"))
+            figures["bonded_at_start"].append(ready.get("bonded"))
+            for line in ready.get("refused") or ():
+                refused_at_start[line] = refused_at_start.get(line, 0) + 1
             if open_at_kill:
                 resumed.append((int(time.time() * 1000), open_at_kill))
             if n == kills:
