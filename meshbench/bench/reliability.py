@@ -407,6 +407,10 @@ def _figures(
         outcomes[str(t.outcome)] = outcomes.get(str(t.outcome), 0) + 1
     slashes, reassigned = _slashes_and_reassignments(root)
     recover = figures.pop("recover_s")
+    for key in ("workers_seen", "bonded_at_start"):  # per restart: the fewest, and the last
+        seen = [n for n in figures.pop(key, []) if n is not None]
+        if seen:
+            figures[key] = {"min": min(seen), "last": seen[-1]}
     return {
         **figures,
         "tasks": len(times),
