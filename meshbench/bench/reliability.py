@@ -394,18 +394,6 @@ def _figures(
     resume_s = [
         max(((times[c].settled or ready) - ready) / 1000 for c in cids) for ready, cids in resumed
     ]
-    latencies = sorted(
-        (t.settled - t.created) / 1000 for t in times.values() if t.settled is not None
-    )
-    waited = [
-        c
-        for c, t in times.items()
-        if t.settled is None or t.outcome == "Expired" or (t.settled >= t.deadline)
-    ]
-    outcomes: dict[str, int] = {}
-    for t in times.values():
-        outcomes[str(t.outcome)] = outcomes.get(str(t.outcome), 0) + 1
-    slashes, reassigned = _slashes_and_reassignments(root)
     recover = figures.pop("recover_s")
     for key in ("workers_seen", "bonded_at_start"):  # per restart: the fewest, and the last
         seen = [n for n in figures.pop(key, []) if n is not None]
@@ -413,22 +401,45 @@ def _figures(
             figures[key] = {"min": min(seen), "last": seen[-1]}
     return {
         **figures,
+        **settlement_figures(root, times, final, failures),
+        "restart_to_ready_s": {"max": max(recover), "mean": round(sum(recover) / len(recover), 2)},
+        "in_flight_at_kills": sum(len(c) for _, c in resumed),
+        "ready_to_in_flight_settled_s": _percentiles(sorted(resume_s)),
+        "wall_s": round(wall_s, 1),
+        "data_dir": str(root),
+    }
+
+
+def settlement_figures(
+    root: Path, times: dict[str, TaskTimes], final: RestCheck, failures: list[Any]
+) -> dict[str, Any]:
+    """What every crash suite reports of its tasks and its final check: tasks, outcomes,
+    tasks that waited for their deadline, slashes, reassignments, settle latencies, tokens
+    and blobs."""
+    latencies = sorted(
+        (t.settled - t.created) / 1000 for t in times.values() if t.settled is not None
+    )
+    waited = [
+        c
+        for c, t in times.items()
+        if t.settled is None or t.outcome == "Expired" or t.settled >= t.deadline
+    ]
+    outcomes: dict[str, int] = {}
+    for t in times.values():
+        outcomes[str(t.outcome)] = outcomes.get(str(t.outcome), 0) + 1
+    slashes, reassigned = _slashes_and_reassignments(root)
+    return {
         "tasks": len(times),
         "outcomes": outcomes,
         "tasks_waited_for_deadline": len(waited),
         "slashes": slashes,
         "reassignments": reassigned,
-        "restart_to_ready_s": {"max": max(recover), "mean": round(sum(recover) / len(recover), 2)},
-        "in_flight_at_kills": sum(len(c) for _, c in resumed),
-        "ready_to_in_flight_settled_s": _percentiles(sorted(resume_s)),
         "settle_latency_s": _percentiles(latencies),
         "final_check_ok": final.ok,
         "tokens_minted": final.tokens_minted,
         "tokens_held": final.tokens_held,
         "blobs_checked": final.blobs,
         "failures": failures[:5] + ([] if final.ok else [final.__dict__]),
-        "wall_s": round(wall_s, 1),
-        "data_dir": str(root),
     }
 
 

@@ -30,8 +30,8 @@ from typing import Any
 from meshbench.bench.reliability import (
     WASM,
     _percentiles,
-    _slashes_and_reassignments,
     check_at_rest,
+    settlement_figures,
     task_times,
 )
 from meshbench.core.events import StakeBonded
@@ -203,34 +203,12 @@ def _figures(
         for at, cids in at_kills
         if cids and all(c in times for c in cids)
     ]
-    latencies = sorted(
-        (t.settled - t.created) / 1000 for t in times.values() if t.settled is not None
-    )
-    waited = [
-        c
-        for c, t in times.items()
-        if t.settled is None or t.outcome == "Expired" or t.settled >= t.deadline
-    ]
-    outcomes: dict[str, int] = {}
-    for t in times.values():
-        outcomes[str(t.outcome)] = outcomes.get(str(t.outcome), 0) + 1
-    slashes, reassigned = _slashes_and_reassignments(root)
     return {
         **figures,
-        "tasks": len(times),
-        "outcomes": outcomes,
-        "tasks_waited_for_deadline": len(waited),
-        "slashes": slashes,
-        "reassignments": reassigned,
+        **settlement_figures(root, times, final, failures),
         "kill_to_rejoined_s": _percentiles(sorted(rejoin_s)),
         "in_flight_at_kills": sum(len(c) for _, c in at_kills),
         "kill_to_in_flight_settled_s": _percentiles(sorted(settle_after_kill)),
-        "settle_latency_s": _percentiles(latencies),
-        "final_check_ok": final.ok,
-        "tokens_minted": final.tokens_minted,
-        "tokens_held": final.tokens_held,
-        "blobs_checked": final.blobs,
-        "failures": failures[:5] + ([] if final.ok else [final.__dict__]),
         "wall_s": round(time.monotonic() - started, 1),
         "data_dir": str(root.parent),
     }
