@@ -14,25 +14,7 @@ from meshbench.core.errors import BlobNotFound, BlobTooLarge, CIDMismatch, Netwo
 from meshbench.net.blocks import OK, fetch_from_stream, serve_stream
 from meshbench.net.wire import uvarint
 from meshbench.store.blobs import BlobStore
-
-
-class Pipe:
-    """One direction of bytes each way, like a libp2p stream (read returns b"" at the end)."""
-
-    def __init__(self, incoming: bytes, chunk: int = 7919) -> None:
-        self.incoming = bytearray(incoming)
-        self.written = bytearray()
-        self.chunk = chunk
-
-    async def read(self, n: int | None = None) -> bytes:
-        await trio.sleep(0)
-        take = min(n or self.chunk, self.chunk)
-        out = bytes(self.incoming[:take])
-        del self.incoming[:take]
-        return out
-
-    async def write(self, data: bytes) -> None:
-        self.written += data
+from meshbench.testing.streams import Pipe
 
 
 def response(payload: bytes, size: int | None = None) -> bytes:

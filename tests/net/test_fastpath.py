@@ -30,6 +30,7 @@ from meshbench.net import fastpath
 from meshbench.net.node import Libp2pNode
 from meshbench.store.blobs import BlobStore
 from meshbench.testing.factories import make_identity
+from meshbench.testing.streams import Pipe
 
 #: sha256 (first 16 hex digits) of the source of every py-libp2p 0.8.1 function fastpath
 #: replaces or relies on. A mismatch means upstream changed it: read the new version,
@@ -150,27 +151,6 @@ def test_a_writer_whose_window_never_opens_fails_after_the_wait_limit() -> None:
 
 
 # --- noise ---------------------------------------------------------------------------------
-class Wire:
-    """A raw connection: what was written, and reads of at most ``chunk`` bytes."""
-
-    def __init__(self, incoming: bytes = b"", chunk: int = 100_000) -> None:
-        self.incoming = bytearray(incoming)
-        self.written = bytearray()
-        self.chunk = chunk
-        self.writes = 0
-
-    async def read(self, n: int | None = None) -> bytes:
-        await trio.sleep(0)
-        take = min(n or self.chunk, self.chunk)
-        out = bytes(self.incoming[:take])
-        del self.incoming[:take]
-        return out
-
-    async def write(self, data: bytes) -> None:
-        self.written += data
-        self.writes += 1
-
-
 def noise_pair() -> tuple[NoiseConnection, NoiseConnection]:
     a = NoiseConnection.from_name(b"Noise_NN_25519_ChaChaPoly_SHA256")
     b = NoiseConnection.from_name(b"Noise_NN_25519_ChaChaPoly_SHA256")
@@ -197,7 +177,7 @@ def test_noise_sends_a_large_write_as_full_messages_in_one_socket_write() -> Non
     fastpath.install()
     a, b = noise_pair()
     data = os.urandom(300_000)
-    out = Wire()
+    out = Pipe(chunk=100_000)
     trio.run(NoiseTransportReadWriter(out, a).write_msg, data)  # type: ignore[arg-type]
     assert out.writes == 1
     sealed = noise_messages(bytes(out.written))
@@ -213,7 +193,7 @@ def test_noise_reads_messages_cut_from_large_reads_and_checks_each() -> None:
     async def read_all(chunk: int) -> list[bytes]:
         a, b = noise_pair()
         wire = b"".join(len(m).to_bytes(2, "big") + m for m in (a.encrypt(p) for p in parts))
-        reader = NoiseTransportReadWriter(Wire(wire, chunk), b)  # type: ignore[arg-type]
+        reader = NoiseTransportReadWriter(Pipe(wire, chunk), b)  # type: ignore[arg-type]
         return [await reader.read_msg() for _ in parts]
 
     assert trio.run(read_all, 100_000) == parts
@@ -221,7 +201,7 @@ def test_noise_reads_messages_cut_from_large_reads_and_checks_each() -> None:
     a, b = noise_pair()
     sealed = bytearray(a.encrypt(b"pay me"))
     sealed[3] ^= 1
-    wire = Wire(len(sealed).to_bytes(2, "big") + sealed)
+    wire = Pipe(len(sealed).to_bytes(2, "big") + sealed, 100_000)
     with pytest.raises(NoiseInvalidMessage):
         trio.run(NoiseTransportReadWriter(wire, b).read_msg)  # type: ignore[arg-type]
 
@@ -229,11 +209,11 @@ def test_noise_reads_messages_cut_from_large_reads_and_checks_each() -> None:
 def test_noise_reports_the_end_of_the_connection_as_py_libp2p_does() -> None:
     fastpath.install()
     _, b = noise_pair()
-    clean = NoiseTransportReadWriter(Wire(b""), b)  # type: ignore[arg-type]
+    clean = NoiseTransportReadWriter(Pipe(b"", 100_000), b)  # type: ignore[arg-type]
     with pytest.raises(IncompleteReadError) as exc:
         trio.run(clean.read_msg)
     assert exc.value.is_clean_close
-    cut = NoiseTransportReadWriter(Wire(b"\x00\x20abc"), b)  # type: ignore[arg-type]
+    cut = NoiseTransportReadWriter(Pipe(b"\x00\x20abc", 100_000), b)  # type: ignore[arg-type]
     with pytest.raises(IncompleteReadError) as exc:
         trio.run(cut.read_msg)
     assert not exc.value.is_clean_close and exc.value.expected_bytes == 2 + 32
