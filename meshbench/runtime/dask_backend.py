@@ -324,6 +324,9 @@ class DaskBackend:
         with self._lock:
             for address, answer in answers.items():
                 if isinstance(answer, BaseException):
+                    # not counted as a worker now; say why (a restarted worker whose plugin
+                    # failed stays out of the mesh: the crash suite saw workers drop out)
+                    log.warning("Dask worker %s cannot describe itself: %r", address, answer)
                     continue
                 did, info = answer
                 self._addr[did] = address
