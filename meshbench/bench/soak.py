@@ -40,7 +40,9 @@ def _chunk(mesh: Any, wasm: bytes, start: int, size: int) -> list[float]:
     """Publish ``size`` tasks at once and wait for all; their latencies (s), sorted."""
     t0 = time.perf_counter()
     handles = [
-        mesh.publish(wasm, f"soak-{i}".encode(), fee=200, verifiers=1, scope=SCOPE)
+        # published at once: the last of a chunk waits for all before it (the default 120 s
+        # deadline expired tasks of a 1,000-task chunk); the wait below allows 600 s
+        mesh.publish(wasm, f"soak-{i}".encode(), fee=200, verifiers=1, scope=SCOPE, deadline_s=600)
         for i in range(start, start + size)
     ]
     latencies = []
