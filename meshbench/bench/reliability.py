@@ -55,8 +55,14 @@ VERIFIERS = 2
 def authority_main(scheduler: str, data_dir: str, interval_s: float, tag: str) -> None:
     """The ledger authority and its publisher: publish one task every ``interval_s`` until
     a line ``drain`` arrives on stdin, then wait for the open tasks and print a summary."""
+    import logging
+
     from meshbench.runtime.mesh import Mesh
 
+    # the runtime's notes (workers that cannot describe themselves, empty offer rounds)
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    for name in ("meshbench.dask", "meshbench.node"):
+        logging.getLogger(name).setLevel(logging.INFO)
     t0 = time.monotonic()
     try:
         mesh = Mesh.connect(scheduler, data_dir=data_dir, policy=CRASH_POLICY)

@@ -678,7 +678,7 @@ class AuthorityNode:
             and task_cid in self.state.tasks
             and self.state.state_of(task_cid) == "Published"
         ):
-            log.warning("no offer for %s in round %d: asking again", task_cid, rnd.asked)
+            log.info("no offer for %s in round %d: asking again", task_cid, rnd.asked)
             self._ask_for_offers(task, rnd.asked + 1)
             return
         if task_cid in self.state.tasks and self.state.state_of(task_cid) == "Offered":
