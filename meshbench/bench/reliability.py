@@ -329,6 +329,9 @@ def run_crash_suite(
     client = Client(cluster)
     figures: dict[str, Any] = {"seed": seed, "kills": 0, "worker_kills": 0, "recover_s": []}
     figures["workers_seen"], figures["bonded_at_start"] = [], []
+    #: the workers the scheduler had at each restart (a worker the backend did not see,
+    #: though the scheduler had it, is the backend's defect; one the scheduler lacks, Dask's)
+    figures["scheduler_workers"] = []
     refused_at_start: dict[str, int] = {}
     figures["refused_at_start"] = refused_at_start
     figures["checks_failed"] = 0
@@ -344,6 +347,7 @@ def run_crash_suite(
             figures["recover_s"].append(ready["ready"])
             figures["workers_seen"].append(ready.get("workers"))
             figures["bonded_at_start"].append(ready.get("bonded"))
+            figures["scheduler_workers"].append(len(client.scheduler_info()["workers"]))
             for line in ready.get("refused") or ():
                 refused_at_start[line] = refused_at_start.get(line, 0) + 1
             if open_at_kill:
@@ -401,7 +405,8 @@ def _figures(
         max(((times[c].settled or ready) - ready) / 1000 for c in cids) for ready, cids in resumed
     ]
     recover = figures.pop("recover_s")
-    for key in ("workers_seen", "bonded_at_start"):  # per restart: the fewest, and the last
+    # per restart: the fewest, and the last
+    for key in ("workers_seen", "bonded_at_start", "scheduler_workers"):
         seen = [n for n in figures.pop(key, []) if n is not None]
         if seen:
             figures[key] = {"min": min(seen), "last": seen[-1]}

@@ -28,10 +28,12 @@ import logging
 import os
 import re
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import dask
 from distributed import Client, get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
@@ -47,6 +49,9 @@ from meshbench.store.keystore import Keystore
 __all__ = ["DaskBackend", "MeshWorkerPlugin", "worker_key_name"]
 
 PLUGIN_NAME = "meshbench"
+
+#: Every so many Dask tasks submitted the scheduler forgets its finished spans.
+PRUNE_SPANS_EVERY = 500
 log = logging.getLogger("meshbench.dask")
 
 
@@ -224,6 +229,27 @@ def _answer_batch(
     return out
 
 
+def _prune_span(span_id: str, dask_scheduler: Any = None) -> int:
+    """Drop from the span ``span_id`` the task groups the scheduler has forgotten; how many.
+
+    Dask keeps every span, and in it every task group it ever aggregated, for the
+    scheduler's life (dask/distributed#7977); a task group is made again each time the
+    cluster has finished all of its kind, so a mesh settling tasks one after another left a
+    few groups per idle moment (and, outside a span of its own, a new default span too): a
+    soak's authority held them, its memory growing with its history. The backend's tasks go
+    to one span of its own (so no default spans), whose forgotten groups this drops; the
+    span itself stays (workers' heartbeats report to it by id).
+    """
+    ext = dask_scheduler.extensions.get("spans")
+    span = None if ext is None else ext.spans.get(span_id)
+    if span is None:
+        return 0
+    live = dask_scheduler.task_groups
+    gone = {tg for tg in span.groups if live.get(tg.name) is not tg}
+    span.groups.difference_update(gone)
+    return len(gone)
+
+
 class _Batcher:
     """Collects requests per worker and sends each worker's in one call.
 
@@ -309,6 +335,10 @@ class DaskBackend:
         self._offer_queue: list[tuple[bytes, Deliver]] = []
         self._offer_flush_scheduled = False
         self._answers = _Batcher(self._pool, self._send_answers)
+        self._submitted = 0  # Dask tasks submitted (the scheduler's span pruned every so many)
+        self._prune = True
+        #: the span of every Dask task this backend submits (see _prune_span)
+        self._span = {"name": ("meshbench",), "ids": (f"meshbench-{uuid.uuid4()}",)}
 
     def _now(self) -> int | None:
         """The time a call carries: the node's manual clock, or None (the worker's own
@@ -441,15 +471,18 @@ class DaskBackend:
             for (task, blobs, role), _ in items
         ]
         first_task, _, first_role = items[0][0]
-        fut = self.client.submit(
-            _execute_batch,
-            payload,
-            self._now(),
-            workers=[address],
-            allow_other_workers=False,
-            pure=False,
-            key=f"mesh-{first_role}-{str(first_task.cid)[-12:]}-{len(items)}-{address[-5:]}",
-        )
+        with dask.annotate(span=self._span):
+            fut = self.client.submit(
+                _execute_batch,
+                payload,
+                self._now(),
+                workers=[address],
+                allow_other_workers=False,
+                pure=False,
+                # the count first: Dask names a task's prefix by the key's leading words, and a
+                # CID's letters there made one prefix per task, which its scheduler keeps forever
+                key=f"mesh-{first_role}-{len(items)}-{str(first_task.cid)[-12:]}-{address[-5:]}",
+            )
         self._futures.add(fut)
         delivers = [d for _, d in items]
 
@@ -463,6 +496,22 @@ class DaskBackend:
                 deliver(answer)
 
         fut.add_done_callback(done)
+        self._submitted += 1
+        if self._submitted % PRUNE_SPANS_EVERY == 0:
+            self._pool.submit(self.prune_spans)
+
+    def prune_spans(self) -> int:
+        """Have the scheduler forget what Dask would keep of finished work forever (see
+        :func:`_prune_span`); how many task groups went. A scheduler that cannot (it lacks this
+        module, or its Dask differs) is asked no more, with one log line."""
+        if not self._prune:
+            return 0
+        try:
+            return int(self.client.run_on_scheduler(_prune_span, self._span["ids"][-1]))
+        except Exception as exc:
+            self._prune = False
+            log.info("the Dask scheduler cannot forget its finished spans: %r", exc)
+            return 0
 
     def reveal(self, did: str, task_cid: CID, deliver: Deliver) -> None:
         self._answer(self.address_of(did), ("reveal", str(task_cid)), deliver)

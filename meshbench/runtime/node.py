@@ -186,6 +186,8 @@ class AuthorityNode:
         self._intake_cpu = 0.0
         self._intake_lock = threading.Lock()
         self._timers: list[tuple[int, int, TimeoutFired]] = []
+        #: the timer heap's size after it was last swept of forgotten tasks' timers
+        self._timers_swept = 0
         self._seq = itertools.count()
         self._rounds: dict[CID, _OfferRound] = {}
         self._inflight: dict[CID, tuple[bytes, bytes]] = {}
@@ -825,6 +827,20 @@ class AuthorityNode:
         self._recent.append(cid)
         while len(self._recent) > self.keep_settled_records:
             self.records.pop(self._recent.popleft(), None)
+        self._sweep_timers()
+
+    def _sweep_timers(self) -> None:
+        """Drop the timers of tasks that have left memory (they would fire stale: a
+        deadline set 10 min ahead outlives its task by minutes, and a soak's heap grew by three
+        timers per task). Swept when the heap has doubled since the last sweep, so each timer
+        costs O(1) amortised."""
+        assert self.state is not None
+        if len(self._timers) < max(TIMERS_SWEPT_FROM, 2 * self._timers_swept):
+            return
+        remembered = self.state.tasks
+        self._timers = [t for t in self._timers if t[2].task_cid in remembered]
+        heapq.heapify(self._timers)
+        self._timers_swept = len(self._timers)
 
     # --- API (any thread) ------------------------------------------------------------------
     def publish(self, task: TaskIntent, *, envelope: EncryptedBlob | None = None) -> TaskRecord:
@@ -1140,6 +1156,10 @@ HANDOFF_BYTES = 8 * 1024 * 1024
 #: How many settled tasks' records a node keeps for readers by CID (``records``); older
 #: ones are read from the ledger (frames, story), and each handle keeps its own record.
 KEEP_SETTLED_RECORDS = 1024
+
+#: The timer heap is swept of settled tasks' timers once it holds this many (and then each
+#: time it has doubled).
+TIMERS_SWEPT_FROM = 1024
 
 #: The commands that reach workers through the backend (held until :meth:`resume`).
 _WORKER_REQUESTS = (Broadcast, RunExecution, RunVerification, RequestReveal, RequestVerdict)

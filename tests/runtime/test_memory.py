@@ -80,3 +80,40 @@ def test_memory_per_settled_task_stays_small() -> None:
     figures = measure(40, warm=20)
     assert figures["ledger_verified"] and figures["open_tasks_in_memory"] == 0
     assert figures["bytes_per_settled_task"] <= 2048, figures
+
+
+def test_the_dask_scheduler_keeps_nothing_per_task_of_a_long_run(tmp_path: Path) -> None:
+    """Dask keeps a task prefix per key name and every span with its task groups for the
+    scheduler's life: the backend's keys share their prefix, its tasks one span of its own,
+    whose forgotten groups it drops (a soak's authority grew by these before)."""
+    with Mesh.local(workers=2, processes=False, data_dir=tmp_path) as mesh:
+        scheduler = mesh.client.cluster.scheduler
+        spans = scheduler.extensions["spans"]
+        counts = []
+        for _ in range(3):  # the cluster is idle between rounds: Dask makes its groups again
+            _settled(mesh, 4)
+            counts.append((len(scheduler.task_prefixes), len(spans.spans)))
+        assert set(scheduler.task_prefixes) <= {"mesh-worker", "mesh-verifier", "bytes"}
+        assert counts[0] == counts[-1]  # no prefix and no span per task or per round
+        ours = [s for s in spans.spans.values() if s.name == ("meshbench",)]
+        assert len(ours) == 1 and len(ours[0].groups) >= 2
+        assert mesh.node.backend.prune_spans() >= 1
+        live = set(map(id, scheduler.task_groups.values()))
+        assert all(id(tg) in live for tg in ours[0].groups)
+        assert _settled(mesh, 1)[0].result().accepted  # and the cluster works on
+
+
+def test_timers_of_settled_tasks_are_swept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A settled task's timers (its deadline minutes ahead) leave the node's heap."""
+    import meshbench.runtime.node as node_module
+
+    monkeypatch.setattr(node_module, "TIMERS_SWEPT_FROM", 8)
+    with Mesh.in_process(workers=2, data_dir=tmp_path) as mesh:
+        _settled(mesh, 12)
+        node = mesh.node
+        state = node.state
+        assert state is not None and not state.tasks
+        # timers of forgotten tasks are dropped when the heap has doubled: never more than
+        # twice what the last sweep left, and what is left belongs to remembered tasks only
+        assert len(node._timers) < max(8, 2 * node._timers_swept)
+        assert node._timers_swept < 8
