@@ -988,13 +988,17 @@ class AuthorityState:
 
     def _on_offer_window(self, rec: _Task, _ev: object, now: int) -> list[Command]:
         policy = self.policy(rec.task.federation)
-        if rec.state == "Published" or not self._eligible_offers(rec, policy, now):
-            # nobody (eligible) offered yet: keep the window open until the deadline
-            if rec.state == "Offered":
-                rec.waiting = (
-                    f"none of the {len(rec.offers)} offers is eligible: waiting for workers"
-                )
-            return [self._timer(rec, "offers", now + max(1, policy.selection.offer_window_ms))]
+        window = now + max(1, policy.selection.offer_window_ms)
+        if rec.state == "Published":
+            # no offer was recorded: the workers' were refused when they came (their queues
+            # were full) or lost; a worker offers when it is asked, so ask again each window
+            # until the deadline (else the task waited for its deadline with idle workers)
+            rec.waiting = "no offer yet: the task is asked for again each offer window"
+            return [Broadcast(topic="tasks", obj=rec.task), self._timer(rec, "offers", window)]
+        if not self._eligible_offers(rec, policy, now):
+            # offers, none eligible now: keep the window open until the deadline
+            rec.waiting = f"none of the {len(rec.offers)} offers is eligible: waiting for workers"
+            return [self._timer(rec, "offers", window)]
         return self._assign(rec, now, events=[])
 
     # --- assignment ---

@@ -525,3 +525,31 @@ def test_too_few_verifiers_waits_a_window_without_asking_workers_again():
     h.now = task.deadline
     h.fire(task, "deadline")
     assert h.state.books.escrow(task.cid)["state"] == "Expired"
+
+
+def test_a_task_whose_offers_were_refused_for_full_queues_is_asked_for_again():
+    """Offers refused as they come (the worker's queue is full) leave the task with none
+    recorded; a worker offers when asked, so the task is broadcast again each offer window
+    and assigned once a queue has room (before: it waited for its deadline, idle workers
+    and all; the 1,000-task soak met it)."""
+    from meshbench.core.policy import SchedulingParams
+    from meshbench.core.protocol import Broadcast
+
+    h = ProtocolHarness(peers=5, policy=MeshPolicy(scheduling=SchedulingParams(max_queue_length=1)))
+    worker = h.peers[0]
+    first, assignment = h.publish_and_assign(worker=worker)
+    second = h.task()
+    h.feed(second)
+    unchanged(h, ProtocolError, h.offer(second, worker))  # its queue is full
+    h.advance(5_000)
+    cmds = h.fire(second, "offers")
+    assert [c.obj for c in cmds if isinstance(c, Broadcast)] == [second]  # asked again
+    assert h.state.state_of(second.cid) == "Published"
+    assert "asked for again" in (h.state.why(second.cid) or "")
+    h.execute(first, {v: GOOD for v in assignment.verifiers}, worker_output=GOOD)
+    assert h.state.state_of(first.cid) == "Settled"
+    h.feed(h.offer(second, worker))  # the queue has room: the new offer is taken
+    h.advance(5_000)
+    h.fire(second, "offers")
+    rec = h.state.tasks[second.cid]
+    assert rec.assignment is not None and rec.assignment.worker == worker.did
