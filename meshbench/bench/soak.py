@@ -58,7 +58,11 @@ def _pct(xs: list[float], q: float) -> float:
     return round(xs[min(len(xs) - 1, int(q * len(xs)))], 3)
 
 
-def run_soak(tasks: int = 10_000, chunk: int = 1_000, workers: int = 3) -> dict[str, Any]:
+def run_soak(
+    tasks: int = 10_000, chunk: int = 1_000, workers: int = 3, every: int | None = None
+) -> dict[str, Any]:
+    """``tasks`` in chunks of ``chunk`` published at once; a row every ``every`` tasks (a
+    chunk by default) with that stretch's latency percentiles and the memory then."""
     import logging
 
     from meshbench.runtime.mesh import Mesh
@@ -66,15 +70,20 @@ def run_soak(tasks: int = 10_000, chunk: int = 1_000, workers: int = 3) -> dict[
     logging.getLogger("distributed").setLevel(logging.ERROR)
     wasm = WASM.read_bytes()
     rows: list[dict[str, Any]] = []
+    every = max(chunk, every or chunk)
     policy = {"verification_quorum": {"minimum_verifiers": 1}}
     with (
         tempfile.TemporaryDirectory(prefix="meshbench-soak-") as tmp,
         Mesh.local(workers=workers, data_dir=tmp, policy=policy) as mesh,
     ):
         t0 = time.perf_counter()
+        stretch: list[float] = []
         for start in range(0, tasks, chunk):
             size = min(chunk, tasks - start)
-            latencies = _chunk(mesh, wasm, start, size)
+            stretch += _chunk(mesh, wasm, start, size)
+            if (start + size) % every and start + size < tasks:
+                continue
+            latencies, stretch = sorted(stretch), []
             worker_rss = mesh.client.run(rss_mb)
             row = {
                 "tasks": start + size,
@@ -85,11 +94,14 @@ def run_soak(tasks: int = 10_000, chunk: int = 1_000, workers: int = 3) -> dict[
                 "workers_rss_mb": round(max(worker_rss.values()), 1),
                 "open_files": open_files(),
                 "threads": threading.active_count(),
+                "elapsed_s": round(time.perf_counter() - t0, 1),
             }
             rows.append(row)
             print(" ".join(f"{k}={v}" for k, v in row.items()), file=sys.stderr, flush=True)
         wall = time.perf_counter() - t0
+        t1 = time.perf_counter()
         report = mesh.node.verify_ledger()
+        verify_s = time.perf_counter() - t1
     first, last = rows[0], rows[-1]
     added = last["tasks"] - first["tasks"]
     return {
@@ -104,6 +116,8 @@ def run_soak(tasks: int = 10_000, chunk: int = 1_000, workers: int = 3) -> dict[
         "open_files_growth": last["open_files"] - first["open_files"],
         "threads_growth": last["threads"] - first["threads"],
         "ledger_verified": report is not None and report.ok,
+        "ledger_events": report.events if report is not None else 0,
+        "ledger_verify_s": round(verify_s, 1),
     }
 
 
@@ -113,4 +127,5 @@ def run(quick: bool = False) -> dict[str, Any]:
     if quick:
         return run_soak(500, 100)
     tasks = int(os.environ.get("MESHBENCH_SOAK_TASKS", "10000"))
-    return run_soak(tasks, max(1, tasks // 10))
+    # chunks of at most 1,000 published at once (their deadline allows 600 s), a row per tenth
+    return run_soak(tasks, min(1_000, max(1, tasks // 10)), every=max(1, tasks // 10))
