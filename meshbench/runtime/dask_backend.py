@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -49,6 +50,10 @@ from meshbench.store.keystore import Keystore
 __all__ = ["DaskBackend", "MeshWorkerPlugin", "worker_key_name"]
 
 PLUGIN_NAME = "meshbench"
+
+#: How long a request for a worker not known (yet) waits for it to appear (a worker its
+#: nanny restarts is back in a few seconds) before it is answered UnknownPeer.
+UNKNOWN_WORKER_WAIT_S = 15.0
 
 #: Every so many Dask tasks submitted the scheduler forgets its finished spans.
 PRUNE_SPANS_EVERY = 500
@@ -328,6 +333,9 @@ class DaskBackend:
         self._scattered: dict[tuple[CID, str], Any] = {}
         self._lock = threading.Lock()
         self._pool = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="mesh-dask")
+        #: requests for workers not known yet wait here, one at a time (see _to)
+        self._waits = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mesh-dask-wait")
+        self._closed = threading.Event()
         self._futures: set[Any] = set()
         self.batching = batching
         self.batch_max_cycles = batch_max_cycles
@@ -448,14 +456,51 @@ class DaskBackend:
     def execute(
         self, did: str, task: TaskIntent, blobs: Blobs, role: str, deliver: Deliver
     ) -> None:
-        address = self.address_of(did)
         item = (task, blobs, role)
-        # Measured (bench mesh): grouping helps executions of about 1 ms and hurts those of
-        # about 10 ms (a batch runs its executions one after another); batch the short ones.
-        if self.batching and task.scope.cpu_cycles <= self.batch_max_cycles:
-            self._executions.add(address, item, deliver)
+
+        def send(address: str) -> None:
+            # Measured (bench mesh): grouping helps executions of about 1 ms and hurts those
+            # of about 10 ms (a batch runs its executions one after another); batch the short.
+            if self.batching and task.scope.cpu_cycles <= self.batch_max_cycles:
+                self._executions.add(address, item, deliver)
+            else:
+                self._pool.submit(self._send_executions, address, [(item, deliver)])
+
+        self._to(did, send, deliver)
+
+    def _to(self, did: str, send: Callable[[str], None], deliver: Deliver) -> None:
+        """``send`` to worker ``did``'s address now if it is known, else once it is.
+
+        A worker killed and started again by its nanny comes back with its key under a new
+        address a few seconds later; a request for it (an authority restarting at that moment
+        asks again for what its open tasks wait on) waits for it off the caller's thread, up
+        to :data:`UNKNOWN_WORKER_WAIT_S`, then is answered ``UnknownPeer`` (before, it was
+        refused at once, and the worker slashed as a no-show for a request it never got).
+        """
+        with self._lock:
+            address = self._addr.get(did)
+        if address is not None:
+            send(address)
         else:
-            self._pool.submit(self._send_executions, address, [(item, deliver)])
+            self._waits.submit(self._await_worker, did, send, deliver)
+
+    def _await_worker(self, did: str, send: Callable[[str], None], deliver: Deliver) -> None:
+        end = time.monotonic() + UNKNOWN_WORKER_WAIT_S
+        while True:
+            try:
+                self._refresh()
+            except Exception as exc:  # the cluster cannot be asked (closing): say so
+                deliver(exc)
+                return
+            with self._lock:
+                address = self._addr.get(did)
+            if address is not None:
+                send(address)
+                return
+            if time.monotonic() >= end:
+                deliver(UnknownPeer(f"no Dask worker of this cluster holds the key {did}"))
+                return
+            self._closed.wait(0.5)  # a restarted worker takes seconds: ask twice a second
 
     def _send_executions(self, address: str, items: list[tuple[Any, Deliver]]) -> None:
         # the module is shared by many tasks: send it to each worker once; the input is
@@ -514,7 +559,9 @@ class DaskBackend:
             return 0
 
     def reveal(self, did: str, task_cid: CID, deliver: Deliver) -> None:
-        self._answer(self.address_of(did), ("reveal", str(task_cid)), deliver)
+        self._to(
+            did, lambda address: self._answer(address, ("reveal", str(task_cid)), deliver), deliver
+        )
 
     def verdict(
         self,
@@ -526,7 +573,7 @@ class DaskBackend:
         output: bytes | None = None,
     ) -> None:
         item = ("verdict", (str(task_cid), receipt.encode(), output))
-        self._answer(self.address_of(did), item, deliver)
+        self._to(did, lambda address: self._answer(address, item, deliver), deliver)
 
     def _answer(self, address: str, item: tuple[str, Any], deliver: Deliver) -> None:
         if self.batching:
@@ -550,4 +597,6 @@ class DaskBackend:
         }
 
     def close(self) -> None:
+        self._closed.set()
+        self._waits.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -139,3 +139,31 @@ def test_headless_cluster_survives_a_killed_worker(
         assert exc.code in (0, None)
     summary = json.loads(report.read_text())["summary"]
     assert summary["accepted"] == 2 and summary["ledger_ok"] and summary["workers"] == 2
+
+
+def test_a_request_for_a_worker_not_known_yet_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker restarted by its nanny is back under a new address seconds later: a request
+    for it meanwhile waits for it (off the caller's thread), and one for a key no worker
+    holds is answered UnknownPeer after the wait."""
+    import queue
+
+    import meshbench.runtime.dask_backend as dask_backend
+    from meshbench.core.encoding import blob_cid
+    from meshbench.core.errors import UnknownPeer
+
+    monkeypatch.setattr(dask_backend, "UNKNOWN_WORKER_WAIT_S", 1.0)
+    with Mesh.local(workers=2, processes=False, data_dir=tmp_path) as mesh:
+        backend = mesh.node.backend
+        backend.describe(0)
+        did = next(iter(backend._addr))
+        backend._addr.clear()  # as after a restart: no address known for anyone
+        answers: queue.Queue = queue.Queue()
+        backend.reveal(did, blob_cid(b"no such task"), answers.put)
+        backend.reveal("did:key:z6MkNobodyHoldsThisKey", blob_cid(b"x"), answers.put)
+        got = [answers.get(timeout=30), answers.get(timeout=30)]
+        assert did in backend._addr  # learnt while the request waited
+        # one reached the worker (which has no such task), the other found no worker
+        unknown = [a for a in got if isinstance(a, UnknownPeer)]
+        assert len(unknown) == 1 and "Nobody" in str(unknown[0]), got
