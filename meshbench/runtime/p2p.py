@@ -121,13 +121,15 @@ class P2PBackend:
 
     def request_offers(self, task: TaskIntent, blobs: Blobs, deliver: Deliver) -> None:
         with self._lock:
+            again = task.cid in self._offer_rounds  # asked again (no offer came): no new records
             self._offer_rounds[task.cid] = deliver
             self._offered[task.cid] = set()
 
         def go() -> None:
             # workers fetch the blobs from this node (the task's origin) without a lookup
             self.transport.publish("tasks", task)
-            self._provide(task.wasm_cid, task.input_cid)
+            if not again:
+                self._provide(task.wasm_cid, task.input_cid)
 
         self._pool.submit(self._guard, go)
 
