@@ -973,7 +973,10 @@ class AuthorityState:
             policy,
             self.membership,
             bond=self.books.bonded(offer.worker),
-            load=self.load.get(offer.worker, 0),
+            # a full queue is checked when the task is assigned, not here: it passes, and an
+            # offer refused for it left the task with none recorded (asked for again, at
+            # best, each window), where a recorded one is taken once the queue has room
+            load=0,
             now_ms=now,
         )
         if problems:
@@ -990,9 +993,8 @@ class AuthorityState:
         policy = self.policy(rec.task.federation)
         window = now + max(1, policy.selection.offer_window_ms)
         if rec.state == "Published":
-            # no offer was recorded: the workers' were refused when they came (their queues
-            # were full) or lost; a worker offers when it is asked, so ask again each window
-            # until the deadline (else the task waited for its deadline with idle workers)
+            # no offer was recorded (lost, or refused as it came, or nobody can serve it): a
+            # worker offers when it is asked, so ask again, each window until the deadline
             rec.waiting = "no offer yet: the task is asked for again each offer window"
             return [Broadcast(topic="tasks", obj=rec.task), self._timer(rec, "offers", window)]
         if not self._eligible_offers(rec, policy, now):
