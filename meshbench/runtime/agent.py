@@ -284,9 +284,9 @@ class WorkerAgent:
                 )
                 try:
                     self.commitments.committed(entry, now_ms)
-                except OSError as exc:  # not committed: the request times out, nothing kept
+                except StoreError:  # not committed: the request times out, nothing kept
                     self.participant.forget(task.cid)
-                    raise StoreError(f"cannot keep the commitment for {task.cid}: {exc}") from exc
+                    raise
             self._outputs[task.cid] = output
             if task.validator != "exact":
                 self._judging[task.cid] = (task.validator, result)
@@ -378,7 +378,7 @@ class WorkerAgent:
         ]
         try:
             self.commitments.answered(answers)
-        except OSError as exc:  # answered from memory; a restart would lose this answer
+        except StoreError as exc:  # answered from memory; a restart would lose this answer
             log.warning("could not keep the answer for %s on disk: %s", task_cid, exc)
 
     def verdict(

@@ -52,6 +52,7 @@ from meshbench.net.topics import Topic, topic_for_type
 from meshbench.runtime.agent import WorkerAgent
 from meshbench.runtime.backends import Blobs, Deliver
 from meshbench.runtime.clock import wall_clock_ms as _now
+from meshbench.runtime.commitments import CommitmentStore
 from meshbench.store.blobs import EncryptedBlob, decrypt
 from meshbench.store.sealing import SealedMessage, open_sealed, seal_objects
 
@@ -86,6 +87,13 @@ class P2PBackend:
         self._offer_rounds: dict[CID, Deliver] = {}
         self._offered: dict[CID, set[str]] = {}
         self._pending: dict[tuple[CID, str, Step], Deliver] = {}
+        #: How to send each pending reveal or verdict request again: to a party that comes
+        #: back (its process restarted, its commitments kept on disk), which missed it
+        self._resend: dict[tuple[CID, str, Step], Callable[[], None]] = {}
+        #: The workers present (connected, subscribed to requests) at the last look
+        self._present: set[str] = set()
+        #: Requests sent again to a party that came back, counted by step
+        self.resent: Counter[str] = Counter()
         #: Objects that changed nothing, counted by reason.
         self.ignored: Counter[str] = Counter()
         self._late: list[tuple[Topic, bytes]] = []
@@ -152,9 +160,13 @@ class P2PBackend:
         self._pool.submit(self._guard, lambda: self._request(task.cid, did, action, attachments))
 
     def reveal(self, did: str, task_cid: CID, deliver: Deliver) -> None:
+        def go() -> None:
+            self._request(task_cid, did, "reveal")
+
         with self._lock:
             self._pending[(task_cid, did, "reveal")] = deliver
-        self._pool.submit(self._guard, lambda: self._request(task_cid, did, "reveal"))
+            self._resend[(task_cid, did, "reveal")] = go
+        self._pool.submit(self._guard, go)
 
     def verdict(
         self,
@@ -167,8 +179,6 @@ class P2PBackend:
     ) -> None:
         """The receipt (and, for a content validator, the worker's output, encrypted to this
         verifier alone) travel sealed to ``did`` with the request."""
-        with self._lock:
-            self._pending[(task_cid, did, "verdict")] = deliver
 
         def go() -> None:
             attachments: list[Model] = [receipt]
@@ -180,6 +190,9 @@ class P2PBackend:
             if envelope is not None:
                 self._provide(envelope.ciphertext_cid)
 
+        with self._lock:
+            self._pending[(task_cid, did, "verdict")] = deliver
+            self._resend[(task_cid, did, "verdict")] = go
         self._pool.submit(self._guard, go)
 
     def _request(
@@ -215,6 +228,7 @@ class P2PBackend:
             with self._lock:
                 for key in [k for k in self._pending if k[0] == event.task_cid]:
                     del self._pending[key]
+                    self._resend.pop(key, None)
                 self._offer_rounds.pop(event.task_cid, None)
                 self._offered.pop(event.task_cid, None)
 
@@ -235,15 +249,44 @@ class P2PBackend:
         self._dialler = threading.Thread(target=self._keep_workers_connected, daemon=True)
         self._dialler.start()
 
-    def _keep_workers_connected(self, every_s: float = 2.0) -> None:
+    def _keep_workers_connected(self, every_s: float = 2.0, look_s: float = 0.5) -> None:
         """Dial the known workers that are not connected (after a restart of this node, a
-        worker's, or a network that split), until the backend closes."""
+        worker's, or a network that split), every ``every_s``, until the backend closes;
+        every ``look_s``, send a worker that came back the reveal and verdict requests it
+        missed while it was away (:meth:`_resend_to_returned`)."""
+        ticks = 0
         while not self._closed.is_set():
+            if ticks % max(1, round(every_s / look_s)) == 0:
+                try:
+                    self._dial_workers()
+                except Exception:
+                    log.exception("dialling the workers failed")
             try:
-                self._dial_workers()
+                self._resend_to_returned()
             except Exception:
-                log.exception("dialling the workers failed")
-            self._closed.wait(every_s)
+                log.exception("sending requests again failed")
+            ticks += 1
+            self._closed.wait(look_s)
+
+    def _resend_to_returned(self) -> None:
+        """A worker present now (connected and subscribed to the request topics) that was
+        not at the last look came back: a request sent while it was away was lost on the
+        way, and the party, its commitments kept on disk, can still answer it within the
+        protocol's timeout. A party that never left is not asked twice."""
+        present = {
+            p.did
+            for p in self.transport.peers()
+            if Topic.TASKS in p.topics and Topic.SEALED in p.topics
+        }
+        with self._lock:
+            back = present - self._present
+            self._present = present
+            again = [(k, go) for k, go in self._resend.items() if k[1] in back]
+            for (_, _, step), _ in again:
+                self.resent[step] += 1
+        for (task_cid, did, step), go in again:
+            log.info("%s came back: its %s request for %s sent again", did, step, task_cid)
+            self._pool.submit(self._guard, go)
 
     def _learn_worker(self, event: Model) -> None:
         """Workers are those whose PeerInfo the authority accepted (it is in the ledger)."""
@@ -351,6 +394,7 @@ class P2PBackend:
             return
         with self._lock:
             deliver = self._pending.pop((obj.task_cid, party, step), None)
+            self._resend.pop((obj.task_cid, party, step), None)
         if deliver is None:
             self._ignore(f"{step} nobody asked this party for", obj, peer)
         elif envelopes:  # a reveal, or a content validator's verdict: with its output
@@ -606,6 +650,8 @@ def _worker_main(argv: list[str] | None = None) -> None:
     )
     args = p.parse_args(argv)
     identity: Identity = Keystore(args.data_dir / "keys").load_or_create("worker")
+    # what opens its commitments survives a kill of this process (reveals, verdicts)
+    commitments = CommitmentStore(args.data_dir / "commitments")
     store = BlobStore(args.data_dir / "blobs")
     node = Libp2pNode(identity, store, listen=[args.listen], bootstrap=args.bootstrap, mdns=False)
     node.start()
@@ -615,6 +661,7 @@ def _worker_main(argv: list[str] | None = None) -> None:
         HardwareProfile(memory_mb=args.memory_mb),
         behaviour=args.behaviour,
         executors={name: _load_executor(name) for name in args.executor},
+        commitments=commitments,
     )
     service = WorkerService(agent, node, authority=args.authority, state_dir=args.data_dir)
     print(f"worker {identity.did} listening on {' '.join(node.addrs)}", flush=True)

@@ -4,6 +4,7 @@ revealing, the agent started again on the same state dir opens them exactly as b
 from __future__ import annotations
 
 import logging
+import sqlite3
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from meshbench.runtime import commitments as store_module
 from meshbench.runtime.agent import WorkerAgent
 from meshbench.runtime.commitments import (
     ANSWERED_KEPT,
+    DB_NAME,
     CommitmentStore,
     OpenCommitment,
 )
@@ -64,47 +66,64 @@ def test_a_restarted_verifier_gives_its_verdict(tmp_path: Path) -> None:
     assert _agent(tmp_path, 2).verdict(task.cid, receipt, 9).cid == verdict.cid
 
 
+def _rows(state: Path) -> list[tuple[str, int]]:
+    with sqlite3.connect(state / DB_NAME) as db:
+        return db.execute("SELECT task, answered FROM entries ORDER BY task").fetchall()
+
+
 def test_the_state_dir_is_private_and_entries_go_when_forgotten(tmp_path: Path) -> None:
     state = tmp_path / "state"
     agent = _agent(state)
     task = _task()
     agent.execute(task, WASM, b"x", 1, role="worker")
-    (entry,) = state.iterdir()
+    assert _rows(state) == [(str(task.cid), 0)]
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
-    assert stat.S_IMODE(entry.stat().st_mode) == 0o600
+    for f in state.iterdir():  # the database, its WAL and shared memory
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f.name
     agent.forget(task.cid)
-    assert list(state.iterdir()) == []
+    assert _rows(state) == []
     with pytest.raises(ProtocolError):  # nothing left to open after a restart either
         _agent(state).reveal(task.cid, 2)
 
 
-def test_a_torn_or_foreign_entry_is_ignored_with_a_log_line(
+def test_a_damaged_or_foreign_entry_is_ignored_with_a_log_line(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    good, torn = _task(0), _task(1)
+    good, torn, moved = _task(0), _task(1), _task(2)
     agent = _agent(tmp_path)
-    agent.execute(good, WASM, b"x", 1, role="worker")
-    agent.execute(torn, WASM, b"x", 1, role="worker")
-    path = tmp_path / f"{torn.cid}.commit"
-    path.write_bytes(path.read_bytes()[:-7])  # killed mid-write without the tmp + replace
-    (tmp_path / f"{good.cid}.commit.tmp").write_bytes(b"half")  # a write a kill cut short
-    (tmp_path / "junk.commit").write_bytes(b"not a commitment at all")
+    for t in (good, torn, moved):
+        agent.execute(t, WASM, b"x", 1, role="worker")
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        db.execute(
+            "UPDATE entries SET body = substr(body, 1, length(body) - 7) WHERE task = ?",
+            (str(torn.cid),),
+        )  # damaged: its hash no longer matches
+        db.execute(
+            "UPDATE entries SET task = 'elsewhere' WHERE task = ?", (str(moved.cid),)
+        )  # filed under another task than the one it opens
     with caplog.at_level(logging.WARNING, logger="meshbench.commitments"):
         restarted = _agent(tmp_path)
     assert restarted.commitments is not None and restarted.commitments.ignored == 2
-    assert sum("ignored the commitment file" in r.message for r in caplog.records) == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{good.cid}.commit"]
+    assert sum("ignored the commitment entry" in r.message for r in caplog.records) == 2
+    assert _rows(tmp_path) == [(str(good.cid), 0)]  # the bad ones removed
     restarted.reveal(good.cid, 2)  # the good one still opens
-    with pytest.raises(ProtocolError):
-        restarted.reveal(torn.cid, 2)
+    for t in (torn, moved):
+        with pytest.raises(ProtocolError):
+            restarted.reveal(t.cid, 2)
 
 
-def test_an_entry_moved_to_another_task_name_is_refused(tmp_path: Path) -> None:
-    a, b = _task(0), _task(1)
-    _agent(tmp_path).execute(a, WASM, b"x", 1, role="worker")
-    (tmp_path / f"{a.cid}.commit").rename(tmp_path / f"{b.cid}.commit")
-    store = CommitmentStore(tmp_path)
-    assert store.load() == ([], []) and store.ignored == 1
+def test_a_database_that_does_not_open_is_set_aside_not_a_crash(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / DB_NAME).write_bytes(b"garbage, not SQLite" * 100)
+    with caplog.at_level(logging.WARNING, logger="meshbench.commitments"):
+        agent = _agent(tmp_path)
+    assert agent.commitments is not None and agent.commitments.ignored == 1
+    assert any("set aside" in r.message for r in caplog.records)
+    assert len(list(tmp_path.glob(f"{DB_NAME}.*.corrupt"))) == 1
+    task = _task()
+    agent.execute(task, WASM, b"x", 1, role="worker")  # and it keeps commitments again
+    assert _agent(tmp_path).reveal(task.cid, 2)[0].worker == agent.did
 
 
 def test_answered_entries_are_bounded_and_stale_open_ones_dropped(
@@ -115,14 +134,14 @@ def test_answered_entries_are_bounded_and_stale_open_ones_dropped(
     for t in tasks:
         agent.execute(t, WASM, b"x", 1, role="worker")
         agent.reveal(t.cid, 2)
-    assert len(list(tmp_path.iterdir())) == ANSWERED_KEPT  # the last answers only
+    assert len(_rows(tmp_path)) == ANSWERED_KEPT  # the last answers only
     restarted = _agent(tmp_path)
     assert restarted.reveal(tasks[-1].cid, 5) == agent.reveal(tasks[-1].cid, 5)
     # open entries: at most OPEN_KEPT, and none long past its task's deadline
     monkeypatch.setattr(store_module, "OPEN_KEPT", 3)
     for i in range(5):
         restarted.execute(_task(100 + i), WASM, b"x", 1, role="worker")
-    assert len(restarted.commitments or ()) == ANSWERED_KEPT + 3
+    assert len(restarted.commitments or ()) == ANSWERED_KEPT + 3 == len(_rows(tmp_path))
     late = tasks[0].deadline + store_module.STALE_AFTER_MS + 1
     fresh = [_task(200 + i, created_at=late) for i in range(3)]
     for t in fresh:
