@@ -165,6 +165,10 @@ class WorkerAgent:
             self._outputs = previous._outputs
             self._judging = previous._judging
             self._answered = previous._answered
+            if previous.commitments is not None and previous.commitments is not self.commitments:
+                if self.commitments is not None:  # the same rows: one store for both
+                    self.commitments.close()
+                self.commitments = previous.commitments
 
     @property
     def executor(self):  # noqa: ANN201  (WasmExecutor; imported lazily: wasmtime is heavy)

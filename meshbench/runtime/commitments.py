@@ -34,17 +34,20 @@ worker's own state dir:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass
 from functools import cached_property
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from meshbench.core import encoding
 from meshbench.core.encoding import CID, blob_cid
@@ -66,6 +69,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("meshbench.commitments")
+_T = TypeVar("_T")
 
 #: Answered tasks kept on disk (a repeated request after a restart gets the same answer);
 #: the agent keeps as many answers in memory.
@@ -168,11 +172,21 @@ def _result_of(value: Any) -> RestoredResult | None:
     )
 
 
+def _locked(method: Callable[..., _T]) -> Callable[..., _T]:
+    @functools.wraps(method)
+    def locked(self: CommitmentStore, *args: Any, **kw: Any) -> _T:
+        with self._lock:
+            return method(self, *args, **kw)
+
+    return locked
+
+
 class CommitmentStore:
     """One worker's open commitments and last answers: ``commitments.sqlite`` in
     ``directory``.
 
-    Not thread-safe on its own: the agent calls it under its lock.
+    Thread-safe (one lock; the agent calls it under its own lock anyway, and an agent that
+    takes over another's state shares its store).
     """
 
     def __init__(self, directory: str | os.PathLike[str], *, fsync: bool = False) -> None:
@@ -186,6 +200,7 @@ class CommitmentStore:
         #: entries (or a whole database) ignored at start because they did not check out
         self.ignored = 0
         self._writes = 0
+        self._lock = threading.RLock()
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(self.directory, 0o700)
@@ -221,10 +236,12 @@ class CommitmentStore:
             raise
         return db
 
+    @_locked
     def close(self) -> None:
         self._db.close()
 
     # --- reading, once at start ---------------------------------------------------------
+    @_locked
     def load(self) -> tuple[list[OpenCommitment], list[Answer]]:
         """Every entry that checks out: the open commitments (oldest first) and the answers
         given (in the order they were given). Entries that do not are logged and removed."""
@@ -289,6 +306,7 @@ class CommitmentStore:
         )
 
     # --- writing ----------------------------------------------------------------------
+    @_locked
     def committed(self, entry: OpenCommitment, now_ms: int) -> None:
         """Keep ``entry`` (replacing whatever this task had): called before the commitment
         it opens leaves the agent."""
@@ -308,6 +326,7 @@ class CommitmentStore:
         self._open.pop(entry.task_cid, None)
         self._open[entry.task_cid] = entry.deadline
 
+    @_locked
     def answered(self, answers: list[Answer]) -> None:
         """The task's answers given so far (its reveal, or its verdicts): they replace its
         open commitment, which is spent."""
@@ -327,6 +346,7 @@ class CommitmentStore:
         self._write(task_cid, value, answered=True, deadline=answers[0].at, drop=drop)
         self._open.pop(task_cid, None)
 
+    @_locked
     def forget(self, task_cid: CID) -> None:
         if self._open.pop(task_cid, None) is not None or task_cid in self._answered:
             self._answered.pop(task_cid, None)

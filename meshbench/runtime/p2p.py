@@ -87,8 +87,8 @@ class P2PBackend:
         self._offer_rounds: dict[CID, Deliver] = {}
         self._offered: dict[CID, set[str]] = {}
         self._pending: dict[tuple[CID, str, Step], Deliver] = {}
-        #: How to send each pending reveal or verdict request again: to a party that comes
-        #: back (its process restarted, its commitments kept on disk), which missed it
+        #: How to send each pending request again to a party that comes back (its process
+        #: restarted, its commitments kept on disk), which missed it
         self._resend: dict[tuple[CID, str, Step], Callable[[], None]] = {}
         #: The workers present (connected, subscribed to requests) at the last look
         self._present: set[str] = set()
@@ -154,9 +154,15 @@ class P2PBackend:
             if not isinstance(envelope, EncryptedBlob):
                 raise ProtocolError("a private task's envelope must be an EncryptedBlob")
             attachments.append(envelope)
+        action = "execute" if role == "worker" else "verify"
+
+        def again() -> None:
+            # a peer that restarted has forgotten the tasks it saw: the task goes along
+            self._request(task.cid, did, action, [task, *attachments])
+
         with self._lock:
             self._pending[(task.cid, did, "commit")] = deliver
-        action = "execute" if role == "worker" else "verify"
+            self._resend[(task.cid, did, "commit")] = again
         self._pool.submit(self._guard, lambda: self._request(task.cid, did, action, attachments))
 
     def reveal(self, did: str, task_cid: CID, deliver: Deliver) -> None:
@@ -252,8 +258,8 @@ class P2PBackend:
     def _keep_workers_connected(self, every_s: float = 2.0, look_s: float = 0.5) -> None:
         """Dial the known workers that are not connected (after a restart of this node, a
         worker's, or a network that split), every ``every_s``, until the backend closes;
-        every ``look_s``, send a worker that came back the reveal and verdict requests it
-        missed while it was away (:meth:`_resend_to_returned`)."""
+        every ``look_s``, send a worker that came back the requests it missed while it was
+        away (:meth:`_resend_to_returned`)."""
         ticks = 0
         while not self._closed.is_set():
             if ticks % max(1, round(every_s / look_s)) == 0:
@@ -271,8 +277,9 @@ class P2PBackend:
     def _resend_to_returned(self) -> None:
         """A worker present now (connected and subscribed to the request topics) that was
         not at the last look came back: a request sent while it was away was lost on the
-        way, and the party, its commitments kept on disk, can still answer it within the
-        protocol's timeout. A party that never left is not asked twice."""
+        way (or the execution it was running died with it), and the party, its commitments
+        kept on disk, can still answer it within the protocol's timeout. A party that never
+        left is not asked twice."""
         present = {
             p.did
             for p in self.transport.peers()
@@ -358,6 +365,7 @@ class P2PBackend:
         if isinstance(obj, ResultCommitment):
             with self._lock:
                 deliver = self._pending.pop((obj.task_cid, obj.worker, "commit"), None)
+                self._resend.pop((obj.task_cid, obj.worker, "commit"), None)
             if deliver is None:
                 self._ignore("commitment nobody asked this party for", obj, peer)
             else:
@@ -557,6 +565,10 @@ class WorkerService:
         envelopes = [o for o in attachments if isinstance(o, EncryptedBlob)]
         try:
             if req.action in ("execute", "verify"):
+                sent = [o for o in attachments if isinstance(o, TaskIntent)]
+                if sent and sent[0].cid == req.task_cid:  # asked again after a restart
+                    with self._cond:
+                        self._tasks.setdefault(sent[0].cid, sent[0])
                 task = self._wait_for_task(req.task_cid)
                 if task is None:
                     return
