@@ -91,6 +91,10 @@ class Participant:
         salt = self.salt(task_cid)
         self._results[task_cid] = _Result(output_cid, salt, summary, exit_code)
 
+    def holds(self, task_cid: CID) -> bool:
+        """Whether this node holds a commitment for ``task_cid`` not yet forgotten."""
+        return task_cid in self._results
+
     def _result(self, task_cid: CID) -> _Result:
         result = self._results.get(task_cid)
         if result is None:

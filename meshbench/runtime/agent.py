@@ -351,7 +351,7 @@ class WorkerAgent:
     def reveal(self, task_cid: CID, now_ms: int) -> tuple[ExecutionReceipt, bytes]:
         """Open the worker commitment: the signed receipt, and the output bytes."""
         with self._lock:
-            given = self._answered.get((task_cid, "reveal"))
+            given = self._answered.get((task_cid, "reveal")) or self._kept(task_cid, "reveal")
             if given is not None:
                 return given  # asked again: the authority had not recorded it
             receipt = self.participant.reveal(task_cid, now_ms)
@@ -359,6 +359,17 @@ class WorkerAgent:
             self.participant.forget(task_cid)
             self._keep((task_cid, "reveal"), (receipt, output), now_ms)
         return receipt, output
+
+    def _kept(self, task_cid: CID, kind: str) -> Any:
+        """An answer given before that memory no longer holds, from the store (the lock
+        held): asked again after more answers than memory keeps, or after a restart."""
+        if self.commitments is None or self.participant.holds(task_cid):
+            return None
+        a = self.commitments.answer(task_cid, kind)
+        if a is None:
+            return None
+        signed = ExecutionReceipt if kind == "reveal" else VerificationReceipt
+        return signed.decode(a.signed), a.output
 
     def _keep(self, key: tuple[CID, str], answer: Any, now_ms: int) -> None:
         """Remember an answer given (the lock held), the oldest forgotten past the bound;
@@ -414,7 +425,7 @@ class WorkerAgent:
         so the bytes travel to it with the verdict."""
         key = (task_cid, f"verdict {receipt.cid}")
         with self._lock:
-            given = self._answered.get(key)
+            given = self._answered.get(key) or self._kept(*key)
             if given is not None:
                 return given  # asked again: the authority had not recorded it
             judging = self._judging.pop(task_cid, None)

@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # the executors' module imports wasmtime: not needed to read 
     from meshbench.exec.plugins import ExecutionResult
 
 __all__ = [
+    "ANSWERED_BYTES_KEPT",
     "ANSWERED_KEPT",
     "DB_NAME",
     "OPEN_KEPT",
@@ -71,9 +72,11 @@ __all__ = [
 log = logging.getLogger("meshbench.commitments")
 _T = TypeVar("_T")
 
-#: Answered tasks kept on disk (a repeated request after a restart gets the same answer);
-#: the agent keeps as many answers in memory.
-ANSWERED_KEPT: Final = 8
+#: Answered tasks kept on disk (a request repeated after a restart, or after the agent's
+#: memory dropped the answer, gets the same answer), and the most bytes they may hold: a
+#: party can be asked again until its stage times out (tens of seconds, many tasks later)
+ANSWERED_KEPT: Final = 256
+ANSWERED_BYTES_KEPT: Final = 64 * 1024 * 1024
 #: Open (committed, not yet answered) tasks kept at most; the oldest goes first, logged.
 OPEN_KEPT: Final = 4096
 #: An open entry this long past its task's deadline is dropped (nobody asks for it then).
@@ -195,8 +198,9 @@ class CommitmentStore:
         self.fsync = fsync
         #: task -> deadline of the open entries, oldest first
         self._open: OrderedDict[CID, int] = OrderedDict()
-        #: task -> answered, oldest first
-        self._answered: OrderedDict[CID, None] = OrderedDict()
+        #: task -> bytes of its answered row, oldest first
+        self._answered: OrderedDict[CID, int] = OrderedDict()
+        self._answered_bytes = 0
         #: entries (or a whole database) ignored at start because they did not check out
         self.ignored = 0
         self._writes = 0
@@ -271,9 +275,30 @@ class CommitmentStore:
         for e in opened:
             self._open[e.task_cid] = e.deadline
         for a in answers:
-            self._answered.pop(a.task_cid, None)
-            self._answered[a.task_cid] = None
+            self._answered_bytes -= self._answered.pop(a.task_cid, 0)
+            size = len(a.signed) + len(a.output)
+            self._answered[a.task_cid] = self._answered.get(a.task_cid, 0) + size
+            self._answered_bytes += size
         return opened, answers
+
+    @_locked
+    def answer(self, task_cid: CID, kind: str) -> Answer | None:
+        """The answer of ``kind`` given for ``task_cid``, if it is still kept."""
+        if task_cid not in self._answered:
+            return None
+        row = self._db.execute(
+            "SELECT task, body, digest FROM entries WHERE task = ? AND answered = 1",
+            (str(task_cid),),
+        ).fetchone()
+        if row is None:
+            return None
+        try:
+            entry = self._read(*row)
+        except (MeshError, KeyError, TypeError, ValueError) as exc:
+            log.warning("ignored the commitment entry %s: %s", task_cid, exc)
+            return None
+        assert isinstance(entry, list)
+        return next((a for a in entry if a.kind == kind), None)
 
     @staticmethod
     def _read(task: Any, body: Any, digest: Any) -> OpenCommitment | list[Answer]:
@@ -321,8 +346,9 @@ class CommitmentStore:
             "judging": _result_ipld(entry.judging),
         }
         stale = self._stale(now_ms)
-        self._write(entry.task_cid, value, answered=False, deadline=entry.deadline, drop=stale)
-        self._answered.pop(entry.task_cid, None)
+        body = encoding.encode(value)
+        self._write(entry.task_cid, body, answered=False, deadline=entry.deadline, drop=stale)
+        self._answered_bytes -= self._answered.pop(entry.task_cid, 0)
         self._open.pop(entry.task_cid, None)
         self._open[entry.task_cid] = entry.deadline
 
@@ -338,18 +364,25 @@ class CommitmentStore:
                 for a in answers
             ],
         }
-        self._answered.pop(task_cid, None)
-        self._answered[task_cid] = None
+        self._answered_bytes -= self._answered.pop(task_cid, 0)
+        body = encoding.encode(value)
+        size = len(body)
+        self._answered[task_cid] = size
+        self._answered_bytes += size
         drop = []
-        while len(self._answered) > ANSWERED_KEPT:
-            drop.append(self._answered.popitem(last=False)[0])
-        self._write(task_cid, value, answered=True, deadline=answers[0].at, drop=drop)
+        while len(self._answered) > 1 and (
+            len(self._answered) > ANSWERED_KEPT or self._answered_bytes > ANSWERED_BYTES_KEPT
+        ):
+            old, old_size = self._answered.popitem(last=False)
+            self._answered_bytes -= old_size
+            drop.append(old)
+        self._write(task_cid, body, answered=True, deadline=answers[0].at, drop=drop)
         self._open.pop(task_cid, None)
 
     @_locked
     def forget(self, task_cid: CID) -> None:
         if self._open.pop(task_cid, None) is not None or task_cid in self._answered:
-            self._answered.pop(task_cid, None)
+            self._answered_bytes -= self._answered.pop(task_cid, 0)
             try:
                 self._db.execute("DELETE FROM entries WHERE task = ?", (str(task_cid),))
             except sqlite3.Error as exc:  # left behind: dropped by the bounds later
@@ -377,15 +410,8 @@ class CommitmentStore:
         return drop
 
     def _write(
-        self,
-        task_cid: CID,
-        value: dict[str, Any],
-        *,
-        answered: bool,
-        deadline: int,
-        drop: list[CID],
+        self, task_cid: CID, body: bytes, *, answered: bool, deadline: int, drop: list[CID]
     ) -> None:
-        body = encoding.encode(value)
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")

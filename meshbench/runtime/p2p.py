@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from meshbench.core.encoding import CID
-from meshbench.core.errors import MeshError, NetworkError, ProtocolError
+from meshbench.core.errors import BlobNotFound, MeshError, NetworkError, ProtocolError
 from meshbench.core.events import Mint, RewardDistributed, StakeBonded, StakeRequest, WorkRequest
 from meshbench.core.identity import Identity
 from meshbench.core.model import Model, decode_object
@@ -400,13 +400,15 @@ class P2PBackend:
         if party != msg.sender:
             self._ignore(f"sealed {step} of {party} sent by {msg.sender}", msg, peer)
             return
+        key = (obj.task_cid, party, step)
         with self._lock:
-            deliver = self._pending.pop((obj.task_cid, party, step), None)
-            self._resend.pop((obj.task_cid, party, step), None)
+            deliver = self._pending.pop(key, None)
+            if deliver is not None and not envelopes:
+                self._resend.pop(key, None)
         if deliver is None:
             self._ignore(f"{step} nobody asked this party for", obj, peer)
         elif envelopes:  # a reveal, or a content validator's verdict: with its output
-            self._pool.submit(self._fetch_output, obj, envelopes[0], deliver, msg.sender)
+            self._pool.submit(self._fetch_output, obj, envelopes[0], deliver, msg.sender, key)
         else:
             deliver(obj.encode())
 
@@ -416,15 +418,31 @@ class P2PBackend:
         envelope: EncryptedBlob,
         deliver: Deliver,
         sender: str,
+        key: tuple[CID, str, Step],
     ) -> None:
         try:
             # the party that sealed it holds the bytes: ask it first, no provider lookup
             holder = [str(peer_id_from_did(sender))]
             path = self.transport.fetch_blob(envelope.ciphertext_cid, peers=holder, timeout=120)
             output = decrypt(Path(path).read_bytes(), envelope, self.authority)
-            deliver((obj.encode(), output))
-        except Exception as exc:  # delivered: the node records it, the protocol times out
+        except (NetworkError, BlobNotFound) as exc:
+            # the party went away before its output came (killed just after answering): the
+            # step waits again, and the party is asked again when it comes back
+            log.info("could not fetch the output of %s from %s: %s", key[0], sender, exc)
+            with self._lock:
+                if key in self._resend:
+                    self._pending.setdefault(key, deliver)
+                    return
             deliver(exc)
+            return
+        except Exception as exc:  # delivered: the node records it, the protocol times out
+            with self._lock:
+                self._resend.pop(key, None)
+            deliver(exc)
+            return
+        with self._lock:
+            self._resend.pop(key, None)
+        deliver((obj.encode(), output))
 
     def _on_peer(self, obj: Model, _peer: str) -> None:
         # the node checks it; once in the ledger, ``gossip`` learns the worker
@@ -676,7 +694,8 @@ def _worker_main(argv: list[str] | None = None) -> None:
         commitments=commitments,
     )
     service = WorkerService(agent, node, authority=args.authority, state_dir=args.data_dir)
-    print(f"worker {identity.did} listening on {' '.join(node.addrs)}", flush=True)
+    taken = f"{len(commitments)} commitments taken up, {commitments.ignored} ignored"
+    print(f"worker {identity.did} listening on {' '.join(node.addrs)} ({taken})", flush=True)
     stop = threading.Event()
     try:
         stop.wait()

@@ -16,7 +16,7 @@ from meshbench.core.errors import ProtocolError
 from meshbench.core.types import ExecutionSummary, TaskIntent, result_commitment
 from meshbench.exec.plugins import ExecutionResult
 from meshbench.runtime import commitments as store_module
-from meshbench.runtime.agent import WorkerAgent
+from meshbench.runtime.agent import ANSWERS_KEPT, WorkerAgent
 from meshbench.runtime.commitments import (
     ANSWERED_KEPT,
     DB_NAME,
@@ -131,19 +131,25 @@ def test_answered_entries_are_bounded_and_stale_open_ones_dropped(
 ) -> None:
     agent = _agent(tmp_path)
     tasks = [_task(i) for i in range(ANSWERED_KEPT + 5)]
+    given = {}
     for t in tasks:
         agent.execute(t, WASM, b"x", 1, role="worker")
-        agent.reveal(t.cid, 2)
+        given[t.cid] = agent.reveal(t.cid, 2)
     assert len(_rows(tmp_path)) == ANSWERED_KEPT  # the last answers only
+    # memory keeps the last few answers; one older than those still comes from disk
+    older = tasks[-ANSWERS_KEPT - 10].cid
+    assert agent.reveal(older, 9) == given[older]
+    with pytest.raises(ProtocolError):  # past the bound: forgotten
+        agent.reveal(tasks[0].cid, 9)
     restarted = _agent(tmp_path)
     assert restarted.reveal(tasks[-1].cid, 5) == agent.reveal(tasks[-1].cid, 5)
     # open entries: at most OPEN_KEPT, and none long past its task's deadline
     monkeypatch.setattr(store_module, "OPEN_KEPT", 3)
     for i in range(5):
-        restarted.execute(_task(100 + i), WASM, b"x", 1, role="worker")
+        restarted.execute(_task(1000 + i), WASM, b"x", 1, role="worker")
     assert len(restarted.commitments or ()) == ANSWERED_KEPT + 3 == len(_rows(tmp_path))
     late = tasks[0].deadline + store_module.STALE_AFTER_MS + 1
-    fresh = [_task(200 + i, created_at=late) for i in range(3)]
+    fresh = [_task(2000 + i, created_at=late) for i in range(3)]
     for t in fresh:
         restarted.execute(t, WASM, b"x", late, role="worker")
     opened, _ = CommitmentStore(tmp_path).load()
