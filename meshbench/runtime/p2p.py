@@ -28,6 +28,7 @@ import argparse
 import concurrent.futures as cf
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -63,6 +64,9 @@ log = logging.getLogger("meshbench.p2p")
 GOSSIPED = (Mint, StakeBonded)
 
 
+#: A worker that came back is sent what it missed at once, and what it has still not
+#: answered this much later once more.
+ASK_AGAIN_AFTER_S = 3.0
 #: What a pending request of the authority waits for, from exactly one party.
 Step = Literal["commit", "reveal", "verdict"]
 
@@ -92,6 +96,8 @@ class P2PBackend:
         self._resend: dict[tuple[CID, str, Step], Callable[[], None]] = {}
         #: The workers present (connected, subscribed to requests) at the last look
         self._present: set[str] = set()
+        #: Workers back lately, and when what they still have not answered goes once more
+        self._ask_again_at: dict[str, float] = {}
         #: Requests sent again to a party that came back, counted by step
         self.resent: Counter[str] = Counter()
         #: Objects that changed nothing, counted by reason.
@@ -278,17 +284,25 @@ class P2PBackend:
         """A worker present now (connected and subscribed to the request topics) that was
         not at the last look came back: a request sent while it was away was lost on the
         way (or the execution it was running died with it), and the party, its commitments
-        kept on disk, can still answer it within the protocol's timeout. A party that never
-        left is not asked twice."""
+        kept on disk, can still answer it within the protocol's timeout. What it has not
+        answered :data:`ASK_AGAIN_AFTER_S` later is sent once more (a peer just back may
+        miss a message while its subscriptions settle; the peer ignores a request it is
+        already working on). A party that never left is not asked twice."""
         present = {
             p.did
             for p in self.transport.peers()
             if Topic.TASKS in p.topics and Topic.SEALED in p.topics
         }
+        now = time.monotonic()
         with self._lock:
             back = present - self._present
             self._present = present
-            again = [(k, go) for k, go in self._resend.items() if k[1] in back]
+            for did in back:
+                self._ask_again_at[did] = now + ASK_AGAIN_AFTER_S
+            later = {d for d, at in self._ask_again_at.items() if at <= now and d in present}
+            for did in later:
+                del self._ask_again_at[did]
+            again = [(k, go) for k, go in self._resend.items() if k[1] in back | later]
             for (_, _, step), _ in again:
                 self.resent[step] += 1
         for (task_cid, did, step), go in again:
@@ -485,6 +499,8 @@ class WorkerService:
         self.authority = authority
         self.bond = bond
         self._tasks: dict[CID, TaskIntent] = {}
+        #: requests being worked on now (a request asked again meanwhile is not done twice)
+        self._doing: set[tuple[CID, str, CID | None]] = set()
         self._cond = threading.Condition()
         self._funded = threading.Event()
         self._bonded = threading.Event()
@@ -580,6 +596,19 @@ class WorkerService:
             return self._tasks.get(cid)
 
     def _act(self, req: WorkRequest, attachments: list[Model]) -> None:
+        """Do what ``req`` asks, unless this peer is already doing it (asked again)."""
+        key = (req.task_cid, req.action, req.receipt_cid)
+        with self._cond:
+            if key in self._doing:
+                return
+            self._doing.add(key)
+        try:
+            self._do(req, attachments)
+        finally:
+            with self._cond:
+                self._doing.discard(key)
+
+    def _do(self, req: WorkRequest, attachments: list[Model]) -> None:
         envelopes = [o for o in attachments if isinstance(o, EncryptedBlob)]
         try:
             if req.action in ("execute", "verify"):
