@@ -36,7 +36,14 @@ from typing import Any, Literal
 
 from meshbench.core.encoding import CID
 from meshbench.core.errors import BlobNotFound, MeshError, NetworkError, ProtocolError
-from meshbench.core.events import Mint, RewardDistributed, StakeBonded, StakeRequest, WorkRequest
+from meshbench.core.events import (
+    Mint,
+    RewardDistributed,
+    StakeBonded,
+    StakeRequest,
+    TaskAssigned,
+    WorkRequest,
+)
 from meshbench.core.identity import Identity
 from meshbench.core.model import Model, decode_object
 from meshbench.core.types import (
@@ -236,6 +243,12 @@ class P2PBackend:
             self._pool.submit(self._guard, lambda: self.transport.publish("ledger", event))
         self._remember(event)
         self._learn_worker(event)
+        if isinstance(event, TaskAssigned):
+            # a new attempt (the previous worker failed): what the earlier parties were asked
+            # is closed, and is not sent again to one that comes back (its requests follow)
+            with self._lock:
+                for key in [k for k in self._resend if k[0] == event.task_cid]:
+                    del self._resend[key]
         if isinstance(event, RewardDistributed):
             with self._lock:
                 for key in [k for k in self._pending if k[0] == event.task_cid]:
