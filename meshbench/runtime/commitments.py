@@ -77,6 +77,8 @@ _T = TypeVar("_T")
 #: party can be asked again until its stage times out (tens of seconds, many tasks later)
 ANSWERED_KEPT: Final = 256
 ANSWERED_BYTES_KEPT: Final = 64 * 1024 * 1024
+#: Answered rows beyond the bound go this many at a time (with the write that passes it).
+PRUNE_BATCH: Final = 32
 #: Open (committed, not yet answered) tasks kept at most; the oldest goes first, logged.
 OPEN_KEPT: Final = 4096
 #: An open entry this long past its task's deadline is dropped (nobody asks for it then).
@@ -370,8 +372,11 @@ class CommitmentStore:
         self._answered[task_cid] = size
         self._answered_bytes += size
         drop = []
+        # past the bound by a batch, back to it: one delete for many answers, not one each
+        over = len(self._answered) > ANSWERED_KEPT + PRUNE_BATCH
         while len(self._answered) > 1 and (
-            len(self._answered) > ANSWERED_KEPT or self._answered_bytes > ANSWERED_BYTES_KEPT
+            (over and len(self._answered) > ANSWERED_KEPT)
+            or self._answered_bytes > ANSWERED_BYTES_KEPT
         ):
             old, old_size = self._answered.popitem(last=False)
             self._answered_bytes -= old_size
@@ -413,15 +418,15 @@ class CommitmentStore:
         self, task_cid: CID, body: bytes, *, answered: bool, deadline: int, drop: list[CID]
     ) -> None:
         db = self._db
+        row = (str(task_cid), int(answered), deadline, body, hashlib.sha256(body).digest())
         try:
+            if not drop:  # one statement: atomic on its own, and one call instead of three
+                db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)", row)
+                return
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.execute(
-                    "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)",
-                    (str(task_cid), int(answered), deadline, body, hashlib.sha256(body).digest()),
-                )
-                if drop:
-                    db.executemany("DELETE FROM entries WHERE task = ?", [(str(c),) for c in drop])
+                db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)", row)
+                db.executemany("DELETE FROM entries WHERE task = ?", [(str(c),) for c in drop])
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
