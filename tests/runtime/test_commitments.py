@@ -178,3 +178,12 @@ def test_a_content_validators_judging_info_survives(tmp_path: Path) -> None:
     assert back.validator == "tolerance" and back.judging is not None
     assert back.judging.output_cid == mine.output_cid and back.judging.summary == summary
     assert back.judging.rtol == 0.5 and back.judging.kernel == "k"  # type: ignore[union-attr]
+
+
+def test_the_agent_bench_compares_memory_and_store_side_by_side() -> None:
+    from meshbench.bench.agent import run
+
+    r = run(quick=True)
+    assert r["cycles"] == 150
+    assert r["memory_cycles_per_s"] > 0 and r["store_cycles_per_s"] > 0
+    assert r["store_over_memory"] > 0 and r["store_fsync_over_memory"] > 0
