@@ -74,6 +74,10 @@ GOSSIPED = (Mint, StakeBonded)
 #: A worker that came back is sent what it missed at once, and what it has still not
 #: answered this much later once more.
 ASK_AGAIN_AFTER_S = 3.0
+#: A reveal or verdict not answered this long after it was sent is sent again (to any
+#: party, present or not: a message lost around a restart, its answer or the answer's
+#: output, is not waited for until the timeout; answering again is cheap and alike).
+REASK_ANSWER_EVERY_S = 8.0
 #: What a pending request of the authority waits for, from exactly one party.
 Step = Literal["commit", "reveal", "verdict"]
 
@@ -105,6 +109,8 @@ class P2PBackend:
         self._present: set[str] = set()
         #: Workers back lately, and when what they still have not answered goes once more
         self._ask_again_at: dict[str, float] = {}
+        #: When each pending reveal and verdict request was last sent
+        self._sent_at: dict[tuple[CID, str, Step], float] = {}
         #: Requests sent again to a party that came back, counted by step
         self.resent: Counter[str] = Counter()
         #: Objects that changed nothing, counted by reason.
@@ -185,6 +191,7 @@ class P2PBackend:
         with self._lock:
             self._pending[(task_cid, did, "reveal")] = deliver
             self._resend[(task_cid, did, "reveal")] = go
+            self._sent_at[(task_cid, did, "reveal")] = time.monotonic()
         self._pool.submit(self._guard, go)
 
     def verdict(
@@ -212,6 +219,7 @@ class P2PBackend:
         with self._lock:
             self._pending[(task_cid, did, "verdict")] = deliver
             self._resend[(task_cid, did, "verdict")] = go
+            self._sent_at[(task_cid, did, "verdict")] = time.monotonic()
         self._pool.submit(self._guard, go)
 
     def _request(
@@ -300,7 +308,10 @@ class P2PBackend:
         kept on disk, can still answer it within the protocol's timeout. What it has not
         answered :data:`ASK_AGAIN_AFTER_S` later is sent once more (a peer just back may
         miss a message while its subscriptions settle; the peer ignores a request it is
-        already working on). A party that never left is not asked twice."""
+        already working on). A reveal or verdict still unanswered
+        :data:`REASK_ANSWER_EVERY_S` after it was sent goes again to anyone (its answer, or
+        the request, may have been lost around a restart); an execution goes again only to
+        a party that came back (running it twice is not cheap)."""
         present = {
             p.did
             for p in self.transport.peers()
@@ -315,11 +326,18 @@ class P2PBackend:
             later = {d for d, at in self._ask_again_at.items() if at <= now and d in present}
             for did in later:
                 del self._ask_again_at[did]
-            again = [(k, go) for k, go in self._resend.items() if k[1] in back | later]
-            for (_, _, step), _ in again:
-                self.resent[step] += 1
-        for (task_cid, did, step), go in again:
-            log.info("%s came back: its %s request for %s sent again", did, step, task_cid)
+            again = {k: go for k, go in self._resend.items() if k[1] in back | later}
+            for key in list(self._sent_at):
+                if key not in self._resend:
+                    del self._sent_at[key]  # answered, or closed by a new assignment
+                elif now - self._sent_at[key] >= REASK_ANSWER_EVERY_S:
+                    again[key] = self._resend[key]
+            for key in again:
+                if key in self._sent_at:
+                    self._sent_at[key] = now
+                self.resent[key[2]] += 1
+        for (task_cid, did, step), go in again.items():
+            log.info("the %s request for %s sent again to %s", step, task_cid, did)
             self._pool.submit(self._guard, go)
 
     def _learn_worker(self, event: Model) -> None:
