@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "python": "meshbench.bench.python",
     "verify": "meshbench.bench.verify",
     "memory": "meshbench.bench.memory",
+    "agent": "meshbench.bench.agent",
     "reliability": "meshbench.bench.reliability",
     "reliability-p2p": "meshbench.bench.reliability_p2p",  # bench reliability --transport p2p
     "soak": "meshbench.bench.soak",

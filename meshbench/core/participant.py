@@ -77,6 +77,24 @@ class Participant:
             created_at=now,
         ).sign(self.identity)
 
+    def restore(
+        self,
+        task_cid: CID,
+        output_cid: CID,
+        *,
+        summary: ExecutionSummary | None = None,
+        exit_code: int = 0,
+    ) -> None:
+        """Take up a commitment this identity made before its process restarted (its record
+        kept on disk by the runtime): the salt is derived again, so the reveal and the
+        verdict open that commitment exactly as they would have."""
+        salt = self.salt(task_cid)
+        self._results[task_cid] = _Result(output_cid, salt, summary, exit_code)
+
+    def holds(self, task_cid: CID) -> bool:
+        """Whether this node holds a commitment for ``task_cid`` not yet forgotten."""
+        return task_cid in self._results
+
     def _result(self, task_cid: CID) -> _Result:
         result = self._results.get(task_cid)
         if result is None:

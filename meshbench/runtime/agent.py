@@ -16,6 +16,7 @@ protocol catches it by re-execution, not by trusting anyone.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -29,6 +30,7 @@ from meshbench.core.errors import (
     InvalidModule,
     MeshError,
     ProtocolError,
+    StoreError,
 )
 from meshbench.core.events import StakeRequest
 from meshbench.core.identity import Identity
@@ -43,6 +45,7 @@ from meshbench.core.types import (
     TaskIntent,
     VerificationReceipt,
 )
+from meshbench.runtime.commitments import Answer, CommitmentStore, OpenCommitment
 
 __all__ = ["Behaviour", "CostModel", "WorkerAgent", "error_output"]
 
@@ -55,6 +58,7 @@ TRUST_TASKS: Final = 3
 #: authority asks again only for the tasks in flight: a few per agent; a constant, so an
 #: agent's memory does not grow with history).
 ANSWERS_KEPT: Final = 8
+log = logging.getLogger("meshbench.agent")
 
 
 def error_output(exc: ExecutionError) -> bytes:
@@ -102,9 +106,13 @@ class WorkerAgent:
         behaviour: Behaviour = "honest",
         capacity: int = 1,
         executors: Mapping[str, Any] | None = None,
+        commitments: CommitmentStore | None = None,
     ) -> None:
         """``executors``: plug-ins for tasks whose ``executor`` is not ``wasm`` (by name, e.g.
         ``{"cuda": CudaExecutor()}``); a task for an executor this agent lacks gets no offer.
+        ``commitments``: where this agent keeps what opens its commitments, so that its
+        process can be killed and started again between committing and revealing (the
+        commitments kept there are taken up now); without it they live in memory only.
         """
         if behaviour not in BEHAVIOURS:
             raise ValueError(f"behaviour must be one of {BEHAVIOURS}, not {behaviour!r}")
@@ -128,6 +136,23 @@ class WorkerAgent:
         self._answered: OrderedDict[tuple[CID, str], Any] = OrderedDict()
         self._lock = threading.Lock()
         self._worked = 0  # executions as a worker (trust-then-cheat counts them)
+        self.commitments = commitments
+        if commitments is not None:
+            self._take_up(commitments)
+
+    def _take_up(self, store: CommitmentStore) -> None:
+        """Continue the commitments and answers ``store`` kept for a previous process."""
+        opened, answers = store.load()
+        for c in opened:
+            self.participant.restore(
+                c.task_cid, blob_cid(c.output), summary=c.summary, exit_code=c.exit_code
+            )
+            self._outputs[c.task_cid] = c.output
+            if c.validator != "exact":
+                self._judging[c.task_cid] = (c.validator, c.judging)
+        for a in answers[-ANSWERS_KEPT:]:
+            signed = ExecutionReceipt if a.kind == "reveal" else VerificationReceipt
+            self._answered[(a.task_cid, a.kind)] = (signed.decode(a.signed), a.output)
 
     def take_over(self, previous: WorkerAgent) -> None:
         """Continue the commit-reveal state of ``previous``, an agent of the same identity
@@ -140,6 +165,10 @@ class WorkerAgent:
             self._outputs = previous._outputs
             self._judging = previous._judging
             self._answered = previous._answered
+            if previous.commitments is not None and previous.commitments is not self.commitments:
+                if self.commitments is not None:  # the same rows: one store for both
+                    self.commitments.close()
+                self.commitments = previous.commitments
 
     @property
     def executor(self):  # noqa: ANN201  (WasmExecutor; imported lazily: wasmtime is heavy)
@@ -243,12 +272,29 @@ class WorkerAgent:
             self.participant.forget(task.cid)  # a new assignment asks for a fresh commitment
             for kind in [k for k in self._answered if k[0] == task.cid]:
                 del self._answered[kind]
+            commitment = self.participant.commit(
+                task.cid, blob_cid(output), now_ms, summary=summary, exit_code=exit_code
+            )
+            if self.commitments is not None:  # on disk before the commitment leaves
+                entry = OpenCommitment(
+                    task_cid=task.cid,
+                    role=role,
+                    output=output,
+                    summary=summary,
+                    exit_code=exit_code,
+                    deadline=task.deadline,
+                    validator=task.validator,
+                    judging=result if task.validator != "exact" else None,
+                )
+                try:
+                    self.commitments.committed(entry, now_ms)
+                except StoreError:  # not committed: the request times out, nothing kept
+                    self.participant.forget(task.cid)
+                    raise
             self._outputs[task.cid] = output
             if task.validator != "exact":
                 self._judging[task.cid] = (task.validator, result)
-            return self.participant.commit(
-                task.cid, blob_cid(output), now_ms, summary=summary, exit_code=exit_code
-            )
+            return commitment
 
     def _open_private(self, task: TaskIntent, ciphertext: bytes, envelope: bytes) -> bytes:
         from meshbench.core.model import decode_object
@@ -305,20 +351,50 @@ class WorkerAgent:
     def reveal(self, task_cid: CID, now_ms: int) -> tuple[ExecutionReceipt, bytes]:
         """Open the worker commitment: the signed receipt, and the output bytes."""
         with self._lock:
-            given = self._answered.get((task_cid, "reveal"))
+            given = self._answered.get((task_cid, "reveal")) or self._kept(task_cid, "reveal")
             if given is not None:
                 return given  # asked again: the authority had not recorded it
             receipt = self.participant.reveal(task_cid, now_ms)
             output = self._outputs.pop(task_cid, b"")
             self.participant.forget(task_cid)
-            self._keep((task_cid, "reveal"), (receipt, output))
+            self._keep((task_cid, "reveal"), (receipt, output), now_ms)
         return receipt, output
 
-    def _keep(self, key: tuple[CID, str], answer: Any) -> None:
-        """Remember an answer given (the lock held), the oldest forgotten past the bound."""
+    def _kept(self, task_cid: CID, kind: str) -> Any:
+        """An answer given before that memory no longer holds, from the store (the lock
+        held): asked again after more answers than memory keeps, or after a restart."""
+        if self.commitments is None or self.participant.holds(task_cid):
+            return None
+        a = self.commitments.answer(task_cid, kind)
+        if a is None:
+            return None
+        signed = ExecutionReceipt if kind == "reveal" else VerificationReceipt
+        return signed.decode(a.signed), a.output
+
+    def _keep(self, key: tuple[CID, str], answer: Any, now_ms: int) -> None:
+        """Remember an answer given (the lock held), the oldest forgotten past the bound;
+        with a store, on disk before it is returned (it replaces the spent commitment)."""
         self._answered[key] = answer
         while len(self._answered) > ANSWERS_KEPT:
             self._answered.popitem(last=False)
+        if self.commitments is None:
+            return
+        task_cid = key[0]
+        answers = [
+            Answer(
+                task_cid=task_cid,
+                kind=kind,
+                signed=signed.encode(),
+                output=output,
+                at=now_ms,
+            )
+            for (cid, kind), (signed, output) in self._answered.items()
+            if cid == task_cid
+        ]
+        try:
+            self.commitments.answered(answers)
+        except StoreError as exc:  # answered from memory; a restart would lose this answer
+            log.warning("could not keep the answer for %s on disk: %s", task_cid, exc)
 
     def verdict(
         self,
@@ -349,7 +425,7 @@ class WorkerAgent:
         so the bytes travel to it with the verdict."""
         key = (task_cid, f"verdict {receipt.cid}")
         with self._lock:
-            given = self._answered.get(key)
+            given = self._answered.get(key) or self._kept(*key)
             if given is not None:
                 return given  # asked again: the authority had not recorded it
             judging = self._judging.pop(task_cid, None)
@@ -361,7 +437,7 @@ class WorkerAgent:
             verdict = self.participant.verdict(task_cid, receipt, now_ms, judged=judged)
             self._outputs.pop(task_cid, None)
             self.participant.forget(task_cid)
-            self._keep(key, (verdict, mine))
+            self._keep(key, (verdict, mine), now_ms)
         return verdict, mine
 
     @staticmethod
@@ -387,3 +463,5 @@ class WorkerAgent:
             self._outputs.pop(task_cid, None)
             self._judging.pop(task_cid, None)
             self.participant.forget(task_cid)
+            if self.commitments is not None:
+                self.commitments.forget(task_cid)

@@ -45,6 +45,7 @@ from meshbench.core.types import ExecutionReceipt, HardwareProfile, TaskIntent
 from meshbench.runtime.agent import Behaviour, CostModel, WorkerAgent
 from meshbench.runtime.backends import Blobs, Deliver, verdict_answer
 from meshbench.runtime.clock import wall_clock_ms as _now
+from meshbench.runtime.commitments import CommitmentStore
 from meshbench.store.keystore import Keystore
 
 __all__ = ["DaskBackend", "MeshWorkerPlugin", "worker_key_name"]
@@ -58,6 +59,11 @@ UNKNOWN_WORKER_WAIT_S = 15.0
 #: Every so many Dask tasks submitted the scheduler forgets its finished spans.
 PRUNE_SPANS_EVERY = 500
 log = logging.getLogger("meshbench.dask")
+#: How long a reveal or verdict call to a worker that was lost waits for the worker (its
+#: key) to come back under a new address, to be sent again there: a worker its nanny
+#: restarts keeps its commitments on disk and can still answer within the protocol's
+#: timeout (an answer after it is refused by the node like any late one).
+RETURN_WITHIN_S = 60.0
 
 
 #: This worker process's agents by (keys dir, key name): a plugin registered again (a
@@ -128,6 +134,8 @@ class MeshWorkerPlugin(WorkerPlugin):
             behaviour=self.behaviours.get(str(worker.name), "honest"),
             capacity=max(1, int(worker.state.nthreads)),
             executors=extra,
+            # next to its key: a worker its nanny restarts still opens its commitments
+            commitments=CommitmentStore(Path(self.keys_dir) / f"{key_name}.commitments"),
         )
         previous = _AGENTS.get((self.keys_dir, key_name))
         if previous is not None and previous.did == identity.did:
@@ -347,6 +355,10 @@ class DaskBackend:
         self._prune = True
         #: the span of every Dask task this backend submits (see _prune_span)
         self._span = {"name": ("meshbench",), "ids": (f"meshbench-{uuid.uuid4()}",)}
+        #: answer calls that failed with their worker, waiting for it to come back, by did
+        self._awaiting: dict[str, list[tuple[Any, Deliver]]] = {}
+        #: answers sent again to a worker that came back under a new address
+        self.resent = 0
 
     def _now(self) -> int | None:
         """The time a call carries: the node's manual clock, or None (the worker's own
@@ -581,12 +593,68 @@ class DaskBackend:
         else:
             self._pool.submit(self._send_answers, address, [(item, deliver)])
 
-    def _send_answers(self, address: str, items: list[tuple[Any, Deliver]]) -> None:
-        answers = self.client.run(
-            _answer_batch, [i for i, _ in items], self._now(), workers=[address]
-        )
+    def _send_answers(
+        self, address: str, items: list[tuple[Any, Deliver]], *, held: bool = False
+    ) -> None:
+        """``held``: these waited for their worker to come back once already (not again)."""
+        try:
+            answers = self.client.run(
+                _answer_batch, [i for i, _ in items], self._now(), workers=[address]
+            )
+        except Exception as exc:  # the worker was lost (or its call failed): it may come back
+            if held or not self._await_return(address, items, exc):
+                raise
+            return
         for (_, deliver), answer in zip(items, answers[address], strict=True):
             deliver(answer)
+
+    def _await_return(self, address: str, items: list[tuple[Any, Deliver]], exc: Exception) -> bool:
+        """Hold ``items`` (reveal and verdict requests whose call to ``address`` failed with
+        ``exc``) until their worker's key is served at a new address, then send them there;
+        False (nothing held) when no known worker was at ``address``."""
+        with self._lock:
+            dids = [d for d, a in self._addr.items() if a == address]
+            if not dids:
+                return False
+            did = dids[0]
+            waiting = did in self._awaiting
+            self._awaiting.setdefault(did, []).extend(items)
+        log.info("answer call to %s at %s failed: %r; waiting for it to return", did, address, exc)
+        if not waiting:
+            threading.Thread(
+                target=self._resend_when_back, args=(did, address, exc), daemon=True,
+                name="mesh-dask-return",
+            ).start()  # fmt: skip
+        return True
+
+    def _resend_when_back(self, did: str, lost: str, exc: Exception) -> None:
+        """Look for ``did`` at a new address (every half second, up to
+        :data:`RETURN_WITHIN_S`); send what waits for it there, or deliver ``exc``."""
+        end = time.monotonic() + RETURN_WITHIN_S
+        address = None
+        while time.monotonic() < end:
+            try:
+                self._refresh()
+            except Exception as err:  # the scheduler is busy or gone: look again
+                log.info("could not list the Dask workers: %r", err)
+            with self._lock:
+                now_at = self._addr.get(did)
+            if now_at is not None and now_at != lost:
+                address = now_at
+                break
+            threading.Event().wait(0.5)  # a worker starting: looked at twice a second
+        with self._lock:
+            items = self._awaiting.pop(did, [])
+        if address is None:
+            for _, deliver in items:
+                deliver(exc)
+            return
+        self.resent += len(items)
+        try:
+            self._send_answers(address, items, held=True)
+        except Exception as err:
+            for _, deliver in items:
+                deliver(err)
 
     def batch_stats(self) -> dict[str, float]:
         """How much batching happened: requests per Dask call, executions and answers."""

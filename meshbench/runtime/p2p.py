@@ -28,14 +28,22 @@ import argparse
 import concurrent.futures as cf
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 from meshbench.core.encoding import CID
-from meshbench.core.errors import MeshError, NetworkError, ProtocolError
-from meshbench.core.events import Mint, RewardDistributed, StakeBonded, StakeRequest, WorkRequest
+from meshbench.core.errors import BlobNotFound, MeshError, NetworkError, ProtocolError
+from meshbench.core.events import (
+    Mint,
+    RewardDistributed,
+    StakeBonded,
+    StakeRequest,
+    TaskAssigned,
+    WorkRequest,
+)
 from meshbench.core.identity import Identity
 from meshbench.core.model import Model, decode_object
 from meshbench.core.types import (
@@ -52,6 +60,7 @@ from meshbench.net.topics import Topic, topic_for_type
 from meshbench.runtime.agent import WorkerAgent
 from meshbench.runtime.backends import Blobs, Deliver
 from meshbench.runtime.clock import wall_clock_ms as _now
+from meshbench.runtime.commitments import CommitmentStore
 from meshbench.store.blobs import EncryptedBlob, decrypt
 from meshbench.store.sealing import SealedMessage, open_sealed, seal_objects
 
@@ -62,6 +71,13 @@ log = logging.getLogger("meshbench.p2p")
 GOSSIPED = (Mint, StakeBonded)
 
 
+#: A worker that came back is sent what it missed at once, and what it has still not
+#: answered this much later once more.
+ASK_AGAIN_AFTER_S = 3.0
+#: A reveal or verdict not answered this long after it was sent is sent again (to any
+#: party, present or not: a message lost around a restart, its answer or the answer's
+#: output, is not waited for until the timeout; answering again is cheap and alike).
+REASK_ANSWER_EVERY_S = 8.0
 #: What a pending request of the authority waits for, from exactly one party.
 Step = Literal["commit", "reveal", "verdict"]
 
@@ -86,6 +102,17 @@ class P2PBackend:
         self._offer_rounds: dict[CID, Deliver] = {}
         self._offered: dict[CID, set[str]] = {}
         self._pending: dict[tuple[CID, str, Step], Deliver] = {}
+        #: How to send each pending request again to a party that comes back (its process
+        #: restarted, its commitments kept on disk), which missed it
+        self._resend: dict[tuple[CID, str, Step], Callable[[], None]] = {}
+        #: The workers present (connected, subscribed to requests) at the last look
+        self._present: set[str] = set()
+        #: Workers back lately, and when what they still have not answered goes once more
+        self._ask_again_at: dict[str, float] = {}
+        #: When each pending reveal and verdict request was last sent
+        self._sent_at: dict[tuple[CID, str, Step], float] = {}
+        #: Requests sent again to a party that came back, counted by step
+        self.resent: Counter[str] = Counter()
         #: Objects that changed nothing, counted by reason.
         self.ignored: Counter[str] = Counter()
         self._late: list[tuple[Topic, bytes]] = []
@@ -148,15 +175,26 @@ class P2PBackend:
             if not isinstance(envelope, EncryptedBlob):
                 raise ProtocolError("a private task's envelope must be an EncryptedBlob")
             attachments.append(envelope)
+        action = "execute" if role == "worker" else "verify"
+
+        def again() -> None:
+            # a peer that restarted has forgotten the tasks it saw: the task goes along
+            self._request(task.cid, did, action, [task, *attachments])
+
         with self._lock:
             self._pending[(task.cid, did, "commit")] = deliver
-        action = "execute" if role == "worker" else "verify"
+            self._resend[(task.cid, did, "commit")] = again
         self._pool.submit(self._guard, lambda: self._request(task.cid, did, action, attachments))
 
     def reveal(self, did: str, task_cid: CID, deliver: Deliver) -> None:
+        def go() -> None:
+            self._request(task_cid, did, "reveal")
+
         with self._lock:
             self._pending[(task_cid, did, "reveal")] = deliver
-        self._pool.submit(self._guard, lambda: self._request(task_cid, did, "reveal"))
+            self._resend[(task_cid, did, "reveal")] = go
+            self._sent_at[(task_cid, did, "reveal")] = time.monotonic()
+        self._pool.submit(self._guard, go)
 
     def verdict(
         self,
@@ -169,8 +207,6 @@ class P2PBackend:
     ) -> None:
         """The receipt (and, for a content validator, the worker's output, encrypted to this
         verifier alone) travel sealed to ``did`` with the request."""
-        with self._lock:
-            self._pending[(task_cid, did, "verdict")] = deliver
 
         def go() -> None:
             attachments: list[Model] = [receipt]
@@ -182,6 +218,10 @@ class P2PBackend:
             if envelope is not None:
                 self._provide(envelope.ciphertext_cid)
 
+        with self._lock:
+            self._pending[(task_cid, did, "verdict")] = deliver
+            self._resend[(task_cid, did, "verdict")] = go
+            self._sent_at[(task_cid, did, "verdict")] = time.monotonic()
         self._pool.submit(self._guard, go)
 
     def _request(
@@ -213,10 +253,17 @@ class P2PBackend:
             self._pool.submit(self._guard, lambda: self.transport.publish("ledger", event))
         self._remember(event)
         self._learn_worker(event)
+        if isinstance(event, TaskAssigned):
+            # a new attempt (the previous worker failed): what the earlier parties were asked
+            # is closed, and is not sent again to one that comes back (its requests follow)
+            with self._lock:
+                for key in [k for k in self._resend if k[0] == event.task_cid]:
+                    del self._resend[key]
         if isinstance(event, RewardDistributed):
             with self._lock:
                 for key in [k for k in self._pending if k[0] == event.task_cid]:
                     del self._pending[key]
+                    self._resend.pop(key, None)
                 self._offer_rounds.pop(event.task_cid, None)
                 self._offered.pop(event.task_cid, None)
 
@@ -237,15 +284,63 @@ class P2PBackend:
         self._dialler = threading.Thread(target=self._keep_workers_connected, daemon=True)
         self._dialler.start()
 
-    def _keep_workers_connected(self, every_s: float = 2.0) -> None:
+    def _keep_workers_connected(self, every_s: float = 2.0, look_s: float = 0.5) -> None:
         """Dial the known workers that are not connected (after a restart of this node, a
-        worker's, or a network that split), until the backend closes."""
+        worker's, or a network that split), every ``every_s``, until the backend closes;
+        every ``look_s``, send a worker that came back the requests it missed while it was
+        away (:meth:`_resend_to_returned`)."""
+        ticks = 0
         while not self._closed.is_set():
+            if ticks % max(1, round(every_s / look_s)) == 0:
+                try:
+                    self._dial_workers()
+                except Exception:
+                    log.exception("dialling the workers failed")
             try:
-                self._dial_workers()
+                self._resend_to_returned()
             except Exception:
-                log.exception("dialling the workers failed")
-            self._closed.wait(every_s)
+                log.exception("sending requests again failed")
+            ticks += 1
+            self._closed.wait(look_s)
+
+    def _resend_to_returned(self) -> None:
+        """A worker present now (connected and subscribed to the request topics) that was
+        not at the last look came back: a request sent while it was away was lost on the
+        way (or the execution it was running died with it), and the party, its commitments
+        kept on disk, can still answer it within the protocol's timeout. What it has not
+        answered :data:`ASK_AGAIN_AFTER_S` later is sent once more (a peer just back may
+        miss a message while its subscriptions settle; the peer ignores a request it is
+        already working on). A reveal or verdict still unanswered
+        :data:`REASK_ANSWER_EVERY_S` after it was sent goes again to anyone (its answer, or
+        the request, may have been lost around a restart); an execution goes again only to
+        a party that came back (running it twice is not cheap)."""
+        present = {
+            p.did
+            for p in self.transport.peers()
+            if Topic.TASKS in p.topics and Topic.SEALED in p.topics
+        }
+        now = time.monotonic()
+        with self._lock:
+            back = present - self._present
+            self._present = present
+            for did in back:
+                self._ask_again_at[did] = now + ASK_AGAIN_AFTER_S
+            later = {d for d, at in self._ask_again_at.items() if at <= now and d in present}
+            for did in later:
+                del self._ask_again_at[did]
+            again = {k: go for k, go in self._resend.items() if k[1] in back | later}
+            for key in list(self._sent_at):
+                if key not in self._resend:
+                    del self._sent_at[key]  # answered, or closed by a new assignment
+                elif now - self._sent_at[key] >= REASK_ANSWER_EVERY_S:
+                    again[key] = self._resend[key]
+            for key in again:
+                if key in self._sent_at:
+                    self._sent_at[key] = now
+                self.resent[key[2]] += 1
+        for (task_cid, did, step), go in again.items():
+            log.info("the %s request for %s sent again to %s", step, task_cid, did)
+            self._pool.submit(self._guard, go)
 
     def _learn_worker(self, event: Model) -> None:
         """Workers are those whose PeerInfo the authority accepted (it is in the ledger)."""
@@ -317,6 +412,7 @@ class P2PBackend:
         if isinstance(obj, ResultCommitment):
             with self._lock:
                 deliver = self._pending.pop((obj.task_cid, obj.worker, "commit"), None)
+                self._resend.pop((obj.task_cid, obj.worker, "commit"), None)
             if deliver is None:
                 self._ignore("commitment nobody asked this party for", obj, peer)
             else:
@@ -351,12 +447,15 @@ class P2PBackend:
         if party != msg.sender:
             self._ignore(f"sealed {step} of {party} sent by {msg.sender}", msg, peer)
             return
+        key = (obj.task_cid, party, step)
         with self._lock:
-            deliver = self._pending.pop((obj.task_cid, party, step), None)
+            deliver = self._pending.pop(key, None)
+            if deliver is not None and not envelopes:
+                self._resend.pop(key, None)
         if deliver is None:
             self._ignore(f"{step} nobody asked this party for", obj, peer)
         elif envelopes:  # a reveal, or a content validator's verdict: with its output
-            self._pool.submit(self._fetch_output, obj, envelopes[0], deliver, msg.sender)
+            self._pool.submit(self._fetch_output, obj, envelopes[0], deliver, msg.sender, key)
         else:
             deliver(obj.encode())
 
@@ -366,15 +465,31 @@ class P2PBackend:
         envelope: EncryptedBlob,
         deliver: Deliver,
         sender: str,
+        key: tuple[CID, str, Step],
     ) -> None:
         try:
             # the party that sealed it holds the bytes: ask it first, no provider lookup
             holder = [str(peer_id_from_did(sender))]
             path = self.transport.fetch_blob(envelope.ciphertext_cid, peers=holder, timeout=120)
             output = decrypt(Path(path).read_bytes(), envelope, self.authority)
-            deliver((obj.encode(), output))
-        except Exception as exc:  # delivered: the node records it, the protocol times out
+        except (NetworkError, BlobNotFound) as exc:
+            # the party went away before its output came (killed just after answering): the
+            # step waits again, and the party is asked again when it comes back
+            log.info("could not fetch the output of %s from %s: %s", key[0], sender, exc)
+            with self._lock:
+                if key in self._resend:
+                    self._pending.setdefault(key, deliver)
+                    return
             deliver(exc)
+            return
+        except Exception as exc:  # delivered: the node records it, the protocol times out
+            with self._lock:
+                self._resend.pop(key, None)
+            deliver(exc)
+            return
+        with self._lock:
+            self._resend.pop(key, None)
+        deliver((obj.encode(), output))
 
     def _on_peer(self, obj: Model, _peer: str) -> None:
         # the node checks it; once in the ledger, ``gossip`` learns the worker
@@ -417,6 +532,8 @@ class WorkerService:
         self.authority = authority
         self.bond = bond
         self._tasks: dict[CID, TaskIntent] = {}
+        #: requests being worked on now (a request asked again meanwhile is not done twice)
+        self._doing: set[tuple[CID, str, CID | None]] = set()
         self._cond = threading.Condition()
         self._funded = threading.Event()
         self._bonded = threading.Event()
@@ -512,9 +629,26 @@ class WorkerService:
             return self._tasks.get(cid)
 
     def _act(self, req: WorkRequest, attachments: list[Model]) -> None:
+        """Do what ``req`` asks, unless this peer is already doing it (asked again)."""
+        key = (req.task_cid, req.action, req.receipt_cid)
+        with self._cond:
+            if key in self._doing:
+                return
+            self._doing.add(key)
+        try:
+            self._do(req, attachments)
+        finally:
+            with self._cond:
+                self._doing.discard(key)
+
+    def _do(self, req: WorkRequest, attachments: list[Model]) -> None:
         envelopes = [o for o in attachments if isinstance(o, EncryptedBlob)]
         try:
             if req.action in ("execute", "verify"):
+                sent = [o for o in attachments if isinstance(o, TaskIntent)]
+                if sent and sent[0].cid == req.task_cid:  # asked again after a restart
+                    with self._cond:
+                        self._tasks.setdefault(sent[0].cid, sent[0])
                 task = self._wait_for_task(req.task_cid)
                 if task is None:
                     return
@@ -608,6 +742,8 @@ def _worker_main(argv: list[str] | None = None) -> None:
     )
     args = p.parse_args(argv)
     identity: Identity = Keystore(args.data_dir / "keys").load_or_create("worker")
+    # what opens its commitments survives a kill of this process (reveals, verdicts)
+    commitments = CommitmentStore(args.data_dir / "commitments")
     store = BlobStore(args.data_dir / "blobs")
     node = Libp2pNode(identity, store, listen=[args.listen], bootstrap=args.bootstrap, mdns=False)
     node.start()
@@ -617,9 +753,11 @@ def _worker_main(argv: list[str] | None = None) -> None:
         HardwareProfile(memory_mb=args.memory_mb),
         behaviour=args.behaviour,
         executors={name: _load_executor(name) for name in args.executor},
+        commitments=commitments,
     )
     service = WorkerService(agent, node, authority=args.authority, state_dir=args.data_dir)
-    print(f"worker {identity.did} listening on {' '.join(node.addrs)}", flush=True)
+    taken = f"{len(commitments)} commitments taken up, {commitments.ignored} ignored"
+    print(f"worker {identity.did} listening on {' '.join(node.addrs)} ({taken})", flush=True)
     stop = threading.Event()
     try:
         stop.wait()

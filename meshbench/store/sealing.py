@@ -24,6 +24,7 @@ from meshbench.core.encoding import CID
 from meshbench.core.errors import DecryptionError, SchemaError
 from meshbench.core.identity import Identity
 from meshbench.core.model import DID, Model, Signed, TimestampMs, decode_object
+from meshbench.core.types import TaskIntent
 from meshbench.store.blobs import EncryptedBlob, SealedKey, x25519_key_of
 
 __all__ = ["SealedMessage", "SealedObjects", "open_sealed", "seal_objects", "seal_to"]
@@ -118,6 +119,8 @@ def open_sealed(message: SealedMessage, reader: Identity) -> list[Model]:
     inner = SealedObjects.decode(plain)
     objects = [decode_object(data) for data in inner.objects]
     for obj in objects:
-        if isinstance(obj, Signed) and getattr(obj, "task_cid", None) != message.task_cid:
+        # a task is about itself (sent along to a peer asked again after its restart)
+        about = obj.cid if isinstance(obj, TaskIntent) else getattr(obj, "task_cid", None)
+        if isinstance(obj, Signed) and about != message.task_cid:
             raise SchemaError(f"a sealed {type(obj).__name__} is about another task")
     return objects

@@ -2,14 +2,15 @@
 
 On a ``LocalCluster`` of worker processes every agent is armed (:func:`die_once_at`): the
 first to reach the point SIGKILLs its own process there, its nanny restarts it (same key,
-commit-reveal state lost). The points: the assigned worker before it commits
-(mid-execution), the worker after it committed and before it revealed, and a verifier after
-it committed and before its verdict (mid-verification). Each time the task is decided by its
-protocol timeouts, well before its deadline: a worker lost before committing is replaced; one
-lost with its commitment unrevealed, or a verifier lost before its verdict, leaves the task
-to be decided by the parties left (accepted, or no consensus and the fee refunded). The lost
-party is not paid and is slashed as a no-show; tokens are conserved; the ledger verifies.
-About 55 s (one cluster of five workers for the three points).
+its commitments kept on disk next to its key). The points: the assigned worker before it
+commits (mid-execution), the worker after it committed and before it revealed, and a
+verifier after it committed and before its verdict (mid-verification). Each time the task
+is decided by its protocol timeouts, well before its deadline. A worker lost before
+committing has nothing to open: its execution times out, it is replaced, unpaid and slashed
+as a no-show. A worker or verifier lost after committing comes back, is asked again (the
+backend holds the failed call until its key is served again) and answers from what it kept:
+the task is accepted with the restarted party paid and nobody slashed. Tokens are conserved;
+the ledger verifies. About 60 s (one cluster of five workers for the three points).
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from meshbench.testing.faults import die_once_at, died
 
 WASM = (Path(__file__).resolve().parents[2] / "datasets" / "wasm" / "sha256.wasm").read_bytes()
 TASK_TIMEOUT_S = 6
-VERIFICATION_TIMEOUT_S = 4
+#: longer than a worker's restart by its nanny on a loaded machine (a few seconds): a party
+#: lost after committing is back in time to answer
+VERIFICATION_TIMEOUT_S = 20
 OFFER_WINDOW_MS = 400
 POLICY = {
     "scheduling": {"task_timeout": TASK_TIMEOUT_S},
@@ -70,23 +73,27 @@ def test_a_worker_lost_at_a_chosen_point_is_replaced_and_the_task_settles(
     lost = died(marker)
     assert lost is not None, f"no worker reached {point}"
     assert took < PROTOCOL_BOUND_S, (took, result.outcome)
-    assert result.outcome in ("Accepted", "NoConsensus"), mesh.rejections()
-    if point == "execute":  # the worker was replaced: a new one executed and was verified
-        assert result.outcome == "Accepted"
-        assert result.receipt.worker != lost
-    assert lost not in {v.verifier for v in result.verifications}
+    assert result.outcome == "Accepted", mesh.rejections()
     expired = [
         e for e in mesh.node.ledger_events()
         if isinstance(e, TaskExpired) and e.task_cid == handle.cid
     ]  # fmt: skip
-    assert all(e.stage != "deadline" for e in expired)
-    if point != "verdict":  # the worker's stage timed out (a verifier's no-show is a slash)
-        assert expired
     payouts = mesh.payouts().filter(pl.col("task_cid") == str(handle.cid))
     assert payouts["amount"].sum() == handle.task.fee  # settled once, the fee paid out
-    assert lost not in payouts["account"].to_list()
     slashes = mesh.slashes().filter(pl.col("task_cid") == str(handle.cid))
-    assert "no_show" in slashes.filter(pl.col("account") == lost)["offence"].to_list(), slashes
+    if point == "execute":  # nothing committed: replaced, unpaid, a no-show
+        assert result.receipt.worker != lost
+        assert lost not in {v.verifier for v in result.verifications}
+        assert [e.stage for e in expired] == ["execution"]
+        assert lost not in payouts["account"].to_list()
+        assert "no_show" in slashes.filter(pl.col("account") == lost)["offence"].to_list()
+    else:  # restarted, asked again, it opened its commitment from disk: paid, not slashed
+        party = result.receipt.worker if point == "reveal" else None
+        verifiers = {v.verifier for v in result.verifications}
+        assert lost == party or (point == "verdict" and lost in verifiers)
+        assert expired == [] and slashes.is_empty(), slashes
+        assert lost in payouts["account"].to_list()
+        assert mesh.node.backend.resent >= 1  # the failed call was held and sent again
     report = mesh.node.verify_ledger()
     assert report is not None and report.ok, report.problems[:3]
     assert report.tokens_minted == report.tokens_held
