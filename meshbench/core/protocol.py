@@ -1271,6 +1271,12 @@ class AuthorityState:
             out.append(RequestVerdict(task_cid=c.task_cid, verifier=c.worker, receipt=rec.receipt))
         if rec.state == "Verifying" and not rec.commit_closed:  # the last one committed
             out += self._close_commit_phase(rec)
+            if not is_worker:
+                # the worker is asked to reveal now: its window runs from here, as it does
+                # when the timer closes the phase (counted from its own commitment, a verifier
+                # committing late, back from a restart, left it seconds and a no-show slash)
+                timeout = self._policy_of(rec).verification_quorum.verification_timeout
+                out.append(self._timer(rec, "verification", now + timeout * 1000))
         return out
 
     def _draw_audit(self, rec: _Task, c: ResultCommitment, now: int) -> AuditDrawn:

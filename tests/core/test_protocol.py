@@ -569,3 +569,32 @@ def test_a_task_with_no_offer_at_the_end_of_its_window_is_asked_for_again():
     h.advance(5_000)
     h.fire(task, "offers")
     assert h.state.tasks[task.cid].assignment is not None
+
+
+def test_a_late_last_verifier_commitment_leaves_the_worker_a_whole_reveal_window():
+    """The worker is asked to reveal when the last verifier commits; its window runs from
+    that request (a verifier back from a restart committed just before the timer, and the
+    worker, given a second to reveal, was slashed as a no-show)."""
+    from meshbench.core.protocol import RequestReveal, ScheduleTimeout, TimeoutFired
+
+    h = ProtocolHarness(peers=5)
+    task, a = h.publish_and_assign()
+    timeout_ms = h.state.policy(task.federation).verification_quorum.verification_timeout * 1000
+    h.feed(h.commit(task, a.worker, GOOD))
+    *early, last = a.verifiers
+    for v in early:
+        h.feed(h.commit(task, v, GOOD))
+    h.advance(timeout_ms - 1_000)  # the last verifier commits a second before the timer
+    first_timer = h.state.tasks[task.cid].timers["verification"]
+    cmds = h.feed(h.commit(task, last, GOOD))
+    assert any(isinstance(c, RequestReveal) for c in cmds)
+    (timer,) = [c for c in cmds if isinstance(c, ScheduleTimeout) and c.stage == "verification"]
+    assert timer.at == h.now + timeout_ms
+    h.advance(2_000)  # the first timer goes off: stale, the worker's window is open
+    assert h.feed(TimeoutFired(task_cid=task.cid, stage="verification", token=first_timer)) == []
+    receipt = h.receipt(task, a.worker, GOOD)
+    h.feed(receipt)
+    for v in a.verifiers:
+        h.feed(h.verdict(task, v, GOOD, receipt))
+    assert h.state.books.task(task.cid)["outcome"] == "Accepted"
+    assert not h.appended(StakeSlashed)
