@@ -497,22 +497,37 @@ class DaskBackend:
             self._waits.submit(self._await_worker, did, send, deliver)
 
     def _await_worker(self, did: str, send: Callable[[str], None], deliver: Deliver) -> None:
-        end = time.monotonic() + UNKNOWN_WORKER_WAIT_S
+        try:
+            address = self._address_when_back(did, UNKNOWN_WORKER_WAIT_S)
+        except Exception as exc:  # the cluster cannot be asked (closing): say so
+            deliver(exc)
+            return
+        if address is None:
+            deliver(UnknownPeer(f"no Dask worker of this cluster holds the key {did}"))
+        else:
+            send(address)
+
+    def _address_when_back(
+        self, did: str, within_s: float, *, lost: str | None = None, patient: bool = False
+    ) -> str | None:
+        """Worker ``did``'s address once the scheduler serves its key (at another address
+        than ``lost``), asking twice a second for up to ``within_s``; None if it did not
+        come. A failure to ask ends the wait by raising, unless ``patient``."""
+        end = time.monotonic() + within_s
         while True:
             try:
                 self._refresh()
-            except Exception as exc:  # the cluster cannot be asked (closing): say so
-                deliver(exc)
-                return
+            except Exception as exc:
+                if not patient:
+                    raise
+                log.info("could not list the Dask workers: %r", exc)
             with self._lock:
                 address = self._addr.get(did)
-            if address is not None:
-                send(address)
-                return
-            if time.monotonic() >= end:
-                deliver(UnknownPeer(f"no Dask worker of this cluster holds the key {did}"))
-                return
-            self._closed.wait(0.5)  # a restarted worker takes seconds: ask twice a second
+            if address is not None and address != lost:
+                return address
+            if time.monotonic() >= end or self._closed.is_set():
+                return None
+            self._closed.wait(0.5)  # a worker starting takes seconds
 
     def _send_executions(self, address: str, items: list[tuple[Any, Deliver]]) -> None:
         # the module is shared by many tasks: send it to each worker once; the input is
@@ -630,19 +645,7 @@ class DaskBackend:
     def _resend_when_back(self, did: str, lost: str, exc: Exception) -> None:
         """Look for ``did`` at a new address (every half second, up to
         :data:`RETURN_WITHIN_S`); send what waits for it there, or deliver ``exc``."""
-        end = time.monotonic() + RETURN_WITHIN_S
-        address = None
-        while time.monotonic() < end:
-            try:
-                self._refresh()
-            except Exception as err:  # the scheduler is busy or gone: look again
-                log.info("could not list the Dask workers: %r", err)
-            with self._lock:
-                now_at = self._addr.get(did)
-            if now_at is not None and now_at != lost:
-                address = now_at
-                break
-            threading.Event().wait(0.5)  # a worker starting: looked at twice a second
+        address = self._address_when_back(did, RETURN_WITHIN_S, lost=lost, patient=True)
         with self._lock:
             items = self._awaiting.pop(did, [])
         if address is None:
