@@ -34,6 +34,19 @@ pytestmark = [
 ]
 
 
+def _cells(page) -> list[str]:
+    """What each code cell shows: its prompt and the start of its output (for a failure)."""
+    return page.evaluate(
+        "() => [...document.querySelectorAll('.jp-CodeCell')].map(c => "
+        "((c.querySelector('.jp-InputPrompt') || {}).innerText || '') + ' ' + "
+        "((c.querySelector('.jp-OutputArea') || {}).innerText || '').slice(0, 160))"
+    )
+
+
+def _tail(path: Path, chars: int = 2000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else "(none)"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -75,6 +88,7 @@ def lab(tmp_path):
         (settings / package).mkdir(parents=True, exist_ok=True)
         (settings / package / f"{name}.jupyterlab-settings").write_text(json.dumps(values))
     port, token = _free_port(), secrets.token_hex(16)
+    log = (tmp_path / "jupyter.log").open("wb")  # read by the test when it fails
     env = dict(
         os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"), HOME=str(tmp_path),
         JUPYTERLAB_SETTINGS_DIR=str(settings),
@@ -83,7 +97,7 @@ def lab(tmp_path):
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
          f"--port={port}", f"--IdentityProvider.token={token}",
          f"--ServerApp.root_dir={tmp_path}", "--LabApp.news_url=None", "--allow-root"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        stdout=log, stderr=subprocess.STDOUT, env=env,
     )  # fmt: skip
     try:
         _wait_http(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=60)
@@ -94,12 +108,14 @@ def lab(tmp_path):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
 
 
 @pytest.mark.timeout(600)
 def test_notebook_01_dashboard_renders_and_reacts_in_chromium(lab, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     base, token, _ = lab
+    server_log = tmp_path / "jupyter.log"
     shot = Path(os.environ.get("MESHBENCH_SCREENSHOT", tmp_path / "dashboard.png"))
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(
@@ -134,7 +150,10 @@ def test_notebook_01_dashboard_renders_and_reacts_in_chromium(lab, tmp_path):
                 errors = page.locator(
                     ".jp-RenderedText[data-mime-type*='stderr']"
                 ).all_inner_texts()
-                raise AssertionError(f"no dashboard; cell errors: {errors}") from None
+                raise AssertionError(
+                    f"no dashboard; cell errors: {errors}; cells: {_cells(page)}; "
+                    f"server log: {_tail(server_log)}"
+                ) from None
             header = dash.locator(".widget-html-content").first
             # the notebook publishes 5 tasks (one more is refused by the form): wait for them
             try:
@@ -144,7 +163,9 @@ def test_notebook_01_dashboard_renders_and_reacts_in_chromium(lab, tmp_path):
                 )
             except Exception:
                 page.screenshot(path=str(shot.with_suffix(".failed.png")), full_page=True)
-                raise AssertionError(f"dashboard header: {header.inner_text()!r}") from None
+                raise AssertionError(
+                    f"dashboard header: {header.inner_text()!r}; cells: {_cells(page)}"
+                ) from None
             # react: set the fee back to 100 in the form and press Publish
             fee = dash.locator(".widget-inline-hbox", has_text="fee").locator("input").first
             fee.fill("100")
