@@ -18,11 +18,14 @@ settle latencies, slashes (a killed party is a no-show, as the policy says).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import random
 import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -105,6 +108,28 @@ def _wait_open(mesh: Any, limit_s: float) -> int:
     return n
 
 
+@contextlib.contextmanager
+def _p2p_log(authority_dir: Path) -> Iterator[None]:
+    """What the authority's backend sends and receives, kept in its data dir
+    (``authority.log``; each peer's side is in its ``worker.log``): how a task that waited
+    is read afterwards."""
+    authority_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(authority_dir / "authority.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+    logger = logging.getLogger("meshbench.p2p")
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # to the file only, not the console
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+        handler.close()
+
+
 def _check_live(mesh: Any) -> dict[str, Any]:
     report = mesh.node.verify_ledger()
     return {
@@ -147,11 +172,13 @@ def run_p2p_crash_suite(
     at_kills: list[tuple[int, list[str]]] = []
     policy = policy or P2P_CRASH_POLICY
     figures["policy"] = policy
-    with Mesh.join(data_dir=authority_dir, policy=policy) as mesh:
+    with _p2p_log(authority_dir), Mesh.join(data_dir=authority_dir, policy=policy) as mesh:
         addr, auth, fed = mesh.net.addrs[0], mesh.node.authority.did, mesh.node.federation
 
         def spawn(i: int) -> Any:
-            return spawn_worker(root / f"w{i}", bootstrap=addr, authority=auth, federation=fed)
+            return spawn_worker(
+                root / f"w{i}", bootstrap=addr, authority=auth, federation=fed, log_level="INFO"
+            )
 
         with ThreadPoolExecutor(workers) as pool:
             peers = list(pool.map(spawn, range(workers)))

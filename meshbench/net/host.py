@@ -162,6 +162,14 @@ class _MeshPubsub(Pubsub):
         **kw: Any,
     ):
         super().__init__(*args, **kw)
+        # Gossip is deduplicated by (sender, seqno) for ``seen_ttl`` (120 s). py-libp2p
+        # starts the seqno at the wall clock in *seconds* and adds one per message, so a peer
+        # that had sent more messages than it had been up for seconds and then restarted with
+        # its key reused its old numbers: the mesh dropped what it said as seen, for up to two
+        # minutes (a worker's commitments after a crash, slashed as a no-show). Start at the
+        # clock in nanoseconds, as go-libp2p does: a restarted peer starts above any number it
+        # used before unless it sent a billion messages a second.
+        self.counter = time.time_ns()
         self._deliver = deliver
         self._on_bad_signature = on_bad_signature
 

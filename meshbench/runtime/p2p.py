@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -245,6 +246,7 @@ class P2PBackend:
             self.transport.publish("sealed", sealed)
         else:
             self.transport.publish("tasks", req)
+        log.info("sent %s of %s to %s (request %s)", action, task_cid, did, req.cid)
 
     def gossip(self, event: Model) -> None:
         """A node listener: share the ledger events peers act on, keep what late joiners are
@@ -413,6 +415,7 @@ class P2PBackend:
             with self._lock:
                 deliver = self._pending.pop((obj.task_cid, obj.worker, "commit"), None)
                 self._resend.pop((obj.task_cid, obj.worker, "commit"), None)
+            log.info("a commitment for %s from %s", obj.task_cid, obj.worker)
             if deliver is None:
                 self._ignore("commitment nobody asked this party for", obj, peer)
             else:
@@ -448,6 +451,7 @@ class P2PBackend:
             self._ignore(f"sealed {step} of {party} sent by {msg.sender}", msg, peer)
             return
         key = (obj.task_cid, party, step)
+        log.info("a sealed %s for %s from %s", step, obj.task_cid, party)
         with self._lock:
             deliver = self._pending.pop(key, None)
             if deliver is not None and not envelopes:
@@ -643,6 +647,7 @@ class WorkerService:
 
     def _do(self, req: WorkRequest, attachments: list[Model]) -> None:
         envelopes = [o for o in attachments if isinstance(o, EncryptedBlob)]
+        log.info("asked to %s %s (request %s)", req.action, req.task_cid, req.cid)
         try:
             if req.action in ("execute", "verify"):
                 sent = [o for o in attachments if isinstance(o, TaskIntent)]
@@ -661,6 +666,7 @@ class WorkerService:
                     task, wasm, data, _now(), role=role, envelope=envelope
                 )
                 self._publish("executions", commitment)
+                log.info("committed to %s: %s", req.task_cid, commitment.cid)
             elif req.action == "reveal":
                 receipt, output = self.agent.reveal(req.task_cid, _now())
                 # the output, encrypted to the authority alone; the receipt sealed to it
@@ -670,6 +676,7 @@ class WorkerService:
                     [receipt, sealed_output], _now(),
                 )  # fmt: skip
                 self._publish("sealed", msg)
+                log.info("revealed %s: %s", req.task_cid, msg.cid)
                 self._provide(sealed_output.ciphertext_cid)
             elif req.action == "verdict":
                 self._judge(req, attachments, envelopes)
@@ -777,5 +784,8 @@ def _load_executor(name: str) -> Any:
 if __name__ == "__main__":
     import sys
 
-    logging.basicConfig(level=logging.WARNING)
+    # MESHBENCH_LOG_LEVEL=INFO: what the peer is asked and answers (the crash suite reads it)
+    level = os.environ.get("MESHBENCH_LOG_LEVEL", "WARNING").upper()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("meshbench").setLevel(level)
     _worker_main(sys.argv[1:])

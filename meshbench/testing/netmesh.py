@@ -147,12 +147,19 @@ def spawn_mesh(
 class WorkerProcess:
     """A ``python -m meshbench.runtime.p2p worker`` child process (a libp2p worker peer)."""
 
-    def __init__(self, data_dir: Path, argv: list[str], timeout: float = 60) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        argv: list[str],
+        timeout: float = 60,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.argv = argv
+        self.env = env
         data_dir.mkdir(parents=True, exist_ok=True)
         log = open(data_dir / "worker.log", "ab")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log)
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, env=env)
         lines: queue.Queue[bytes] = queue.Queue()
         assert self.proc.stdout is not None
         out = self.proc.stdout
@@ -184,7 +191,7 @@ class WorkerProcess:
     def restart(self, timeout: float = 60) -> WorkerProcess:
         """The same peer again: same data dir (key, bond marker, blobs), same arguments."""
         self.kill()
-        return WorkerProcess(self.data_dir, self.argv, timeout)
+        return WorkerProcess(self.data_dir, self.argv, timeout, self.env)
 
 
 def spawn_worker(
@@ -194,9 +201,12 @@ def spawn_worker(
     authority: str,
     federation: str,
     extra: Sequence[str] = (),
+    log_level: str | None = None,
 ) -> WorkerProcess:
-    """A worker peer process that bootstraps from ``bootstrap`` and serves ``authority``."""
+    """A worker peer process that bootstraps from ``bootstrap`` and serves ``authority``;
+    ``log_level`` (e.g. ``"INFO"``): what its ``worker.log`` keeps of the peer's own log."""
     argv = [sys.executable, "-m", "meshbench.runtime.p2p", "worker",
             "--data-dir", str(data_dir), "--bootstrap", bootstrap,
             "--authority", authority, "--federation", federation, *extra]  # fmt: skip
-    return WorkerProcess(Path(data_dir), argv)
+    env = None if log_level is None else {**os.environ, "MESHBENCH_LOG_LEVEL": log_level}
+    return WorkerProcess(Path(data_dir), argv, env=env)

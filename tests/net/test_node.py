@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -194,3 +196,60 @@ def test_a_late_joiner_is_sent_state_events_not_stale_work(pair, tmp_path: Path)
         wait_until(lambda: late.stats()["sync_frames"] >= 1, 30, "the sync stream")
         assert late.stats()["sync_frames"] == 1  # the policy; the task is not replayed
         assert inbox.wait_for(1)[0][0] == activated
+
+
+#: A peer process: the key of ``make_identity(2)``; it publishes ``argv[2]`` tasks (nonces
+#: from ``argv[3]``) once it hears the bootstrap peer ``argv[1]`` on the tasks topic, says
+#: "said", and waits to be killed.
+_TALKER = """
+import sys, tempfile, threading
+from pathlib import Path
+from meshbench.net.node import Libp2pNode
+from meshbench.store.blobs import BlobStore
+from meshbench.testing.factories import make_identity, make_task
+from meshbench.testing.netmesh import wait_until
+n = Libp2pNode(make_identity(2), BlobStore(Path(tempfile.mkdtemp())), mdns=False,
+               bootstrap=[sys.argv[1]]).start()
+wait_until(lambda: any("tasks" in p.topics for p in n.peers()), 60, "the bootstrap peer")
+for i in range(int(sys.argv[2])):
+    n.publish("tasks", make_task(make_identity(3), nonce=int(sys.argv[3]) + i, sign=True))
+print("said", flush=True)
+threading.Event().wait()
+"""
+
+
+def _talker(addr: str, count: int, first: int) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _TALKER, addr, str(count), str(first)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "said"
+    return proc
+
+
+def test_a_peer_restarted_with_its_key_is_heard_at_once_however_much_it_said_before(
+    tmp_path: Path,
+) -> None:
+    """Gossip is deduplicated by (sender, seqno) for two minutes. py-libp2p starts a peer's
+    seqno at the wall clock in seconds, so a peer that had published more messages than it
+    had been up for seconds, SIGKILLed and started again with its key, reused its old
+    numbers and what it said was dropped as seen (a worker's commitments after a crash: it
+    was slashed as a no-show). What a restarted peer says is delivered at once."""
+    a = node(tmp_path, 1).start()
+    inbox = Inbox()
+    sub = a.subscribe("tasks", inbox)
+    try:
+        first = _talker(a.addrs[0], 300, 0)
+        inbox.wait_for(300)
+        first.kill()
+        first.wait(10)
+        again = _talker(a.addrs[0], 1, 10_000)  # the same key, a second or two later
+        try:
+            fresh = make_task(make_identity(3), nonce=10_000, sign=True)
+            assert inbox.wait_for(301, timeout=20)[-1][0] == fresh
+        finally:
+            again.kill()
+            again.wait(10)
+    finally:
+        sub.cancel()
+        a.close()
