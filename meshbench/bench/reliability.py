@@ -23,6 +23,7 @@ settled), settle latencies.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import random
@@ -38,6 +39,7 @@ from typing import IO, Any
 
 from meshbench.core.encoding import blob_cid
 
+log = logging.getLogger("meshbench.bench")
 WASM = Path(__file__).resolve().parents[2] / "datasets" / "wasm" / "sha256.wasm"
 
 #: Short protocol timeouts, so that a task which resumes is told apart from one that waits
@@ -55,8 +57,6 @@ VERIFIERS = 2
 def authority_main(scheduler: str, data_dir: str, interval_s: float, tag: str) -> None:
     """The ledger authority and its publisher: publish one task every ``interval_s`` until
     a line ``drain`` arrives on stdin, then wait for the open tasks and print a summary."""
-    import logging
-
     from meshbench.runtime.mesh import Mesh
 
     # the runtime's notes (workers that cannot describe themselves, empty offer rounds)
@@ -347,7 +347,13 @@ def run_crash_suite(
             figures["recover_s"].append(ready["ready"])
             figures["workers_seen"].append(ready.get("workers"))
             figures["bonded_at_start"].append(ready.get("bonded"))
-            figures["scheduler_workers"].append(len(client.scheduler_info()["workers"]))
+            figures["scheduler_workers"].append(have := len(client.scheduler_info()["workers"]))
+            if have < workers:  # which nannies, in what state (a worker Dask lost is read here)
+                short = figures.setdefault("short_of_workers", [])
+                short.append({str(k): str(v.status) for k, v in cluster.workers.items()})
+            gone = _bring_back_closed_nannies(cluster)
+            if gone:
+                figures["nannies_brought_back"] = figures.get("nannies_brought_back", 0) + gone
             for line in ready.get("refused") or ():
                 refused_at_start[line] = refused_at_start.get(line, 0) + 1
             if open_at_kill:
@@ -382,6 +388,29 @@ def run_crash_suite(
         client.close()
         cluster.close()
     return _figures(root, figures, final, failures, resumed, time.monotonic() - started)
+
+
+def _bring_back_closed_nannies(cluster: Any) -> int:
+    """Start again the nannies that closed themselves; return how many there were.
+
+    A nanny restarts a worker process that dies, except one that dies while it is still
+    starting: Dask then closes the nanny for good (dask/distributed#6427), and the cluster
+    runs one worker short. A SIGKILL at a random moment hits that window now and then; a
+    deployment's supervisor starts such a machine again, and here the cluster does
+    (``LocalCluster`` re-creates a worker of its spec that it no longer holds). Counted in
+    the figures (``nannies_brought_back``): it is the operator's doing, not the mesh's."""
+    closed = [
+        name
+        for name, nanny in list(cluster.workers.items())
+        if str(getattr(nanny, "status", "")) in ("Status.closed", "Status.failed")
+    ]
+    if not closed:
+        return 0
+    log.warning("nannies closed for good, started again: %s", closed)
+    for name in closed:
+        cluster.workers.pop(name, None)
+    cluster.sync(cluster._correct_state)
+    return len(closed)
 
 
 def _kill_a_worker(client: Any, rng: random.Random) -> None:

@@ -973,10 +973,10 @@ class AuthorityState:
             policy,
             self.membership,
             bond=self.books.bonded(offer.worker),
-            # a full queue is checked when the task is assigned, not here: it passes, and an
-            # offer refused for it left the task with none recorded (asked for again, at
-            # best, each window), where a recorded one is taken once the queue has room
-            load=0,
+            # a full queue is checked when the task is assigned, not here: an offer refused
+            # for it left the task with none recorded (asked for again, at best, each
+            # window), where a recorded one is taken once the queue has room
+            load=None,
             now_ms=now,
         )
         if problems:

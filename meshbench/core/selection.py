@@ -56,10 +56,12 @@ def offer_problems(
     membership: MembershipView,
     *,
     bond: int,
-    load: int,
+    load: int | None,
     now_ms: int,
 ) -> list[str]:
-    """Why ``offer`` cannot serve ``task`` (empty when it can)."""
+    """Why ``offer`` cannot serve ``task`` (empty when it can). ``load``: the tasks the
+    worker has in hand now, or None to leave the queue unchecked (an offer as it arrives:
+    the queue is checked when the task is assigned)."""
     out: list[str] = []
     if offer.worker == task.publisher:
         out.append("the publisher cannot execute its own task")
@@ -83,7 +85,7 @@ def offer_problems(
         out.append(f"{offer.worker} holds no valid credential of {offer.federation}")
     if bond < policy.bonding_requirements.min_stake:
         out.append(f"bond {bond} is below min_stake {policy.bonding_requirements.min_stake}")
-    if load >= policy.scheduling.max_queue_length:
+    if load is not None and load >= policy.scheduling.max_queue_length:
         out.append(f"worker queue is full ({load} of {policy.scheduling.max_queue_length})")
     return out
 
