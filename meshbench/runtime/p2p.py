@@ -79,6 +79,9 @@ ASK_AGAIN_AFTER_S = 3.0
 #: party, present or not: a message lost around a restart, its answer or the answer's
 #: output, is not waited for until the timeout; answering again is cheap and alike).
 REASK_ANSWER_EVERY_S = 8.0
+#: A worker peer keeps a request whose task it has not seen this long, for this many tasks.
+PARKED_FOR_S = 60.0
+PARKED_MAX = 1024
 #: What a pending request of the authority waits for, from exactly one party.
 Step = Literal["commit", "reveal", "verdict"]
 
@@ -121,6 +124,9 @@ class P2PBackend:
         self._closed = threading.Event()
         self._dialler: threading.Thread | None = None
         self._pool = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="mesh-p2p")
+        #: Outputs are fetched here: a fetch from a party that went away waits up to its
+        #: timeout and must hold up no request going out
+        self._fetches = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="mesh-p2p-fetch")
         #: Provider records go out here, after what they serve: a DHT announcement waits on
         #: every close peer (seconds for one that is cut off) and must delay no request.
         self._dht = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mesh-p2p-dht")
@@ -384,6 +390,7 @@ class P2PBackend:
         if self._dialler is not None:
             self._dialler.join(30)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._fetches.shutdown(wait=True, cancel_futures=True)
         self._dht.shutdown(wait=True, cancel_futures=True)
 
     # --- what the mesh says ---------------------------------------------------------------
@@ -459,7 +466,7 @@ class P2PBackend:
         if deliver is None:
             self._ignore(f"{step} nobody asked this party for", obj, peer)
         elif envelopes:  # a reveal, or a content validator's verdict: with its output
-            self._pool.submit(self._fetch_output, obj, envelopes[0], deliver, msg.sender, key)
+            self._fetches.submit(self._fetch_output, obj, envelopes[0], deliver, msg.sender, key)
         else:
             deliver(obj.encode())
 
@@ -538,6 +545,8 @@ class WorkerService:
         self._tasks: dict[CID, TaskIntent] = {}
         #: requests being worked on now (a request asked again meanwhile is not done twice)
         self._doing: set[tuple[CID, str, CID | None]] = set()
+        #: requests whose task has not come yet, by task: (request, attachments, drop at)
+        self._parked: dict[CID, list[tuple[WorkRequest, list[Model], float]]] = {}
         self._cond = threading.Condition()
         self._funded = threading.Event()
         self._bonded = threading.Event()
@@ -602,7 +611,10 @@ class WorkerService:
         if isinstance(obj, TaskIntent):
             with self._cond:
                 self._tasks[obj.cid] = obj
+                parked = self._parked.pop(obj.cid, [])
                 self._cond.notify_all()
+            for req, attachments, _ in parked:  # requests that came before their task
+                self._pool.submit(self._act, req, attachments)
             offer = self.agent.offer(obj, _now())
             if offer is not None:
                 self._pool.submit(self._publish, "offers", offer)
@@ -627,10 +639,27 @@ class WorkerService:
     def _mine(self, req: WorkRequest) -> bool:
         return req.target == self.agent.did and req.authority == self.authority
 
-    def _wait_for_task(self, cid: CID, timeout: float = 60) -> TaskIntent | None:
+    def _known_or_parked(self, req: WorkRequest, attachments: list[Model]) -> TaskIntent | None:
+        """The task ``req`` is about, or None with the request parked until the task comes
+        (then it is done): no thread waits for it. A request can come before its task (a
+        peer that restarted between the two, or one handed old messages again when it
+        rejoins, for a task long settled); a thread of the two held a minute for each such
+        request left the peer deaf to everything else. Parked requests are dropped
+        :data:`PARKED_FOR_S` later, the oldest first past :data:`PARKED_MAX`."""
+        now = time.monotonic()
         with self._cond:
-            self._cond.wait_for(lambda: cid in self._tasks or self._stop.is_set(), timeout)
-            return self._tasks.get(cid)
+            task = self._tasks.get(req.task_cid)
+            if task is not None:
+                return task
+            for cid in [c for c, reqs in self._parked.items() if reqs[0][2] < now]:
+                del self._parked[cid]  # its task never came: nothing to do
+            while len(self._parked) >= PARKED_MAX:
+                self._parked.pop(next(iter(self._parked)))
+            parked = self._parked.setdefault(req.task_cid, [])
+            if len(parked) < 8:  # the same request again and again is parked once or so
+                parked.append((req, attachments, now + PARKED_FOR_S))
+        log.info("the task of %s request %s is not known yet: parked", req.action, req.cid)
+        return None
 
     def _act(self, req: WorkRequest, attachments: list[Model]) -> None:
         """Do what ``req`` asks, unless this peer is already doing it (asked again)."""
@@ -654,12 +683,14 @@ class WorkerService:
                 if sent and sent[0].cid == req.task_cid:  # asked again after a restart
                     with self._cond:
                         self._tasks.setdefault(sent[0].cid, sent[0])
-                task = self._wait_for_task(req.task_cid)
+                task = self._known_or_parked(req, attachments)
                 if task is None:
                     return
                 fetch = self.transport.fetch_blob
-                wasm = Path(fetch(task.wasm_cid, peers=self._holder)).read_bytes()
-                data = Path(fetch(task.input_cid, peers=self._holder)).read_bytes()
+                # bounded: a thread of the two waiting minutes on an unreachable holder
+                # would leave the peer deaf (the request is sent again if it matters)
+                wasm = Path(fetch(task.wasm_cid, peers=self._holder, timeout=60)).read_bytes()
+                data = Path(fetch(task.input_cid, peers=self._holder, timeout=60)).read_bytes()
                 role = "worker" if req.action == "execute" else "verifier"
                 envelope = envelopes[0].encode() if envelopes else None
                 commitment = self.agent.execute(

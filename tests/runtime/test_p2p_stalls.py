@@ -119,3 +119,50 @@ def test_a_worker_fetches_from_the_authority_and_reveals_before_announcing(tmp_p
     finally:
         net.release()
         service.close()
+
+
+def test_a_request_for_a_task_not_seen_yet_holds_no_thread_and_is_done_when_it_comes(
+    tmp_path,
+) -> None:
+    """A request can come before its task: a peer restarted between the two, or one handed
+    old messages again as it rejoins (for tasks long settled). It used to hold one of the
+    peer's two threads for a minute waiting for the task, so two such requests left the peer
+    deaf to all else (a libp2p crash run: requests served 20-100 s late, parties slashed).
+    Now it is parked: the next request is served at once, and the parked one when its task
+    comes."""
+    authority, federation = make_identity(1), make_identity(0)
+    net = StalledDHT(tmp_path)
+    net.release()
+    agent = WorkerAgent(make_identity(3), federation.did, HardwareProfile(memory_mb=4096))
+    service = WorkerService(agent, net, authority=authority.did)
+
+    def request(task: Any, action: str = "execute") -> WorkRequest:
+        return WorkRequest(
+            authority=authority.did, task_cid=task.cid, target=agent.did,
+            action=action, timestamp=wall_clock_ms(),  # type: ignore[arg-type]
+        ).sign(authority)  # fmt: skip
+
+    def commitments() -> set[Any]:
+        return {o.task_cid for _t, o in net.published if isinstance(o, ResultCommitment)}
+
+    try:
+        net.store.put(WASM)
+        tasks = []
+        for i in range(3):
+            data = f"input {i}".encode()
+            net.store.put(data)
+            task = make_task(make_identity(2), wasm=WASM, data=data, created_at=wall_clock_ms())
+            tasks.append(task.sign(make_identity(2)))
+        unseen, also_unseen, known = tasks
+        net.callbacks["tasks"](known, "origin")
+        for t in (unseen, also_unseen, known):  # two that would each have held a thread
+            net.callbacks["tasks"](request(t), "origin")
+        with net.changed:
+            assert net.changed.wait_for(lambda: known.cid in commitments(), 10)
+        assert commitments() == {known.cid}
+        net.callbacks["tasks"](unseen, "origin")  # its task comes: the parked request runs
+        with net.changed:
+            assert net.changed.wait_for(lambda: unseen.cid in commitments(), 10)
+        assert also_unseen.cid not in commitments()
+    finally:
+        service.close()
