@@ -619,6 +619,7 @@ class WorkerService:
             if offer is not None:
                 self._pool.submit(self._publish, "offers", offer)
         elif isinstance(obj, WorkRequest) and self._mine(obj):
+            log.info("received %s request %s", obj.action, obj.cid)
             self._pool.submit(self._act, obj, [])
 
     def _on_sealed(self, obj: Model, _peer: str) -> None:
@@ -634,6 +635,7 @@ class WorkerService:
                 return
             reqs = [o for o in objects if isinstance(o, WorkRequest) and self._mine(o)]
             if len(reqs) == 1:
+                log.info("received %s request %s", reqs[0].action, reqs[0].cid)
                 self._pool.submit(self._act, reqs[0], objects)
 
     def _mine(self, req: WorkRequest) -> bool:

@@ -42,3 +42,25 @@ def test_sigkilled_authority_loses_nothing_and_resumes_every_task(tmp_path):
     assert r["tasks_waited_for_deadline"] == 0
     assert r["in_flight_at_kills"] > 0  # some task was mid-protocol when the authority died
     assert r["ready_to_in_flight_settled_s"]["max"] < PROTOCOL_BOUND_S
+
+
+@pytest.mark.timeout(120)
+def test_a_nanny_that_closed_for_good_is_started_again_and_counted():
+    """Dask closes a nanny whose worker dies while it is still starting (it does not
+    restart it: dask/distributed#6427); a SIGKILL at a random moment can hit that window,
+    and the cluster then runs a worker short. The suite starts such a nanny again (an
+    operator's supervisor would) and says how many it did."""
+    from distributed import Client, LocalCluster
+
+    from meshbench.bench.reliability import _bring_back_closed_nannies
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster, Client(cluster) as client:  # fmt: skip
+        assert _bring_back_closed_nannies(cluster) == 0  # none closed: nothing done
+        name, nanny = next(iter(cluster.workers.items()))
+        cluster.sync(nanny.close)
+        assert str(cluster.workers[name].status) == "Status.closed"
+        assert _bring_back_closed_nannies(cluster) == 1
+        client.wait_for_workers(2, timeout=60)
+        assert str(cluster.workers[name].status) == "Status.running"
