@@ -611,6 +611,10 @@ class WorkerService:
         if isinstance(obj, TaskIntent):
             with self._cond:
                 self._tasks[obj.cid] = obj
+                if len(self._tasks) % 256 == 0:  # tasks past their deadline leave memory
+                    now = _now()
+                    for cid in [c for c, t in self._tasks.items() if t.deadline < now]:
+                        del self._tasks[cid]
                 parked = self._parked.pop(obj.cid, [])
                 self._cond.notify_all()
             for req, attachments, _ in parked:  # requests that came before their task

@@ -166,3 +166,24 @@ def test_a_request_for_a_task_not_seen_yet_holds_no_thread_and_is_done_when_it_c
         assert also_unseen.cid not in commitments()
     finally:
         service.close()
+
+
+def test_a_worker_peer_forgets_the_tasks_past_their_deadline(tmp_path) -> None:
+    """The tasks a peer has seen leave its memory once past their deadline (a long-lived
+    peer held every task it ever saw)."""
+    authority, federation = make_identity(1), make_identity(0)
+    net = StalledDHT(tmp_path)
+    net.release()
+    agent = WorkerAgent(make_identity(3), federation.did, HardwareProfile(memory_mb=4096))
+    service = WorkerService(agent, net, authority=authority.did)
+    try:
+        old = [make_task(make_identity(2), nonce=i, sign=True) for i in range(255)]  # 2023
+        for t in old:
+            net.callbacks["tasks"](t, "origin")
+        assert service.task(old[0].cid) == old[0]  # fewer than a sweep's worth: kept
+        live = make_task(make_identity(2), created_at=wall_clock_ms(), sign=True)
+        net.callbacks["tasks"](live, "origin")
+        assert all(service.task(t.cid) is None for t in old)
+        assert service.task(live.cid) == live
+    finally:
+        service.close()
