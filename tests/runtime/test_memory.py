@@ -126,3 +126,20 @@ def test_timers_of_settled_tasks_are_swept(tmp_path: Path, monkeypatch: pytest.M
         scheduled = next(node._seq)  # one number per timer set
         assert len(node._timers) < max(8, 2 * node._timers_swept)
         assert len(node._timers) < scheduled / 2
+
+
+def test_the_soak_tops_its_publisher_up_before_a_chunk_it_cannot_pay(tmp_path: Path) -> None:
+    """The genesis funds pay for about 5,000 tasks: the 100,000-task soak ran out of them at
+    10,000 (InsufficientFunds). Before a chunk it cannot pay, the soak mints what is missing
+    from the demo federation's faucet; minted and held tokens still agree."""
+    from meshbench.bench.soak import FEE, _fund
+
+    with Mesh.local(workers=2, processes=False, data_dir=tmp_path) as mesh:
+        did = mesh.publisher.did
+        before = mesh.node.balance(did)
+        _fund(mesh, before // FEE)  # it can pay: nothing minted
+        assert mesh.node.balance(did) == before
+        _fund(mesh, before // FEE + 1_000)
+        assert mesh.node.balance(did) >= (before // FEE + 1_000) * FEE
+        report = mesh.node.verify_ledger()
+        assert report.ok and report.tokens_minted == report.tokens_held
