@@ -41,8 +41,9 @@ FEE = 200
 
 def _fund(mesh: Any, size: int) -> None:
     """Top the publisher up from the demo federation's faucet when it cannot pay the
-    chunk's fees (the genesis funds pay for about 5,000 tasks: the 100,000-task form ran out
-    at 10,000). Minted tokens are counted: the ledger check at the end still balances."""
+    chunk's fees (the publisher's funds paid for 10,000 tasks at a fee of 200: the
+    100,000-task form ran out there). Minted tokens are counted: the ledger check at the
+    end still balances."""
     from meshbench.core.protocol import Faucet
     from meshbench.runtime.mesh import PUBLISHER_FUNDS
 

@@ -129,8 +129,8 @@ def test_timers_of_settled_tasks_are_swept(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_the_soak_tops_its_publisher_up_before_a_chunk_it_cannot_pay(tmp_path: Path) -> None:
-    """The genesis funds pay for about 5,000 tasks: the 100,000-task soak ran out of them at
-    10,000 (InsufficientFunds). Before a chunk it cannot pay, the soak mints what is missing
+    """The publisher's funds paid for 10,000 tasks at a fee of 200: the 100,000-task soak
+    ran out there (InsufficientFunds). Before a chunk it cannot pay, the soak mints what is missing
     from the demo federation's faucet; minted and held tokens still agree."""
     from meshbench.bench.soak import FEE, _fund
 
