@@ -332,6 +332,7 @@ def run_crash_suite(
     #: the workers the scheduler had at each restart (a worker the backend did not see,
     #: though the scheduler had it, is the backend's defect; one the scheduler lacks, Dask's)
     figures["scheduler_workers"] = []
+    figures["nannies_brought_back"] = 0  # closed for good by Dask, started again here
     refused_at_start: dict[str, int] = {}
     figures["refused_at_start"] = refused_at_start
     figures["checks_failed"] = 0
@@ -351,9 +352,7 @@ def run_crash_suite(
             if have < workers:  # which nannies, in what state (a worker Dask lost is read here)
                 short = figures.setdefault("short_of_workers", [])
                 short.append({str(k): str(v.status) for k, v in cluster.workers.items()})
-            gone = _bring_back_closed_nannies(cluster)
-            if gone:
-                figures["nannies_brought_back"] = figures.get("nannies_brought_back", 0) + gone
+            figures["nannies_brought_back"] += _bring_back_closed_nannies(cluster)
             for line in ready.get("refused") or ():
                 refused_at_start[line] = refused_at_start.get(line, 0) + 1
             if open_at_kill:
