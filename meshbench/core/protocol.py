@@ -45,6 +45,7 @@ so a policy activated mid-run governs the very next selection, tally and settlem
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, NamedTuple
@@ -517,6 +518,12 @@ class AuthorityState:
         self._seen: set[CID] = set()
         #: per open task, the CIDs in ``_seen`` that only concern it (with forget_settled)
         self._seen_by_task: dict[CID, list[CID]] | None = {} if forget_settled else None
+        #: forgotten tasks' intents still in ``_seen``, as (deadline, task CID), earliest first:
+        #: each leaves the guard once its deadline has passed (:meth:`_age_out_intents`)
+        self._guarded_intents: list[tuple[int, CID]] = []
+        #: every TaskIntent with a deadline at or before this is refused: the guard entries
+        #: of those deadlines may have left memory
+        self._intent_horizon = 0
         self._token = 0
         #: intervals in which this authority was down (journalled :class:`Resumed`)
         self._down: list[tuple[int, int]] = []
@@ -675,8 +682,9 @@ class AuthorityState:
         the derived tables, which frames, the story and restore read); what leaves memory is
         the per-task record, its paid-out escrow and task rows in the books, and the replay
         guard of the objects about it. An object about a forgotten task is refused as being
-        about an unknown task (typed, nothing changes); its TaskIntent stays guarded, so it
-        cannot be published again. So an authority holds memory for its open tasks, not for
+        about an unknown task (typed, nothing changes); its TaskIntent stays guarded until its
+        deadline has passed, and after that its deadline refuses it, so it cannot be published
+        again. So an authority holds memory for its open tasks, not for
         its history.
         """
         rec = self.tasks.get(task_cid)
@@ -686,6 +694,7 @@ class AuthorityState:
             rec.forget_later = True
             return False
         del self.tasks[task_cid]
+        heapq.heappush(self._guarded_intents, (rec.task.deadline, task_cid))
         if self._seen_by_task is not None:
             for cid in self._seen_by_task.pop(task_cid, ()):
                 self._seen.discard(cid)
@@ -693,6 +702,18 @@ class AuthorityState:
         if self.books.evict("escrows", key):  # paid out (an escrow holding tokens stays)
             self.books.evict("tasks", key)
         return True
+
+    def _age_out_intents(self, now: int) -> None:
+        """Forgotten tasks' intents leave the replay guard once their deadline has passed: a
+        TaskIntent whose deadline is past is refused anyway, and the horizon refuses every
+        intent whose deadline is at or before the latest one aged out, even where ``now`` goes
+        back (a clock stepped back, a restart on a slow clock). So the guard holds the intents
+        of tasks that could still run, not the authority's whole history."""
+        heap = self._guarded_intents
+        while heap and heap[0][0] <= now:
+            deadline, cid = heapq.heappop(heap)
+            self._seen.discard(cid)
+            self._intent_horizon = max(self._intent_horizon, deadline)
 
     def _still_held(self, rec: _Task) -> bool:
         """A settled task that still matters: its worker's payment is held (a caught worker's
@@ -920,6 +941,12 @@ class AuthorityState:
         self._member(task.federation, task.publisher, now)
         if task.cid in self.tasks:
             raise ProtocolError(f"task {task.cid} was already published")
+        self._age_out_intents(now)
+        if task.deadline <= self._intent_horizon:
+            raise ProtocolError(
+                f"task deadline {task.deadline} is not after {self._intent_horizon}, a deadline "
+                "this authority has already seen pass (a task as old may have been published)"
+            )
         policy = self.policy(task.federation)
         minimum = policy.min_fee_for(task.scope)
         if task.fee < minimum:
