@@ -88,10 +88,18 @@ class Rejection:
 
 
 class Rejections(Sequence[Rejection]):
-    """A read-only view of what a node refused, oldest first (it grows; nothing is removed)."""
+    """A read-only view of what a node refused lately, oldest first: the newest
+    :data:`REJECTIONS_KEPT` (a node that refuses a thousand offers an hour for years holds
+    no more); :attr:`total` counts every refusal since the node started."""
 
-    def __init__(self, items: list[Rejection]) -> None:
+    def __init__(self, items: collections.deque[Rejection], total: Callable[[], int]) -> None:
         self.__items = items
+        self.__total = total
+
+    @property
+    def total(self) -> int:
+        """How many things the node refused since it started (kept or not)."""
+        return self.__total()
 
     @overload
     def __getitem__(self, index: int) -> Rejection: ...
@@ -173,7 +181,8 @@ class AuthorityNode:
         self._ledger: Ledger | None = None
         self.state: AuthorityState | None = None
         self.records: dict[CID, TaskRecord] = {}
-        self._rejections: list[Rejection] = []
+        self._rejections: collections.deque[Rejection] = collections.deque(maxlen=REJECTIONS_KEPT)
+        self._rejected = 0
         self._listeners: list[Callable[[Model], None]] = []
         #: who hears when a task's waiting reason changes (watch_waiting), and the reasons
         #: they were last told (tracked while anyone listens)
@@ -417,16 +426,18 @@ class AuthorityNode:
             self._alive_at = now
 
     def _burst(self, work: Callable[[], None], limit: int = 256) -> bool:
-        """Run ``work`` and whatever else is already queued (up to ``limit``); True to stop."""
-        for _ in range(limit):
-            work()
+        """Run ``work`` and whatever else is already queued (up to ``limit`` in all); True to
+        stop. (It used to take a 257th item off the queue and drop it: a burst of more than
+        256 lost one submission, worker answer or call in every 256.)"""
+        work()
+        for _ in range(limit - 1):
             try:
                 nxt = self._queue.get_nowait()
             except queue.Empty:
                 return False
             if nxt is None:
                 return True
-            work = nxt
+            nxt()
         return False
 
     def _fire_due_timers(self) -> None:
@@ -498,7 +509,11 @@ class AuthorityNode:
         if isinstance(what, Model):
             label = f"{label} {what.cid}"
         log.info("refused %s: %s: %s", label, type(exc).__name__, exc)
+        # kept without its traceback: its frames would hold what they were working on (a
+        # refused offer's frames, the task's whole record) long after the task left memory
+        exc.__traceback__ = None
         self._rejections.append(Rejection(at_ms=self.clock(), what=label, error=exc))
+        self._rejected += 1
 
     def _deliver(
         self, handler: Callable[[Any], None], check: Callable[[Any], Any] | None = None
@@ -997,8 +1012,8 @@ class AuthorityNode:
 
     @property
     def rejections(self) -> Rejections:
-        """What this node refused (read-only, oldest first)."""
-        return Rejections(self._rejections)
+        """What this node refused lately (read-only, oldest first; ``.total`` counts all)."""
+        return Rejections(self._rejections, lambda: self._rejected)
 
     def snapshot(self) -> NodeSnapshot:
         """The books as of now, copied on the driver thread (readers never race it)."""
@@ -1156,6 +1171,8 @@ HANDOFF_BYTES = 8 * 1024 * 1024
 #: How many settled tasks' records a node keeps for readers by CID (``records``); older
 #: ones are read from the ledger (frames, story), and each handle keeps its own record.
 KEEP_SETTLED_RECORDS = 1024
+#: How many of its newest refusals a node keeps (:attr:`AuthorityNode.rejections`).
+REJECTIONS_KEPT = 1024
 
 #: The timer heap is swept of settled tasks' timers once it holds this many (and then each
 #: time it has doubled).

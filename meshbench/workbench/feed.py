@@ -176,7 +176,7 @@ class MeshFeed:
         def start() -> None:
             for ev in _ledger_events(node.ledger_path):
                 feed.on_event(ev, replay=True)
-            feed._rejections_seen = len(node.rejections)
+            feed._rejections_seen = node.rejections.total
             node.subscribe(feed.on_event)  # on the driver thread: at once
             feed.waiting = {str(cid): why for cid, why in node.waiting().items()}
             feed._stop_waiting = node.watch_waiting(feed.on_waiting)
@@ -278,10 +278,13 @@ class MeshFeed:
         if node is None:
             return
         rejections = node.rejections
-        while self._rejections_seen < len(rejections):
-            r = rejections[self._rejections_seen]
-            self._rejections_seen += 1
+        # on the node's driver thread (an event listener), where refusals are recorded: the
+        # two reads agree; refusals beyond those the node keeps are not shown
+        kept, total = list(rejections), rejections.total
+        new = min(max(0, total - self._rejections_seen), len(kept))
+        for r in kept[len(kept) - new :]:
             self.report(f"node refused {r.what}", r.error)
+        self._rejections_seen = max(self._rejections_seen, total)
 
     def _fold(self, ev: Model) -> str:
         if isinstance(ev, TaskAssigned):

@@ -53,6 +53,37 @@ def test_without_wait_refusals_are_recorded_read_only(mesh: Mesh) -> None:
     assert not hasattr(rejections, "append")
 
 
+def test_every_item_of_a_long_queue_is_handled(mesh: Mesh) -> None:
+    """The driver handles what is queued in bursts of 256; it used to take a 257th item off
+    the queue and drop it (one submission, worker answer or call lost in every 256)."""
+    node, bob = mesh.node, make_identity(11).did
+    gate = threading.Event()
+    node._queue.put(lambda: gate.wait(10))  # hold the driver until all are queued
+    for _ in range(1_000):
+        node.submit(Faucet(account=bob, amount=1, memo="one of many"), wait=False)
+    gate.set()
+    node.call(lambda: None)
+    assert node.balance(bob) == 1_000
+
+
+def test_a_node_keeps_its_newest_refusals_without_their_frames_and_counts_them_all(
+    mesh: Mesh,
+) -> None:
+    """A soak refused thousands of offers (worker queues full): each refusal was kept for
+    good, with its traceback, whose frames held the refused offer's task record long after
+    the task left memory (the authority's memory grew by about 1 KB a task)."""
+    from meshbench.runtime.node import REJECTIONS_KEPT
+
+    node = mesh.node
+    for i in range(REJECTIONS_KEPT + 5):
+        node.submit(b"garbled %d" % i, wait=False)
+    node.call(lambda: None)
+    rejections = node.rejections
+    assert len(rejections) == REJECTIONS_KEPT and rejections.total == REJECTIONS_KEPT + 5
+    assert rejections[-1].what == f"{len(b'garbled %d' % (REJECTIONS_KEPT + 4))} bytes"
+    assert all(r.error.__traceback__ is None for r in rejections)
+
+
 def test_listeners_subscribe_and_unsubscribe(mesh: Mesh) -> None:
     node, seen = mesh.node, []
     unsubscribe = node.subscribe(seen.append)
