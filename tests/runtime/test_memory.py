@@ -77,8 +77,9 @@ def test_a_restart_restores_and_forgets_what_was_settled(tmp_path: Path) -> None
 
 
 def test_memory_per_settled_task_stays_small() -> None:
-    """Bounded soak: 40 tasks after 20 warm ones, through the whole protocol."""
-    figures = measure(40, warm=20)
+    """Bounded soak: 100 tasks after 50 warm ones, through the whole protocol (with 40
+    after 20 a one-off allocation in the measured stretch failed it once in six)."""
+    figures = measure(100, warm=50)
     assert figures["ledger_verified"] and figures["open_tasks_in_memory"] == 0
     assert figures["bytes_per_settled_task"] <= 2048, figures
 
