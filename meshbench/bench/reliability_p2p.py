@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,8 @@ from meshbench.bench.reliability import (
     settlement_figures,
     task_times,
 )
-from meshbench.core.events import StakeBonded
+from meshbench.core.events import StakeBonded, StakeSlashed
+from meshbench.core.model import Model
 
 __all__ = ["P2P_CRASH_POLICY", "P2P_RESTART_POLICY", "run", "run_p2p_crash_suite"]
 
@@ -211,11 +212,11 @@ def run_p2p_crash_suite(
             figures["publish_errors"] = publisher.errors[:5]
             figures["open_after_drain"] = _wait_open(mesh, limit_s=60)
             figures["bonded_at_end"] = mesh.bonded_workers()
-            bonds = Counter(
-                e.account for e in mesh.node.ledger_events() if isinstance(e, StakeBonded)
-            )
-            # a restarted peer rejoins with the bond it has: none bonds a second time
-            figures["bonds_per_peer_max"] = max(bonds.values(), default=0)
+            fresh, made_good = _bonds(mesh.node.ledger_events())
+            # a restarted peer rejoins with the bond it has: none bonds from nothing again
+            figures["bonds_per_peer_max"] = max(fresh.values(), default=0)
+            # slashes a peer made good by bonding as much again (else bonds drain)
+            figures["slashes_made_good"] = made_good
             # requests sent again to a peer that came back (it missed them while down)
             figures["requests_resent"] = dict(getattr(mesh.node.backend, "resent", {}))
         finally:
@@ -226,6 +227,24 @@ def run_p2p_crash_suite(
     final = check_at_rest(authority_dir)
     figures["kill_to_restarted_s"] = _percentiles(sorted(restart_s))
     return _figures(authority_dir, figures, final, failures, at_kills, rejoin_s, started)
+
+
+def _bonds(events: Iterable[Model]) -> tuple[Counter[str], int]:
+    """Per peer, its bonds that made no slash good (a restarted peer that bonded again
+    would show 2); and how many bonds made a slash good (a peer slashed bonds as much again)."""
+    short: Counter[str] = Counter()  # slashed and not yet made good, per peer
+    fresh: Counter[str] = Counter()
+    made_good = 0
+    for e in events:
+        if isinstance(e, StakeSlashed):
+            short[e.account] += e.amount
+        elif isinstance(e, StakeBonded):
+            if short[e.account]:
+                made_good += 1
+                short[e.account] = max(0, short[e.account] - e.amount)
+            else:
+                fresh[e.account] += 1
+    return fresh, made_good
 
 
 def _figures(

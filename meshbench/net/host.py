@@ -25,7 +25,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -144,6 +144,20 @@ class _SizedQueues(dict[ID, Any]):
         if isinstance(queue, rpc_queue.RpcQueue):
             queue._queue.max_size = self.capacity  # no constructor hook in 0.8.1
         super().__setitem__(key, queue)
+
+
+#: Bytes of sync frames written at a time to a peer that joins late.
+_SYNC_BATCH: Final = 256 * 1024
+
+
+def _frames(events: Iterator[tuple[Topic, bytes]], limit: int) -> bytes:
+    """The next sync frames of ``events``, up to about ``limit`` bytes (b"" at the end)."""
+    batch = bytearray()
+    for topic, data in events:
+        batch += sync_frames.encode_frame(topic, data)
+        if len(batch) > limit:
+            break
+    return bytes(batch)
 
 
 class _MeshPubsub(Pubsub):
@@ -756,18 +770,21 @@ class MeshHost:
             if str(stream.muxed_conn.peer_id) in self.guard.banned:
                 return
             if self.event_source is not None:
-                source = list(self.event_source())
+                # read (e.g. from the ledger file) off the network's thread, a batch at a
+                # time: a long history neither blocks the loop nor sits in memory whole
+                events = iter(self.event_source())
+                try:
+                    while batch := await trio.to_thread.run_sync(_frames, events, _SYNC_BATCH):
+                        await stream.write(batch)
+                finally:
+                    close = getattr(events, "close", None)
+                    if close is not None:  # a generator: its reader lets go of the file
+                        await trio.to_thread.run_sync(close)
             else:
                 wanted = self.config.sync_topics
-                source = [(topic, data) for topic, data, _ in self.events if topic in wanted]
-            batch = bytearray()
-            for topic, data in source:
-                batch += sync_frames.encode_frame(topic, data)
-                if len(batch) > 256 * 1024:
-                    await stream.write(bytes(batch))
-                    batch.clear()
-            if batch:
-                await stream.write(bytes(batch))
+                source = iter([(t, data) for t, data, _ in self.events if t in wanted])
+                while batch := _frames(source, _SYNC_BATCH):
+                    await stream.write(batch)
         except Exception as exc:
             log.debug("sync request failed: %s", exc)
         finally:

@@ -370,7 +370,7 @@ class Mesh:
         node = mesh.node
         backend.unsolicited = lambda data: node.submit(data, wait=False)
         node.subscribe(backend.gossip)
-        backend.resume(node.ledger_events())  # late joiners, known workers, from the ledger
+        backend.resume(node.ledger_path)  # late joiners, known workers, from the ledger
         if fund_workers:
             node.subscribe(mesh._fund_new_workers)
         node.resume()  # what a restart re-sends goes out once the workers are known

@@ -31,7 +31,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +42,7 @@ from meshbench.core.events import (
     RewardDistributed,
     StakeBonded,
     StakeRequest,
+    StakeSlashed,
     TaskAssigned,
     WorkRequest,
 )
@@ -57,19 +58,20 @@ from meshbench.core.types import (
     VerificationReceipt,
 )
 from meshbench.net.keys import peer_id_from_did
-from meshbench.net.topics import Topic, topic_for_type
+from meshbench.net.topics import TOPIC_TYPES, Topic
 from meshbench.runtime.agent import WorkerAgent
 from meshbench.runtime.backends import Blobs, Deliver
 from meshbench.runtime.clock import wall_clock_ms as _now
 from meshbench.runtime.commitments import CommitmentStore
 from meshbench.store.blobs import EncryptedBlob, decrypt
+from meshbench.store.ledger import stored_events
 from meshbench.store.sealing import SealedMessage, open_sealed, seal_objects
 
 __all__ = ["P2PBackend", "WorkerService"]
 
 log = logging.getLogger("meshbench.p2p")
-#: Ledger events the authority gossips so that peers learn their funding and assignments.
-GOSSIPED = (Mint, StakeBonded)
+#: Ledger events the authority gossips so that peers learn their funding, bonds and slashes.
+GOSSIPED = (Mint, StakeBonded, StakeSlashed)
 
 
 #: A worker that came back is sent what it missed at once, and what it has still not
@@ -79,6 +81,15 @@ ASK_AGAIN_AFTER_S = 3.0
 #: party, present or not: a message lost around a restart, its answer or the answer's
 #: output, is not waited for until the timeout; answering again is cheap and alike).
 REASK_ANSWER_EVERY_S = 8.0
+#: A peer that joins late is sent at most this many of the newest events about peers, and
+#: of the ledger topic (all policy events come first): see P2PBackend._late_joiner_events.
+LATE_PEERS = 4_000
+LATE_LEDGER = 12_000
+_LATE: tuple[tuple[Topic, int | None], ...] = (
+    (Topic.POLICY, None),
+    (Topic.PEERS, LATE_PEERS),
+    (Topic.LEDGER, LATE_LEDGER),
+)
 #: A worker peer keeps a request whose task it has not seen this long, for this many tasks.
 PARKED_FOR_S = 60.0
 PARKED_MAX = 1024
@@ -119,10 +130,9 @@ class P2PBackend:
         self.resent: Counter[str] = Counter()
         #: Objects that changed nothing, counted by reason.
         self.ignored: Counter[str] = Counter()
-        self._late: list[tuple[Topic, bytes]] = []
-        self._serving_late = False
         self._closed = threading.Event()
         self._dialler: threading.Thread | None = None
+        self._ledger_path: Path | None = None  # the authority's ledger (see resume)
         self._pool = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="mesh-p2p")
         #: Outputs are fetched here: a fetch from a party that went away waits up to its
         #: timeout and must hold up no request going out
@@ -259,7 +269,6 @@ class P2PBackend:
         served, and forget a settled task's pending steps."""
         if isinstance(event, GOSSIPED):
             self._pool.submit(self._guard, lambda: self.transport.publish("ledger", event))
-        self._remember(event)
         self._learn_worker(event)
         if isinstance(event, TaskAssigned):
             # a new attempt (the previous worker failed): what the earlier parties were asked
@@ -275,19 +284,18 @@ class P2PBackend:
                 self._offer_rounds.pop(event.task_cid, None)
                 self._offered.pop(event.task_cid, None)
 
-    def resume(self, ledger_events: Iterable[Model]) -> None:
-        """Take up the mesh where the authority's ledger (``ledger_events``) left it.
+    def resume(self, ledger: Path) -> None:
+        """Take up the mesh where the authority's ledger (the file ``ledger``) left it.
 
-        Peers that join late are served from the ledger (then every event the node
-        appends), not from the gossip log, which forgets; the workers whose PeerInfo the
-        ledger accepted are known again (an authority that restarted still waits for their
-        offers) and are dialled at the addresses they announced.
+        Peers that join late are served from the ledger file, read when they ask (every
+        committed event of the sync topics, in order), not from the gossip log, which
+        forgets, nor from a copy in memory, which would grow with the history; the workers
+        whose PeerInfo the ledger accepted are known again (an authority that restarted
+        still waits for their offers) and are dialled at the addresses they announced.
         """
-        with self._lock:
-            self._serving_late = True
-        for event in ledger_events:
-            self._remember(event)
-            self._learn_worker(event)
+        self._ledger_path = Path(ledger)
+        for _kind, data in stored_events(self._ledger_path, ("PeerInfo",)):
+            self._learn_worker(decode_object(data))
         self.transport.set_event_source(self._late_joiner_events)
         self._dialler = threading.Thread(target=self._keep_workers_connected, daemon=True)
         self._dialler.start()
@@ -369,19 +377,19 @@ class P2PBackend:
                 except MeshError as exc:
                     log.info("could not dial worker %s at %s: %s", did, addr, exc)
 
-    def _remember(self, event: Model) -> None:
-        tag = event.__struct_config__.tag
-        try:
-            topic = topic_for_type(tag)  # type: ignore[arg-type]
-        except NetworkError:
-            return  # not a gossiped type (receipts, verdicts: never served to anyone)
-        with self._lock:
-            if self._serving_late and topic in self.transport.config.sync_topics:
-                self._late.append((topic, event.encode()))
-
-    def _late_joiner_events(self) -> list[tuple[Topic, bytes]]:
-        with self._lock:
-            return list(self._late)
+    def _late_joiner_events(self) -> Iterator[tuple[Topic, bytes]]:
+        """What a peer that joins late is sent, from the ledger file: every policy event (the
+        rules in force), then the newest :data:`LATE_PEERS` events about peers and the newest
+        :data:`LATE_LEDGER` of the ledger topic (funding, bonds, slashes, settlements), each
+        in ledger order. A receiver keeps at most its event log (20,000 by default) from one
+        sync, so a long history is cut from its old end, not its new one."""
+        assert self._ledger_path is not None, "resume() names the ledger first"
+        wanted = self.transport.config.sync_topics
+        for topic, newest in _LATE:
+            if topic in wanted:
+                tags = TOPIC_TYPES[topic]
+                for _kind, data in stored_events(self._ledger_path, tags, newest=newest):
+                    yield topic, data
 
     def close(self) -> None:
         self._closed.set()
@@ -554,6 +562,12 @@ class WorkerService:
         self._marker = None if state_dir is None else state_dir / f"bonded-{authority[-16:]}"
         if self._marker is not None and self._marker.exists():
             self._bonded.set()
+        #: the slashes of this peer's bond it has made good (so that one is topped up once,
+        #: however often it is heard: gossip, a sync after a restart)
+        self._slashes = None if state_dir is None else state_dir / f"slashes-{authority[-16:]}"
+        self._made_good: set[str] = set()
+        if self._slashes is not None and self._slashes.exists():
+            self._made_good = set(self._slashes.read_text().split())
         self._stop = threading.Event()
         self._pool = cf.ThreadPoolExecutor(max_workers=2, thread_name_prefix="mesh-worker")
         #: Provider records go out after the answers they serve (see P2PBackend).
@@ -598,6 +612,8 @@ class WorkerService:
             self._bonded.set()
             if self._marker is not None:
                 self._marker.write_text(str(obj.cid))
+        elif isinstance(obj, StakeSlashed) and obj.account == self.agent.did:
+            self._make_good(obj)
         elif isinstance(obj, Mint) and obj.account == self.agent.did:
             self._funded.set()
             with self._cond:
@@ -606,6 +622,24 @@ class WorkerService:
             if bond:
                 req = self.agent.stake_request(self.bond, _now(), nonce=_now())
                 self._pool.submit(self._publish, "ledger", req)
+
+    def _make_good(self, slash: StakeSlashed) -> None:
+        """A slash of this peer's bond is made good from its balance (once per slash): a
+        peer slashed below the policy's minimum stake would otherwise never be chosen again,
+        and under many failures every bond drains. A peer whose balance cannot pay is
+        refused by the authority (typed, nothing moves) and stays as it is."""
+        key = str(slash.cid)
+        with self._cond:
+            if key in self._made_good:
+                return
+            self._made_good.add(key)
+            if self._slashes is not None:
+                with self._slashes.open("a") as f:
+                    f.write(key + "\n")
+        log.info("slashed %d (%s): bonding as much again", slash.amount, slash.offence)
+        nonce = int.from_bytes(slash.cid.digest[:6], "big")  # one request per slash
+        req = self.agent.stake_request(slash.amount, _now(), nonce=nonce)
+        self._pool.submit(self._publish, "ledger", req)
 
     def _on_task_topic(self, obj: Model, _peer: str) -> None:
         if isinstance(obj, TaskIntent):

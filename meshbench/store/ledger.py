@@ -34,7 +34,7 @@ import hashlib
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -48,7 +48,7 @@ from meshbench.core.protocol import UNSIGNED_STIMULI, Journaled
 from meshbench.core.tables import Changes
 from meshbench.core.types import TaskIntent
 
-__all__ = ["Ledger", "LedgerFollower", "LedgerReport"]
+__all__ = ["Ledger", "LedgerFollower", "LedgerReport", "stored_events"]
 
 Link = tuple[str, str]
 
@@ -606,6 +606,47 @@ class LedgerFollower:
             report.tables_equal = False
             report.problems += differences[:20]
         return report
+
+
+def stored_events(
+    path: str | os.PathLike[str],
+    types: Collection[str],
+    *,
+    newest: int | None = None,
+    chunk: int = 512,
+) -> Iterator[tuple[str, bytes]]:
+    """``(type, bytes)`` of the committed events of ``types`` in ledger order (only the
+    ``newest`` so many, if given), read from the file by a read-only connection of its own
+    (the writer goes on: WAL), ``chunk`` rows at a time: what peers that join late are
+    served, without the ledger's history in memory. The bytes are as stored; whoever
+    receives them checks each like any object from outside. The generator may be resumed on
+    any thread (one at a time)."""
+    wanted = sorted(set(types))
+    if not wanted or (newest is not None and newest <= 0):
+        return
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    try:
+        marks = ",".join("?" * len(wanted))
+        after = 0
+        if newest is not None:  # start after the newest-th from the end (index on seq)
+            row = db.execute(
+                f"SELECT seq FROM events WHERE type IN ({marks}) ORDER BY seq DESC "
+                "LIMIT 1 OFFSET ?",
+                (*wanted, newest),
+            ).fetchone()
+            after = 0 if row is None else row[0]
+        query = f"SELECT seq, type, data FROM events WHERE seq > ? AND type IN ({marks}) "
+        query += "ORDER BY seq LIMIT ?"
+        while True:
+            rows = db.execute(query, (after, *wanted, chunk)).fetchall()
+            for seq, kind, data in rows:
+                after = seq
+                yield kind, bytes(data)
+            if len(rows) < chunk:
+                return
+    finally:
+        db.close()
 
 
 def _row_digest(seq: int, cid: str, data: bytes) -> bytes:

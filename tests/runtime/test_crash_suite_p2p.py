@@ -36,6 +36,7 @@ def test_sigkilled_worker_peers_rejoin_and_every_task_settles(tmp_path) -> None:
     assert r["open_after_drain"] == 0
     assert r["tasks_waited_for_deadline"] == 0
     assert r["bonds_per_peer_max"] == 1  # the restarted peers kept their stake: no 2nd bond
+    assert r["slashes_made_good"] <= sum(r["slashes"].values())  # at most once a slash
     assert r["bonded_at_end"] >= 2  # (a no-show slash may take one below the minimum stake)
     assert r["kill_to_rejoined_s"]["max"] < 60
     if r["in_flight_at_kills"]:

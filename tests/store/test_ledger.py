@@ -234,3 +234,38 @@ def test_a_follower_verifies_a_growing_ledger_once_per_event_and_sees_old_events
         report = follower.verify(led)
         assert not report.ok
         assert any("changed since they were verified" in p for p in report.problems)
+
+
+def test_stored_events_reads_committed_events_of_the_types_asked_in_order_a_chunk_at_a_time(
+    tmp_path,
+):
+    from meshbench.store.ledger import stored_events
+
+    path = tmp_path / "l.sqlite"
+    with Ledger(path, authority=AUTH.did) as led:
+        mints = [mint(ALICE, 10, t) for t in range(1, 8)]
+        led.append(*mints)
+        led.append(
+            Transfer(sender=ALICE.did, recipient=BOB.did, amount=3, nonce=1, timestamp=9).sign(
+                ALICE
+            )
+        )
+        got = list(stored_events(path, ["Mint"], chunk=2))  # while the writer is open
+        assert got == [("Mint", m.encode()) for m in mints]
+        assert [k for k, _ in stored_events(path, ["Mint", "Transfer"])][-1] == "Transfer"
+        assert list(stored_events(path, [])) == [] and list(stored_events(path, ["Nope"])) == []
+        newest = list(stored_events(path, ["Mint"], newest=3, chunk=2))  # the end of a history
+        assert newest == [("Mint", m.encode()) for m in mints[-3:]]
+        assert len(list(stored_events(path, ["Mint"], newest=99))) == 7
+        assert list(stored_events(path, ["Mint"], newest=0)) == []
+        with led.batch():
+            led.append(mint(BOB, 5, 20))
+            assert len(list(stored_events(path, ["Mint"]))) == 7  # not committed yet: unseen
+        assert len(list(stored_events(path, ["Mint"]))) == 8
+        # a reader left half-way (a peer that went away mid-sync) holds nothing once closed
+        reader = stored_events(path, ["Mint"], chunk=2)
+        next(reader)
+        reader.close()
+        led.append(mint(BOB, 5, 21))  # the writer is not held up
+    with pytest.raises(sqlite3.OperationalError):
+        list(stored_events(tmp_path / "absent.sqlite", ["Mint"]))  # read-only: never creates
