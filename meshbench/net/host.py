@@ -146,6 +146,8 @@ class _SizedQueues(dict[ID, Any]):
         super().__setitem__(key, queue)
 
 
+#: How often a peer tells every peer its subscriptions again (see _reannounce_subscriptions).
+SUBSCRIPTIONS_EVERY_S: Final = 5.0
 #: Bytes of sync frames written at a time to a peer that joins late.
 _SYNC_BATCH: Final = 256 * 1024
 
@@ -327,6 +329,7 @@ class MeshHost:
             for addr in self.config.bootstrap:
                 inner.start_soon(self._bootstrap, addr)
             inner.start_soon(self._maintain_providers)
+            inner.start_soon(self._reannounce_subscriptions)
             on_discovery = self._watch_mdns() if self.config.mdns else None
             task_status.started()
             try:
@@ -445,6 +448,23 @@ class MeshHost:
             await self.pubsub.ensure_peer_stream(peer_id, timeout=10)
         except Exception as exc:
             log.debug("gossip stream to %s: %s", peer_id, exc)
+
+    async def _reannounce_subscriptions(self, every_s: float = SUBSCRIPTIONS_EVERY_S) -> None:
+        """Tell every peer our subscriptions again, now and then. py-libp2p 0.8.1 forgets all
+        of a peer's subscriptions when one of its streams dies (``_handle_dead_peer``), which
+        for a peer that restarted with its key may come after its new connection registered;
+        a peer announces its subscriptions once, as its stream opens, so the other side then
+        held it subscribed to nothing and sent it no gossip (a crash run: a restarted worker
+        heard nothing for minutes, slashed as a no-show nine times). A subscription heard
+        again changes nothing."""
+        while True:
+            await trio.sleep(every_s)
+            if not self.pubsub.peers:
+                continue
+            packet = self.pubsub.get_hello_packet()
+            if packet.subscriptions:
+                with contextlib.suppress(Exception):
+                    await self.pubsub.message_all_peers(packet.SerializeToString())
 
     def _on_disconnected(self, peer_id: ID) -> None:
         if not self.host.get_network().get_connections(peer_id):
