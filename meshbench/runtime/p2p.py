@@ -287,9 +287,10 @@ class P2PBackend:
     def resume(self, ledger: Path) -> None:
         """Take up the mesh where the authority's ledger (the file ``ledger``) left it.
 
-        Peers that join late are served from the ledger file, read when they ask (every
-        committed event of the sync topics, in order), not from the gossip log, which
-        forgets, nor from a copy in memory, which would grow with the history; the workers
+        Peers that join late are served from the ledger file, read when they ask (what
+        :meth:`_late_joiner_events` says: the policy events, the newest about peers and of
+        the ledger topic), not from the gossip log, which forgets, nor from a copy in
+        memory, which would grow with the history; the workers
         whose PeerInfo the ledger accepted are known again (an authority that restarted
         still waits for their offers) and are dialled at the addresses they announced.
         """
