@@ -38,6 +38,12 @@ def open_files() -> int:
 
 FEE = 200
 
+#: Samples each Dask system monitor keeps in the soak (at 0.5 s: a minute). Dask's default
+#: is an hour's (7,200), held in this process by the scheduler's monitor and each worker's
+#: nanny's, ~11 MB at 3 workers reached after an hour whatever the tasks: with the default
+#: a soak shorter than that would report time, not history, as growth per task.
+MONITOR_SAMPLES = 120
+
 
 def _fund(mesh: Any, size: int) -> None:
     """Top the publisher up from the demo federation's faucet when it cannot pay the
@@ -85,6 +91,8 @@ def run_soak(
     chunk by default) with that stretch's latency percentiles and the memory then."""
     import logging
 
+    import dask
+
     from meshbench.runtime.mesh import Mesh
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
@@ -94,6 +102,7 @@ def run_soak(
     policy = {"verification_quorum": {"minimum_verifiers": 1}}
     with (
         tempfile.TemporaryDirectory(prefix="meshbench-soak-") as tmp,
+        dask.config.set({"distributed.admin.system-monitor.log-length": MONITOR_SAMPLES}),
         Mesh.local(workers=workers, data_dir=tmp, policy=policy) as mesh,
     ):
         t0 = time.perf_counter()

@@ -30,7 +30,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -242,16 +242,28 @@ def _answer_batch(
     return out
 
 
-def _prune_span(span_id: str, dask_scheduler: Any = None) -> int:
-    """Drop from the span ``span_id`` the task groups the scheduler has forgotten; how many.
+def _prune_span(span_id: str, scattered: Iterable[str] = (), dask_scheduler: Any = None) -> int:
+    """Have the scheduler forget what it keeps of the finished work of the span ``span_id``;
+    how many task groups went.
 
-    Dask keeps every span, and in it every task group it ever aggregated, for the
-    scheduler's life (dask/distributed#7977); a task group is made again each time the
-    cluster has finished all of its kind, so a mesh settling tasks one after another left a
-    few groups per idle moment (and, outside a span of its own, a new default span too): a
-    soak's authority held them, its memory growing with its history. The backend's tasks go
-    to one span of its own (so no default spans), whose forgotten groups this drops; the
-    span itself stays (workers' heartbeats report to it by id).
+    Dask keeps every span for the scheduler's life, and in it (dask/distributed#7977):
+    - every task group it ever aggregated: a task group is made again each time the cluster
+      has finished all of its kind, so a mesh settling tasks one after another left a few
+      groups per idle moment (and, outside a span of its own, a new default span too);
+    - one entry (``{"type": "Future"}``) per ``Client.submit`` in its metadata's
+      ``collections``, in the span of each of its tasks and of each task it depends on:
+      the data the backend scatters (modules, inputs) is in a default span that never ends
+      (the data stays), which so got an entry per submission, and the backend's span about
+      one in five: ~2 dicts a task that a soak's authority held for good.
+    The scheduler's computations (deprecated, kept for the dashboard: the newest 100) also
+    hold every group made while the cluster was busy, and one stays open as long as the
+    cluster never idles. The backend's tasks go to one span of its own (so no default
+    spans); this drops the groups of that span the scheduler has forgotten from it and from
+    the computations (each computation keeps its latest group, so its ``stop`` stays true),
+    and the metadata's entries but the newest :data:`SPAN_COLLECTIONS_KEPT` of it and of the
+    spans of the ``scattered`` keys. The span itself stays (workers' heartbeats report to it
+    by id); other spans keep their groups, and spans the backend's tasks never joined are
+    not touched.
     """
     ext = dask_scheduler.extensions.get("spans")
     span = None if ext is None else ext.spans.get(span_id)
@@ -260,7 +272,28 @@ def _prune_span(span_id: str, dask_scheduler: Any = None) -> int:
     live = dask_scheduler.task_groups
     gone = {tg for tg in span.groups if live.get(tg.name) is not tg}
     span.groups.difference_update(gone)
+    joined = {span_id}
+    for key in scattered:
+        ts = dask_scheduler.tasks.get(key)
+        if ts is not None and ts.group.span_id:
+            joined.add(ts.group.span_id)
+    for sid in joined:
+        metadata = ext.spans[sid].metadata if sid in ext.spans else None
+        if metadata is not None and len(metadata.get("collections", ())) > SPAN_COLLECTIONS_KEPT:
+            del metadata["collections"][:-SPAN_COLLECTIONS_KEPT]
+    for computation in getattr(dask_scheduler, "computations", ()):
+        ours = [
+            tg for tg in computation.groups if tg.span_id == span_id and live.get(tg.name) is not tg
+        ]
+        if len(ours) > 1:
+            ours.remove(max(ours, key=lambda tg: tg.stop))
+            computation.groups.difference_update(ours)
     return len(gone)
+
+
+#: how many entries of its metadata's ``collections`` the backend's span keeps (see
+#: :func:`_prune_span`; all are ``{"type": "Future"}``)
+SPAN_COLLECTIONS_KEPT = 64
 
 
 class _Batcher:
@@ -579,7 +612,9 @@ class DaskBackend:
         if not self._prune:
             return 0
         try:
-            return int(self.client.run_on_scheduler(_prune_span, self._span["ids"][-1]))
+            with self._lock:
+                scattered = [fut.key for fut in self._scattered.values()]
+            return int(self.client.run_on_scheduler(_prune_span, self._span["ids"][-1], scattered))
         except Exception as exc:
             self._prune = False
             log.info("the Dask scheduler cannot forget its finished spans: %r", exc)

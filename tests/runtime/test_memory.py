@@ -84,10 +84,16 @@ def test_memory_per_settled_task_stays_small() -> None:
     assert figures["bytes_per_settled_task"] <= 2048, figures
 
 
-def test_the_dask_scheduler_keeps_nothing_per_task_of_a_long_run(tmp_path: Path) -> None:
-    """Dask keeps a task prefix per key name and every span with its task groups for the
-    scheduler's life: the backend's keys share their prefix, its tasks one span of its own,
-    whose forgotten groups it drops (a soak's authority grew by these before)."""
+def test_the_dask_scheduler_keeps_nothing_per_task_of_a_long_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dask keeps a task prefix per key name and every span with its task groups and an
+    entry per submission for the scheduler's life, and its computations every group made
+    while busy: the backend's keys share their prefix, its tasks one span of its own, whose
+    forgotten groups and old entries it drops (a soak's authority grew by these before)."""
+    import meshbench.runtime.dask_backend as dask_backend
+
+    monkeypatch.setattr(dask_backend, "SPAN_COLLECTIONS_KEPT", 3)
     with Mesh.local(workers=2, processes=False, data_dir=tmp_path) as mesh:
         scheduler = mesh.client.cluster.scheduler
         spans = scheduler.extensions["spans"]
@@ -106,9 +112,34 @@ def test_the_dask_scheduler_keeps_nothing_per_task_of_a_long_run(tmp_path: Path)
             30,
             "the scheduler to forget the mesh's tasks",
         )
-        assert mesh.node.backend.prune_spans() >= 1
+        span_id = ours[0].id
+        # a cluster that never idles keeps one computation open, which gets every group made
+        # meanwhile: here, one that stayed open through the three rounds
+        from distributed.scheduler import Computation
+
+        busy = Computation()
+        busy.groups.update(
+            tg for c in scheduler.computations for tg in c.groups if tg.span_id == span_id
+        )
+        assert len(busy.groups) >= 3
+        scheduler.computations.append(busy)
+        computations = list(scheduler.computations)
+        stops = [c.stop for c in computations]
+        assert len(ours[0].metadata["collections"]) > 3  # one per submission
+        backend = mesh.node.backend
+        assert backend.prune_spans() >= 1
         live = set(map(id, scheduler.task_groups.values()))
         assert all(id(tg) in live for tg in ours[0].groups)
+        assert ours[0].metadata["collections"] == [{"type": "Future"}] * 3
+        # the default span of the scattered modules got an entry per submission: trimmed too
+        scattered = {scheduler.tasks[f.key].group.span_id for f in backend._scattered.values()}
+        assert scattered and span_id not in scattered
+        for sid in scattered:
+            assert len(spans.spans[sid].metadata["collections"]) == 3
+        for computation in computations:  # at most one forgotten group left, its latest
+            gone = [tg for tg in computation.groups if tg.span_id == span_id and id(tg) not in live]
+            assert len(gone) <= 1
+        assert [c.stop for c in computations] == stops
         assert _settled(mesh, 1)[0].result().accepted  # and the cluster works on
 
 
