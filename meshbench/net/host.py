@@ -449,14 +449,15 @@ class MeshHost:
         except Exception as exc:
             log.debug("gossip stream to %s: %s", peer_id, exc)
 
-    async def _reannounce_subscriptions(self, every_s: float = SUBSCRIPTIONS_EVERY_S) -> None:
+    async def _reannounce_subscriptions(self) -> None:
         """Tell every peer our subscriptions again, now and then. py-libp2p 0.8.1 forgets all
         of a peer's subscriptions when one of its streams dies (``_handle_dead_peer``), which
         for a peer that restarted with its key may come after its new connection registered;
         a peer announces its subscriptions once, as its stream opens, so the other side then
         held it subscribed to nothing and sent it no gossip (a crash run: a restarted worker
         heard nothing for minutes, slashed as a no-show nine times). A subscription heard
-        again changes nothing."""
+        again changes nothing. (Its period is read as it starts: tests shorten it.)"""
+        every_s = SUBSCRIPTIONS_EVERY_S
         while True:
             await trio.sleep(every_s)
             if not self.pubsub.peers:

@@ -445,6 +445,10 @@ class DaskBackend:
         current = set(self.client.scheduler_info()["workers"])
         with self._lock:
             known = set(self._addr.values())
+            # the data scattered to a worker that is gone is gone with it (a worker that
+            # comes back is at a new address and gets it again): forget those futures
+            for key in [k for k in self._scattered if k[1] not in current]:
+                del self._scattered[key]
         if current - known:
             self._refresh()
         return current

@@ -1060,7 +1060,7 @@ class AuthorityNode:
         return self.call(lambda: self._stored_task(task_cid))
 
     def balance(self, did: str) -> int:
-        return self.call(lambda: self._ledger.books.balance(did) if self._ledger else 0)
+        return self.call(lambda: self._ledger.books.balance(did) if self._ledger is not None else 0)
 
     def policy(self) -> MeshPolicy:
         """The active policy of this node's federation (read on the driver thread; unlike
@@ -1074,7 +1074,7 @@ class AuthorityNode:
         """How many accounts have bonded at least ``min_stake`` (reads the stakes only)."""
 
         def count() -> int:
-            stakes = self._ledger.books.table("stakes") if self._ledger else {}
+            stakes = self._ledger.books.table("stakes") if self._ledger is not None else {}
             return sum(1 for s in stakes.values() if s["bonded"] >= min_stake)
 
         return self.call(count, durable=False)
@@ -1085,18 +1085,20 @@ class AuthorityNode:
         return self.call(time.thread_time)
 
     def books_tables(self) -> dict[str, dict[str, Any]]:
-        return self.call(lambda: self._ledger.books.tables() if self._ledger else {})
+        return self.call(lambda: self._ledger.books.tables() if self._ledger is not None else {})
 
     def ledger_events(self) -> list[Model]:
         """Every event of the ledger, in order (e.g. to serve peers that join late)."""
         return self.call(
             lambda: (
-                [ev for _, _, ev in self._ledger.iter_events(check=False)] if self._ledger else []
+                [ev for _, _, ev in self._ledger.iter_events(check=False)]
+                if self._ledger is not None
+                else []
             )
         )
 
     def verify_ledger(self) -> LedgerReport | None:
-        return self.call(lambda: self._ledger.verify() if self._ledger else None)
+        return self.call(lambda: self._ledger.verify() if self._ledger is not None else None)
 
 
 @dataclass(frozen=True)

@@ -191,8 +191,16 @@ class Ledger:
         self.books = books
 
     def __len__(self) -> int:
+        """How many events the ledger holds: a count over the whole table, O(history)."""
         self._flush()
         return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def __bool__(self) -> bool:
+        """An open ledger is true, empty or not. Without this, ``if ledger:`` counted every
+        event (``__len__``): the node asked so on each publication (the bonded-workers check)
+        and each balance read, and a soak slowed down with its history (10,000 tasks in 390 s
+        at the start, 528 s at 50,000)."""
+        return True
 
     def has(self, cid: Any) -> bool:
         key = cid if isinstance(cid, str) else cid_key(cid)

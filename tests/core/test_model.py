@@ -141,6 +141,38 @@ def test_construction_validates(bad: dict[str, object]) -> None:
         mb.TaskIntent(**{**fields, **bad})
 
 
+def test_decoded_objects_are_not_checked_twice_and_floats_still_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """msgspec checks every type and constraint while it decodes: the model's own check of
+    the same declarations ran again on every object decoded and signed (8 % of the
+    authority's driver thread). Objects made in code are checked whole; decoded and signed
+    ones are not checked again, except that a float is finite."""
+    import meshbench.core.model as model
+
+    checked: list[str] = []
+    whole = model._check_fields
+    monkeypatch.setattr(
+        model, "_check_fields", lambda obj: (checked.append(type(obj).__name__), whole(obj))[1]
+    )
+    alice = make_identity(1)
+    task = make_task(alice)
+    made = list(checked)
+    assert made[-1] == "TaskIntent"  # and its parts, made in code too
+    signed = task.sign(alice)
+    assert decode_object(signed.encode()) == signed
+    assert checked == made  # neither the signed copy nor the decoded one checked again
+    summary = mb.ExecutionSummary(fuel_used=1, peak_memory_bytes=2, wall_time_us=3)
+    for bad in (float("nan"), float("inf"), 1.5):
+        with pytest.raises(mb.SchemaError, match="contribution_score"):
+            mb.ExecutionSummary.from_ipld({**summary.to_ipld(), "contribution_score": bad})
+    with pytest.raises(mb.SchemaError):  # made in code: every field checked
+        mb.ExecutionSummary(fuel_used=-1, peak_memory_bytes=2, wall_time_us=3)
+    assert model._check_floats is not None and "contribution_score" in dict(
+        model._FLOAT_CHECKS[mb.ExecutionSummary]
+    )
+
+
 def test_receipt_commitment_must_open() -> None:
     alice = make_identity(1)
     task = make_task(alice)

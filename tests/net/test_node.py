@@ -17,6 +17,7 @@ from meshbench.net.node import Libp2pNode
 from meshbench.runtime.transport import Transport
 from meshbench.store.blobs import BlobStore
 from meshbench.testing.factories import make_identity, make_task
+from meshbench.testing.netmesh import wait_until
 
 
 def node(tmp_path: Path, n: int, **kw) -> Libp2pNode:
@@ -125,6 +126,59 @@ def test_a_failing_subscriber_does_not_stop_delivery(pair) -> None:
     inbox.wait_for(1)
 
 
+async def _forget_subscriptions_of(node: Libp2pNode, peer_id: str) -> None:
+    """What py-libp2p 0.8.1 leaves after a peer restarted with its key, when the old
+    connection's stream dies after the new connection registered: ``_handle_dead_peer``
+    drops all of the peer's subscriptions (and our stream to it, which the host opens again,
+    as ``MeshHost._refresh_gossip_stream`` does)."""
+    from libp2p.peer.id import ID
+
+    peer = ID.from_base58(peer_id)
+    node.host.pubsub._handle_dead_peer(peer)
+    await node.host.pubsub.ensure_peer_stream(peer, timeout=10)
+
+
+async def _subscribers(node: Libp2pNode, topic: str) -> set[str]:
+    from meshbench.net.topics import Topic
+
+    return {str(p) for p in node.host.pubsub.peer_topics.get(Topic.parse(topic).wire, ())}
+
+
+@pytest.mark.parametrize("every_s", [0.25, 3600.0], ids=["reannounced", "announced-once"])
+def test_a_peer_whose_subscriptions_were_forgotten_hears_gossip_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every_s: float
+) -> None:
+    """A restarted worker heard no gossip for minutes (a crash run: nine no-show slashes of
+    one peer): its authority had forgotten its subscriptions, and a peer announces them once.
+    Every peer now tells its peers its subscriptions again every few seconds; with that off
+    (announced once, as py-libp2p does) the forgotten peer stays deaf."""
+    import meshbench.net.host as host_module
+
+    monkeypatch.setattr(host_module, "SUBSCRIPTIONS_EVERY_S", every_s)
+    with node(tmp_path, 1) as a, node(tmp_path, 2, bootstrap=a.addrs) as b:
+        a.wait_for_peers(1, 30)
+        b.wait_for_peers(1, 30)
+        inbox = Inbox()
+        b.subscribe("tasks", inbox)
+        assert b.peer_id in a._trio.call(_subscribers, a, "tasks")
+        a._trio.call(_forget_subscriptions_of, a, b.peer_id)
+        task = make_task(make_identity(6), sign=True)
+        if every_s < 60:
+            wait_until(
+                lambda: b.peer_id in a._trio.call(_subscribers, a, "tasks"),
+                20,
+                "the authority to hear the peer's subscriptions again",
+            )
+            assert a.publish("tasks", task) is True
+            [(got, _)] = inbox.wait_for(1)
+            assert got == task
+        else:  # the defect this guards against: the peer is left out of all gossip
+            assert a.publish("tasks", task) is True
+            with inbox.cond:
+                assert not inbox.cond.wait_for(lambda: inbox.items, 3)
+            assert b.peer_id not in a._trio.call(_subscribers, a, "tasks")
+
+
 def test_close_leaves_no_thread_behind(tmp_path: Path) -> None:
     before = set(threading.enumerate())
     with node(tmp_path, 9) as n:
@@ -207,6 +261,7 @@ from pathlib import Path
 from meshbench.net.node import Libp2pNode
 from meshbench.store.blobs import BlobStore
 from meshbench.testing.factories import make_identity, make_task
+from meshbench.testing.netmesh import wait_until
 from meshbench.testing.netmesh import wait_until
 n = Libp2pNode(make_identity(2), BlobStore(Path(tempfile.mkdtemp())), mdns=False,
                bootstrap=[sys.argv[1]]).start()

@@ -84,6 +84,29 @@ def test_a_node_keeps_its_newest_refusals_without_their_frames_and_counts_them_a
     assert all(r.error.__traceback__ is None for r in rejections)
 
 
+def test_reads_of_the_books_do_not_count_the_ledger(mesh: Mesh) -> None:
+    """``if self._ledger`` called ``Ledger.__len__``, a count over every event: each
+    publication (its bonded-workers check) and each balance read grew with history (a soak
+    took a third longer per 10,000 tasks at 50,000). Reads of the books read no events."""
+    node = mesh.node
+    db = node._ledger._db
+    statements: list[str] = []
+    node.call(lambda: db.set_trace_callback(statements.append))
+    try:
+        assert node.bonded_workers(1) >= 2
+        assert node.balance(mesh.publisher.did) > 0
+        assert node.books_tables()["stakes"]
+    finally:
+        node.call(lambda: db.set_trace_callback(None))
+    # (each burst of the driver opens and commits its batch; nothing reads the events)
+    assert not [
+        s
+        for s in statements
+        if "COUNT" in s.upper() or ("FROM EVENTS" in s.upper() and "MAX(SEQ)" not in s.upper())
+    ], statements
+    assert node.call(lambda: bool(node._ledger) and len(node._ledger) > 0)  # len counts
+
+
 def test_listeners_subscribe_and_unsubscribe(mesh: Mesh) -> None:
     node, seen = mesh.node, []
     unsubscribe = node.subscribe(seen.append)

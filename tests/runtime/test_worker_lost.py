@@ -97,4 +97,7 @@ def test_a_worker_lost_at_a_chosen_point_is_replaced_and_the_task_settles(
     report = mesh.node.verify_ledger()
     assert report is not None and report.ok, report.problems[:3]
     assert report.tokens_minted == report.tokens_held
+    backend = mesh.node.backend
+    live = backend._live_addresses()
+    assert {address for _, address in backend._scattered} <= live  # the lost one's data gone
     print(f"lost at {point}: {result.outcome} in {took:.1f} s ({len(expired)} timeouts)")
