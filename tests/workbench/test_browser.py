@@ -124,36 +124,45 @@ def test_notebook_01_dashboard_renders_and_reacts_in_chromium(lab, tmp_path):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(240_000)  # CI machines can be slow and busy
-            page.goto(f"{base}/lab/tree/notebooks/quickstart.ipynb?token={token}")
-            page.wait_for_selector(".jp-Notebook", state="visible")
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                   state="attached")  # fmt: skip
             # run every cell: the toolbar's "restart the kernel and run all cells", confirmed
             started = (
                 "() => [...document.querySelectorAll('.jp-InputPrompt')]"
                 ".some(e => /\\[(\\d+|\\*)\\]/.test(e.innerText))"
             )
-            for attempt in range(3):  # a busy machine may swallow the click or the dialog
-                page.click("[data-command='notebook:restart-run-all']")
-                page.locator(".jp-Dialog .jp-mod-accept").click()
+            dash = page.locator(".meshbench-dashboard").first
+            for load in range(2):
+                # once (seen in a fresh-clone run, 2026-12-02) the server could not parse
+                # the browser's kernel websocket frames (struct.error in
+                # deserialize_binary_message) and no cell ever ran, all left at [*]: a
+                # page that ran nothing is loaded again, with a new kernel connection
+                page.goto(f"{base}/lab/tree/notebooks/quickstart.ipynb?token={token}")
+                page.wait_for_selector(".jp-Notebook", state="visible")
+                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                                       state="attached")  # fmt: skip
+                for attempt in range(3):  # a busy machine may swallow the click or the dialog
+                    page.click("[data-command='notebook:restart-run-all']")
+                    page.locator(".jp-Dialog .jp-mod-accept").click()
+                    try:
+                        page.wait_for_function(started, timeout=60_000)
+                        break
+                    except Exception:
+                        if attempt == 2:
+                            raise
                 try:
-                    page.wait_for_function(started, timeout=60_000)
+                    dash.wait_for(state="visible", timeout=150_000 if load == 0 else None)
                     break
                 except Exception:
-                    if attempt == 2:
-                        raise
-            dash = page.locator(".meshbench-dashboard").first
-            try:
-                dash.wait_for(state="visible")
-            except Exception:
-                page.screenshot(path=str(shot.with_suffix(".failed.png")), full_page=True)
-                errors = page.locator(
-                    ".jp-RenderedText[data-mime-type*='stderr']"
-                ).all_inner_texts()
-                raise AssertionError(
-                    f"no dashboard; cell errors: {errors}; cells: {_cells(page)}; "
-                    f"server log: {_tail(server_log)}"
-                ) from None
+                    ran_nothing = all(c.strip() in ("[*]:", "[ ]:", "") for c in _cells(page))
+                    if load == 0 and ran_nothing:
+                        continue
+                    page.screenshot(path=str(shot.with_suffix(".failed.png")), full_page=True)
+                    errors = page.locator(
+                        ".jp-RenderedText[data-mime-type*='stderr']"
+                    ).all_inner_texts()
+                    raise AssertionError(
+                        f"no dashboard; cell errors: {errors}; cells: {_cells(page)}; "
+                        f"server log: {_tail(server_log)}"
+                    ) from None
             header = dash.locator(".widget-html-content").first
             # the notebook publishes 5 tasks (one more is refused by the form): wait for them
             try:
