@@ -19,10 +19,11 @@ signature.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from typing import Annotated, Any, ClassVar, Final, Self, TypeVar
 
@@ -215,11 +216,8 @@ class Signed(Model):
         entries = encoding.map_entries(self._ipld)
         payload = encoding.join_map(entries, without="signature")
         signature = who.sign(payload)
-        _CHECKED.by_msgspec = True  # every field but the signature is this checked object's
-        try:
+        with _checked_by_msgspec():  # every field but the signature is this checked object's
             signed = msgspec.structs.replace(self, signature=signature)
-        finally:
-            _CHECKED.by_msgspec = False
         signed.__dict__["_ipld"] = {**self._ipld, "signature": signature}
         signed.__dict__["_payload"] = payload
         signed.__dict__["_encoded"] = encoding.join_map(
@@ -339,15 +337,13 @@ def _json_enc_hook(obj: Any) -> Any:
 
 
 def _convert(value: Any, cls: type[T]) -> T:
-    _CHECKED.by_msgspec = True
     try:
-        return msgspec.convert(value, cls, dec_hook=_ipld_dec_hook, strict=True)
+        with _checked_by_msgspec():
+            return msgspec.convert(value, cls, dec_hook=_ipld_dec_hook, strict=True)
     except msgspec.ValidationError as exc:
         raise SchemaError(f"invalid {cls.__name__}: {exc}") from exc
     except InvalidCID as exc:
         raise SchemaError(f"invalid {cls.__name__}: {exc}") from exc
-    finally:
-        _CHECKED.by_msgspec = False
 
 
 def _short(value: Any) -> str:
@@ -366,19 +362,31 @@ def _short(value: Any) -> str:
 # msgspec builds (``_CHECKED.by_msgspec``, per thread) only what msgspec does not check
 # runs: that floats are finite (DAG-CBOR has no NaN or infinities; a Python value may).
 _Check = Callable[[Any], str | None]
-_CHECKS: dict[type, list[tuple[str, _Check]]] = {}
-_FLOAT_CHECKS: dict[type, list[tuple[str, _Check]]] = {}
+#: per class: every field's check, and those of the fields that can hold a float
+_CHECKS: dict[type, tuple[list[tuple[str, _Check]], list[tuple[str, _Check]]]] = {}
 _CHECKED = threading.local()
 
 
-def _checks(cls: type) -> list[tuple[str, _Check]]:
+@contextlib.contextmanager
+def _checked_by_msgspec() -> Iterator[None]:
+    """While msgspec builds objects on this thread, they get only the float checks (the
+    previous state is restored, so a build inside another keeps the outer one's)."""
+    before = getattr(_CHECKED, "by_msgspec", False)
+    _CHECKED.by_msgspec = True
+    try:
+        yield
+    finally:
+        _CHECKED.by_msgspec = before
+
+
+def _checks(cls: type) -> tuple[list[tuple[str, _Check]], list[tuple[str, _Check]]]:
     checks = _CHECKS.get(cls)
     if checks is None:
         info = msgspec.inspect.type_info(cls)
         assert isinstance(info, msgspec.inspect.StructType)
-        checks = [(f.name, _checker(f.type)) for f in info.fields]
-        _CHECKS[cls] = checks
-        _FLOAT_CHECKS[cls] = [(f.name, _checker(f.type)) for f in info.fields if _has_float(f.type)]
+        every = [(f.name, _checker(f.type)) for f in info.fields]
+        floats = [c for c, f in zip(every, info.fields, strict=True) if _has_float(f.type)]
+        checks = _CHECKS[cls] = (every, floats)
     return checks
 
 
@@ -390,14 +398,11 @@ def _run_checks(obj: Model, checks: list[tuple[str, _Check]]) -> None:
 
 
 def _check_fields(obj: Model) -> None:
-    _run_checks(obj, _checks(type(obj)))
+    _run_checks(obj, _checks(type(obj))[0])
 
 
 def _check_floats(obj: Model) -> None:
-    cls = type(obj)
-    if cls not in _FLOAT_CHECKS:
-        _checks(cls)
-    _run_checks(obj, _FLOAT_CHECKS[cls])
+    _run_checks(obj, _checks(type(obj))[1])
 
 
 def _has_float(t: msgspec.inspect.Type) -> bool:

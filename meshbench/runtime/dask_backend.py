@@ -58,6 +58,9 @@ UNKNOWN_WORKER_WAIT_S = 15.0
 
 #: Every so many Dask tasks submitted the scheduler forgets its finished spans.
 PRUNE_SPANS_EVERY = 500
+#: How many entries of its metadata's ``collections`` a span the backend's tasks joined keeps
+#: (see :func:`_prune_span`; all are ``{"type": "Future"}``).
+SPAN_COLLECTIONS_KEPT = 64
 log = logging.getLogger("meshbench.dask")
 #: How long a reveal or verdict call to a worker that was lost waits for the worker (its
 #: key) to come back under a new address, to be sent again there: a worker its nanny
@@ -278,7 +281,8 @@ def _prune_span(span_id: str, scattered: Iterable[str] = (), dask_scheduler: Any
         if ts is not None and ts.group.span_id:
             joined.add(ts.group.span_id)
     for sid in joined:
-        metadata = ext.spans[sid].metadata if sid in ext.spans else None
+        joined_span = ext.spans.get(sid)
+        metadata = None if joined_span is None else joined_span.metadata
         if metadata is not None and len(metadata.get("collections", ())) > SPAN_COLLECTIONS_KEPT:
             del metadata["collections"][:-SPAN_COLLECTIONS_KEPT]
     for computation in getattr(dask_scheduler, "computations", ()):
@@ -289,11 +293,6 @@ def _prune_span(span_id: str, scattered: Iterable[str] = (), dask_scheduler: Any
             ours.remove(max(ours, key=lambda tg: tg.stop))
             computation.groups.difference_update(ours)
     return len(gone)
-
-
-#: how many entries of its metadata's ``collections`` the backend's span keeps (see
-#: :func:`_prune_span`; all are ``{"type": "Future"}``)
-SPAN_COLLECTIONS_KEPT = 64
 
 
 class _Batcher:

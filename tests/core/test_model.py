@@ -169,7 +169,7 @@ def test_decoded_objects_are_not_checked_twice_and_floats_still_are(
     with pytest.raises(mb.SchemaError):  # made in code: every field checked
         mb.ExecutionSummary(fuel_used=-1, peak_memory_bytes=2, wall_time_us=3)
     assert model._check_floats is not None and "contribution_score" in dict(
-        model._FLOAT_CHECKS[mb.ExecutionSummary]
+        model._checks(mb.ExecutionSummary)[1]
     )
 
 

@@ -262,7 +262,6 @@ from meshbench.net.node import Libp2pNode
 from meshbench.store.blobs import BlobStore
 from meshbench.testing.factories import make_identity, make_task
 from meshbench.testing.netmesh import wait_until
-from meshbench.testing.netmesh import wait_until
 n = Libp2pNode(make_identity(2), BlobStore(Path(tempfile.mkdtemp())), mdns=False,
                bootstrap=[sys.argv[1]]).start()
 wait_until(lambda: any("tasks" in p.topics for p in n.peers()), 60, "the bootstrap peer")
