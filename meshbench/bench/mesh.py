@@ -4,7 +4,10 @@ N tasks of about 10 ms of wasm each (sha256 of 256 KiB), each with k verifiers, 
 the whole protocol (offers, selection, execution, k re-executions, commit-reveal, quorum,
 escrow, ledger) on a Dask ``LocalCluster``; the baseline runs the same wasm function
 (1 + k) * N times as plain Dask tasks on the same cluster. ``verified_efficiency`` is the
-bare time over the mesh time (1.0 = verification costs nothing beyond the re-executions).
+bare time over the mesh time (1.0 = verification costs nothing beyond the re-executions),
+for each way the node reaches its Dask workers (:data:`PATHS`: direct calls, the default,
+with and without batching, and executions as Dask tasks), in rounds turned round each time,
+as a median with its spread.
 ``sampled``: the same with sampled audits (the policy's ``audit`` section) against bare Dask
 running the N tasks once: ``price_of_trust_efficiency`` and the executions per task.
 
@@ -91,7 +94,20 @@ def _p99(latencies: list[float]) -> float:
     return round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 3)
 
 
+#: The mesh's ways of reaching its Dask workers that ``bench mesh`` runs side by side:
+#: (label, direct calls, batching). ``direct`` is the default (see ``DaskBackend``).
+PATHS = (("direct", True, True), ("direct_unbatched", True, False), ("dask_tasks", False, True))
+
+
+def _spread(values: list[float]) -> list[float]:
+    return [round(min(values), 3), round(max(values), 3)]
+
+
 def run(quick: bool = False) -> dict[str, Any]:
+    """Each task size in ``rounds`` rounds; a round runs bare Dask and then every path of
+    :data:`PATHS`, in an order turned round each round (so a slow moment of the machine does
+    not fall on one side only). A path's efficiency is the median of its rounds' (each its
+    own round's bare time over its mesh time), with the spread (min, max)."""
     import logging
     import warnings
 
@@ -100,6 +116,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     logging.getLogger("distributed").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message="Sending large graph")
     n = 8 if quick else 48
+    rounds = 1 if quick else 3
     k = 2
     workers = 4
     wasm = WASM.read_bytes()
@@ -108,64 +125,104 @@ def run(quick: bool = False) -> dict[str, Any]:
         "10ms": (256 * 1024, SCOPE),
         "1ms": (16 * 1024, CapabilityScope(cpu_cycles=4_000_000, memory_mb=64)),
     }
-    figures: dict[str, dict[str, float]] = {}
+    figures: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="meshbench-bench-") as tmp:
         policy = {"verification_quorum": {"minimum_verifiers": k}}
         with Mesh.local(workers=workers, data_dir=tmp, policy=policy) as mesh:
             client = mesh.client
             backend = mesh.node.backend
+            node = mesh.node
             # warm both paths (module compiled and cached in every worker)
             warm = client.scatter(wasm, broadcast=True)
             client.gather(client.map(_bare_run, [warm] * workers, [b"x"] * workers, pure=False))
-            mesh.map(wasm, [b"warm"], fee=1_000, verifiers=k, scope=SCOPE, progress=False)
+            for _, direct, _ in PATHS:
+                backend.direct = direct
+                mesh.map(wasm, [b"warm"], fee=1_000, verifiers=k, scope=SCOPE, progress=False)
             main: dict[str, Any] = {}
+            execs = (1 + k) * n
             for label, (size, scope) in sizes.items():
-                inputs = [os.urandom(size) for _ in range(n)]
-                cpu0 = (time.process_time(), _children_cpu_s())
-                bare = _bare(client, warm, inputs, k)
-                cpu1 = (time.process_time(), _children_cpu_s())
-                execs = (1 + k) * n
-                row = {
-                    "bare_s": round(bare, 3),
-                    "bare_workers_cpu_ms_per_execution": _ms(cpu1[1] - cpu0[1], execs),
-                    "bare_node_process_cpu_ms_per_execution": _ms(cpu1[0] - cpu0[0], execs),
-                }
-                for batching in (True, False):
-                    backend.batching = batching
-                    node = mesh.node
-                    cpu0 = (time.process_time(), _children_cpu_s(), node.cpu_seconds())
-                    intake0 = node.intake_cpu_seconds()
-                    meshed, latencies, accepted = _through_mesh(mesh, wasm, inputs, k, scope)
-                    cpu1 = (time.process_time(), _children_cpu_s(), node.cpu_seconds())
-                    intake = node.intake_cpu_seconds() - intake0
-                    key = "batched" if batching else "unbatched"
-                    row[f"{key}_s"] = round(meshed, 3)
-                    row[f"{key}_efficiency"] = round(bare / meshed, 3)
-                    row[f"{key}_p99_latency_s"] = _p99(latencies)
-                    row[f"{key}_authority_cpu_ms_per_task"] = _ms(cpu1[2] - cpu0[2], n)
-                    row[f"{key}_authority_protocol_cpu_ms_per_task"] = _ms(
-                        cpu1[2] - cpu0[2] + intake, n
-                    )
-                    if label == "10ms" and batching:
-                        main = {
-                            "bare_s": round(bare, 3),
-                            "mesh_s": round(meshed, 3),
+                samples: dict[str, list[dict[str, Any]]] = {p[0]: [] for p in PATHS}
+                samples["bare"] = []
+                for r in range(rounds):
+                    order = list(PATHS) if r % 2 == 0 else list(reversed(PATHS))
+                    bare_first = r % 2 == 0
+                    runs: list[Any] = [None, *order] if bare_first else [*order, None]
+                    for path in runs:
+                        inputs = [os.urandom(size) for _ in range(n)]
+                        cpu0 = (time.process_time(), _children_cpu_s(), node.cpu_seconds())
+                        intake0 = node.intake_cpu_seconds()
+                        if path is None:
+                            took = _bare(client, warm, inputs, k)
+                            latencies: list[float] = []
+                            accepted = 0
+                        else:
+                            name, direct, batching = path
+                            backend.direct, backend.batching = direct, batching
+                            took, latencies, accepted = _through_mesh(mesh, wasm, inputs, k, scope)
+                        cpu1 = (time.process_time(), _children_cpu_s(), node.cpu_seconds())
+                        sample = {
+                            "s": took,
+                            "round": r,
+                            "node_cpu_s": cpu1[0] - cpu0[0],
+                            "workers_cpu_s": cpu1[1] - cpu0[1],
+                            "driver_cpu_s": cpu1[2] - cpu0[2],
+                            "intake_cpu_s": node.intake_cpu_seconds() - intake0,
+                            "latencies": latencies,
                             "accepted": accepted,
-                            "verified_efficiency": round(bare / meshed, 3),
-                            "tasks_per_s": round(n / meshed, 2),
-                            "p50_latency_s": round(statistics.median(latencies), 3),
-                            "p99_latency_s": _p99(latencies),
-                            "overhead_us_per_task": round(max(0.0, meshed - bare) * 1e6 / n, 1),
-                            "authority_cpu_ms_per_task": _ms(cpu1[2] - cpu0[2], n),
-                            "authority_intake_cpu_ms_per_task": _ms(intake, n),
-                            "authority_protocol_cpu_ms_per_task": _ms(
-                                cpu1[2] - cpu0[2] + intake, n
+                        }
+                        samples["bare" if path is None else path[0]].append(sample)
+                backend.direct, backend.batching = True, True
+                bare = samples["bare"]
+                bare_s = statistics.median(b["s"] for b in bare)
+                row: dict[str, Any] = {
+                    "bare_s": round(bare_s, 3),
+                    "bare_workers_cpu_ms_per_execution": _ms(
+                        statistics.median(b["workers_cpu_s"] for b in bare), execs
+                    ),
+                    "bare_node_process_cpu_ms_per_execution": _ms(
+                        statistics.median(b["node_cpu_s"] for b in bare), execs
+                    ),
+                }
+                for name, _, _ in PATHS:
+                    got = samples[name]
+                    effs = [bare[m["round"]]["s"] / m["s"] for m in got]
+                    mid = sorted(got, key=lambda m: m["s"])[len(got) // 2]  # the median run
+                    protocol = mid["driver_cpu_s"] + mid["intake_cpu_s"]
+                    figs = {
+                        "s": round(statistics.median(m["s"] for m in got), 3),
+                        "efficiency": round(statistics.median(effs), 3),
+                        "efficiency_spread": _spread(effs),
+                        "p99_latency_s": _p99(sorted(x for m in got for x in m["latencies"])),
+                        "authority_cpu_ms_per_task": _ms(mid["driver_cpu_s"], n),
+                        "authority_protocol_cpu_ms_per_task": _ms(protocol, n),
+                        "node_process_cpu_ms_per_task": _ms(mid["node_cpu_s"], n),
+                        "workers_cpu_ms_per_task": _ms(mid["workers_cpu_s"], n),
+                    }
+                    row.update({f"{name}_{key}": value for key, value in figs.items()})
+                    if label == "10ms" and name == "direct":
+                        lat = sorted(x for m in got for x in m["latencies"])
+                        main = {
+                            "bare_s": round(bare_s, 3),
+                            "mesh_s": figs["s"],
+                            "accepted": sum(m["accepted"] for m in got),
+                            "rounds": rounds,
+                            "verified_efficiency": figs["efficiency"],
+                            "verified_efficiency_spread": figs["efficiency_spread"],
+                            "tasks_per_s": round(n / figs["s"], 2),
+                            "p50_latency_s": round(statistics.median(lat), 3),
+                            "p99_latency_s": _p99(lat),
+                            "overhead_us_per_task": round(
+                                max(0.0, figs["s"] - bare_s) * 1e6 / n, 1
                             ),
-                            "node_process_cpu_ms_per_task": _ms(cpu1[0] - cpu0[0], n),
-                            "workers_cpu_ms_per_task": _ms(cpu1[1] - cpu0[1], n),
+                            "authority_cpu_ms_per_task": figs["authority_cpu_ms_per_task"],
+                            "authority_intake_cpu_ms_per_task": _ms(mid["intake_cpu_s"], n),
+                            "authority_protocol_cpu_ms_per_task": figs[
+                                "authority_protocol_cpu_ms_per_task"
+                            ],
+                            "node_process_cpu_ms_per_task": figs["node_process_cpu_ms_per_task"],
+                            "workers_cpu_ms_per_task": figs["workers_cpu_ms_per_task"],
                         }
                 figures[label] = row
-            backend.batching = True
             stats = backend.batch_stats()
             ok = mesh.node.verify_ledger().ok
         sampled = _sampled(Path(tmp) / "sampled", wasm, n, workers)

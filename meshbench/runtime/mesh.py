@@ -52,6 +52,16 @@ from meshbench.store.story import TaskStory, task_story
 
 __all__ = ["Mesh", "TaskHandle", "TaskResult"]
 
+#: Dask settings of the cluster :meth:`Mesh.local` starts (its ``dask_config`` goes over
+#: them). Dask's statistical profiler (a thread in every worker sampling its stacks every
+#: 10 ms, for the dashboard's profile page) is off, and the event loops' tick (which notices
+#: a blocked loop, warning after 3 s) runs every 200 ms instead of 20: on this repo's 2-core
+#: machine four idle workers used 18.0 % of a core and the node's process 9.5 %, with these
+#: 4.0 % and 4.0 %; under load that is CPU the executions and the protocol did not have.
+LOCAL_DASK_CONFIG: dict[str, Any] = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "200ms",
+}
 WORKER_FUNDS = 1_000
 WORKER_BOND = 200
 PUBLISHER_FUNDS = 1_000_000
@@ -216,11 +226,13 @@ class Mesh:
         memory_limit: str = "2GiB",
         policy: MeshPolicyFragment | Mapping[str, Any] | None = None,
         batching: bool = True,
+        direct: bool = True,
         executors: Iterable[str] = (),
         dashboard_address: str = "127.0.0.1:0",
         seed: bytes | None = None,
         clock: Callable[[], int] = wall_clock_ms,
         costs: Mapping[int, CostModel] | None = None,
+        dask_config: Mapping[str, Any] | None = None,
     ) -> Mesh:
         """Start a Dask ``LocalCluster`` of ``workers`` mesh workers on this machine.
 
@@ -236,23 +248,31 @@ class Mesh:
         some workers, by index (a cheap bidder); the others use the default.
 
         ``batching`` groups the executions, reveals and verdicts that pile up for one worker
-        into one Dask call (see :class:`~meshbench.runtime.dask_backend.DaskBackend`).
+        into one Dask call (see :class:`~meshbench.runtime.dask_backend.DaskBackend`);
+        ``direct`` calls the workers straight over Dask's comms (``False``: executions as
+        Dask tasks, answers through ``Client.run``).
         ``executors``: extra executor plug-ins every worker loads (e.g. ``("cuda",)``).
+        ``dask_config``: Dask settings for the cluster, over :data:`LOCAL_DASK_CONFIG`
+        (``{"distributed.worker.profile.enabled": True}`` brings back the dashboard's
+        profile page).
         """
+        import dask
         from distributed import Client, LocalCluster
 
         if workers < 2:
             raise ProtocolError("a mesh needs at least 2 workers (a worker and a verifier)")
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=threads_per_worker,
-            processes=processes,
-            memory_limit=memory_limit,
-            dashboard_address=dashboard_address,
-            # in-process workers have no host to bind to: their HTTP servers (health and
-            # metrics) would listen on every interface; worker processes bind 127.0.0.1
-            worker_dashboard_address=None if processes else "127.0.0.1:0",
-        )
+        # the scheduler reads them when it starts, the nannies pass them to their workers
+        with dask.config.set({**LOCAL_DASK_CONFIG, **dict(dask_config or {})}):
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=threads_per_worker,
+                processes=processes,
+                memory_limit=memory_limit,
+                dashboard_address=dashboard_address,
+                # in-process workers have no host to bind to: their HTTP servers (health and
+                # metrics) would listen on every interface; worker processes bind 127.0.0.1
+                worker_dashboard_address=None if processes else "127.0.0.1:0",
+            )
         client = Client(cluster)
         try:
             root = _data_dir(data_dir)
@@ -270,6 +290,7 @@ class Mesh:
                 cluster=cluster,
                 workers=workers,
                 batching=batching,
+                direct=direct,
                 executors=tuple(executors),
                 clock=clock,
                 costs=costs,
@@ -466,6 +487,7 @@ class Mesh:
         cluster: Any = None,
         workers: int,
         batching: bool = True,
+        direct: bool = True,
         executors: tuple[str, ...] = (),
         clock: Callable[[], int] = wall_clock_ms,
         costs: Mapping[int, CostModel] | None = None,
@@ -485,6 +507,7 @@ class Mesh:
             behaviours=by_name,
             module_cache_dir=root / "module-cache",
             batching=batching,
+            direct=direct,
             executors=executors,
             costs=cost_by_name,
             clock=clock,

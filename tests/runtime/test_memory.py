@@ -94,7 +94,7 @@ def test_the_dask_scheduler_keeps_nothing_per_task_of_a_long_run(
     import meshbench.runtime.dask_backend as dask_backend
 
     monkeypatch.setattr(dask_backend, "SPAN_COLLECTIONS_KEPT", 3)
-    with Mesh.local(workers=2, processes=False, data_dir=tmp_path) as mesh:
+    with Mesh.local(workers=2, processes=False, data_dir=tmp_path, direct=False) as mesh:
         scheduler = mesh.client.cluster.scheduler
         spans = scheduler.extensions["spans"]
         counts = []

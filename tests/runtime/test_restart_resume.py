@@ -134,7 +134,7 @@ def test_a_restart_after_a_slash_rebonds_only_the_slashed_worker(tmp_path):
     ) as mesh:
         cheat = mesh.node.backend.agents
         cheat_did = next(d for d, a in cheat.items() if a.behaviour == "wrong")
-        for i in range(12):  # until the cheat is chosen as worker and slashed
+        for i in range(48):  # until the cheat is chosen as worker and slashed (bounded)
             mesh.publish(WASM, f"t{i}".encode(), fee=200, verifiers=2).result(timeout=30)
             if mesh.node.snapshot().bonded(cheat_did) < 200:
                 break
