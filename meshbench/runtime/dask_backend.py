@@ -75,6 +75,8 @@ MODULES_SENT_KEPT = 4096
 #: How long the list of live workers an offer burst is sent to is used before the scheduler
 #: is asked again (a worker lost meanwhile answers its call with an error: no offer).
 LIVE_WORKERS_FOR_S = 1.0
+#: How long the backend's first direct call to each worker (see ``_check_direct``) may take.
+DIRECT_CHECK_S = 10.0
 
 #: How long a request for a worker not known (yet) waits for it to appear (a worker its
 #: nanny restarts is back in a few seconds) before it is answered UnknownPeer.
@@ -199,9 +201,34 @@ def _stake(amount: int, now_ms: int | None, dask_worker: Any = None) -> bytes:
     return _agent(dask_worker).stake_request(amount, _at(now_ms), nonce=_at(now_ms)).encode()
 
 
+#: Tasks this worker process decoded lately, by their bytes: a task is decoded (CID, schema,
+#: the publisher's signature) when it is offered for, and its execution here brings the same
+#: bytes again (decoding is a pure function of the bytes, and a TaskIntent is frozen).
+_TASKS: OrderedDict[bytes, TaskIntent] = OrderedDict()
+_TASKS_LOCK = threading.Lock()
+TASKS_KEPT = 512
+
+
+def _task_of(task_bytes: bytes) -> TaskIntent:
+    """The checked TaskIntent of ``task_bytes`` (decoded once, see :data:`_TASKS`); anything
+    else raises as :func:`decode_object` does."""
+    with _TASKS_LOCK:
+        task = _TASKS.get(task_bytes)
+        if task is not None:
+            _TASKS.move_to_end(task_bytes)
+            return task
+    decoded = decode_object(task_bytes)
+    if not isinstance(decoded, TaskIntent):
+        raise ProtocolError(f"a task was asked for, and the bytes are a {type(decoded).__name__}")
+    with _TASKS_LOCK:
+        _TASKS[task_bytes] = decoded
+        while len(_TASKS) > TASKS_KEPT:
+            _TASKS.popitem(last=False)
+    return decoded
+
+
 def _offer(task_bytes: bytes, now_ms: int | None, dask_worker: Any = None) -> bytes | None:
-    task = decode_object(task_bytes)
-    assert isinstance(task, TaskIntent)
+    task = _task_of(task_bytes)
     offer = _agent(dask_worker).offer(task, _at(now_ms))
     return None if offer is None else offer.encode()
 
@@ -221,8 +248,7 @@ def _execute(
     now_ms: int | None,
     dask_worker: Any = None,
 ) -> bytes:
-    task = decode_object(task_bytes)
-    assert isinstance(task, TaskIntent)
+    task = _task_of(task_bytes)
     agent = _agent(dask_worker)
     return agent.execute(task, wasm, data, _at(now_ms), role=role, envelope=envelope).encode()
 
@@ -321,6 +347,8 @@ async def _direct(
         out = _offer_batch(list(items), now_ms, dask_worker=dask_worker)
     elif kind == "answer":
         out = _answer_batch(list(items), now_ms, dask_worker=dask_worker)
+    elif kind == "ping":
+        out = "pong"
     else:
         out = ProtocolError(f"no direct call {kind!r} on a mesh worker")
     return ToPickle(out)
@@ -551,6 +579,40 @@ class DaskBackend:
         self._awaiting: dict[str, list[tuple[Any, Deliver]]] = {}
         #: answers sent again to a worker that came back under a new address
         self.resent = 0
+        if self.direct:
+            self._check_direct()
+
+    def _rpc(self, address: str) -> Any:
+        """The client's pooled connection to the Dask worker at ``address``."""
+        return self.client.rpc(address)
+
+    def _check_direct(self) -> None:
+        """Direct calls need this client to reach the workers' own addresses (Dask's
+        ``gather`` does too, but a client may sit where only the scheduler is reachable): one
+        call to each worker; if one fails, this backend goes through the scheduler instead
+        (``direct`` false), with a warning that says why."""
+        workers = list(self.client.scheduler_info()["workers"])
+
+        async def ping(address: str) -> Any:
+            return await self._rpc(address).meshbench_call(kind="ping")
+
+        async def all_of() -> list[Any]:
+            calls = [asyncio.wait_for(ping(a), DIRECT_CHECK_S) for a in workers]
+            return list(await asyncio.gather(*calls, return_exceptions=True))
+
+        try:
+            answers = self.client.sync(all_of)
+        except Exception as exc:
+            answers = [exc]
+        answers = [a.data if isinstance(a, ToPickle) else a for a in answers]
+        failed = [(w, a) for w, a in zip(workers, answers, strict=False) if a != "pong"]
+        if failed or len(answers) != len(workers):
+            self.direct = False
+            log.warning(
+                "direct calls to the Dask workers failed (%s): the mesh goes through the "
+                "scheduler (Dask tasks and Client.run)",
+                ", ".join(f"{w}: {a!r}" for w, a in failed[:3]) or repr(answers[:1]),
+            )
 
     def _now(self) -> int | None:
         """The time a call carries: the node's manual clock, or None (the worker's own

@@ -177,3 +177,60 @@ def test_dask_settings_given_go_over_the_embedded_ones(tmp_path: Path) -> None:
         dask_config={"distributed.worker.profile.enabled": True},
     ) as m:
         assert set(m.client.run(_profiling).values()) == {(True, "200ms")}
+
+
+def test_a_task_is_decoded_once_per_worker_and_only_a_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    from meshbench.core.errors import MeshError
+    from meshbench.testing.factories import make_identity, make_task
+
+    monkeypatch.setattr(dask_backend, "TASKS_KEPT", 2)
+    monkeypatch.setattr(dask_backend, "_TASKS", type(dask_backend._TASKS)())
+    tasks = [make_task(make_identity(1), nonce=i, sign=True) for i in range(3)]
+    first = dask_backend._task_of(tasks[0].encode())
+    assert first == tasks[0]
+    assert dask_backend._task_of(bytes(tasks[0].encode())) is first  # the same bytes: kept
+    for t in tasks[1:]:
+        dask_backend._task_of(t.encode())
+    assert len(dask_backend._TASKS) == 2 and tasks[0].encode() not in dask_backend._TASKS
+    with pytest.raises(ProtocolError, match="a task was asked for"):  # an object, not a task
+        dask_backend._task_of(_not_a_task())
+    unsigned = make_task(make_identity(1), nonce=9).encode()
+    with pytest.raises(MeshError):  # checked as any decoded object is: unsigned refused
+        dask_backend._task_of(unsigned)
+    assert unsigned not in dask_backend._TASKS
+
+
+def _not_a_task() -> bytes:
+    from meshbench.core.types import CapabilityScope
+
+    return CapabilityScope().encode()
+
+
+@pytest.mark.timeout(120)
+def test_workers_this_client_cannot_call_directly_are_reached_through_the_scheduler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that reaches only the scheduler (the workers' addresses are not routable from
+    it): the backend's first direct call fails, and the mesh settles its tasks over Dask tasks
+    and Client.run, saying so once."""
+    import logging
+
+    monkeypatch.setattr(dask_backend.DaskBackend, "_rpc", lambda self, address: _Unreachable())
+    with (
+        caplog.at_level(logging.WARNING, logger="meshbench.dask"),
+        Mesh.local(workers=3, data_dir=tmp_path) as m,
+    ):
+        assert not m.node.backend.direct
+        handle = m.publish(wasm=WASM / "hello.wasm", input=b"through the scheduler")
+        assert handle.result(60).accepted
+    assert sum("direct calls to the Dask workers failed" in r.message for r in caplog.records) == 1
+
+
+class _Unreachable:
+    """A connection pool whose every worker is out of reach."""
+
+    def __getattr__(self, op: str) -> Any:
+        async def call(**kwargs: Any) -> Any:
+            raise OSError(f"no route to the worker ({op})")
+
+        return call
