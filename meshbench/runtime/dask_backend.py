@@ -271,17 +271,23 @@ def _verdict(
     return verdict_answer(agent, CID.decode(task_cid), receipt, _at(now_ms), output)
 
 
+def _each(items: Iterable[Any], answer: Callable[[Any], Any]) -> list[Any]:
+    """``answer(item)`` for each of a batch's items, or the error it raised (one item that
+    fails does not take the others with it)."""
+    out: list[Any] = []
+    for item in items:
+        try:
+            out.append(answer(item))
+        except Exception as exc:
+            out.append(exc)
+    return out
+
+
 def _execute_batch(
     items: list[tuple[bytes, bytes, bytes, str, bytes | None]], now_ms: int | None
 ) -> list[Any]:
     """Several executions in one Dask task; each answer is its commitment or its error."""
-    out: list[Any] = []
-    for task_bytes, wasm, data, role, envelope in items:
-        try:
-            out.append(_execute(task_bytes, wasm, data, role, envelope, now_ms))
-        except Exception as exc:
-            out.append(exc)
-    return out
+    return _each(items, lambda item: _execute(*item, now_ms))
 
 
 class ModuleNotHeld(LookupError):
@@ -323,14 +329,13 @@ def _execute_direct(
 ) -> list[Any]:
     """Several executions of one direct call (on the worker's thread pool): each item's
     module comes along or is named by its CID (:func:`_held_module`)."""
-    out: list[Any] = []
-    for task_bytes, wasm_cid, wasm, data, role, envelope in items:
-        try:
-            module = _held_module(wasm_cid, wasm)
-            out.append(_execute(task_bytes, module, data, role, envelope, now_ms, dask_worker))
-        except Exception as exc:
-            out.append(exc)
-    return out
+
+    def one(item: tuple[bytes, str, bytes | None, bytes, str, bytes | None]) -> bytes:
+        task_bytes, wasm_cid, wasm, data, role, envelope = item
+        module = _held_module(wasm_cid, wasm)
+        return _execute(task_bytes, module, data, role, envelope, now_ms, dask_worker)
+
+    return _each(items, one)
 
 
 async def _direct(
@@ -354,6 +359,11 @@ async def _direct(
     return ToPickle(out)
 
 
+def _unwrapped(answer: Any) -> Any:
+    """A direct call's answer: in-process workers pass the ``ToPickle`` through unserialised."""
+    return answer.data if isinstance(answer, ToPickle) else answer
+
+
 def _direct_handler(dask_worker: Any) -> Callable[..., Any]:
     """:func:`_direct` bound to ``dask_worker``, as a function with a name (Dask logs it)."""
 
@@ -368,16 +378,14 @@ def _answer_batch(
 ) -> list[Any]:
     """Several reveals (``("reveal", task_cid)``) and verdicts (``("verdict", (task_cid,
     receipt_bytes, output))``) in one ``Client.run``."""
-    out: list[Any] = []
-    for kind, arg in items:
-        try:
-            if kind == "reveal":
-                out.append(_reveal(arg, now_ms, dask_worker=dask_worker))
-            else:
-                out.append(_verdict(*arg, now_ms, dask_worker=dask_worker))
-        except Exception as exc:
-            out.append(exc)
-    return out
+
+    def one(item: tuple[str, Any]) -> Any:
+        kind, arg = item
+        if kind == "reveal":
+            return _reveal(arg, now_ms, dask_worker=dask_worker)
+        return _verdict(*arg, now_ms, dask_worker=dask_worker)
+
+    return _each(items, one)
 
 
 def _prune_span(span_id: str, scattered: Iterable[str] = (), dask_scheduler: Any = None) -> int:
@@ -604,7 +612,7 @@ class DaskBackend:
             answers = self.client.sync(all_of)
         except Exception as exc:
             answers = [exc]
-        answers = [a.data if isinstance(a, ToPickle) else a for a in answers]
+        answers = [_unwrapped(a) for a in answers]
         failed = [(w, a) for w, a in zip(workers, answers, strict=False) if a != "pong"]
         if failed or len(answers) != len(workers):
             self.direct = False
@@ -746,17 +754,15 @@ class DaskBackend:
         now = self._now()
 
         async def call() -> Any:
-            return await self.client.rpc(address).meshbench_call(kind=kind, items=items, now_ms=now)
+            return await self._rpc(address).meshbench_call(kind=kind, items=items, now_ms=now)
 
         def done(fut: cf.Future[Any]) -> None:
             try:
                 result = fut.result()
             except BaseException as exc:  # lost worker, closed comm, cancelled at close
                 result = exc
-            if isinstance(result, ToPickle):  # in-process workers: nothing was serialised
-                result = result.data
             with contextlib.suppress(RuntimeError):  # closed: nobody waits for it any more
-                self._pool.submit(then, result)
+                self._pool.submit(then, _unwrapped(result))
 
         try:
             fut = asyncio.run_coroutine_threadsafe(call(), self.client.loop.asyncio_loop)
