@@ -5,7 +5,7 @@ the whole protocol (offers, selection, execution, k re-executions, commit-reveal
 escrow, ledger) on a Dask ``LocalCluster``; the baseline runs the same wasm function
 (1 + k) * N times as plain Dask tasks on the same cluster. ``verified_efficiency`` is the
 bare time over the mesh time (1.0 = verification costs nothing beyond the re-executions),
-for each way the node reaches its Dask workers (:data:`PATHS`: direct calls, the default,
+for each way the node reaches its Dask workers (:data:`PATHS`: direct calls on lanes, the default,
 with and without batching, and executions as Dask tasks), in rounds turned round each time,
 as a median with its spread.
 ``sampled``: the same with sampled audits (the policy's ``audit`` section) against bare Dask
@@ -95,8 +95,14 @@ def _p99(latencies: list[float]) -> float:
 
 
 #: The mesh's ways of reaching its Dask workers that ``bench mesh`` runs side by side:
-#: (label, direct calls, batching). ``direct`` is the default (see ``DaskBackend``).
-PATHS = (("direct", True, True), ("direct_unbatched", True, False), ("dask_tasks", False, True))
+#: (label, direct calls, batching, lanes). ``direct`` is the default (see ``DaskBackend``):
+#: direct calls on a lane to each worker; ``direct_dask_comm`` makes them over Dask's comms.
+PATHS = (
+    ("direct", True, True, True),
+    ("direct_unbatched", True, False, True),
+    ("direct_dask_comm", True, True, False),
+    ("dask_tasks", False, True, False),
+)
 
 
 def _spread(values: list[float]) -> list[float]:
@@ -135,8 +141,8 @@ def run(quick: bool = False) -> dict[str, Any]:
             # warm both paths (module compiled and cached in every worker)
             warm = client.scatter(wasm, broadcast=True)
             client.gather(client.map(_bare_run, [warm] * workers, [b"x"] * workers, pure=False))
-            for _, direct, _ in PATHS:
-                backend.direct = direct
+            for _, direct, _, lanes in PATHS:
+                backend.direct, backend.lanes = direct, lanes
                 mesh.map(wasm, [b"warm"], fee=1_000, verifiers=k, scope=SCOPE, progress=False)
             main: dict[str, Any] = {}
             execs = (1 + k) * n
@@ -156,8 +162,9 @@ def run(quick: bool = False) -> dict[str, Any]:
                             latencies: list[float] = []
                             accepted = 0
                         else:
-                            name, direct, batching = path
+                            name, direct, batching, lanes = path
                             backend.direct, backend.batching = direct, batching
+                            backend.lanes = lanes
                             took, latencies, accepted = _through_mesh(mesh, wasm, inputs, k, scope)
                         cpu1 = (time.process_time(), _children_cpu_s(), node.cpu_seconds())
                         sample = {
@@ -171,7 +178,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                             "accepted": accepted,
                         }
                         samples["bare" if path is None else path[0]].append(sample)
-                backend.direct, backend.batching = True, True
+                backend.direct, backend.batching, backend.lanes = True, True, True
                 bare = samples["bare"]
                 bare_s = statistics.median(b["s"] for b in bare)
                 row: dict[str, Any] = {
@@ -183,7 +190,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                         statistics.median(b["node_cpu_s"] for b in bare), execs
                     ),
                 }
-                for name, _, _ in PATHS:
+                for name, *_ in PATHS:
                     got = samples[name]
                     effs = [bare[m["round"]]["s"] / m["s"] for m in got]
                     mid = sorted(got, key=lambda m: m["s"])[len(got) // 2]  # the median run

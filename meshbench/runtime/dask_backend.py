@@ -6,13 +6,16 @@ by Dask worker name, so a restarted worker keeps its identity and reputation), i
 as Dask sees it (memory limit, threads, ``GPU`` resources) and its behaviour.
 
 Every request goes to the one worker it is for, so a verifier never re-checks its own work.
-By default (``direct``) the node calls the chosen worker straight over Dask's own comms
-(the client's connection pool, a handler the plugin adds to each Dask worker: op
-:data:`DIRECT_OP`), without the scheduler: an execution runs on the worker's thread pool,
-an offer, reveal or verdict on its event loop, as ``Client.run`` would. A Dask task costs
-the node about 2 ms of CPU and its worker as much (scheduler, task states, a fetch of the
-result), a ``Client.run`` 1.5 ms and 1 ms, a direct call about 0.6 ms and 0.4 ms (one at a
-time, 4 worker processes on 2 cores; ``meshbench bench mesh`` runs both paths). A module
+By default (``direct``) the node calls the chosen worker straight, without the scheduler: on
+a lane to each worker (:mod:`meshbench.runtime.lane`: one TCP connection, MessagePack
+frames, opened with a secret the worker gives over Dask's comm; where Dask's comm is not
+plain TCP, or ``lanes`` is off, over Dask's own comms instead: the client's connection pool
+and a handler the plugin adds to each Dask worker, op :data:`DIRECT_OP`). An execution runs
+on the worker's thread pool, an offer, reveal or verdict at once where it arrives. A Dask
+task costs the node about 2 ms of CPU and its worker as much (scheduler, task states, a
+fetch of the result), a ``Client.run`` 1.5 ms and 1 ms, a direct call over Dask's comms
+about 0.6 ms and 0.4 ms (one at a time, 4 worker processes on 2 cores), on a lane a small
+fraction of that (``meshbench bench mesh`` runs all of these side by side). A module
 travels to a worker with its first execution there and is named by its CID afterwards (the
 worker keeps the newest :data:`MODULES_KEPT`, and asks for it again when it has let it go).
 With ``direct=False`` executions and verifications are Dask tasks pinned to the chosen
@@ -52,13 +55,14 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from distributed.protocol.serialize import ToPickle
 
 from meshbench.core.encoding import CID, blob_cid
-from meshbench.core.errors import InvalidModule, ProtocolError, UnknownPeer
+from meshbench.core.errors import InvalidModule, NetworkError, ProtocolError, UnknownPeer
 from meshbench.core.model import decode_object
 from meshbench.core.types import ExecutionReceipt, HardwareProfile, TaskIntent
 from meshbench.runtime.agent import Behaviour, CostModel, WorkerAgent
 from meshbench.runtime.backends import Blobs, Deliver, verdict_answer
 from meshbench.runtime.clock import wall_clock_ms as _now
 from meshbench.runtime.commitments import CommitmentStore
+from meshbench.runtime.lane import KNOWN_ERRORS, Lane, LaneServer
 from meshbench.store.keystore import Keystore
 
 __all__ = ["DaskBackend", "MeshWorkerPlugin", "ModuleNotHeld", "worker_key_name"]
@@ -171,9 +175,13 @@ class MeshWorkerPlugin(WorkerPlugin):
             self.agent.take_over(previous)
         _AGENTS[(self.keys_dir, key_name)] = self.agent
         worker.handlers[DIRECT_OP] = _direct_handler(worker)
+        _open_lane(worker)
 
     def teardown(self, worker: Any) -> None:
         worker.handlers.pop(DIRECT_OP, None)
+        server = _LANE_SERVERS.pop(str(worker.address), None)
+        if server is not None:
+            server.close()
 
 
 def _agent(dask_worker: Any = None) -> WorkerAgent:
@@ -338,25 +346,64 @@ def _execute_direct(
     return _each(items, one)
 
 
+def _answer_now(dask_worker: Any, kind: str, items: Any, now_ms: int | None) -> Any:
+    """A direct call answered at once (on the thread it arrives on): offers, reveals and
+    verdicts, a ping, or the worker's lane (``None`` where it has none)."""
+    if kind == "offer":
+        return _offer_batch(list(items), now_ms, dask_worker=dask_worker)
+    if kind == "answer":
+        return _answer_batch(list(items), now_ms, dask_worker=dask_worker)
+    if kind == "ping":
+        return "pong"
+    if kind == "lane":
+        server = _LANE_SERVERS.get(str(dask_worker.address))
+        return None if server is None else (server.port, server.token)
+    return ProtocolError(f"no direct call {kind!r} on a mesh worker")
+
+
 async def _direct(
     dask_worker: Any, kind: str = "", items: Any = (), now_ms: int | None = None
 ) -> Any:
-    """The handler of the node's direct calls (:data:`DIRECT_OP`) on a Dask worker: a batch of
-    executions (on the worker's thread pool) or of offers or answers (on its event loop, as
-    ``Client.run`` runs them); one answer or error per item."""
+    """The handler of the node's direct calls over Dask's comms (:data:`DIRECT_OP`) on a
+    Dask worker: a batch of executions (on the worker's thread pool) or of offers or answers
+    (on its event loop, as ``Client.run`` runs them); one answer or error per item."""
     if kind == "execute":
         loop = asyncio.get_running_loop()
         run = functools.partial(_execute_direct, list(items), now_ms, dask_worker)
         out = await loop.run_in_executor(dask_worker.executor, run)
-    elif kind == "offer":
-        out = _offer_batch(list(items), now_ms, dask_worker=dask_worker)
-    elif kind == "answer":
-        out = _answer_batch(list(items), now_ms, dask_worker=dask_worker)
-    elif kind == "ping":
-        out = "pong"
     else:
-        out = ProtocolError(f"no direct call {kind!r} on a mesh worker")
+        out = _answer_now(dask_worker, kind, items, now_ms)
     return ToPickle(out)
+
+
+Answer = Callable[[Any], None]
+#: The lane server of each Dask worker in this process, by its Dask address.
+_LANE_SERVERS: dict[str, LaneServer] = {}
+
+
+def _open_lane(dask_worker: Any) -> None:
+    """Serve the node's direct calls on a lane (:mod:`meshbench.runtime.lane`) beside Dask's
+    comm, where that comm is plain TCP (under TLS, or in-process, calls stay on Dask's)."""
+    address = str(dask_worker.address)
+    previous = _LANE_SERVERS.pop(address, None)
+    if previous is not None:  # the plugin registered again (a restarted authority)
+        previous.close()
+    if not address.startswith("tcp://"):
+        return
+    host = address.removeprefix("tcp://").rsplit(":", 1)[0].strip("[]")
+
+    def handle(kind: str, items: list[Any], now_ms: int | None, answer: Answer) -> None:
+        if kind != "execute":
+            answer(_answer_now(dask_worker, kind, items, now_ms))
+            return
+        try:
+            fut = dask_worker.executor.submit(_execute_direct, items, now_ms, dask_worker)
+        except RuntimeError as exc:  # the worker is closing
+            answer(exc)
+            return
+        fut.add_done_callback(lambda f: answer(f.exception() or f.result()))
+
+    _LANE_SERVERS[address] = LaneServer(host, handle, name=address)
 
 
 def _unwrapped(answer: Any) -> Any:
@@ -436,6 +483,20 @@ def _prune_span(span_id: str, scattered: Iterable[str] = (), dask_scheduler: Any
             ours.remove(max(ours, key=lambda tg: tg.stop))
             computation.groups.difference_update(ours)
     return len(gone)
+
+
+#: Errors a worker's lane answers may name: every meshbench error, and ModuleNotHeld.
+_LANE_ERRORS: dict[str, type[Exception]] = {**KNOWN_ERRORS, "ModuleNotHeld": ModuleNotHeld}
+
+
+def _is_lane(answer: Any) -> bool:
+    """A worker's answer to ``lane``: its lane's port and secret."""
+    return (
+        isinstance(answer, tuple)
+        and len(answer) == 2
+        and isinstance(answer[0], int)
+        and isinstance(answer[1], bytes)
+    )
 
 
 class _Batcher:
@@ -542,14 +603,24 @@ class DaskBackend:
         costs: Mapping[str, CostModel] | None = None,
         clock: Callable[[], int] = _now,
         direct: bool = True,
+        lanes: bool = True,
     ) -> None:
         """``costs``: cost models by Dask worker name (the others use ``cost``); ``clock``:
         the node's clock, whose time every call to a worker carries; ``direct``: call the
-        workers straight over Dask's comms (else Dask tasks and ``Client.run``: see the
-        module's text)."""
+        workers straight (else Dask tasks and ``Client.run``: see the module's text);
+        ``lanes``: make those calls on a lane to each worker (:mod:`meshbench.runtime.lane`)
+        where it has one, else over Dask's comms."""
         self.client = client
         self.clock = clock
         self.direct = direct
+        self.lanes = lanes
+        #: each worker's lane (port, secret) as it said over Dask's comm, None: it has none
+        self._lane_info: dict[str, tuple[int, bytes] | None] = {}
+        self._lane_by_address: dict[str, Lane] = {}
+        self._lane_opening: set[str] = set()
+        #: direct calls made on lanes, and over Dask's comms
+        self.lane_calls = 0
+        self.comm_calls = 0
         #: (module CID, address) pairs whose module went to that worker (direct calls)
         self._modules_sent: OrderedDict[tuple[CID, str], None] = OrderedDict()
         self._live: tuple[float, set[str]] | None = None  # (when asked, live addresses)
@@ -602,7 +673,7 @@ class DaskBackend:
         workers = list(self.client.scheduler_info()["workers"])
 
         async def ping(address: str) -> Any:
-            return await self._rpc(address).meshbench_call(kind="ping")
+            return await self._rpc(address).meshbench_call(kind="lane")
 
         async def all_of() -> list[Any]:
             calls = [asyncio.wait_for(ping(a), DIRECT_CHECK_S) for a in workers]
@@ -613,7 +684,12 @@ class DaskBackend:
         except Exception as exc:
             answers = [exc]
         answers = [_unwrapped(a) for a in answers]
-        failed = [(w, a) for w, a in zip(workers, answers, strict=False) if a != "pong"]
+        failed = []
+        for address, answer in zip(workers, answers, strict=False):
+            if answer is None or _is_lane(answer):
+                self._lane_info[address] = answer
+            else:
+                failed.append((address, answer))
         if failed or len(answers) != len(workers):
             self.direct = False
             log.warning(
@@ -748,10 +824,22 @@ class DaskBackend:
             deliver(answer[i] if ok and i < len(answer) else None)
 
     def _call(self, address: str, kind: str, items: list[Any], then: Callable[[Any], None]) -> None:
-        """Call worker ``address`` directly (:data:`DIRECT_OP`, over the client's connection
-        pool, on its event loop); ``then(answers or the call's exception)`` runs on this
-        backend's pool, so nothing of the node's work runs on Dask's event loop."""
+        """Call worker ``address`` directly, on its lane (:meth:`_lane`) or else over Dask's
+        comms (:data:`DIRECT_OP`, the client's connection pool, on its event loop);
+        ``then(answers or the call's exception)`` runs on this backend's pool, so nothing of
+        the node's work runs on a lane's reader or on Dask's event loop."""
         now = self._now()
+        lane = self._lane(address)
+        if lane is not None:
+            try:
+                lane.call(kind, items, now, functools.partial(self._answered, then))
+                self.lane_calls += 1
+                return
+            except NetworkError:  # the worker went (or its lane did): Dask's comm says which
+                with self._lock:
+                    if self._lane_by_address.get(address) is lane:
+                        del self._lane_by_address[address]
+        self.comm_calls += 1
 
         async def call() -> Any:
             return await self._rpc(address).meshbench_call(kind=kind, items=items, now_ms=now)
@@ -761,8 +849,7 @@ class DaskBackend:
                 result = fut.result()
             except BaseException as exc:  # lost worker, closed comm, cancelled at close
                 result = exc
-            with contextlib.suppress(RuntimeError):  # closed: nobody waits for it any more
-                self._pool.submit(then, _unwrapped(result))
+            self._answered(then, _unwrapped(result))
 
         try:
             fut = asyncio.run_coroutine_threadsafe(call(), self.client.loop.asyncio_loop)
@@ -770,6 +857,68 @@ class DaskBackend:
             then(exc)
             return
         fut.add_done_callback(done)
+
+    def _answered(self, then: Callable[[Any], None], answers: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # closed: nobody waits for it any more
+            self._pool.submit(then, answers)
+
+    def _lane(self, address: str) -> Lane | None:
+        """The open lane to ``address``, or None: it has none (it said so, or it has not
+        said yet: asked now, in the background), it is being opened, or opening it failed
+        (the worker is gone, or unreachable there: its calls go over Dask's comm)."""
+        if not self.lanes:
+            return None
+        with self._lock:
+            lane = self._lane_by_address.get(address)
+            if lane is not None and lane.closed is None:
+                return lane
+            if address in self._lane_opening:
+                return None
+            asked = address in self._lane_info
+            info = self._lane_info.get(address)
+            if info is None and asked:
+                return None
+            self._lane_opening.add(address)
+        if not asked:
+            self._ask_lane(address)
+            return None
+        assert info is not None
+        try:
+            host = address.removeprefix("tcp://").rsplit(":", 1)[0].strip("[]")
+            lane = Lane(host, info[0], info[1], known_errors=_LANE_ERRORS, name=address)
+        except OSError as exc:
+            log.info("no lane to the Dask worker %s (%r): over Dask's comm", address, exc)
+            lane = None
+        with self._lock:
+            self._lane_opening.discard(address)
+            if lane is None:
+                self._lane_info[address] = None
+            else:
+                self._lane_by_address[address] = lane
+        return lane
+
+    def _ask_lane(self, address: str) -> None:
+        """Ask ``address`` (over Dask's comm) for its lane; its calls use it once it is known."""
+
+        async def ask() -> Any:
+            return await self._rpc(address).meshbench_call(kind="lane")
+
+        def done(fut: cf.Future[Any]) -> None:
+            try:
+                answer = _unwrapped(fut.result())
+            except BaseException as exc:
+                answer = exc
+            with self._lock:
+                self._lane_opening.discard(address)
+                self._lane_info[address] = answer if _is_lane(answer) else None
+
+        try:
+            fut = asyncio.run_coroutine_threadsafe(ask(), self.client.loop.asyncio_loop)
+            fut.add_done_callback(done)
+        except Exception:  # the client's loop is gone (closing): no lane
+            with self._lock:
+                self._lane_opening.discard(address)
+                self._lane_info[address] = None
 
     def _blob_future(self, cid: CID, data: bytes, address: str) -> Any:
         key = (cid, address)
@@ -1045,5 +1194,9 @@ class DaskBackend:
 
     def close(self) -> None:
         self._closed.set()
+        with self._lock:
+            lanes, self._lane_by_address = list(self._lane_by_address.values()), {}
+        for lane in lanes:
+            lane.close()
         self._waits.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -249,7 +249,7 @@ class Mesh:
 
         ``batching`` groups the executions, reveals and verdicts that pile up for one worker
         into one Dask call (see :class:`~meshbench.runtime.dask_backend.DaskBackend`);
-        ``direct`` calls the workers straight over Dask's comms (``False``: executions as
+        ``direct`` calls the workers straight, on a lane to each (``False``: executions as
         Dask tasks, answers through ``Client.run``).
         ``executors``: extra executor plug-ins every worker loads (e.g. ``("cuda",)``).
         ``dask_config``: Dask settings for the cluster, over :data:`LOCAL_DASK_CONFIG`

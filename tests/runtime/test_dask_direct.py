@@ -94,6 +94,61 @@ def test_the_same_mesh_over_dask_tasks(tmp_path: Path) -> None:
         assert m.node.verify_ledger().ok
 
 
+@pytest.mark.timeout(120)
+def test_direct_calls_go_on_each_worker_s_lane_or_over_dask_s_comm(mesh: Mesh) -> None:
+    backend = mesh.node.backend
+    assert mesh.map(WASM / "hello.wasm", [b"lanes"], progress=False)[0].result(60).accepted
+    workers = set(mesh.client.scheduler_info()["workers"])
+    assert set(backend._lane_by_address) == workers  # one lane each, opened on first use
+    lanes, comms = backend.lane_calls, backend.comm_calls
+    backend.lanes = False
+    try:
+        assert mesh.map(WASM / "hello.wasm", [b"comm"], progress=False)[0].result(60).accepted
+    finally:
+        backend.lanes = True
+    assert backend.lane_calls == lanes and backend.comm_calls > comms
+    assert mesh.node.verify_ledger().ok
+
+
+@pytest.mark.timeout(120)
+def test_a_lane_that_closes_leaves_its_calls_to_dask_s_comm_until_it_opens_again(
+    mesh: Mesh,
+) -> None:
+    backend = mesh.node.backend
+    assert mesh.map(WASM / "hello.wasm", [b"before"], progress=False)[0].result(60).accepted
+    closed = dict(backend._lane_by_address)
+    for lane in closed.values():
+        lane.close()
+    comms = backend.comm_calls
+    handles = mesh.map(WASM / "hello.wasm", [b"after 1", b"after 2"], progress=False)
+    assert all(h.result(60).accepted for h in handles)
+    reopened = backend._lane_by_address
+    assert set(reopened) == set(closed)
+    assert all(reopened[a] is not closed[a] and reopened[a].closed is None for a in closed)
+    assert backend.comm_calls >= comms  # a call that met a closed lane went over the comm
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_gives_its_lane_over_dask_s_comm_and_refuses_a_lane_without_it(
+    mesh: Mesh,
+) -> None:
+    import socket
+
+    address = next(iter(mesh.client.scheduler_info()["workers"]))
+
+    async def call() -> Any:
+        return await mesh.client.rpc(address).meshbench_call(kind="lane")
+
+    port, token = mesh.client.sync(call)
+    assert isinstance(port, int) and len(token) == 32
+    host = address.removeprefix("tcp://").rsplit(":", 1)[0]
+    guess = socket.create_connection((host, port), timeout=10)
+    guess.sendall(bytes(32) + b"\x00\x00\x00\x01\x90")  # a wrong secret, then a frame
+    assert guess.recv(10) == b""  # closed, nothing answered
+    guess.close()
+    assert mesh.map(WASM / "hello.wasm", [b"still served"], progress=False)[0].result(60).accepted
+
+
 @pytest.mark.timeout(60)
 def test_a_direct_call_the_worker_does_not_know_is_answered_with_an_error(mesh: Mesh) -> None:
     address = next(iter(mesh.client.scheduler_info()["workers"]))
