@@ -22,6 +22,12 @@ __all__ = ["CID", "CODECS"]
 CODECS: Final = {"raw": 0x55, "dag-cbor": 0x71}
 _NAMES: Final = {code: name for name, code in CODECS.items()}
 _SHA2_256: Final = b"\x12\x20"
+#: The text of CIDs spelled lately, by their bytes: the same CID arrives as a new object in
+#: every message that names it, and base64's base32 is Python (~5 us a CID; the authority
+#: spelled ~34 a task, of a few CIDs each named again and again while the task is live).
+#: Bounded: emptied when it holds this many (about 1 MB).
+TEXTS_KEPT: Final = 4096
+_TEXTS: dict[bytes, str] = {}
 
 
 class CID:
@@ -110,7 +116,12 @@ class CID:
     def __str__(self) -> str:
         text = self._str
         if text is None:
-            text = "b" + base64.b32encode(self._bytes).decode().lower().rstrip("=")
+            text = _TEXTS.get(self._bytes)
+            if text is None:
+                text = "b" + base64.b32encode(self._bytes).decode().lower().rstrip("=")
+                if len(_TEXTS) >= TEXTS_KEPT:
+                    _TEXTS.clear()
+                _TEXTS[self._bytes] = text
             object.__setattr__(self, "_str", text)
         return text
 

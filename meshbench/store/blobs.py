@@ -92,6 +92,9 @@ class BlobStore:
         self._handoff_lock = threading.Lock()
         self._tmp = self.root / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
+        #: shard folders known to exist (blobs are never removed, nor their folders): a blob
+        #: kept needs no mkdir (each syscall of the node's driver let go of the GIL)
+        self._shards: set[Path] = set()
         for stale in self._tmp.glob("put-*"):  # left by a crash mid-write
             stale.unlink(missing_ok=True)
 
@@ -143,8 +146,14 @@ class BlobStore:
             if dest.exists():
                 staged.tmp.unlink()
             else:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(staged.tmp, dest)
+                if dest.parent not in self._shards:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    self._shards.add(dest.parent)
+                try:
+                    os.replace(staged.tmp, dest)
+                except FileNotFoundError:  # its folder went after all (removed by hand)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(staged.tmp, dest)
         except BaseException:
             staged.tmp.unlink(missing_ok=True)
             raise

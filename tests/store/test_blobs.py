@@ -154,3 +154,14 @@ def test_encrypted_blob_tamper_and_truncation(tmp_path: Path) -> None:
         )
         with pytest.raises(mb.DecryptionError):
             store.get_decrypted(forged, alice)
+
+
+def test_a_blob_is_kept_even_after_its_folder_was_removed_by_hand(tmp_path):
+    import shutil
+
+    store = mb.BlobStore(tmp_path / "store")
+    cid = store.put(b"kept twice")
+    shutil.rmtree(tmp_path / "store" / "blobs")  # the shard folder the store knows is gone
+    assert not store.has(cid)
+    assert store.put(b"kept twice") == cid
+    assert store.get(cid) == b"kept twice"

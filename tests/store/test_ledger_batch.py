@@ -93,3 +93,69 @@ def test_a_failed_batch_leaves_nothing(tmp_path):
         with led.batch():  # the ledger goes on: the next batch numbers from the file
             led.append(transfer(10, 2))
         assert [seq for seq, _ in _rows(path)[0]] == [1, 2]
+
+
+def test_a_batch_answers_has_from_its_filter_and_still_refuses_every_duplicate(tmp_path):
+    """Inside a batch, a CID the filter of held CIDs does not know is answered without a
+    query; duplicates are refused whether they were appended before the ledger was opened,
+    in an earlier batch, in this one, or by another connection meanwhile."""
+    path = tmp_path / "l.sqlite"
+    first = mint(ALICE, 100)
+    with Ledger(path, authority=AUTH.did) as led:
+        led.append(first)
+    with Ledger(path) as led:
+        queries: list[str] = []
+        led._db.set_trace_callback(queries.append)
+        with led.batch():
+            queries.clear()
+            fresh = [transfer(1, n) for n in range(1, 20)]
+            assert not any(led.has(ev.cid) for ev in fresh)
+            assert not [q for q in queries if "SELECT 1 FROM events" in q]  # no lookups
+            assert led.has(first.cid)  # held before the ledger was opened
+            with pytest.raises(LedgerError, match="already in the ledger"):
+                led.append(first)
+            led.append(fresh[0])
+            with pytest.raises(LedgerError, match="already in the ledger"):
+                led.append(fresh[0])
+        led._db.set_trace_callback(None)
+        # another connection appends: the next batch sees it (PRAGMA data_version)
+        with Ledger(path) as other:
+            other.append(fresh[1])
+        with led.batch():
+            assert led.has(fresh[1].cid)
+            with pytest.raises(LedgerError, match="already in the ledger"):
+                led.append(fresh[1])
+            led.append(fresh[2])
+        with led.batch(), pytest.raises(LedgerError, match="already in the ledger"):
+            led.append(fresh[2])
+        assert len(led) == 4
+
+
+def test_the_filter_of_held_cids_grows_with_the_ledger(tmp_path, monkeypatch):
+    from meshbench.store import ledger as ledger_mod
+
+    with Ledger(tmp_path / "l.sqlite", authority=AUTH.did) as led:
+        led.append(mint(ALICE, 1000))
+        small = ledger_mod._CidFilter(1)
+        monkeypatch.setattr(small, "capacity", 3)
+        for key in led._db.execute("SELECT cid FROM events"):
+            small.add(key[0])
+        led._held = small
+        appended = []
+        for n in range(1, 7):
+            with led.batch():
+                ev = transfer(1, n)
+                led.append(ev)
+                appended.append(ev)
+        assert led._held is not small and led._held.capacity > 3
+        with led.batch():
+            assert all(led.has(ev.cid) for ev in appended)
+            for ev in appended:
+                with pytest.raises(LedgerError, match="already in the ledger"):
+                    led.append(ev)
+    f = ledger_mod._CidFilter(10_000)
+    keys = [f"b{n:058d}" for n in range(20_000)]
+    for key in keys[:10_000]:
+        f.add(key)
+    assert all(f.may_hold(k) for k in keys[:10_000])
+    assert sum(f.may_hold(k) for k in keys[10_000:]) < 100  # about 1 in 1000 (<1 in 100)
