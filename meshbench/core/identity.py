@@ -6,7 +6,9 @@ key never leaves :class:`Identity`: it is not in its ``repr``, not in its JSON, 
 
 from __future__ import annotations
 
+import ctypes
 import functools
+from collections.abc import Callable
 from typing import Final
 
 import nacl.exceptions
@@ -21,6 +23,31 @@ __all__ = ["DID_KEY_PREFIX", "Identity", "did_from_public_key", "public_key_from
 DID_KEY_PREFIX: Final = "did:key:"
 _ED25519_MULTICODEC: Final = b"\xed\x01"
 SIGNATURE_BYTES: Final = 64
+
+
+def _libsodium_holding_the_gil() -> tuple[Callable[..., int], Callable[..., int]] | None:
+    """libsodium's ``crypto_sign_detached`` and ``crypto_sign_verify_detached``, called
+    without letting go of the GIL: the very library PyNaCl loaded (its ``_sodium`` module
+    links it in and exports it), through :class:`ctypes.PyDLL`. PyNaCl's calls (cffi) let
+    go of the GIL for each signature; beside one busy Python thread, getting it back cost
+    the caller 3-5 ms for a 30 us signature (the interpreter's switch interval), and the
+    node's driver signs ~7 objects a task. None where the module does not export them (the
+    PyNaCl calls are used then)."""
+    try:
+        import nacl._sodium as sodium  # its file is the library to load
+
+        lib = ctypes.PyDLL(sodium.__file__)
+        sign, check = lib.crypto_sign_detached, lib.crypto_sign_verify_detached
+    except (ImportError, OSError, AttributeError):
+        return None
+    buf, size = ctypes.c_char_p, ctypes.c_ulonglong
+    sign.argtypes = [buf, ctypes.c_void_p, buf, size, buf]
+    check.argtypes = [buf, buf, size, buf]
+    sign.restype = check.restype = ctypes.c_int
+    return sign, check
+
+
+_SODIUM: Final = _libsodium_holding_the_gil()
 
 
 def did_from_public_key(public_key: bytes) -> str:
@@ -56,6 +83,10 @@ def verify(did: str, message: bytes, signature: bytes) -> None:
     if not isinstance(signature, bytes | bytearray) or len(signature) != SIGNATURE_BYTES:
         size = len(signature) if isinstance(signature, bytes | bytearray) else "no"
         raise InvalidSignature(f"an Ed25519 signature is {SIGNATURE_BYTES} bytes, got {size}")
+    if _SODIUM is not None:
+        if _SODIUM[1](bytes(signature), bytes(message), len(message), bytes(key)) != 0:
+            raise InvalidSignature(f"signature is not {did}'s over this content")
+        return
     try:
         key.verify(message, bytes(signature))
     except nacl.exceptions.BadSignatureError as exc:
@@ -65,11 +96,13 @@ def verify(did: str, message: bytes, signature: bytes) -> None:
 class Identity:
     """An Ed25519 signing identity. Create with :meth:`generate` or :meth:`from_seed`."""
 
-    __slots__ = ("_did", "_key")
+    __slots__ = ("_did", "_key", "_secret")
 
     def __init__(self, signing_key: nacl.signing.SigningKey) -> None:
         self._key = signing_key
         self._did = did_from_public_key(bytes(signing_key.verify_key))
+        # libsodium's form of the secret key: the seed, then the public key
+        self._secret = bytes(signing_key) + bytes(signing_key.verify_key)
 
     @classmethod
     def generate(cls) -> Identity:
@@ -94,7 +127,12 @@ class Identity:
         return bytes(self._key)
 
     def sign(self, message: bytes) -> bytes:
-        return self._key.sign(message).signature
+        if _SODIUM is None:
+            return self._key.sign(message).signature
+        out = ctypes.create_string_buffer(SIGNATURE_BYTES)
+        if _SODIUM[0](out, None, bytes(message), len(message), self._secret) != 0:
+            raise InvalidSignature("libsodium could not sign")  # it never fails for Ed25519
+        return out.raw
 
     @property
     def curve25519_private_key(self) -> nacl.public.PrivateKey:  # for sealed blob keys

@@ -88,3 +88,30 @@ def test_repr_hides_secret() -> None:
     ident = Identity.from_seed(b"\x07" * 32)
     assert ident.seed().hex() not in repr(ident)
     assert repr(ident) == f"Identity({ident.did})"
+
+
+def test_signatures_made_and_checked_without_letting_go_of_the_gil_are_pynacl_s() -> None:
+    """The signer and verifier call libsodium holding the GIL (see identity._SODIUM): the
+    same signatures as PyNaCl's (Ed25519 is deterministic), the same refusals."""
+    import nacl.signing
+
+    from meshbench.core import identity as identity_mod
+    from meshbench.core.errors import InvalidSignature
+    from meshbench.core.identity import Identity, verify
+
+    assert identity_mod._SODIUM is not None  # the PyNaCl pinned exports libsodium's calls
+    who = Identity.from_seed(bytes(range(32)))
+    pynacl = nacl.signing.SigningKey(bytes(range(32)))
+    for message in (b"", b"x", bytes(range(256)) * 40, bytearray(b"mutable"), memoryview(b"v")):
+        signature = who.sign(message)
+        assert signature == pynacl.sign(bytes(message)).signature
+        verify(who.did, message, signature)
+        verify(who.did, bytes(message), bytearray(signature))
+        bad = bytes([signature[0] ^ 1]) + signature[1:]
+        with pytest.raises(InvalidSignature, match=r"not .*'s over this content"):
+            verify(who.did, message, bad)
+        with pytest.raises(InvalidSignature):
+            verify(who.did, bytes(message) + b"!", signature)
+        other = Identity.from_seed(bytes(32))
+        with pytest.raises(InvalidSignature):
+            verify(other.did, message, signature)
