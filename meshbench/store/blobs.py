@@ -143,17 +143,16 @@ class BlobStore:
     def _place(self, staged: StagedBlob) -> None:
         try:
             dest = self.path(staged.cid)
-            if dest.exists():
-                staged.tmp.unlink()
-            else:
-                if dest.parent not in self._shards:
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    self._shards.add(dest.parent)
-                try:
-                    os.replace(staged.tmp, dest)
-                except FileNotFoundError:  # its folder went after all (removed by hand)
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(staged.tmp, dest)
+            if dest.parent not in self._shards:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                self._shards.add(dest.parent)
+            # one syscall: a blob already held is replaced by the same bytes (its name is
+            # their hash; a reader that has it open keeps reading the file it opened)
+            try:
+                os.replace(staged.tmp, dest)
+            except FileNotFoundError:  # its folder went after all (removed by hand)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged.tmp, dest)
         except BaseException:
             staged.tmp.unlink(missing_ok=True)
             raise

@@ -58,3 +58,28 @@ def test_a_task_the_mesh_cannot_meet_warns_at_once_and_says_why(tmp_path: Path) 
         assert story.waiting == handle.why
         assert str(story).splitlines()[-1].strip() == f"waiting: {handle.why}"
         assert mesh.story(str(handle.cid)).waiting == handle.why
+
+
+def test_a_module_published_again_is_stored_once_unless_it_went(tmp_path: Path) -> None:
+    """The same bytes object published with every task is hashed and written once (the mesh
+    remembers its CID while it holds the object); a blob deleted meanwhile is stored again,
+    and equal bytes in another object are stored as any bytes are."""
+    from meshbench.runtime import mesh as mesh_mod
+
+    module = (WASM / "sha256.wasm").read_bytes()
+    assert len(module) >= mesh_mod.STORED_KEPT_MIN_BYTES
+    with Mesh.in_process(workers=3, data_dir=tmp_path) as mesh:
+        store = mesh.node.blobs
+        puts: list[int] = []
+        real_put = store.put
+        store.put = lambda source, **kw: puts.append(len(source)) or real_put(source, **kw)
+        first = mesh.publish(module, b"one", fee=1_000)
+        second = mesh.publish(module, b"two", fee=1_000)
+        assert puts.count(len(module)) == 1
+        store.delete(first.task.wasm_cid)
+        third = mesh.publish(module, b"three", fee=1_000)
+        assert puts.count(len(module)) == 2 and store.has(third.task.wasm_cid)
+        mesh.publish(bytes(bytearray(module)), b"four", fee=1_000)  # equal bytes, new object
+        assert puts.count(len(module)) == 3
+        for h in (first, second, third):
+            assert h.result(60).accepted
