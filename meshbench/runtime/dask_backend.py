@@ -390,7 +390,7 @@ def _open_lane(dask_worker: Any) -> None:
         previous.close()
     if not address.startswith("tcp://"):
         return
-    host = address.removeprefix("tcp://").rsplit(":", 1)[0].strip("[]")
+    host = _tcp_host(address)
 
     def handle(kind: str, items: list[Any], now_ms: int | None, answer: Answer) -> None:
         if kind != "execute":
@@ -483,6 +483,11 @@ def _prune_span(span_id: str, scattered: Iterable[str] = (), dask_scheduler: Any
             ours.remove(max(ours, key=lambda tg: tg.stop))
             computation.groups.difference_update(ours)
     return len(gone)
+
+
+def _tcp_host(address: str) -> str:
+    """The host of a Dask ``tcp://host:port`` address (an IPv6 host without its brackets)."""
+    return address.removeprefix("tcp://").rsplit(":", 1)[0].strip("[]")
 
 
 #: Errors a worker's lane answers may name: every meshbench error, and ModuleNotHeld.
@@ -672,11 +677,8 @@ class DaskBackend:
         (``direct`` false), with a warning that says why."""
         workers = list(self.client.scheduler_info()["workers"])
 
-        async def ping(address: str) -> Any:
-            return await self._rpc(address).meshbench_call(kind="lane")
-
         async def all_of() -> list[Any]:
-            calls = [asyncio.wait_for(ping(a), DIRECT_CHECK_S) for a in workers]
+            calls = [asyncio.wait_for(self._lane_of(a), DIRECT_CHECK_S) for a in workers]
             return list(await asyncio.gather(*calls, return_exceptions=True))
 
         try:
@@ -754,6 +756,13 @@ class DaskBackend:
             # comes back is at a new address and gets it again): forget those futures
             for key in [k for k in self._scattered if k[1] not in current]:
                 del self._scattered[key]
+            # so are its lane and what it said of it (a worker back is at a new address)
+            for address in [a for a in self._lane_info if a not in current]:
+                del self._lane_info[address]
+            went = [a for a in self._lane_by_address if a not in current]
+            gone = [self._lane_by_address.pop(a) for a in went]
+        for lane in gone:
+            lane.close()
         if current - known:
             self._refresh()
         return current
@@ -884,8 +893,8 @@ class DaskBackend:
             return None
         assert info is not None
         try:
-            host = address.removeprefix("tcp://").rsplit(":", 1)[0].strip("[]")
-            lane = Lane(host, info[0], info[1], known_errors=_LANE_ERRORS, name=address)
+            port, secret = info
+            lane = Lane(_tcp_host(address), port, secret, known_errors=_LANE_ERRORS, name=address)
         except OSError as exc:
             log.info("no lane to the Dask worker %s (%r): over Dask's comm", address, exc)
             lane = None
@@ -897,11 +906,13 @@ class DaskBackend:
                 self._lane_by_address[address] = lane
         return lane
 
+    async def _lane_of(self, address: str) -> Any:
+        """Worker ``address``'s answer over Dask's comm to ``lane``: its lane's port and
+        secret, None where it has none (the start-up check of direct calls asks this too)."""
+        return await self._rpc(address).meshbench_call(kind="lane")
+
     def _ask_lane(self, address: str) -> None:
         """Ask ``address`` (over Dask's comm) for its lane; its calls use it once it is known."""
-
-        async def ask() -> Any:
-            return await self._rpc(address).meshbench_call(kind="lane")
 
         def done(fut: cf.Future[Any]) -> None:
             try:
@@ -913,8 +924,8 @@ class DaskBackend:
                 self._lane_info[address] = answer if _is_lane(answer) else None
 
         try:
-            fut = asyncio.run_coroutine_threadsafe(ask(), self.client.loop.asyncio_loop)
-            fut.add_done_callback(done)
+            loop = self.client.loop.asyncio_loop
+            asyncio.run_coroutine_threadsafe(self._lane_of(address), loop).add_done_callback(done)
         except Exception:  # the client's loop is gone (closing): no lane
             with self._lock:
                 self._lane_opening.discard(address)

@@ -63,8 +63,8 @@ __all__ = ["Mesh", "TaskHandle", "TaskResult"]
 #: remembered: a module published with every task is hashed, written and fsynced once.
 STORED_KEPT = 16
 STORED_KEPT_MIN_BYTES = 4096
-#: How long a check that found enough bonded workers for a task holds for the next ones
-#: like it (``publish`` warns when a task cannot be met).
+#: How long the policy and bonded workers publish's check read hold for the next tasks
+#: (``publish`` warns when a task cannot be met, asking again before it does).
 ENOUGH_FOR_S = 1.0
 
 LOCAL_DASK_CONFIG: dict[str, Any] = {
@@ -216,8 +216,8 @@ class Mesh:
         self._nonce = 0
         #: the bytes objects published lately and their CIDs (see _blob), newest last
         self._stored: OrderedDict[int, tuple[bytes, CID]] = OrderedDict()
-        #: (when, policy CID) that last found enough bonded workers (see _warn_if_unmeetable)
-        self._enough: tuple[float, Any] | None = None
+        #: (when, policy, bonded workers) as last asked (see _policy_and_bonded)
+        self._policy_seen: tuple[float, MeshPolicy, int] | None = None
         #: the seed this mesh's keys were derived from (``seed=...``): its nonces count
         #: from 1 instead of carrying the wall clock, so the same seed makes the same tasks
         self.seed: bytes | None = None
@@ -706,21 +706,15 @@ class Mesh:
         """Say at once when this mesh cannot run the task (and why)."""
         from meshbench.core.sampling import adaptive
 
-        key = (task.verifier_count, private, task.assurance)
-        enough = self._enough
-        if enough is not None and enough[1] == key and time.monotonic() - enough[0] < ENOUGH_FOR_S:
-            return  # found enough a moment ago for tasks like this (two driver round trips)
-        policy = self.policy
-        q = policy.verification_quorum
-        k = q.verifiers_for(task.verifier_count)
-        need = max(1, q.minimum_verifiers)
-        if adaptive(policy, task, private=private):  # sampled audits
-            k = need = policy.audit.auditors
-        bonded = self.bonded_workers()
-        if bonded >= need + 1:
-            self._enough = (time.monotonic(), key)
-            return
-        self._enough = None
+        for fresh in (False, True):  # what was asked a moment ago, then (if short) now
+            policy, bonded = self._policy_and_bonded(fresh=fresh)
+            q = policy.verification_quorum
+            k = q.verifiers_for(task.verifier_count)
+            need = max(1, q.minimum_verifiers)
+            if adaptive(policy, task, private=private):  # sampled audits
+                k = need = policy.audit.auditors
+            if bonded >= need + 1:
+                return
         raised = (
             f"; k raised from {task.verifier_count} to {k} by policy"
             if k > task.verifier_count
@@ -732,6 +726,18 @@ class Mesh:
             MeshWarning,
             stacklevel=3,
         )
+
+    def _policy_and_bonded(self, *, fresh: bool) -> tuple[MeshPolicy, int]:
+        """The policy and how many workers bonded its ``min_stake``: two round trips to the
+        node's driver, so a burst of publications asks once every :data:`ENOUGH_FOR_S`
+        (``fresh``: ask now)."""
+        seen = self._policy_seen
+        if not fresh and seen is not None and time.monotonic() - seen[0] < ENOUGH_FOR_S:
+            return seen[1], seen[2]
+        policy = self.policy
+        bonded = self.node.bonded_workers(policy.bonding_requirements.min_stake)
+        self._policy_seen = (time.monotonic(), policy, bonded)
+        return policy, bonded
 
     def _blob(self, value: Any, *, text_is_path: bool) -> CID:
         store = self.node.blobs

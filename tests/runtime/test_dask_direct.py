@@ -141,7 +141,7 @@ def test_a_worker_gives_its_lane_over_dask_s_comm_and_refuses_a_lane_without_it(
 
     port, token = mesh.client.sync(call)
     assert isinstance(port, int) and len(token) == 32
-    host = address.removeprefix("tcp://").rsplit(":", 1)[0]
+    host = dask_backend._tcp_host(address)
     guess = socket.create_connection((host, port), timeout=10)
     guess.sendall(bytes(32) + b"\x00\x00\x00\x01\x90")  # a wrong secret, then a frame
     assert guess.recv(10) == b""  # closed, nothing answered

@@ -22,6 +22,7 @@ from meshbench.core.errors import (
 )
 from meshbench.runtime import lane as lane_mod
 from meshbench.runtime.lane import Lane, LaneServer, decode, encode, error_of
+from meshbench.testing.netmesh import wait_until
 
 WAIT_S = 10.0
 
@@ -142,7 +143,7 @@ def test_a_lane_opened_without_the_secret_is_closed_and_calls_nothing(server: La
         else:
             tag, err = answers.next()
             assert tag == "x" and isinstance(err, NetworkError)
-        _wait(lambda: lane.closed is not None)
+        wait_until(lambda: lane.closed is not None, WAIT_S, "the lane closed")
         with pytest.raises(NetworkError):
             lane.call("echo", [2], None, answers.then("y"))
         assert calls == []
@@ -162,7 +163,7 @@ def test_a_worker_that_goes_answers_every_call_out_with_a_network_error() -> Non
     answers = _Answers()
     lane.call("x", [], None, answers.then(1))
     lane.call("x", [], None, answers.then(2))
-    _wait(lambda: len(held) == 2)
+    wait_until(lambda: len(held) == 2, WAIT_S, "both calls held")
     s.close()
     got = sorted([answers.next(), answers.next()], key=lambda t: t[0])
     assert [t for t, _ in got] == [1, 2]
@@ -236,12 +237,3 @@ def test_a_hostile_call_closes_that_lane_only(server: LaneServer) -> None:
     lane.call("echo", [1], None, answers.then(1))
     assert answers.next() == (1, ["echo", (1,), None])
     lane.close()
-
-
-def _wait(condition: Callable[[], bool], timeout: float = WAIT_S) -> None:
-    done = threading.Event()
-    for _ in range(int(timeout / 0.01)):
-        if condition():
-            return
-        done.wait(0.01)
-    raise AssertionError("condition not met in time")
