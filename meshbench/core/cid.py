@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections import OrderedDict
 from typing import Final
 
 from meshbench.core.errors import InvalidCID
@@ -25,9 +26,10 @@ _SHA2_256: Final = b"\x12\x20"
 #: The text of CIDs spelled lately, by their bytes: the same CID arrives as a new object in
 #: every message that names it, and base64's base32 is Python (~5 us a CID; the authority
 #: spelled ~34 a task, of a few CIDs each named again and again while the task is live).
-#: Bounded: emptied when it holds this many (about 1 MB).
-TEXTS_KEPT: Final = 4096
-_TEXTS: dict[bytes, str] = {}
+#: Bounded, the oldest going first (about 100 KB: held flat from the first few dozen tasks on,
+#: where emptying it when full made the heap jump by its size between two measurements).
+TEXTS_KEPT: Final = 512
+_TEXTS: OrderedDict[bytes, str] = OrderedDict()
 
 
 class CID:
@@ -120,7 +122,7 @@ class CID:
             if text is None:
                 text = "b" + base64.b32encode(self._bytes).decode().lower().rstrip("=")
                 if len(_TEXTS) >= TEXTS_KEPT:
-                    _TEXTS.clear()
+                    _TEXTS.popitem(last=False)
                 _TEXTS[self._bytes] = text
             object.__setattr__(self, "_str", text)
         return text

@@ -94,7 +94,7 @@ class BlobStore:
         self._tmp.mkdir(parents=True, exist_ok=True)
         #: shard folders known to exist (blobs are never removed, nor their folders): a blob
         #: kept needs no mkdir (each syscall of the node's driver let go of the GIL)
-        self._shards: set[Path] = set()
+        self._shards: set[str] = set()  # their names (a Path each cost ~200 bytes)
         for stale in self._tmp.glob("put-*"):  # left by a crash mid-write
             stale.unlink(missing_ok=True)
 
@@ -143,9 +143,10 @@ class BlobStore:
     def _place(self, staged: StagedBlob) -> None:
         try:
             dest = self.path(staged.cid)
-            if dest.parent not in self._shards:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                self._shards.add(dest.parent)
+            shard = dest.parent
+            if shard.name not in self._shards:
+                shard.mkdir(parents=True, exist_ok=True)
+                self._shards.add(shard.name)
             # one syscall: a blob already held is replaced by the same bytes (its name is
             # their hash; a reader that has it open keeps reading the file it opened)
             try:
