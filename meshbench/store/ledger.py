@@ -47,6 +47,7 @@ from meshbench.core.model import Model, Signed, decode_object
 from meshbench.core.protocol import UNSIGNED_STIMULI, Journaled
 from meshbench.core.tables import Changes
 from meshbench.core.types import TaskIntent
+from meshbench.store import gilsqlite
 
 __all__ = ["Ledger", "LedgerFollower", "LedgerReport", "stored_events"]
 
@@ -130,7 +131,8 @@ class Ledger:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.verify_on_append = verify_on_append
-        self._db = sqlite3.connect(self.path, isolation_level=None)
+        # the driver's statements keep the GIL (see gilsqlite: each let-go cost it ms)
+        self._db = gilsqlite.connect(self.path, synchronous=synchronous)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")  # NORMAL: safe for crashes
         self._db.executescript(_SCHEMA)
