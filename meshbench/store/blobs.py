@@ -33,6 +33,7 @@ from meshbench.core.encoding import CID
 from meshbench.core.errors import BlobNotFound, BlobTooLarge, CIDMismatch, DecryptionError
 from meshbench.core.identity import Identity, public_key_from_did
 from meshbench.core.model import DID, Count, Model
+from meshbench.store import fsops
 
 __all__ = [
     "DEFAULT_MAX_BLOB_BYTES",
@@ -145,15 +146,20 @@ class BlobStore:
             dest = self.path(staged.cid)
             shard = dest.parent
             if shard.name not in self._shards:
-                shard.mkdir(parents=True, exist_ok=True)
+                try:  # holding the GIL, as the rename: this runs on the node's driver
+                    fsops.mkdir(shard)
+                except FileExistsError:
+                    pass
+                except FileNotFoundError:  # no blobs/ folder yet
+                    shard.mkdir(parents=True, exist_ok=True)
                 self._shards.add(shard.name)
             # one syscall: a blob already held is replaced by the same bytes (its name is
             # their hash; a reader that has it open keeps reading the file it opened)
             try:
-                os.replace(staged.tmp, dest)
+                fsops.rename(staged.tmp, dest)
             except FileNotFoundError:  # its folder went after all (removed by hand)
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(staged.tmp, dest)
+                fsops.rename(staged.tmp, dest)
         except BaseException:
             staged.tmp.unlink(missing_ok=True)
             raise

@@ -168,7 +168,7 @@ class Connection:
         self._free: dict[str, list[int]] = {}  # prepared statements not in use, by SQL
         self._busy: set[int] = set()  # those in use (rows not all read yet)
         self._wal_pages = 0
-        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpointer: _Checkpointer | None = None
         handle = ctypes.c_void_p()
         rc = lib.sqlite3_open_v2(
             self.path.encode(), ctypes.byref(handle), _OPEN_READWRITE | _OPEN_CREATE, None
@@ -247,7 +247,7 @@ class Connection:
         self._lib.sqlite3_close_v2(self._db)  # a statement still open is finalised with it
         self._db = None
         if self._checkpointer is not None:
-            self._checkpointer.close()
+            self._checkpointer.stop()
             self._checkpointer = None
 
     def __enter__(self) -> Connection:
@@ -364,15 +364,58 @@ class Connection:
         return _OK
 
     def _after_commit(self) -> None:
-        """A checkpoint once the WAL holds CHECKPOINT_PAGES pages and no transaction is open:
-        on a sqlite3 connection, which lets go of the GIL while it copies and syncs. PASSIVE:
-        it copies what no reader still needs and never waits for one."""
+        """Once the WAL holds CHECKPOINT_PAGES pages, a checkpoint: on a thread of its own with
+        a sqlite3 connection (it copies and syncs with the GIL free, and the committer does
+        not wait for the disk). PASSIVE: it copies what no reader still needs and never waits
+        for one; the next commit that finds the WAL full asks again."""
         if self._wal_pages < CHECKPOINT_PAGES or self.in_transaction:
             return
         self._wal_pages = 0
         if self._checkpointer is None:
-            self._checkpointer = sqlite3.connect(self.path, isolation_level=None)
-        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._checkpointer = _Checkpointer(self.path)
+        self._checkpointer.ask()
+
+
+class _Checkpointer:
+    """A thread that checkpoints a database's WAL when asked (asks meanwhile count once)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.asked = 0  # asks so far
+        self.done = 0  # the asks answered by a checkpoint run since (tests wait on it)
+        self._wanted = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(
+            target=self._run, name="meshbench-ledger-checkpoint", daemon=True
+        )
+        self._thread.start()
+
+    def ask(self) -> None:
+        self.asked += 1
+        self._wanted.set()
+
+    def stop(self) -> None:
+        """Run a checkpoint still asked for, then end (joined)."""
+        self._stopping = True
+        self._wanted.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
+        try:
+            while True:
+                self._wanted.wait()
+                if self._stopping and not self._wanted.is_set():
+                    return
+                self._wanted.clear()
+                upto = self.asked
+                with contextlib.suppress(sqlite3.Error):  # busy: the next full WAL asks again
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                self.done = upto
+                if self._stopping:
+                    return
+        finally:
+            db.close()
 
 
 class Rows:
