@@ -334,12 +334,17 @@ class Connection:
             if rc != _OK:
                 raise self._error(rc)
 
-    def _step(self, stmt: int) -> int:
-        """One step; a busy database is waited for here, the GIL free while it sleeps."""
+    def _step(self, stmt: int, *, first: bool = True) -> int:
+        """One step; a busy database is waited for here, the GIL free while it sleeps (on a
+        statement's first step only: retrying is a reset, which would read rows again)."""
         lib = self._lib
         rc = lib.sqlite3_step(stmt)
         if rc in (_ROW, _DONE):
             return rc
+        if not first:
+            err = self._error(rc)
+            lib.sqlite3_reset(stmt)
+            raise err
         deadline = time.monotonic() + self.timeout
         pause = 0.0005
         while (rc & 0xFF) in (_BUSY, _LOCKED) and time.monotonic() < deadline:
@@ -473,7 +478,7 @@ class Rows:
         self._conn._handle()  # not after close(), nor from another thread
         row = self._take()
         try:
-            self._row = self._conn._step(self._stmt) == _ROW
+            self._row = self._conn._step(self._stmt, first=False) == _ROW
         except BaseException:
             self._done()
             raise
