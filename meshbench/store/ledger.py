@@ -515,10 +515,19 @@ class Ledger:
         return follower.follow(self, report)
 
     def verify(self) -> LedgerReport:
-        """Check everything; the stored tables must equal a fresh fold of the events."""
+        """Check everything; the stored tables must equal a fresh fold of the events. Read in
+        one transaction (unless one is open already): the events and the tables of one
+        moment, whatever another connection commits meanwhile."""
         report = LedgerReport()
-        books = self.refold(report)
-        stored = self.stored_tables()
+        own = not self._db.in_transaction
+        if own:
+            self._db.execute("BEGIN")  # deferred: a read snapshot from the first read on
+        try:
+            books = self.refold(report)
+            stored = self.stored_tables()
+        finally:
+            if own:
+                self._db.execute("COMMIT")
         differences = _differences(stored, books.tables())
         if differences:
             report.tables_equal = False

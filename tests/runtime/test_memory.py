@@ -175,3 +175,32 @@ def test_the_soak_tops_its_publisher_up_before_a_chunk_it_cannot_pay(tmp_path: P
         assert mesh.node.balance(did) >= (before // FEE + 1_000) * FEE
         report = mesh.node.verify_ledger()
         assert report.ok and report.tokens_minted == report.tokens_held
+
+
+def test_verifying_the_ledger_leaves_the_driver_free(tmp_path: Path) -> None:
+    """``verify_ledger`` reads the file through a connection of its own (one read snapshot):
+    it ends while the driver thread is held by other work, and a commit made meanwhile is not
+    half-seen (the 100,000-task soak's verify held the driver for minutes)."""
+    import threading
+
+    with Mesh.in_process(workers=2, data_dir=tmp_path) as mesh:
+        node = mesh.node
+        _settled(mesh, 2)
+        release, held = threading.Event(), threading.Event()
+
+        def hold_the_driver() -> None:
+            held.set()
+            release.wait(30)
+
+        caller = threading.Thread(target=node.call, args=(hold_the_driver, 60))
+        caller.start()
+        try:
+            assert held.wait(10)
+            report = node.verify_ledger(timeout=30)  # answered with the driver still held
+            assert report is not None and report.ok and report.tables_equal
+            assert caller.is_alive()
+        finally:
+            release.set()
+            caller.join(30)
+        (again,) = _settled(mesh, 1)  # and the node goes on
+        assert again.state == "Settled" and node.verify_ledger().ok
