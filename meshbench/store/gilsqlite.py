@@ -118,7 +118,7 @@ def _declare(lib: Any) -> None:
         ("sqlite3_errmsg", s, [p]),
         ("sqlite3_extended_errcode", i, [p]),
         ("sqlite3_errstr", s, [i]),
-        ("sqlite3_prepare_v2", i, [p, s, i, ctypes.POINTER(p), ctypes.POINTER(p)]),
+        ("sqlite3_prepare_v2", i, [p, p, i, ctypes.POINTER(p), ctypes.POINTER(p)]),
         ("sqlite3_finalize", i, [p]),
         ("sqlite3_reset", i, [p]),
         ("sqlite3_step", i, [p]),
@@ -136,8 +136,6 @@ def _declare(lib: Any) -> None:
         ("sqlite3_column_text", p, [p, i]),
         ("sqlite3_column_bytes", i, [p, i]),
         ("sqlite3_get_autocommit", i, [p]),
-        ("sqlite3_exec", i, [p, s, p, p, ctypes.POINTER(p)]),
-        ("sqlite3_free", None, [p]),
         ("sqlite3_wal_hook", p, [p, _WAL_HOOK, p]),
     ):
         fn = getattr(lib, name)
@@ -221,18 +219,23 @@ class Connection:
         self._after_commit()
 
     def executescript(self, script: str) -> None:
-        db = self._handle()
-        err = ctypes.c_void_p()
+        """Each statement of ``script`` in turn, each waited for alone if the database is
+        busy (a statement is atomic; a script is not retried from its start)."""
+        self._handle()
         if self._trace is not None:
             self._trace(script)
-        rc = self._lib.sqlite3_exec(db, script.encode(), None, None, ctypes.byref(err))
-        if err.value:
-            msg = ctypes.string_at(err.value).decode(errors="replace")
-            self._lib.sqlite3_free(err)
-        else:
-            msg = self._lib.sqlite3_errmsg(db).decode(errors="replace")
-        if rc != _OK:
-            raise _ERRORS.get(rc & 0xFF, sqlite3.OperationalError)(msg)
+        raw = script.encode()
+        buf = ctypes.create_string_buffer(raw)
+        at, end = ctypes.addressof(buf), ctypes.addressof(buf) + len(raw)
+        while at < end:
+            stmt, at = self._prepare(at, end - at)
+            if stmt is None:  # only blanks or comments were left
+                break
+            try:
+                while self._step(stmt) == _ROW:
+                    pass
+            finally:
+                self._lib.sqlite3_finalize(stmt)
         self._after_commit()
 
     def close(self) -> None:
@@ -267,28 +270,40 @@ class Connection:
         return self._db
 
     def _statement(self, sql: str) -> int:
-        db = self._handle()
+        self._handle()
         free = self._free.get(sql)
         if free:
             stmt = free.pop()
             self._busy.add(stmt)
             return stmt
-        stmt, tail = ctypes.c_void_p(), ctypes.c_void_p()
         raw = sql.encode()
         buf = ctypes.create_string_buffer(raw)
-        rc = self._lib.sqlite3_prepare_v2(
-            db, buf, len(raw) + 1, ctypes.byref(stmt), ctypes.byref(tail)
-        )
+        start = ctypes.addressof(buf)
+        prepared, tail = self._prepare(start, len(raw))
+        if prepared is None:
+            raise sqlite3.ProgrammingError("the SQL holds no statement")
+        if raw[tail - start :].strip(b" \t\r\n;"):
+            self._lib.sqlite3_finalize(prepared)
+            raise sqlite3.ProgrammingError("You can only execute one statement at a time.")
+        self._busy.add(prepared)
+        return prepared
+
+    def _prepare(self, at: int, size: int) -> tuple[int | None, int]:
+        """The statement that starts at address ``at`` (None if only blanks are left) and
+        the address after it; a busy schema is waited for as a busy step is."""
+        db = self._handle()
+        stmt, tail = ctypes.c_void_p(), ctypes.c_void_p()
+        deadline = time.monotonic() + self.timeout
+        pause = 0.0005
+        while True:
+            rc = self._lib.sqlite3_prepare_v2(db, at, size, ctypes.byref(stmt), ctypes.byref(tail))
+            if (rc & 0xFF) not in (_BUSY, _LOCKED) or time.monotonic() >= deadline:
+                break
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
         if rc != _OK:
             raise self._error(rc)
-        if stmt.value is None:
-            raise sqlite3.ProgrammingError("the SQL holds no statement")
-        rest = ctypes.string_at(tail.value) if tail.value else b""
-        if rest.strip(b" \t\r\n;"):
-            self._lib.sqlite3_finalize(stmt.value)
-            raise sqlite3.ProgrammingError("You can only execute one statement at a time.")
-        self._busy.add(stmt.value)
-        return int(stmt.value)
+        return stmt.value, int(tail.value or at + size)
 
     def _release(self, sql: str, stmt: int) -> None:
         """Back among the free statements, reset (its read, if any, ends here)."""
@@ -297,9 +312,11 @@ class Connection:
         self._busy.discard(stmt)
         lib = self._lib
         lib.sqlite3_reset(stmt)
-        free = self._free.setdefault(sql, [])
-        if len(free) < 4 and sum(map(len, self._free.values())) < STATEMENTS_KEPT:
-            free.append(stmt)
+        free = self._free.get(sql)
+        if free is None and len(self._free) < STATEMENTS_KEPT:
+            free = self._free[sql] = []
+        if free is not None and len(free) < 4:
+            free.append(stmt)  # at most 4 of one SQL, and STATEMENTS_KEPT SQL texts
         else:
             lib.sqlite3_finalize(stmt)
 

@@ -146,6 +146,11 @@ def test_a_lock_held_elsewhere_is_waited_for_with_the_gil_free(tmp_path: Path) -
             stop.set()
             ticker.join()
             releaser.join()
+        holder.execute("BEGIN IMMEDIATE")  # a script waits too (SQLite's own busy handler)
+        releaser = threading.Timer(0.2, holder.execute, ("COMMIT",))
+        releaser.start()
+        db.executescript("CREATE TABLE u (n INTEGER);")
+        releaser.join()
         holder.execute("BEGIN IMMEDIATE")
         db.timeout = 0.1
         with pytest.raises(sqlite3.OperationalError, match="locked"):
