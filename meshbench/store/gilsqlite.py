@@ -50,8 +50,8 @@ CHECKPOINT_PAGES: Final = 1000
 STATEMENTS_KEPT: Final = 128
 
 _OK, _BUSY, _LOCKED, _ROW, _DONE = 0, 5, 6, 100, 101
-_INTEGER, _FLOAT, _TEXT, _BLOB, _NULL = 1, 2, 3, 4, 5
-_OPEN_READWRITE, _OPEN_CREATE, _OPEN_URI = 0x2, 0x4, 0x40
+_INTEGER, _FLOAT, _TEXT, _BLOB = 1, 2, 3, 4  # and 5, NULL
+_OPEN_READWRITE, _OPEN_CREATE = 0x2, 0x4
 _TRANSIENT: Final = ctypes.c_void_p(-1)  # SQLite copies the bytes bound
 _ERRORS: Final[dict[int, type[sqlite3.Error]]] = {
     19: sqlite3.IntegrityError,  # CONSTRAINT
@@ -66,7 +66,6 @@ _WAL_HOOK = ctypes.CFUNCTYPE(
 )
 
 _lib: Any = None
-_lib_path: str | None = None
 _lib_lock = threading.Lock()
 
 
@@ -87,7 +86,7 @@ def library_path() -> str | None:
 
 
 def _library() -> Any:
-    global _lib, _lib_path
+    global _lib
     with _lib_lock:
         if _lib is None:
             path = library_path()
@@ -96,10 +95,8 @@ def _library() -> Any:
             else:
                 lib = ctypes.PyDLL(path)
                 _declare(lib)
-                if lib.sqlite3_libversion().decode() != sqlite3.sqlite_version:
-                    _lib = False  # not the copy sqlite3 uses after all
-                else:
-                    _lib, _lib_path = lib, path
+                same = lib.sqlite3_libversion().decode() == sqlite3.sqlite_version
+                _lib = lib if same else False  # False: not the copy sqlite3 uses after all
         return _lib or None
 
 
@@ -116,7 +113,6 @@ def _declare(lib: Any) -> None:
         ("sqlite3_open_v2", i, [s, ctypes.POINTER(p), i, s]),
         ("sqlite3_close_v2", i, [p]),
         ("sqlite3_errmsg", s, [p]),
-        ("sqlite3_extended_errcode", i, [p]),
         ("sqlite3_errstr", s, [i]),
         ("sqlite3_prepare_v2", i, [p, p, i, ctypes.POINTER(p), ctypes.POINTER(p)]),
         ("sqlite3_finalize", i, [p]),
@@ -194,7 +190,7 @@ class Connection:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
         stmt = self._statement(sql)
         try:
-            self._bind(stmt, params)
+            self._bind(stmt, params, self._lib.sqlite3_bind_parameter_count(stmt))
             rows = Rows(self, sql, stmt)
         except BaseException:
             self._release(sql, stmt)
@@ -205,8 +201,9 @@ class Connection:
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> None:
         stmt = self._statement(sql)
         try:
+            want = self._lib.sqlite3_bind_parameter_count(stmt)
             for params in seq:
-                self._bind(stmt, params)
+                self._bind(stmt, params, want)
                 if self._trace is not None:
                     self._trace(sql)
                 if self._step(stmt) == _ROW:
@@ -293,14 +290,11 @@ class Connection:
         the address after it; a busy schema is waited for as a busy step is."""
         db = self._handle()
         stmt, tail = ctypes.c_void_p(), ctypes.c_void_p()
-        deadline = time.monotonic() + self.timeout
-        pause = 0.0005
-        while True:
-            rc = self._lib.sqlite3_prepare_v2(db, at, size, ctypes.byref(stmt), ctypes.byref(tail))
-            if (rc & 0xFF) not in (_BUSY, _LOCKED) or time.monotonic() >= deadline:
-                break
-            time.sleep(pause)
-            pause = min(pause * 2, 0.02)
+        rc = self._while_busy(
+            lambda: self._lib.sqlite3_prepare_v2(
+                db, at, size, ctypes.byref(stmt), ctypes.byref(tail)
+            )
+        )
         if rc != _OK:
             raise self._error(rc)
         return stmt.value, int(tail.value or at + size)
@@ -320,9 +314,9 @@ class Connection:
         else:
             lib.sqlite3_finalize(stmt)
 
-    def _bind(self, stmt: int, params: Sequence[Any]) -> None:
+    def _bind(self, stmt: int, params: Sequence[Any], want: int) -> None:
+        """``params`` bound to ``stmt``, which has ``want`` parameters."""
         lib = self._lib
-        want = lib.sqlite3_bind_parameter_count(stmt)
         if len(params) != want:
             raise sqlite3.ProgrammingError(
                 f"Incorrect number of bindings supplied. The current statement uses {want}, "
@@ -355,25 +349,31 @@ class Connection:
         """One step; a busy database is waited for here, the GIL free while it sleeps (on a
         statement's first step only: retrying is a reset, which would read rows again)."""
         lib = self._lib
-        rc = lib.sqlite3_step(stmt)
+
+        def step() -> int:
+            rc = int(lib.sqlite3_step(stmt))
+            if (rc & 0xFF) in (_BUSY, _LOCKED):
+                lib.sqlite3_reset(stmt)  # ready to be tried again
+            return rc
+
+        rc = self._while_busy(step) if first else int(lib.sqlite3_step(stmt))
         if rc in (_ROW, _DONE):
             return rc
-        if not first:
-            err = self._error(rc)
-            lib.sqlite3_reset(stmt)
-            raise err
-        deadline = time.monotonic() + self.timeout
-        pause = 0.0005
-        while (rc & 0xFF) in (_BUSY, _LOCKED) and time.monotonic() < deadline:
-            lib.sqlite3_reset(stmt)
-            time.sleep(pause)
-            pause = min(pause * 2, 0.02)
-            rc = lib.sqlite3_step(stmt)
-            if rc in (_ROW, _DONE):
-                return rc
         err = self._error(rc)
         lib.sqlite3_reset(stmt)
         raise err
+
+    def _while_busy(self, call: Callable[[], int]) -> int:
+        """``call()``, and again while the database is busy, sleeping between tries (the GIL
+        free) until ``timeout`` seconds have passed; its last result."""
+        rc = call()
+        deadline = time.monotonic() + self.timeout
+        pause = 0.0005
+        while (rc & 0xFF) in (_BUSY, _LOCKED) and time.monotonic() < deadline:
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+            rc = call()
+        return rc
 
     def _error(self, rc: int) -> sqlite3.Error:
         msg = self._lib.sqlite3_errmsg(self._db).decode(errors="replace") if self._db else ""

@@ -153,9 +153,10 @@ class Ledger:
         #: parent found here needs no lookup; bounded, oldest first out
         self._committed: dict[str, None] = {}
         self._batch_keys: list[str] = []  # the events the open batch wrote so far
-        #: the CIDs of the events held (see :meth:`has`), as of ``_data_version``
+        #: the CIDs of the events held (see :meth:`has`), as of ``_data_version``: made by
+        #: the first batch (a ledger opened only to be read or verified never scans them)
         self._data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
-        self._held = self._held_filter()
+        self._held: _CidFilter | None = None
         self.books = self._load_books()
         #: Test hook: called inside the transaction, just before COMMIT (crash tests).
         self.before_commit: Callable[[tuple[Model, ...]], None] | None = None
@@ -215,7 +216,7 @@ class Ledger:
         key = cid if isinstance(cid, str) else cid_key(cid)
         if key in self._pending.cids:
             return True
-        if self._batch_depth and not self._held.may_hold(key):
+        if self._batch_depth and self._held is not None and not self._held.may_hold(key):
             return False
         return self._db.execute("SELECT 1 FROM events WHERE cid = ?", (key,)).fetchone() is not None
 
@@ -396,8 +397,9 @@ class Ledger:
             if self.before_commit is not None:
                 self.before_commit(events)
             db.execute("COMMIT")
-            for row in rows:
-                self._held.add(row[0])
+            if self._held is not None:  # else the first batch's scan finds them
+                for row in rows:
+                    self._held.add(row[0])
             self._note_committed([row[0] for row in rows])
         except BaseException:
             if not self._batch_depth and db.in_transaction:
@@ -423,6 +425,7 @@ class Ledger:
         pending.events += [(seq + i, *row) for i, row in enumerate(rows)]
         pending.next_seq = seq + len(rows)
         pending.cids.update(row[0] for row in rows)
+        assert self._held is not None  # made when the batch began
         for row in rows:
             self._held.add(row[0])
         pending.links += links
@@ -481,8 +484,8 @@ class Ledger:
             "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events), data_version "
             "FROM pragma_data_version"
         ).fetchone()
-        if version != self._data_version or self._held.full:
-            # another connection committed since (or the filter is full): held CIDs again
+        if self._held is None or version != self._data_version or self._held.full:
+            # the first batch, another connection committed since, or the filter is full
             self._data_version = version
             self._held = self._held_filter()
         self._pending = _Pending(next_seq=last + 1)
