@@ -238,19 +238,32 @@ class _Reader:
 
 
 def _dec(r: _Reader, depth: int) -> Any:
+    # The common cases (a head whose argument is in its first byte, a string or bytes that
+    # fit) are read inline: this runs for every item of every object that enters a node.
+    # Anything else goes through _Reader.head/take, which say what is wrong.
     if depth > MAX_DEPTH:
         raise EncodingError(f"input nests deeper than {MAX_DEPTH} levels")
-    major, info, arg = r.head()
+    data, pos = r.data, r.pos
+    if pos < r.n and (data[pos] & 0x1F) < 24:
+        ib = data[pos]
+        r.pos = pos + 1
+        major, info, arg = ib >> 5, ib & 0x1F, ib & 0x1F
+    else:
+        major, info, arg = r.head()
     if major == 0:
         return arg
     if major == 1:
         return -1 - arg
-    if major == 2:
-        return r.take(arg)
-    if major == 3:
-        raw = r.take(arg)
+    if major == 2 or major == 3:
+        pos = r.pos
+        end = pos + arg
+        if end > r.n:
+            r.take(arg)  # raises: truncated
+        r.pos = end
+        if major == 2:
+            return data[pos:end]
         try:
-            return raw.decode("utf-8")
+            return data[pos:end].decode("utf-8")
         except UnicodeDecodeError as exc:
             raise EncodingError(f"string is not valid UTF-8: {exc.reason}") from None
     if major == 4:
@@ -261,16 +274,29 @@ def _dec(r: _Reader, depth: int) -> Any:
         if arg * 2 > r.n - r.pos:
             raise EncodingError(f"truncated: map of {arg} entries in {r.n - r.pos} bytes")
         out: dict[str, Any] = {}
-        prev: bytes | None = None
-        for _ in range(arg):
-            kmajor, _, klen = r.head()
-            if kmajor != 3:
-                raise NonCanonicalEncoding("map keys must be strings in DAG-CBOR")
-            kb = r.take(klen)
-            if prev is not None:
-                if (len(kb), kb) == (len(prev), prev):
-                    raise NonCanonicalEncoding(f"duplicate map key {kb!r}")
-                if (len(kb), kb) < (len(prev), prev):
+        prev = b""
+        n = r.n
+        for i in range(arg):
+            pos = r.pos
+            if pos < n and 0x60 <= data[pos] < 0x78:  # a text string shorter than 24 bytes
+                klen = data[pos] - 0x60
+                pos += 1
+            else:
+                kmajor, _, klen = r.head()
+                if kmajor != 3:
+                    raise NonCanonicalEncoding("map keys must be strings in DAG-CBOR")
+                pos = r.pos
+            end = pos + klen
+            if end > n:
+                r.pos = pos
+                r.take(klen)  # raises: truncated
+            kb = data[pos:end]
+            r.pos = end
+            if i:
+                lp = len(prev)
+                if klen < lp or (klen == lp and kb <= prev):
+                    if kb == prev:
+                        raise NonCanonicalEncoding(f"duplicate map key {kb!r}")
                     raise NonCanonicalEncoding(
                         f"map keys not in canonical order ({prev!r} before {kb!r})"
                     )

@@ -19,11 +19,10 @@ signature.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import cached_property
 from typing import Annotated, Any, ClassVar, Final, Self, TypeVar
 
@@ -297,15 +296,21 @@ def decode_object(
 
 
 # --- internals -----------------------------------------------------------------------------
+#: Values that are their own IPLD form: a field holding one is copied without a call (most
+#: fields are; this walk runs for every object made, signed or checked).
+_SCALARS: Final = frozenset({str, int, bytes, bool, float, type(None), CID})
+
+
 def _to_ipld(value: Any) -> Any:
     if isinstance(value, Model):
         out: dict[str, Any] = {"@type": value.__struct_config__.tag}
         omit = value.OMIT_IF_DEFAULT
+        scalars = _SCALARS
         for name, key in zip(value.__struct_fields__, value.__struct_encode_fields__, strict=True):
             item = getattr(value, name)
             if omit and name in omit and item == omit[name]:
                 continue
-            out[key] = _to_ipld(item)
+            out[key] = item if type(item) in scalars else _to_ipld(item)
         return out
     if isinstance(value, tuple | list):
         return [_to_ipld(v) for v in value]
@@ -367,16 +372,19 @@ _CHECKS: dict[type, tuple[list[tuple[str, _Check]], list[tuple[str, _Check]]]] =
 _CHECKED = threading.local()
 
 
-@contextlib.contextmanager
-def _checked_by_msgspec() -> Iterator[None]:
+class _checked_by_msgspec:
     """While msgspec builds objects on this thread, they get only the float checks (the
-    previous state is restored, so a build inside another keeps the outer one's)."""
-    before = getattr(_CHECKED, "by_msgspec", False)
-    _CHECKED.by_msgspec = True
-    try:
-        yield
-    finally:
-        _CHECKED.by_msgspec = before
+    previous state is restored, so a build inside another keeps the outer one's). A class,
+    not a generator: it runs for every object decoded or signed."""
+
+    __slots__ = ("before",)
+
+    def __enter__(self) -> None:
+        self.before = getattr(_CHECKED, "by_msgspec", False)
+        _CHECKED.by_msgspec = True
+
+    def __exit__(self, *exc: object) -> None:
+        _CHECKED.by_msgspec = self.before
 
 
 def _checks(cls: type) -> tuple[list[tuple[str, _Check]], list[tuple[str, _Check]]]:
