@@ -18,6 +18,7 @@ anything is allocated.
 from __future__ import annotations
 
 import math
+import operator
 import struct
 from typing import Any, Final
 
@@ -61,8 +62,7 @@ def _head(major: int, n: int, out: bytearray) -> None:
         out += _U64.pack(n)
 
 
-def _key_order(k: tuple[bytes, Any]) -> tuple[int, bytes]:
-    return (len(k[0]), k[0])
+_FIRST: Final = operator.itemgetter(0)
 
 
 #: Encoded map keys (head and UTF-8), by key: the protocol's field names recur in every
@@ -89,20 +89,29 @@ def _sorted_items(value: dict[Any, Any]) -> list[tuple[bytes, Any]]:
     """A map's entries as (encoded key, value), in canonical order: the encoded keys sort
     length-first then bytewise exactly as their UTF-8 does (same head for the same length)."""
     items = [(_encoded_key(k), v) for k, v in value.items()]
-    items.sort(key=_key_order)
+    # bytewise order of the encoded keys is the canonical order: a key's head grows with
+    # its length (0x60 + n below 24 bytes, then 0x78 n, 0x79 n n, ...), so it sorts first
+    items.sort(key=_FIRST)
     return items
 
 
 def _enc(value: Any, out: bytearray, depth: int) -> None:
+    # heads whose argument fits in their first byte are written inline (most of them)
     if depth > MAX_DEPTH:
         raise EncodingError(f"value nests deeper than {MAX_DEPTH} levels")
     t = type(value)
     if t is str:
         raw = value.encode("utf-8")
-        _head(3, len(raw), out)
+        n = len(raw)
+        if n < 24:
+            out.append(0x60 | n)
+        else:
+            _head(3, n, out)
         out += raw
     elif t is int:
-        if 0 <= value < 2**64:
+        if 0 <= value < 24:
+            out.append(value)
+        elif 0 <= value < 2**64:
             _head(0, value, out)
         elif -(2**64) <= value < 0:
             _head(1, -1 - value, out)
@@ -110,12 +119,20 @@ def _enc(value: Any, out: bytearray, depth: int) -> None:
             raise EncodingError(f"integer {value} does not fit in 64 bits")
     elif t is dict:
         items = _sorted_items(value)
-        _head(5, len(items), out)
+        n = len(items)
+        if n < 24:
+            out.append(0xA0 | n)
+        else:
+            _head(5, n, out)
         for kb, v in items:
             out += kb
             _enc(v, out, depth + 1)
     elif t is list or t is tuple:
-        _head(4, len(value), out)
+        n = len(value)
+        if n < 24:
+            out.append(0x80 | n)
+        else:
+            _head(4, n, out)
         for v in value:
             _enc(v, out, depth + 1)
     elif t is bytes or t is bytearray or t is memoryview:
