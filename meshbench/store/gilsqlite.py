@@ -290,11 +290,13 @@ class Connection:
         the address after it; a busy schema is waited for as a busy step is."""
         db = self._handle()
         stmt, tail = ctypes.c_void_p(), ctypes.c_void_p()
-        rc = self._while_busy(
-            lambda: self._lib.sqlite3_prepare_v2(
-                db, at, size, ctypes.byref(stmt), ctypes.byref(tail)
+
+        def prepare() -> int:
+            return int(
+                self._lib.sqlite3_prepare_v2(db, at, size, ctypes.byref(stmt), ctypes.byref(tail))
             )
-        )
+
+        rc = self._while_busy(prepare, prepare())
         if rc != _OK:
             raise self._error(rc)
         return stmt.value, int(tail.value or at + size)
@@ -348,25 +350,25 @@ class Connection:
     def _step(self, stmt: int, *, first: bool = True) -> int:
         """One step; a busy database is waited for here, the GIL free while it sleeps (on a
         statement's first step only: retrying is a reset, which would read rows again)."""
-        lib = self._lib
-
-        def step() -> int:
-            rc = int(lib.sqlite3_step(stmt))
-            if (rc & 0xFF) in (_BUSY, _LOCKED):
-                lib.sqlite3_reset(stmt)  # ready to be tried again
-            return rc
-
-        rc = self._while_busy(step) if first else int(lib.sqlite3_step(stmt))
+        rc = self._try_step(stmt)
+        if first and (rc & 0xFF) in (_BUSY, _LOCKED):
+            rc = self._while_busy(lambda: self._try_step(stmt), rc)
         if rc in (_ROW, _DONE):
             return rc
         err = self._error(rc)
-        lib.sqlite3_reset(stmt)
+        self._lib.sqlite3_reset(stmt)
         raise err
 
-    def _while_busy(self, call: Callable[[], int]) -> int:
-        """``call()``, and again while the database is busy, sleeping between tries (the GIL
-        free) until ``timeout`` seconds have passed; its last result."""
-        rc = call()
+    def _try_step(self, stmt: int) -> int:
+        rc = int(self._lib.sqlite3_step(stmt))
+        if (rc & 0xFF) in (_BUSY, _LOCKED):
+            self._lib.sqlite3_reset(stmt)  # ready to be tried again
+        return rc
+
+    def _while_busy(self, call: Callable[[], int], rc: int) -> int:
+        """``call()`` again while ``rc``, its first result, says the database is busy,
+        sleeping between tries (the GIL free) until ``timeout`` seconds have passed; its last
+        result. Only a busy call gets here: the common path makes no closure, reads no clock."""
         deadline = time.monotonic() + self.timeout
         pause = 0.0005
         while (rc & 0xFF) in (_BUSY, _LOCKED) and time.monotonic() < deadline:
