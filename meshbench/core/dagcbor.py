@@ -1,11 +1,5 @@
 """A strict DAG-CBOR codec (the IPLD spec's canonical subset of CBOR, RFC 8949).
 
-Why our own: the ``dag-cbor`` package is correct but spends most of its time in runtime
-type validation (about 0.2 ms to decode a TaskIntent, several times the cost of the
-signature check), and every message in the mesh goes through here. This module is small,
-strict, and tested against the published IPLD vectors and, differentially, against the
-``dag-cbor`` package on random and mutated inputs (``tests/core/test_dagcbor.py``).
-
 Rules enforced when decoding (each a :class:`NonCanonicalEncoding`): map keys are strings,
 sorted length-first then bytewise, without duplicates; integer and length heads are minimal;
 floats are 64-bit and finite; no indefinite lengths; the only tag is 42 (a CID, as bytes
@@ -13,6 +7,16 @@ with a 0x00 prefix); the only simple values are false, true and null. Malformed 
 (truncation, trailing bytes, bad UTF-8, absurd lengths, too deep) raises
 :class:`EncodingError`. A length header is checked against the bytes actually left before
 anything is allocated.
+
+Two codecs, one rule. :func:`reference_dumps` and :func:`reference_loads` are ours, in
+Python: the rule of record, tested against the published IPLD vectors and, differentially,
+against the ``dag-cbor`` package on random and mutated inputs (``tests/core/test_dagcbor.py``).
+:func:`dumps` and :func:`loads`, which every message in the mesh goes through, run ``cbrrr``
+(a strict DAG-CBOR codec in C that enforces the same rules, 3-5x faster) and hand anything
+it refuses to the reference codec, so that every error is ours, typed and worded as ours;
+where they could differ (depth, which cbrrr does not bound; cycles, on which its encoder
+would allocate without end) the reference decides. The two are tested to agree, value for
+value and refusal for refusal, on the same random, mutated and hostile inputs.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ import operator
 import struct
 from typing import Any, Final
 
+import msgspec
+from cbrrr import _cbrrr
+
 from meshbench.core.cid import CID
 from meshbench.core.errors import EncodingError, InvalidCID, NonCanonicalEncoding
 
@@ -29,10 +36,9 @@ __all__ = [
     "MAX_DEPTH",
     "dumps",
     "dumps_with_and_without",
-    "join_map",
     "loads",
-    "map_entries",
-    "replace_entry",
+    "reference_dumps",
+    "reference_loads",
 ]
 
 MAX_DEPTH: Final = 128
@@ -43,7 +49,90 @@ _U64: Final = struct.Struct(">Q")
 _MINIMUM: Final = {24: 24, 25: 0x100, 26: 0x10000, 27: 0x100000000}
 
 
-# --- encoding ------------------------------------------------------------------------------
+# --- the fast path -------------------------------------------------------------------------
+_native_encode = _cbrrr.encode_dag_cbor
+_native_decode = _cbrrr.decode_dag_cbor
+_cid_from_binary = CID._from_binary
+
+#: A cycle guard for the native encoder: msgspec's encoder walks lists and dicts in C under
+#: the interpreter's recursion limit, so a value that contains itself raises RecursionError
+#: in about a microsecond (cbrrr's encoder is not recursive and would grow its output until
+#: memory ran out). What it writes is thrown away; what it cannot encode, cbrrr refuses too.
+_cycle_guard = msgspec.msgpack.Encoder(enc_hook=lambda _: None).encode
+
+#: Every array or map head is one of these bytes (major types 4 and 5): an item deeper than
+#: MAX_DEPTH needs MAX_DEPTH + 1 of them, so fewer rule the depth walk out at C speed.
+_CONTAINER_HEADS: Final = bytes(range(0x80, 0xC0))
+_CONTAINERS: Final = (dict, list, tuple)
+
+
+def _may_be_too_deep(encoded: bytes) -> bool:
+    n = len(encoded)
+    return n > MAX_DEPTH and n - len(encoded.translate(None, _CONTAINER_HEADS)) > MAX_DEPTH
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether ``value`` holds an item deeper than MAX_DEPTH (the top level is depth 0), as
+    the reference codec counts: level by level, without recursion."""
+    level = [value]
+    for _ in range(MAX_DEPTH):
+        below: list[Any] = []
+        for x in level:
+            t = type(x)
+            if t is dict:
+                below += [v for v in x.values() if type(v) in _CONTAINERS]
+            elif t is list or t is tuple:
+                below += [v for v in x if type(v) in _CONTAINERS]
+        if not below:
+            return False
+        level = below
+    return any(len(x) for x in level)  # the containers at MAX_DEPTH: is any not empty?
+
+
+def _native_dumps(value: Any) -> bytes | None:
+    """The native encoding of ``value``, or None where the reference codec must decide."""
+    try:
+        _cycle_guard(value)
+        out: bytes = _native_encode(value, CID, False)
+    except Exception:  # cbrrr's own refusals, RecursionError from the guard
+        return None
+    if _may_be_too_deep(out) and _too_deep(value):
+        return None
+    return out
+
+
+def dumps(value: Any) -> bytes:
+    """Encode an IPLD value as canonical DAG-CBOR."""
+    out = _native_dumps(value)
+    return reference_dumps(value) if out is None else out
+
+
+def dumps_with_and_without(value: dict[str, Any], key: str) -> tuple[bytes, bytes]:
+    """The canonical encodings of the map ``value`` and of ``value`` without ``key`` (a
+    signed object and its signing payload)."""
+    if type(value) is not dict:
+        raise EncodingError(f"expected a map, not {type(value).__name__}")
+    full = dumps(value)  # checks every value once; the map less one key holds no new one
+    rest = {k: v for k, v in value.items() if k != key}
+    try:
+        return full, _native_encode(rest, CID, False)
+    except Exception:
+        return full, reference_dumps(rest)
+
+
+def loads(data: bytes) -> Any:
+    """Decode exactly one strict DAG-CBOR item from ``data``."""
+    data = bytes(data)
+    try:
+        value, end = _native_decode(data, _cid_from_binary, False)
+    except Exception:  # cbrrr's refusals, and InvalidCID from a CID in tag 42
+        return reference_loads(data)
+    if end != len(data) or (_may_be_too_deep(data) and _too_deep(value)):
+        return reference_loads(data)
+    return value
+
+
+# --- the reference codec: encoding ---------------------------------------------------------
 def _head(major: int, n: int, out: bytearray) -> None:
     m = major << 5
     if n < 24:
@@ -158,58 +247,14 @@ def _enc(value: Any, out: bytearray, depth: int) -> None:
         raise EncodingError(f"{type(value).__name__} is not an IPLD data model kind")
 
 
-def dumps(value: Any) -> bytes:
-    """Encode an IPLD value as canonical DAG-CBOR."""
+def reference_dumps(value: Any) -> bytes:
+    """Encode an IPLD value as canonical DAG-CBOR (the reference codec)."""
     out = bytearray()
     _enc(value, out, 0)
     return bytes(out)
 
 
-def map_entries(value: dict[str, Any]) -> list[tuple[bytes, bytes]]:
-    """The entries of the map ``value`` in canonical order, each as (encoded key, encoded
-    key and value): :func:`join_map` makes the map of all of them, or of all but one key."""
-    if type(value) is not dict:
-        raise EncodingError(f"expected a map, not {type(value).__name__}")
-    out = []
-    for kb, v in _sorted_items(value):
-        entry = bytearray(kb)
-        _enc(v, entry, 1)
-        out.append((kb, bytes(entry)))
-    return out
-
-
-def join_map(entries: list[tuple[bytes, bytes]], *, without: str | None = None) -> bytes:
-    """The canonical map of ``entries`` (from :func:`map_entries`), less the key ``without``:
-    removing an entry from a canonical map leaves the others in order."""
-    skip = None if without is None else _encoded_key(without)
-    kept = [entry for kb, entry in entries if kb != skip]
-    out = bytearray()
-    _head(5, len(kept), out)
-    return bytes(out) + b"".join(kept)
-
-
-Entries = list[tuple[bytes, bytes]]
-
-
-def replace_entry(entries: Entries, key: str, value: Any) -> Entries:
-    """``entries`` with the value of the existing ``key`` replaced (its place is its key's)."""
-    kb = _encoded_key(key)
-    entry = bytearray(kb)
-    _enc(value, entry, 1)
-    out = [(k, bytes(entry) if k == kb else e) for k, e in entries]
-    if not any(k == kb for k, _ in entries):
-        raise EncodingError(f"the map has no key {key!r} to replace")
-    return out
-
-
-def dumps_with_and_without(value: dict[str, Any], key: str) -> tuple[bytes, bytes]:
-    """The canonical encodings of the map ``value`` and of ``value`` without ``key``, in
-    one pass (a signed object and its signing payload)."""
-    entries = map_entries(value)
-    return join_map(entries), join_map(entries, without=key)
-
-
-# --- decoding ------------------------------------------------------------------------------
+# --- the reference codec: decoding ---------------------------------------------------------
 class _Reader:
     __slots__ = ("data", "n", "pos")
 
@@ -352,8 +397,8 @@ def _dec(r: _Reader, depth: int) -> Any:
     raise NonCanonicalEncoding(f"simple value {info} is not allowed (only false, true, null)")
 
 
-def loads(data: bytes) -> Any:
-    """Decode exactly one strict DAG-CBOR item from ``data``."""
+def reference_loads(data: bytes) -> Any:
+    """Decode exactly one strict DAG-CBOR item from ``data`` (the reference codec)."""
     r = _Reader(bytes(data))
     value = _dec(r, 0)
     if r.pos != r.n:

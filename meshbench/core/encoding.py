@@ -32,11 +32,8 @@ __all__ = [
     "decode",
     "encode",
     "encode_with_and_without",
-    "join_map",
-    "map_entries",
     "object_cid",
     "parse_cid",
-    "replace_entry",
     "sha256_cid",
 ]
 
@@ -51,15 +48,9 @@ def encode(value: Any) -> bytes:
     return dagcbor.dumps(value)
 
 
-#: A map's canonical entries, joined with or without one key (a signed object and its payload).
-map_entries = dagcbor.map_entries
-join_map = dagcbor.join_map
-replace_entry = dagcbor.replace_entry
-
-
 def encode_with_and_without(value: dict[str, Any], key: str) -> tuple[bytes, bytes]:
-    """The DAG-CBOR of the map ``value`` and of ``value`` less ``key``, in one pass (a
-    signed object's bytes and its signing payload)."""
+    """The DAG-CBOR of the map ``value`` and of ``value`` less ``key`` (a signed object's
+    bytes and its signing payload)."""
     return dagcbor.dumps_with_and_without(value, key)
 
 

@@ -210,18 +210,16 @@ class Signed(Model):
                 f"{type(self).__name__}.{self.SIGNER} is {self.signer}, "
                 f"but the signing key is {who.did}"
             )
-        # one encoding pass: the payload, then the signed bytes are the same entries with
-        # the signature's replaced (its place in the canonical order is its key's)
-        entries = encoding.map_entries(self._ipld)
-        payload = encoding.join_map(entries, without="signature")
+        payload = self.__dict__.get("_payload")  # an unsigned object's, if it was asked for
+        if payload is None:
+            payload = encoding.encode({k: v for k, v in self._ipld.items() if k != "signature"})
         signature = who.sign(payload)
         with _checked_by_msgspec():  # every field but the signature is this checked object's
             signed = msgspec.structs.replace(self, signature=signature)
-        signed.__dict__["_ipld"] = {**self._ipld, "signature": signature}
+        ipld = {**self._ipld, "signature": signature}
+        signed.__dict__["_ipld"] = ipld
         signed.__dict__["_payload"] = payload
-        signed.__dict__["_encoded"] = encoding.join_map(
-            encoding.replace_entry(entries, "signature", signature)
-        )
+        signed.__dict__["_encoded"] = encoding.encode(ipld)
         return signed
 
     def verify(self) -> Self:

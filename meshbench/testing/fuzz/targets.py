@@ -25,7 +25,7 @@ import trio
 
 from meshbench.core import dagcbor, encoding
 from meshbench.core.cid import CID
-from meshbench.core.errors import MeshError
+from meshbench.core.errors import EncodingError, MeshError
 from meshbench.core.identity import did_from_public_key, public_key_from_did, verify
 from meshbench.core.model import Signed, decode_object
 from meshbench.net import blocks, control, sync
@@ -45,10 +45,23 @@ class FuzzFinding(AssertionError):
 
 # --- codecs and identifiers --------------------------------------------------------------
 def fuzz_dagcbor(data: bytes) -> None:
-    """Strict DAG-CBOR: an accepted input re-encodes to exactly the same bytes."""
-    value = dagcbor.loads(data)
+    """Strict DAG-CBOR: the native fast path and the reference codec make the same of every
+    input, and an accepted input re-encodes to exactly the same bytes."""
+    try:
+        reference: Any = dagcbor.reference_loads(data)
+    except EncodingError as exc:
+        reference = exc
+    try:
+        value = dagcbor.loads(data)
+    except EncodingError as exc:
+        if type(exc) is not type(reference) or str(exc) != str(reference):
+            said = f"the fast path says {exc!r}, not {reference!r}"
+            raise FuzzFinding(f"{data.hex()}: {said}") from None
+        raise
+    if isinstance(reference, EncodingError) or value != reference:
+        raise FuzzFinding(f"{data.hex()}: the fast path decodes {value!r}, not {reference!r}")
     again = dagcbor.dumps(value)
-    if again != data:
+    if again != data or dagcbor.reference_dumps(value) != data:
         raise FuzzFinding(f"decoded {data.hex()} re-encodes as {again.hex()}")
 
 
