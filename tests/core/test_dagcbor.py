@@ -331,3 +331,18 @@ def test_native_and_reference_encoders_agree(value: object) -> None:
 def test_native_and_reference_encoders_agree_on_values(value: object) -> None:
     assert dagcbor.dumps(value) == dagcbor.reference_dumps(value)
     assert dagcbor.loads(dagcbor.reference_dumps(value)) == value
+
+
+@settings(max_examples=500)
+@given(st.sampled_from(["raw", "dag-cbor"]), digests | st.sampled_from([bytes(32), b"\xff" * 32]))
+def test_cid_text_is_base32_of_its_bytes(codec: str, digest: bytes) -> None:
+    import base64
+
+    from meshbench.core import cid as cid_module
+
+    raw = bytes(CID(codec, digest))
+    spelled = base64.b32encode(raw).decode().lower().rstrip("=")
+    assert cid_module._base32(raw) == spelled
+    cid_module._TEXTS.clear()  # spelled afresh, not read from the cache
+    assert str(CID(codec, digest)) == "b" + spelled
+    assert CID.decode("b" + spelled) == CID(codec, digest)
