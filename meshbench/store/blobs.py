@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import io
 import os
@@ -92,6 +93,7 @@ class BlobStore:
         self._handoff_size = 0
         self._handoff_lock = threading.Lock()
         self._tmp = self.root / "tmp"
+        self._blobs = os.path.join(self.root, "blobs")  # str paths on the hot path (no pathlib)
         self._tmp.mkdir(parents=True, exist_ok=True)
         #: shard folders known to exist (blobs are never removed, nor their folders): a blob
         #: kept needs no mkdir (each syscall of the node's driver let go of the GIL)
@@ -117,8 +119,7 @@ class BlobStore:
         :meth:`StagedBlob.discard`: the costly part can run on another thread than the one
         that decides whether the blob is kept. A staged blob never kept is removed at the
         next start, as any temporary file."""
-        fd, tmp_name = tempfile.mkstemp(prefix="put-", dir=self._tmp)
-        tmp = Path(tmp_name)
+        fd, tmp = tempfile.mkstemp(prefix="put-", dir=self._tmp)
         try:
             digest = hashlib.sha256()
             size = 0
@@ -137,31 +138,31 @@ class BlobStore:
             if expected is not None and cid != expected:
                 raise CIDMismatch(f"the bytes hash to {cid}, not to the expected {expected}")
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            _remove(tmp)
             raise
         return StagedBlob(self, cid, tmp)
 
     def _place(self, staged: StagedBlob) -> None:
         try:
-            dest = self.path(staged.cid)
-            shard = dest.parent
-            if shard.name not in self._shards:
+            dest = self._file(staged.cid)
+            shard, name = os.path.split(dest)
+            if name[-2:] not in self._shards:
                 try:  # holding the GIL, as the rename: this runs on the node's driver
                     fsops.mkdir(shard)
                 except FileExistsError:
                     pass
                 except FileNotFoundError:  # no blobs/ folder yet
-                    shard.mkdir(parents=True, exist_ok=True)
-                self._shards.add(shard.name)
+                    os.makedirs(shard, exist_ok=True)
+                self._shards.add(name[-2:])
             # one syscall: a blob already held is replaced by the same bytes (its name is
             # their hash; a reader that has it open keeps reading the file it opened)
             try:
                 fsops.rename(staged.tmp, dest)
             except FileNotFoundError:  # its folder went after all (removed by hand)
-                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.makedirs(shard, exist_ok=True)
                 fsops.rename(staged.tmp, dest)
         except BaseException:
-            staged.tmp.unlink(missing_ok=True)
+            _remove(staged.tmp)
             raise
 
     def put_file(self, path: str | os.PathLike[str]) -> CID:
@@ -170,12 +171,15 @@ class BlobStore:
 
     # --- reading ----------------------------------------------------------------------
     def path(self, cid: CID | str) -> Path:
-        c = encoding.parse_cid(cid, codec=encoding.RAW)
-        text = str(c)
-        return self.root / "blobs" / text[-2:] / text
+        return Path(self._file(cid))
+
+    def _file(self, cid: CID | str) -> str:
+        """The path of ``cid``'s file, as text (``blobs/<last two characters>/<cid>``)."""
+        text = str(encoding.parse_cid(cid, codec=encoding.RAW))
+        return f"{self._blobs}{os.sep}{text[-2:]}{os.sep}{text}"
 
     def has(self, cid: CID | str) -> bool:
-        return self.path(cid).is_file()
+        return os.path.isfile(self._file(cid))
 
     def size(self, cid: CID | str) -> int:
         try:
@@ -373,7 +377,7 @@ def x25519_key_of(did: str) -> nacl.public.PublicKey:
 class StagedBlob:
     """A blob written and hashed but not yet in its store (see :meth:`BlobStore.stage`)."""
 
-    def __init__(self, store: BlobStore, cid: CID, tmp: Path) -> None:
+    def __init__(self, store: BlobStore, cid: CID, tmp: str) -> None:
         self.store = store
         self.cid = cid
         self.tmp = tmp
@@ -390,7 +394,12 @@ class StagedBlob:
         """Drop it: the store is as if it had never been staged."""
         if not self._done:
             self._done = True
-            self.tmp.unlink(missing_ok=True)
+            _remove(self.tmp)
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _chunks(source: Source) -> Iterator[bytes]:
