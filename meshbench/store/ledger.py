@@ -63,10 +63,12 @@ CREATE TABLE IF NOT EXISTS events (
     timestamp INTEGER,
     data BLOB NOT NULL
 );
+-- an event's DAG links, written with it (each once) and never read to check anything: no
+-- key, so a link costs an append, not a random leaf of an index (older ledgers keep their
+-- PRIMARY KEY (child, parent); INSERT OR IGNORE writes both)
 CREATE TABLE IF NOT EXISTS parents (
     child TEXT NOT NULL,
-    parent TEXT NOT NULL,
-    PRIMARY KEY (child, parent)
+    parent TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS derived (
     tbl TEXT NOT NULL,
@@ -364,7 +366,7 @@ class Ledger:
             key = cid_key(ev.cid)
             if key in batch or self.has(key):
                 raise LedgerError(f"{type(ev).__name__} {key} is already in the ledger")
-            for parent in getattr(ev, "parents", ()):
+            for parent in dict.fromkeys(getattr(ev, "parents", ())):  # each link once
                 pkey = cid_key(parent)
                 if pkey not in batch and pkey not in self._committed and not self.has(pkey):
                     raise LedgerError(f"{type(ev).__name__} {key} links to unknown parent {pkey}")
@@ -620,7 +622,7 @@ class LedgerFollower:
             except MeshError as exc:
                 self._problems.append(f"event #{seq} {cid}: {type(exc).__name__}: {exc}")
                 continue
-            for parent in getattr(ev, "parents", ()):
+            for parent in dict.fromkeys(getattr(ev, "parents", ())):  # each link once
                 if cid_key(parent) not in seen:
                     self._problems.append(f"event #{seq} {cid}: parent {parent} is not before it")
             auditor.before(ev, books)

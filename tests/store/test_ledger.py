@@ -112,6 +112,38 @@ def test_ledger_folds_exactly_what_the_state_machine_folded(tmp_path):
         assert report.tokens_minted == report.tokens_held
 
 
+@pytest.mark.parametrize("schema", ["current", "keyed"])
+def test_parents_hold_each_events_links_once(tmp_path, schema):
+    """The parents table (written, never read by the ledger: links are checked from the
+    events themselves) has no key since it is appended with its event; a ledger made when it
+    had one, (child, parent), is written the same way."""
+    path = tmp_path / "l.sqlite"
+    if schema == "keyed":
+        with sqlite3.connect(path) as db:
+            db.execute(
+                "CREATE TABLE parents (child TEXT NOT NULL, parent TEXT NOT NULL, "
+                "PRIMARY KEY (child, parent))"
+            )
+    with Ledger(path, authority=make_identity(1000).did) as led:
+        h = _drive_harness(led)
+        assert led.verify().ok
+    expected = sorted(
+        (str(cmd_ev.cid), str(p))
+        for cmd in h.log
+        if isinstance(cmd, AppendToLedger)
+        for cmd_ev in cmd.events
+        for p in dict.fromkeys(getattr(cmd_ev, "parents", ()))
+    )
+    with sqlite3.connect(path) as db:
+        rows = sorted(db.execute("SELECT child, parent FROM parents").fetchall())
+        keyed = (
+            "PRIMARY KEY"
+            in db.execute("SELECT sql FROM sqlite_master WHERE name = 'parents'").fetchone()[0]
+        )
+    assert expected and rows == expected
+    assert keyed is (schema == "keyed")
+
+
 def test_double_payout_is_refused_by_the_ledger(tmp_path):
     with Ledger(tmp_path / "l.sqlite", authority=make_identity(1000).did) as led:
         h = _drive_harness(led)
