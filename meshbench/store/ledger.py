@@ -727,10 +727,10 @@ class _CidFilter:
     def full(self) -> bool:
         return self.count >= self.capacity
 
-    def _probes(self, key: str) -> Iterator[int]:
+    def _probes(self, key: str) -> list[int]:
         h1, h2 = hash(key), hash((key, 1)) | 1
         mask = self._mask
-        return ((h1 + i * h2) & mask for i in range(self.PROBES))
+        return [(h1 + i * h2) & mask for i in range(self.PROBES)]
 
     def add(self, key: str) -> None:
         bits = self._bits
@@ -739,8 +739,14 @@ class _CidFilter:
         self.count += 1
 
     def may_hold(self, key: str) -> bool:
-        bits = self._bits
-        return all(bits[p >> 3] & (1 << (p & 7)) for p in self._probes(key))
+        # the probes one by one: a key not added is mostly answered at its first probes
+        h1, h2 = hash(key), hash((key, 1)) | 1
+        mask, bits = self._mask, self._bits
+        for i in range(self.PROBES):
+            p = (h1 + i * h2) & mask
+            if not bits[p >> 3] & (1 << (p & 7)):
+                return False
+        return True
 
 
 @dataclass
