@@ -716,7 +716,7 @@ class AuthorityNode:
             if not (cmds and rec is not None):
                 staged.discard()  # refused (or not this node's task): nothing is stored
         if cmds and rec is not None:
-            staged.keep()
+            staged.keep(hold_gil=True)  # the driver: see StagedBlob.keep
         elif rec is not None:
             rec.output = before
 
@@ -729,7 +729,8 @@ class AuthorityNode:
             return
         verdict, output = answer
         if verdict.output_cid is not None:
-            self.blobs.put(output)  # before feeding: the judgement reads it from the store
+            # before feeding: the judgement reads it from the store
+            self.blobs.put(output, hold_gil=True)
         self.feed(verdict)
 
     def _referee_pool(self) -> ThreadPoolExecutor:

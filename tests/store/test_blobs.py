@@ -70,6 +70,22 @@ def test_a_staged_blob_is_stored_only_once_kept(tmp_path: Path) -> None:
     assert not list((tmp_path / "tmp").iterdir())
 
 
+@pytest.mark.parametrize("hold_gil", [False, True])
+def test_a_blob_is_kept_the_same_whether_its_rename_holds_the_gil(
+    tmp_path: Path, hold_gil: bool
+) -> None:
+    """The driver's renames keep the GIL (fsops), every other thread's let go of it: the
+    store ends the same, new shard folders and all."""
+    store = mb.BlobStore(tmp_path)
+    cids = [store.put(bytes([i]) * 64, hold_gil=hold_gil) for i in range(20)]
+    staged = store.stage(b"staged")
+    assert staged.keep(hold_gil=hold_gil) == encoding.blob_cid(b"staged")
+    assert sorted(store.cids()) == sorted([*cids, staged.cid])
+    assert [store.get(c) for c in cids] == [bytes([i]) * 64 for i in range(20)]
+    assert store.put(bytes([3]) * 64, hold_gil=not hold_gil) == cids[3]  # held: replaced
+    assert not list((tmp_path / "tmp").iterdir())
+
+
 def test_missing_and_bad_cids(tmp_path: Path) -> None:
     store = mb.BlobStore(tmp_path)
     with pytest.raises(mb.BlobNotFound):
