@@ -65,15 +65,15 @@ def _base32(raw: bytes) -> str:
     return x.to_bytes(64, "big")[64 - _GROUPS :].translate(_B32_SPELL).decode()
 
 
+_set = object.__setattr__
+
+
 def _fill(cid: CID, code: int, raw: bytes) -> None:
     # past CID.__setattr__, which refuses every write once the object is made
     _set(cid, "_code", code)
     _set(cid, "_bytes", raw)
     _set(cid, "_str", None)
     _set(cid, "_hash", hash(raw))
-
-
-_set = object.__setattr__
 
 
 class CID:

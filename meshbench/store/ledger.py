@@ -622,7 +622,7 @@ class LedgerFollower:
             except MeshError as exc:
                 self._problems.append(f"event #{seq} {cid}: {type(exc).__name__}: {exc}")
                 continue
-            for parent in dict.fromkeys(getattr(ev, "parents", ())):  # each link once
+            for parent in getattr(ev, "parents", ()):
                 if cid_key(parent) not in seen:
                     self._problems.append(f"event #{seq} {cid}: parent {parent} is not before it")
             auditor.before(ev, books)
